@@ -1,0 +1,154 @@
+//! The admin listener: `/healthz`, `/readyz` and `/debug/routes`. Read-only by design; it is
+//! bound to loopback by default.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::proxy::{ActiveTable, TableHandle};
+use crate::table::{BackendTarget, PathKind};
+
+/// What the admin endpoints report on.
+#[derive(Debug)]
+pub struct AdminState {
+    tables: Arc<TableHandle>,
+    draining: AtomicBool,
+}
+
+impl AdminState {
+    pub fn new(tables: Arc<TableHandle>) -> Self {
+        Self {
+            tables,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Ready once the first table is published, and until shutdown begins.
+    pub fn is_ready(&self) -> bool {
+        self.tables.is_published() && !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Marks the process as shutting down: `/readyz` fails from now on.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    debug!(%error, "admin accept failed");
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(respond(&state, &request)) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                debug!(%error, "admin connection failed");
+            }
+        });
+    }
+}
+
+fn respond(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/debug/routes" => {
+            let body =
+                serde_json::to_vec_pretty(&routes_json(&state.tables.load())).unwrap_or_default();
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The table as JSON: routes grouped by host, backends with their endpoints, diagnostics.
+pub fn routes_json(active: &ActiveTable) -> Value {
+    let table = &active.table;
+    let backend_name = |index: usize| table.backend(index).map(|b| b.name.to_string());
+    let mut hosts: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut default_backend = Value::Null;
+    for route in table.routes() {
+        let Some(path) = &route.path else {
+            default_backend = json!({
+                "ingress": format!("{}/{}", route.ingress.namespace, route.ingress.name),
+                "backend": backend_name(route.backend),
+            });
+            continue;
+        };
+        hosts.entry(route.host.to_string()).or_default().push(json!({
+            "path": path.display_path(),
+            "pathType": match path.kind() { PathKind::Exact => "Exact", PathKind::Prefix => "Prefix" },
+            "ingress": format!("{}/{}", route.ingress.namespace, route.ingress.name),
+            "backend": backend_name(route.backend),
+            "responseHeadersTimeoutSeconds": route.timeouts.response_headers.as_secs_f64(),
+        }));
+    }
+    let backends: Vec<Value> = table
+        .backends()
+        .iter()
+        .map(|backend| match &backend.target {
+            BackendTarget::Endpoints(endpoints) => json!({
+                "name": backend.name,
+                "loadBalancing": format!("{:?}", backend.load_balancing),
+                "endpoints": endpoints.iter().map(|e| e.address.to_string()).collect::<Vec<_>>(),
+            }),
+            BackendTarget::Invalid(reason) => json!({
+                "name": backend.name,
+                "invalid": reason,
+            }),
+        })
+        .collect();
+    json!({
+        "generation": active.generation,
+        "hosts": hosts.into_iter().map(|(host, paths)| json!({"host": host, "paths": paths})).collect::<Vec<_>>(),
+        "defaultBackend": default_backend,
+        "backends": backends,
+        "diagnostics": active.diagnostics,
+    })
+}

@@ -1,0 +1,245 @@
+//! `compile`: the pure, total function from a [`Snapshot`] to a [`RoutingTable`] plus
+//! diagnostics.
+//!
+//! Pure: no I/O, no clocks, no randomness; the same snapshot gives the same table. Total: any
+//! input, however malformed, yields a table, and whatever could not be used is reported as a
+//! [`Diagnostic`] that names the object. A broken object never affects the routes of another.
+//!
+//! Rules from many Ingresses merge per host. Ingresses are processed oldest first
+//! (creationTimestamp, then namespace/name), so on a conflict (same host, same path and kind)
+//! the oldest keeps the route and the younger one gets a diagnostic.
+
+mod class;
+mod ingress;
+mod service;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use k8s_openapi::api::networking::v1::Ingress;
+
+use crate::snapshot::Snapshot;
+use crate::table::{
+    Backend, BackendTarget, Diagnostic, HostPattern, LoadBalancing, ObjectRef, PathRule, Route,
+    RoutingTable, Timeouts,
+};
+
+pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
+pub use service::SERVICE_NAME_LABEL;
+
+pub const DEFAULT_INGRESS_CLASS: &str = "vane";
+pub const DEFAULT_CONTROLLER_NAME: &str = "vane.dev/ingress-controller";
+/// Like nginx's `proxy_read_timeout` default: generous, but a hung upstream still ends.
+pub const DEFAULT_RESPONSE_HEADERS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Diagnostic reasons (used as Kubernetes Event reasons).
+pub mod reasons {
+    pub const INGRESS_CLASS_NOT_FOUND: &str = "IngressClassNotFound";
+    pub const INVALID_HOST: &str = "InvalidHost";
+    pub const INVALID_PATH: &str = "InvalidPath";
+    pub const ROUTE_CONFLICT: &str = "RouteConflict";
+    pub const DEFAULT_BACKEND_CONFLICT: &str = "DefaultBackendConflict";
+    pub const SERVICE_NOT_FOUND: &str = "ServiceNotFound";
+    pub const PORT_NOT_FOUND: &str = "PortNotFound";
+    pub const NO_ENDPOINT_SLICES: &str = "NoEndpointSlices";
+    pub const UNSUPPORTED_BACKEND: &str = "UnsupportedBackend";
+}
+
+/// Settings of compile that come from the command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub ingress_class: String,
+    pub controller_name: String,
+    pub response_headers_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            ingress_class: DEFAULT_INGRESS_CLASS.into(),
+            controller_name: DEFAULT_CONTROLLER_NAME.into(),
+            response_headers_timeout: DEFAULT_RESPONSE_HEADERS_TIMEOUT,
+        }
+    }
+}
+
+/// The output of compile.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub table: RoutingTable,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Collects diagnostics, dropping exact repeats (one missing Service referenced by ten paths of
+/// one Ingress is one problem).
+#[derive(Default)]
+pub struct Sink {
+    diagnostics: Vec<Diagnostic>,
+    seen: HashSet<Diagnostic>,
+}
+
+impl Sink {
+    pub fn report(&mut self, object: &ObjectRef, reason: &'static str, message: String) {
+        let diagnostic = Diagnostic {
+            object: object.clone(),
+            reason,
+            message,
+        };
+        if self.seen.insert(diagnostic.clone()) {
+            self.diagnostics.push(diagnostic);
+        }
+    }
+}
+
+pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
+    let mut sink = Sink::default();
+    let classes = class::ClassSelector::new(options, snapshot.ingress_classes.iter().map(|c| &**c));
+    let services = service::ServiceIndex::new(
+        snapshot.services.iter().map(|s| &**s),
+        snapshot.endpoint_slices.iter().map(|s| &**s),
+    );
+
+    let mut ours: Vec<(&Ingress, ObjectRef)> = snapshot
+        .ingresses
+        .iter()
+        .filter_map(|ingress| {
+            let object = ingress_ref(ingress)?;
+            classes
+                .is_ours(ingress, &object, &mut sink)
+                .then_some((&**ingress, object))
+        })
+        .collect();
+    ours.sort_by(|(a, a_ref), (b, b_ref)| {
+        a.metadata
+            .creation_timestamp
+            .cmp(&b.metadata.creation_timestamp)
+            .then_with(|| a_ref.cmp(b_ref))
+    });
+
+    let mut builder = TableBuilder::new(options, &services);
+    for (ingress, object) in &ours {
+        for candidate in ingress::candidates(ingress, object, &mut sink) {
+            builder.add(object, candidate, &mut sink);
+        }
+    }
+    Compiled {
+        table: RoutingTable::new(builder.routes, builder.backends),
+        diagnostics: sink.diagnostics,
+    }
+}
+
+/// Ingresses without a name cannot be referred to (nor exist in a cluster); they are skipped.
+/// A missing namespace is `default`, as `kubectl apply` would make it.
+fn ingress_ref(ingress: &Ingress) -> Option<ObjectRef> {
+    let name = ingress.metadata.name.as_deref().filter(|n| !n.is_empty())?;
+    let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
+    Some(ObjectRef::new("Ingress", namespace, name))
+}
+
+/// Accumulates routes and deduplicated backends while Ingresses are merged.
+struct TableBuilder<'a> {
+    options: &'a Options,
+    services: &'a service::ServiceIndex<'a>,
+    routes: Vec<Route>,
+    backends: Vec<Backend>,
+    backend_by_name: HashMap<String, usize>,
+    /// Who owns each (host, path) so far; `None` path is the default backend.
+    owners: HashMap<(HostPattern, Option<PathRule>), ObjectRef>,
+}
+
+impl<'a> TableBuilder<'a> {
+    fn new(options: &'a Options, services: &'a service::ServiceIndex<'a>) -> Self {
+        Self {
+            options,
+            services,
+            routes: Vec::new(),
+            backends: Vec::new(),
+            backend_by_name: HashMap::new(),
+            owners: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, object: &ObjectRef, candidate: ingress::Candidate<'_>, sink: &mut Sink) {
+        let key = (candidate.host.clone(), candidate.path.clone());
+        if let Some(owner) = self.owners.get(&key) {
+            if owner != object {
+                let (reason, what) = match &candidate.path {
+                    Some(path) => (
+                        reasons::ROUTE_CONFLICT,
+                        format!("host {} path {path}", candidate.host),
+                    ),
+                    None => (
+                        reasons::DEFAULT_BACKEND_CONFLICT,
+                        "spec.defaultBackend".to_string(),
+                    ),
+                };
+                sink.report(
+                    object,
+                    reason,
+                    format!(
+                        "{what} is already served by older Ingress {}/{}; this one is ignored",
+                        owner.namespace, owner.name
+                    ),
+                );
+            }
+            // Within one Ingress, the first occurrence of a rule wins silently, as the API allows it.
+            return;
+        }
+        self.owners.insert(key, object.clone());
+        let backend = self.backend(object, &candidate.backend, sink);
+        self.routes.push(Route {
+            ingress: object.clone(),
+            host: candidate.host,
+            path: candidate.path,
+            backend,
+            timeouts: Timeouts {
+                response_headers: self.options.response_headers_timeout,
+            },
+        });
+    }
+
+    /// The index of the backend for `target`, resolving it on first use.
+    fn backend(
+        &mut self,
+        object: &ObjectRef,
+        target: &ingress::BackendRef<'_>,
+        sink: &mut Sink,
+    ) -> usize {
+        let (name, target) = match target {
+            ingress::BackendRef::Service { name, port } => {
+                match self.services.resolve(&object.namespace, name, port) {
+                    Ok(resolved) => (resolved.name, BackendTarget::Endpoints(resolved.endpoints)),
+                    Err(unresolved) => {
+                        sink.report(object, unresolved.reason, unresolved.message.clone());
+                        let wanted = port
+                            .name
+                            .clone()
+                            .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
+                        (
+                            format!("{}/{name}:{wanted}", object.namespace),
+                            BackendTarget::Invalid(unresolved.message),
+                        )
+                    }
+                }
+            }
+            ingress::BackendRef::Unsupported(why) => {
+                sink.report(object, reasons::UNSUPPORTED_BACKEND, why.clone());
+                (
+                    format!("{} (unsupported)", object),
+                    BackendTarget::Invalid(why.clone()),
+                )
+            }
+        };
+        if let Some(&index) = self.backend_by_name.get(&name) {
+            return index;
+        }
+        let index = self.backends.len();
+        self.backends.push(Backend {
+            name: name.clone().into(),
+            target,
+            load_balancing: LoadBalancing::RoundRobin,
+        });
+        self.backend_by_name.insert(name, index);
+        index
+    }
+}

@@ -1,0 +1,179 @@
+//! Resolving an Ingress backend (a Service and a port) to endpoint addresses.
+//!
+//! The Service port is found by number or by name. Endpoints come from the EndpointSlices
+//! labelled `kubernetes.io/service-name`; the endpoint port is the EndpointSlice port whose name
+//! equals the Service port's name (both empty for an unnamed port), which is how named
+//! `targetPort`s resolve. Only the first address of an endpoint is used: the EndpointSlice API
+//! says consumers should treat the addresses of one endpoint as fungible.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::ServiceBackendPort;
+
+use crate::table::Endpoint;
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A successfully resolved Service port.
+#[derive(Debug)]
+pub struct ResolvedPort {
+    /// `namespace/service:port`, the backend's identity in the table.
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Why a backend did not resolve: the reason (an Event reason) and a message.
+#[derive(Debug, Clone)]
+pub struct Unresolved {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Services and their EndpointSlices, indexed by namespace and name.
+pub struct ServiceIndex<'a> {
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+}
+
+impl<'a> ServiceIndex<'a> {
+    pub fn new(
+        services: impl IntoIterator<Item = &'a Service>,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    ) -> Self {
+        let services = services
+            .into_iter()
+            .filter_map(|s| {
+                Some((
+                    (
+                        s.metadata.namespace.as_deref()?,
+                        s.metadata.name.as_deref()?,
+                    ),
+                    s,
+                ))
+            })
+            .collect();
+        let mut by_service: HashMap<_, Vec<_>> = HashMap::new();
+        for slice in slices {
+            let namespace = slice.metadata.namespace.as_deref();
+            let service = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let (Some(namespace), Some(service)) = (namespace, service) {
+                by_service
+                    .entry((namespace, service.as_str()))
+                    .or_default()
+                    .push(slice);
+            }
+        }
+        Self {
+            services,
+            slices: by_service,
+        }
+    }
+
+    pub fn resolve(
+        &self,
+        namespace: &str,
+        service_name: &str,
+        port: &ServiceBackendPort,
+    ) -> Result<ResolvedPort, Unresolved> {
+        let unresolved = |reason, message| Err(Unresolved { reason, message });
+        let Some(service) = self.services.get(&(namespace, service_name)) else {
+            return unresolved(
+                super::reasons::SERVICE_NOT_FOUND,
+                format!("Service {namespace}/{service_name} not found"),
+            );
+        };
+        let spec = service.spec.as_ref();
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            return unresolved(
+                super::reasons::UNSUPPORTED_BACKEND,
+                format!("Service {namespace}/{service_name} is of type ExternalName, which vane does not route to"),
+            );
+        }
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+        let service_port = match (&port.name, port.number) {
+            (Some(name), _) if !name.is_empty() => {
+                ports.iter().find(|p| p.name.as_ref() == Some(name))
+            }
+            (_, Some(number)) => ports.iter().find(|p| p.port == number),
+            _ => {
+                return unresolved(
+                    super::reasons::PORT_NOT_FOUND,
+                    format!("backend for Service {namespace}/{service_name} names no port"),
+                )
+            }
+        };
+        let Some(service_port) = service_port else {
+            let wanted = port
+                .name
+                .clone()
+                .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
+            return unresolved(
+                super::reasons::PORT_NOT_FOUND,
+                format!("Service {namespace}/{service_name} has no port {wanted}"),
+            );
+        };
+        let port_name = service_port.name.as_deref().unwrap_or_default();
+        let name = format!("{namespace}/{service_name}:{}", service_port.port);
+
+        let Some(slices) = self.slices.get(&(namespace, service_name)) else {
+            return unresolved(
+                super::reasons::NO_ENDPOINT_SLICES,
+                format!("no EndpointSlices for Service {namespace}/{service_name}"),
+            );
+        };
+        let mut addresses = BTreeSet::new();
+        let mut any_endpoint = false;
+        let mut port_found = false;
+        for slice in slices {
+            let ip_family_ok = matches!(slice.address_type.as_str(), "IPv4" | "IPv6");
+            any_endpoint |= !slice.endpoints.is_empty();
+            let slice_port = slice.ports.as_deref().unwrap_or_default().iter().find(|p| {
+                p.name.as_deref().unwrap_or_default() == port_name
+                    && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+            });
+            let Some(number) = slice_port.and_then(|p| p.port) else {
+                continue;
+            };
+            port_found = true;
+            let Ok(number) = u16::try_from(number) else {
+                continue;
+            };
+            if !ip_family_ok {
+                continue;
+            }
+            for endpoint in &slice.endpoints {
+                let ready = endpoint.conditions.as_ref().and_then(|c| c.ready);
+                if ready == Some(false) {
+                    continue;
+                }
+                let ip = endpoint
+                    .addresses
+                    .first()
+                    .and_then(|a| a.parse::<IpAddr>().ok());
+                if let Some(ip) = ip {
+                    addresses.insert(SocketAddr::new(ip, number));
+                }
+            }
+        }
+        if any_endpoint && !port_found {
+            return unresolved(
+                super::reasons::PORT_NOT_FOUND,
+                format!(
+                    "no EndpointSlice of Service {namespace}/{service_name} lists a TCP port named {port_name:?}"
+                ),
+            );
+        }
+        Ok(ResolvedPort {
+            name,
+            endpoints: addresses.into_iter().map(Endpoint::new).collect(),
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! vane: a Kubernetes ingress controller with an embedded hyper reverse proxy.
+//!
+//! A source (Kubernetes watches or a manifests directory) produces a [`snapshot::Snapshot`];
+//! [`compile::compile`] turns it into an immutable [`table::RoutingTable`]; the proxy reads the
+//! table through one atomic swap ([`proxy::TableHandle`]). See ARCHITECTURE.md.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod args;
+pub mod balance;
+pub mod compile;
+pub mod debounce;
+pub mod manifests;
+pub mod proxy;
+pub mod snapshot;
+pub mod table;

@@ -1,0 +1,83 @@
+//! Why a request could not be proxied, and what the client is told.
+//!
+//! Each variant decides the status code, a short plain-text body (which never echoes request
+//! data back) and a stable label for logs and metrics.
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::Full;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches the request")]
+    NoRoute,
+    #[error("backend cannot be resolved: {0}")]
+    InvalidBackend(String),
+    #[error("backend has no ready endpoint")]
+    NoEndpoint,
+    #[error("connecting to the upstream failed: {0}")]
+    UpstreamConnect(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream request failed: {0}")]
+    Upstream(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream switched protocols without being asked to")]
+    UnexpectedUpgrade,
+    #[error("upstream did not answer within {0:?}")]
+    UpstreamTimeout(std::time::Duration),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::InvalidBackend(_) | ProxyError::NoEndpoint => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::UpstreamConnect(_)
+            | ProxyError::Upstream(_)
+            | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A stable label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "no_route",
+            ProxyError::InvalidBackend(_) => "invalid_backend",
+            ProxyError::NoEndpoint => "no_endpoint",
+            ProxyError::UpstreamConnect(_) => "upstream_connect",
+            ProxyError::Upstream(_) => "upstream",
+            ProxyError::UnexpectedUpgrade => "unexpected_upgrade",
+            ProxyError::UpstreamTimeout(_) => "upstream_timeout",
+        }
+    }
+
+    fn body(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "404 Not Found: no route for this host and path\n",
+            ProxyError::InvalidBackend(_) => {
+                "503 Service Unavailable: backend is not configured correctly\n"
+            }
+            ProxyError::NoEndpoint => "503 Service Unavailable: no ready endpoint\n",
+            ProxyError::UpstreamConnect(_) => {
+                "502 Bad Gateway: could not connect to the upstream\n"
+            }
+            ProxyError::Upstream(_) | ProxyError::UnexpectedUpgrade => {
+                "502 Bad Gateway: the upstream failed\n"
+            }
+            ProxyError::UpstreamTimeout(_) => {
+                "504 Gateway Timeout: the upstream did not answer in time\n"
+            }
+        }
+    }
+
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from_static(self.body().as_bytes())));
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}

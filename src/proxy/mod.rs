@@ -1,0 +1,221 @@
+//! The data plane: a hyper server that routes each request through the current
+//! [`RoutingTable`](crate::table::RoutingTable) and forwards it over a pooled hyper client.
+//!
+//! Per request: load the table once ([`TableHandle::load`]), look up host and path, let the
+//! backend's balancer pick an endpoint, rewrite headers, forward. Bodies stream both ways with
+//! hyper's backpressure and are never buffered whole. The upstream client's connection pools
+//! are keyed by endpoint address and live as long as the proxy, so they survive table swaps.
+
+mod error;
+mod handle;
+mod headers;
+mod server;
+mod upgrade;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{PathAndQuery, Scheme};
+use http::{header, HeaderValue, Request, Response, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tracing::{debug, warn};
+
+use crate::table::{BackendTarget, Route};
+
+pub use error::ProxyError;
+pub use handle::{ActiveTable, TableHandle};
+pub use headers::ClientInfo;
+pub use server::{serve, ServerLimits};
+
+/// The body of every response the proxy sends: streamed from an upstream, or generated here.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Settings of the upstream side.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    /// Idle keep-alive connections to an endpoint are closed after this.
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_endpoint: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle_per_endpoint: 128,
+        }
+    }
+}
+
+/// Routes and forwards requests. Shared by every connection of a listener.
+pub struct Proxy {
+    tables: Arc<TableHandle>,
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl Proxy {
+    pub fn new(tables: Arc<TableHandle>, config: &UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_endpoint)
+            // vane sets Host itself: the client's Host must be the one the user sent.
+            .set_host(false)
+            .build(connector);
+        Self { tables, client }
+    }
+
+    /// Handles one request. Never fails: errors become responses.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: ClientInfo,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        Ok(match self.route_and_forward(request, client).await {
+            Ok(response) => response,
+            Err(error) => error.to_response().map(Either::Right),
+        })
+    }
+
+    async fn route_and_forward(
+        &self,
+        request: Request<Incoming>,
+        client: ClientInfo,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let active = self.tables.load();
+        let host = request_host(&request).unwrap_or_default();
+        let Some(route) = active.table.lookup(host, request.uri().path()) else {
+            debug!(host, path = request.uri().path(), "no route");
+            return Err(ProxyError::NoRoute);
+        };
+        let backend = active
+            .table
+            .backend(route.backend)
+            .ok_or(ProxyError::NoEndpoint)?;
+        let endpoints = match &backend.target {
+            BackendTarget::Endpoints(endpoints) => endpoints,
+            BackendTarget::Invalid(reason) => {
+                warn!(route = %route, backend = %backend.name, reason, "backend cannot be resolved");
+                return Err(ProxyError::InvalidBackend(reason.clone()));
+            }
+        };
+        let picked = active
+            .balancers
+            .get(route.backend)
+            .and_then(|b| b.pick(endpoints))
+            .and_then(|i| endpoints.get(i));
+        let Some(endpoint) = picked else {
+            warn!(route = %route, backend = %backend.name, "no ready endpoint");
+            return Err(ProxyError::NoEndpoint);
+        };
+        let result = self
+            .forward(
+                request,
+                route,
+                endpoint.address,
+                endpoint.authority.clone(),
+                client,
+            )
+            .await;
+        if let Err(error) = &result {
+            warn!(route = %route, backend = %backend.name, endpoint = %endpoint.address, error = %error, kind = error.label(), "upstream error");
+        }
+        result
+    }
+
+    async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        route: &Route,
+        address: SocketAddr,
+        authority: http::uri::Authority,
+        client: ClientInfo,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let upgrade = headers::is_upgrade_request(request.headers())
+            .then(|| hyper::upgrade::on(&mut request));
+        let (mut parts, body) = request.into_parts();
+
+        // HTTP/2 requests carry the host in :authority; upstreams speak HTTP/1.1 and need Host.
+        let host = match parts.headers.get(header::HOST) {
+            Some(host) => host.clone(),
+            None => match parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                Some(host) => host,
+                None => HeaderValue::from_static(""),
+            },
+        };
+        headers::remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
+        headers::set_forwarded(
+            &mut parts.headers,
+            &client,
+            host.to_str().unwrap_or_default(),
+        );
+        parts.headers.insert(header::HOST, host);
+
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(authority);
+        uri.path_and_query = Some(path_and_query);
+        parts.uri = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
+        parts.version = Version::HTTP_11;
+
+        let timeout = route.timeouts.response_headers;
+        let mut response = match tokio::time::timeout(
+            timeout,
+            self.client.request(Request::from_parts(parts, body)),
+        )
+        .await
+        {
+            Err(_elapsed) => return Err(ProxyError::UpstreamTimeout(timeout)),
+            Ok(Err(error)) if error.is_connect() => return Err(ProxyError::UpstreamConnect(error)),
+            Ok(Err(error)) => return Err(ProxyError::Upstream(error)),
+            Ok(Ok(response)) => response,
+        };
+
+        let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        match (switching, upgrade) {
+            (true, Some(client_side)) => {
+                let upstream_side = hyper::upgrade::on(&mut response);
+                upgrade::tunnel(client_side, upstream_side, route.to_string(), address);
+            }
+            (true, None) => {
+                // An upstream may not switch protocols unasked; refuse rather than hang.
+                warn!(route = %route, endpoint = %address, "upstream answered 101 to a request without Upgrade");
+                return Err(ProxyError::UnexpectedUpgrade);
+            }
+            _ => {}
+        }
+        headers::remove_hop_by_hop(response.headers_mut(), switching);
+        Ok(response.map(Either::Left))
+    }
+}
+
+/// The request's host: the Host header, else the URI authority (HTTP/2).
+fn request_host<B>(request: &Request<B>) -> Option<&str> {
+    match request.headers().get(header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => request.uri().authority().map(|a| a.as_str()),
+    }
+}

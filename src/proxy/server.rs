@@ -1,0 +1,138 @@
+//! The listener: accepts connections within limits, serves HTTP/1.1 and h2c (prior knowledge)
+//! with upgrades, and shuts down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::{ClientInfo, Proxy};
+
+/// Bounds on what one client can make the proxy hold.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Time a client has to send complete request headers (slowloris protection).
+    pub header_read_timeout: Duration,
+    /// Largest request head (HTTP/1.1 read buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    pub max_concurrent_streams: u32,
+    /// After shutdown starts, how long in-flight requests may take before connections are cut.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 16_384,
+            header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            max_concurrent_streams: 256,
+            shutdown_grace: Duration::from_secs(25),
+        }
+    }
+}
+
+fn connection_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Serves `listener` until `shutdown` is cancelled, then stops accepting, asks open connections
+/// to finish (HTTP/1.1 `Connection: close` after the current request, HTTP/2 GOAWAY) and waits
+/// up to `limits.shutdown_grace` for them.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let builder = Arc::new(connection_builder(&limits));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually EMFILE: back off briefly instead of spinning on the error.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            debug!(%error, "could not set TCP_NODELAY");
+        }
+        let client = ClientInfo {
+            ip: peer.ip(),
+            local_port,
+            scheme: "http",
+        };
+        let proxy = proxy.clone();
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let service = service_fn(move |request| {
+                let proxy = proxy.clone();
+                async move { proxy.handle(request, client).await }
+            });
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    info!(
+        open = connections.len(),
+        "listener closed; waiting for open connections"
+    );
+    if tokio::time::timeout(limits.shutdown_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            open = connections.len(),
+            "shutdown grace period over; closing remaining connections"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! The input of compile: every object vane reads, from either source.
+//!
+//! Both the Kubernetes source (reflector stores) and the standalone source (a manifests
+//! directory) produce this, so everything after the source is shared and tested once. Objects
+//! are `Arc`s because reflector stores hand out `Arc`s: taking a snapshot copies pointers only.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub ingress_classes: Vec<Arc<IngressClass>>,
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// Only Secrets of type `kubernetes.io/tls`.
+    pub secrets: Vec<Arc<Secret>>,
+}

@@ -1,0 +1,259 @@
+//! The immutable routing table that compile produces and the proxy reads.
+//!
+//! ```text
+//! RoutingTable
+//! ├── exact_hosts:    "foo.example.com" ─▶ PathMatcher ─▶ route index
+//! ├── wildcard_hosts: "example.com" (for *.example.com) ─▶ PathMatcher
+//! ├── any_host:       PathMatcher of host-less rules
+//! ├── default_route:  the oldest Ingress's spec.defaultBackend
+//! ├── routes[]:       Route { ingress, host, path, backend index, timeouts }
+//! └── backends[]:     Backend { name, Endpoints([Endpoint]) | Invalid(reason), load balancing }
+//! ```
+//!
+//! Lookup tries the exact host, then the wildcard, then host-less rules, then the default
+//! backend; the first tier with a matching path wins. A host-less rule applies to every request
+//! (as the Ingress documentation says), so it also catches paths that a named host leaves
+//! unmatched. Everything here is plain data: no locks, no atomics, no I/O. Per-endpoint runtime
+//! state lives outside the table, keyed by endpoint address, so it survives table swaps.
+
+mod diagnostic;
+mod host;
+mod path;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::uri::Authority;
+
+pub use diagnostic::{Diagnostic, ObjectRef};
+pub use host::{normalize_request_host, wildcard_parent, HostPattern};
+pub use path::{PathKind, PathMatcher, PathRule};
+
+/// Upstream timeouts that apply to one route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the request being sent upstream to the response headers arriving.
+    pub response_headers: Duration,
+}
+
+/// One routable rule: a host pattern and path (or the default backend) leading to a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The Ingress the rule came from.
+    pub ingress: ObjectRef,
+    pub host: HostPattern,
+    /// `None` for an Ingress's `spec.defaultBackend`.
+    pub path: Option<PathRule>,
+    /// Index into [`RoutingTable::backends`].
+    pub backend: usize,
+    pub timeouts: Timeouts,
+}
+
+impl fmt::Display for Route {
+    /// `default/web host=foo.com path=Prefix /api`: enough to find the rule in a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} host={}",
+            self.ingress.namespace, self.ingress.name, self.host
+        )?;
+        match &self.path {
+            Some(path) => write!(f, " path={path}"),
+            None => f.write_str(" defaultBackend"),
+        }
+    }
+}
+
+/// Load-balancing algorithm of a backend, as plain data; `balance` builds the runtime picker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadBalancing {
+    #[default]
+    RoundRobin,
+}
+
+/// A backend: one Service port, resolved to its endpoints, or the reason it could not be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// `namespace/service:port` (port number), unique within a table. Runtime state that is
+    /// carried across swaps (such as the round-robin position) is matched by this name.
+    pub name: Box<str>,
+    pub target: BackendTarget,
+    pub load_balancing: LoadBalancing,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendTarget {
+    /// Resolved. May be empty when the Service has no ready endpoint right now (answers 503).
+    Endpoints(Vec<Endpoint>),
+    /// Could not resolve (missing Service or port, no EndpointSlices, unsupported backend).
+    /// Answers 503; the reason is also reported as a diagnostic.
+    Invalid(String),
+}
+
+/// An endpoint address with its URI authority precomputed, so the hot path never formats it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+    pub authority: Authority,
+}
+
+impl Endpoint {
+    pub fn new(address: SocketAddr) -> Self {
+        let authority = Authority::try_from(address.to_string())
+            .expect("a socket address is always a valid URI authority");
+        Self { address, authority }
+    }
+}
+
+/// The compiled routing table. Build it with [`RoutingTable::new`]; it never changes after that.
+#[derive(Clone, Debug, Default)]
+pub struct RoutingTable {
+    exact_hosts: HashMap<Box<str>, PathMatcher>,
+    wildcard_hosts: HashMap<Box<str>, PathMatcher>,
+    any_host: PathMatcher,
+    default_route: Option<usize>,
+    routes: Vec<Route>,
+    backends: Vec<Backend>,
+}
+
+impl RoutingTable {
+    /// Indexes `routes`. Compile guarantees that no two routes share host, path and kind, and
+    /// that at most one route has no path (the default backend); should that not hold, the
+    /// first one wins. Route backend indexes must be valid indexes into `backends`.
+    pub fn new(routes: Vec<Route>, backends: Vec<Backend>) -> Self {
+        let mut by_host: HashMap<&HostPattern, Vec<(PathRule, usize)>> = HashMap::new();
+        let mut default_route = None;
+        for (index, route) in routes.iter().enumerate() {
+            debug_assert!(
+                route.backend < backends.len(),
+                "route {route} has no backend"
+            );
+            match &route.path {
+                Some(path) => by_host
+                    .entry(&route.host)
+                    .or_default()
+                    .push((path.clone(), index)),
+                None => {
+                    default_route.get_or_insert(index);
+                }
+            }
+        }
+        let mut table = RoutingTable {
+            default_route,
+            ..Default::default()
+        };
+        for (host, rules) in by_host {
+            let matcher = PathMatcher::new(rules);
+            match host {
+                HostPattern::Exact(h) => {
+                    table.exact_hosts.insert(h.clone(), matcher);
+                }
+                HostPattern::Wildcard(parent) => {
+                    table.wildcard_hosts.insert(parent.clone(), matcher);
+                }
+                HostPattern::Any => table.any_host = matcher,
+            }
+        }
+        table.routes = routes;
+        table.backends = backends;
+        table
+    }
+
+    /// Finds the route for a request. `host` is the raw Host header or `:authority` (port and
+    /// case are handled here); `path` excludes the query.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<&Route> {
+        let host = normalize_request_host(host);
+        let host: &str = &host;
+        let index = self
+            .exact_hosts
+            .get(host)
+            .and_then(|m| m.lookup(path))
+            .or_else(|| {
+                wildcard_parent(host)
+                    .and_then(|parent| self.wildcard_hosts.get(parent))
+                    .and_then(|m| m.lookup(path))
+            })
+            .or_else(|| self.any_host.lookup(path))
+            .or(self.default_route)?;
+        self.routes.get(index)
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    pub fn backend(&self, index: usize) -> Option<&Backend> {
+        self.backends.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: HostPattern, path: Option<PathRule>, backend: usize) -> Route {
+        Route {
+            ingress: ObjectRef::new("Ingress", "default", format!("ing{backend}")),
+            host,
+            path,
+            backend,
+            timeouts: Timeouts {
+                response_headers: Duration::from_secs(60),
+            },
+        }
+    }
+
+    fn backend(name: &str) -> Backend {
+        Backend {
+            name: name.into(),
+            target: BackendTarget::Endpoints(vec![]),
+            load_balancing: LoadBalancing::RoundRobin,
+        }
+    }
+
+    #[test]
+    fn exact_beats_wildcard_beats_hostless_then_default() {
+        let table = RoutingTable::new(
+            vec![
+                route(
+                    HostPattern::from_rule(Some("a.example.com")),
+                    Some(PathRule::prefix("/")),
+                    0,
+                ),
+                route(
+                    HostPattern::from_rule(Some("*.example.com")),
+                    Some(PathRule::prefix("/")),
+                    1,
+                ),
+                route(HostPattern::Any, Some(PathRule::prefix("/only-here")), 2),
+                route(HostPattern::Any, None, 3),
+            ],
+            vec![backend("0"), backend("1"), backend("2"), backend("3")],
+        );
+        let backend_for = |host, path| table.lookup(host, path).map(|r| r.backend);
+        assert_eq!(backend_for("A.example.com:8080", "/x"), Some(0));
+        assert_eq!(backend_for("b.example.com", "/x"), Some(1));
+        assert_eq!(backend_for("other.org", "/only-here/x"), Some(2));
+        assert_eq!(backend_for("other.org", "/x"), Some(3));
+    }
+
+    #[test]
+    fn no_match_and_no_default_backend_is_none() {
+        let table = RoutingTable::new(
+            vec![route(
+                HostPattern::from_rule(Some("a.com")),
+                Some(PathRule::exact("/a")),
+                0,
+            )],
+            vec![backend("0")],
+        );
+        assert!(table.lookup("a.com", "/b").is_none());
+        assert!(table.lookup("b.com", "/a").is_none());
+    }
+}

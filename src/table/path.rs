@@ -1,0 +1,179 @@
+//! Path matching, as Ingress `networking.k8s.io/v1` defines it.
+//!
+//! - `Exact` matches the request path byte for byte (case- and slash-sensitive).
+//! - `Prefix` matches element-wise on `/`: `/foo` matches `/foo`, `/foo/` and `/foo/bar`, but not
+//!   `/foobar`. A trailing slash in the rule is ignored, so `/foo/` behaves as `/foo`.
+//! - `ImplementationSpecific` is treated as `Prefix` by vane.
+//!
+//! The longest match wins, and Exact beats Prefix on the same path. An exact match always covers
+//! the whole request path, so it is at least as long as any prefix match: checking exact rules
+//! first and then prefixes longest-first gives precisely that order.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+/// How a rule's path is compared with the request path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum PathKind {
+    Exact,
+    Prefix,
+}
+
+/// A validated path rule. For `Prefix`, `path` is stored without its trailing slash (the root
+/// prefix `/` is stored as the empty string), which makes matching a single comparison.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PathRule {
+    kind: PathKind,
+    path: Box<str>,
+}
+
+impl PathRule {
+    pub fn exact(path: &str) -> Self {
+        Self {
+            kind: PathKind::Exact,
+            path: path.into(),
+        }
+    }
+
+    pub fn prefix(path: &str) -> Self {
+        Self {
+            kind: PathKind::Prefix,
+            path: path.trim_end_matches('/').into(),
+        }
+    }
+
+    pub fn kind(&self) -> PathKind {
+        self.kind
+    }
+
+    /// The rule as a user would write it (`/` for the root prefix).
+    pub fn display_path(&self) -> &str {
+        if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        }
+    }
+
+    pub fn matches(&self, request_path: &str) -> bool {
+        match self.kind {
+            PathKind::Exact => *self.path == *request_path,
+            PathKind::Prefix => prefix_matches(&self.path, request_path),
+        }
+    }
+}
+
+impl std::fmt::Display for PathRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} {}", self.kind, self.display_path())
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    path.starts_with(prefix)
+        && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+}
+
+/// The path rules of one host, indexed for lookup. Values are route indexes.
+#[derive(Clone, Debug, Default)]
+pub struct PathMatcher {
+    exact: HashMap<Box<str>, usize>,
+    /// Sorted by prefix length, longest first.
+    prefixes: Vec<(Box<str>, usize)>,
+}
+
+impl PathMatcher {
+    /// Builds the matcher. `rules` must not contain the same rule twice (compile resolves
+    /// conflicts before this point); if it does, the first one wins.
+    pub fn new(rules: impl IntoIterator<Item = (PathRule, usize)>) -> Self {
+        let mut exact = HashMap::new();
+        let mut prefixes = Vec::new();
+        for (rule, route) in rules {
+            match rule.kind {
+                PathKind::Exact => {
+                    exact.entry(rule.path).or_insert(route);
+                }
+                PathKind::Prefix => {
+                    if !prefixes.iter().any(|(p, _)| *p == rule.path) {
+                        prefixes.push((rule.path, route));
+                    }
+                }
+            }
+        }
+        // Stable sort: equal lengths keep their (deterministic) input order.
+        prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Self { exact, prefixes }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    pub fn lookup(&self, path: &str) -> Option<usize> {
+        if let Some(&route) = self.exact.get(path) {
+            return Some(route);
+        }
+        self.prefixes
+            .iter()
+            .find(|(prefix, _)| prefix_matches(prefix, path))
+            .map(|&(_, route)| route)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_rule_matches_element_wise() {
+        let rule = PathRule::prefix("/foo");
+        for (path, expected) in [
+            ("/foo", true),
+            ("/foo/", true),
+            ("/foo/bar", true),
+            ("/foobar", false),
+            ("/FOO", false),
+            ("/", false),
+        ] {
+            assert_eq!(rule.matches(path), expected, "Prefix /foo against {path}");
+        }
+    }
+
+    #[test]
+    fn trailing_slash_in_prefix_rule_is_ignored() {
+        assert_eq!(PathRule::prefix("/aaa/bbb/"), PathRule::prefix("/aaa/bbb"));
+        assert!(PathRule::prefix("/aaa/bbb/").matches("/aaa/bbb"));
+    }
+
+    #[test]
+    fn root_prefix_matches_every_path() {
+        let rule = PathRule::prefix("/");
+        assert!(rule.matches("/"));
+        assert!(rule.matches("/anything/at/all"));
+        assert_eq!(rule.display_path(), "/");
+    }
+
+    #[test]
+    fn exact_rule_is_case_and_slash_sensitive() {
+        let rule = PathRule::exact("/foo");
+        assert!(rule.matches("/foo"));
+        assert!(!rule.matches("/foo/"));
+        assert!(!rule.matches("/FOO"));
+    }
+
+    #[test]
+    fn matcher_prefers_exact_then_longest_prefix() {
+        let m = PathMatcher::new([
+            (PathRule::prefix("/"), 0),
+            (PathRule::prefix("/aaa"), 1),
+            (PathRule::prefix("/aaa/bbb"), 2),
+            (PathRule::exact("/aaa/bbb"), 3),
+        ]);
+        assert_eq!(m.lookup("/aaa/bbb"), Some(3));
+        assert_eq!(m.lookup("/aaa/bbb/ccc"), Some(2));
+        assert_eq!(m.lookup("/aaa/b"), Some(1));
+        assert_eq!(m.lookup("/aaaccc"), Some(0));
+        assert_eq!(m.lookup("/zzz"), Some(0));
+    }
+}

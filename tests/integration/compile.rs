@@ -1,0 +1,521 @@
+//! Tier 1: compile, from manifests to a routing table and diagnostics. No I/O.
+
+use std::net::IpAddr;
+
+use vane::compile::{compile, reasons, Compiled, Options};
+use vane::table::{BackendTarget, Diagnostic};
+
+use crate::support::fixtures::{backend, docs, ingress, snapshot, INGRESS_CLASS};
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::from([10, 0, 0, last])
+}
+
+fn compile_yaml(yaml: &str) -> Compiled {
+    compile(&snapshot(yaml), &Options::default())
+}
+
+/// The backend (Service) name a request would reach, `None` for a 404.
+fn route_to(compiled: &Compiled, host: &str, path: &str) -> Option<String> {
+    let route = compiled.table.lookup(host, path)?;
+    let name = &compiled.table.backend(route.backend)?.name;
+    // "default/svc:80" -> "svc"
+    Some(name.split(['/', ':']).nth(1).unwrap_or(name).to_owned())
+}
+
+fn reasons_of(diagnostics: &[Diagnostic]) -> Vec<(&str, &str)> {
+    diagnostics
+        .iter()
+        .map(|d| (d.object.name.as_str(), d.reason))
+        .collect()
+}
+
+/// Services named `names`, each with one ready endpoint.
+fn services(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| backend(n, 8080, &[ip(i as u8 + 1)]))
+        .collect()
+}
+
+fn ingress_with_paths(name: &str, host: Option<&str>, paths: &[(&str, &str, &str)]) -> String {
+    let mut yaml = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec:\n  ingressClassName: vane\n  rules:\n"
+    );
+    yaml += &match host {
+        Some(h) => format!("  - host: \"{h}\"\n    http:\n      paths:\n"),
+        None => "  - http:\n      paths:\n".into(),
+    };
+    for (path, kind, service) in paths {
+        yaml += &format!(
+            "      - path: {path}\n        pathType: {kind}\n        backend: {{service: {{name: {service}, port: {{number: 80}}}}}}\n"
+        );
+    }
+    yaml
+}
+
+#[test]
+fn conformance_path_rules() {
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&[
+        "foo-exact",
+        "foo-prefix",
+        "aaa-prefix",
+        "aaa-bbb-prefix",
+        "trailing",
+        "mixed-exact",
+        "mixed-prefix",
+    ]));
+    documents.push(ingress_with_paths(
+        "exact",
+        Some("exact.example.com"),
+        &[("/foo", "Exact", "foo-exact")],
+    ));
+    documents.push(ingress_with_paths(
+        "prefix",
+        Some("prefix.example.com"),
+        &[
+            ("/foo", "Prefix", "foo-prefix"),
+            ("/aaa", "Prefix", "aaa-prefix"),
+            ("/aaa/bbb", "Prefix", "aaa-bbb-prefix"),
+        ],
+    ));
+    documents.push(ingress_with_paths(
+        "trailing",
+        Some("trailing.example.com"),
+        &[("/aaa/bbb/", "Prefix", "trailing")],
+    ));
+    documents.push(ingress_with_paths(
+        "mixed",
+        Some("mixed.example.com"),
+        &[
+            ("/foo", "Prefix", "mixed-prefix"),
+            ("/foo", "Exact", "mixed-exact"),
+        ],
+    ));
+    let compiled = compile_yaml(&docs(&documents));
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("exact.example.com", "/foo", Some("foo-exact")),
+        ("exact.example.com", "/foo/", None),
+        ("exact.example.com", "/FOO", None),
+        ("prefix.example.com", "/foo", Some("foo-prefix")),
+        ("prefix.example.com", "/foo/", Some("foo-prefix")),
+        ("prefix.example.com", "/foo/bar", Some("foo-prefix")),
+        ("prefix.example.com", "/FOO", None),
+        ("prefix.example.com", "/foobar", None),
+        ("prefix.example.com", "/aaa", Some("aaa-prefix")),
+        ("prefix.example.com", "/aaa/bbb", Some("aaa-bbb-prefix")),
+        ("prefix.example.com", "/aaa/bbb/ccc", Some("aaa-bbb-prefix")),
+        ("prefix.example.com", "/aaa/bbbxyz", Some("aaa-prefix")),
+        ("prefix.example.com", "/aaaccc", None),
+        ("trailing.example.com", "/aaa/bbb", Some("trailing")),
+        ("trailing.example.com", "/aaa/bbb/", Some("trailing")),
+        ("trailing.example.com", "/aaa/bbbb", None),
+        ("mixed.example.com", "/foo", Some("mixed-exact")),
+        ("mixed.example.com", "/foo/", Some("mixed-prefix")),
+    ];
+    for &(host, path, expected) in cases {
+        assert_eq!(
+            route_to(&compiled, host, path).as_deref(),
+            expected,
+            "{host}{path}"
+        );
+    }
+}
+
+#[test]
+fn hosts_exact_then_wildcard_then_hostless() {
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["exact", "wildcard", "any"]));
+    documents.push(ingress_with_paths(
+        "a",
+        Some("foo.bar.com"),
+        &[("/", "Prefix", "exact")],
+    ));
+    documents.push(ingress_with_paths(
+        "b",
+        Some("*.bar.com"),
+        &[("/", "Prefix", "wildcard")],
+    ));
+    documents.push(ingress_with_paths("c", None, &[("/", "Prefix", "any")]));
+    let compiled = compile_yaml(&docs(&documents));
+    for (host, expected) in [
+        ("foo.bar.com", "exact"),
+        ("FOO.Bar.com:8080", "exact"),
+        ("baz.bar.com", "wildcard"),
+        ("baz.foo.bar.com", "any"),
+        ("bar.com", "any"),
+        ("other.org", "any"),
+    ] {
+        assert_eq!(
+            route_to(&compiled, host, "/x").as_deref(),
+            Some(expected),
+            "{host}"
+        );
+    }
+}
+
+#[test]
+fn wildcard_host_matches_one_label_only() {
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["wildcard"]));
+    documents.push(ingress_with_paths(
+        "w",
+        Some("*.foo.com"),
+        &[("/", "Prefix", "wildcard")],
+    ));
+    let compiled = compile_yaml(&docs(&documents));
+    assert_eq!(
+        route_to(&compiled, "bar.foo.com", "/").as_deref(),
+        Some("wildcard")
+    );
+    assert_eq!(route_to(&compiled, "baz.bar.foo.com", "/"), None);
+    assert_eq!(route_to(&compiled, "foo.com", "/"), None);
+}
+
+#[test]
+fn class_selection() {
+    let class = |name: &str, controller: &str, default: bool| {
+        let annotation = if default {
+            "\n  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {name}{annotation}\nspec: {{controller: {controller}}}\n"
+        )
+    };
+    let ingress_yaml = |name: &str, class_name: Option<&str>, legacy_class: Option<&str>| {
+        let mut yaml =
+            format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n");
+        if let Some(legacy) = legacy_class {
+            yaml += &format!("  annotations: {{kubernetes.io/ingress.class: {legacy}}}\n");
+        }
+        yaml += "spec:\n";
+        if let Some(class_name) = class_name {
+            yaml += &format!("  ingressClassName: {class_name}\n");
+        }
+        yaml += &format!(
+            "  rules:\n  - host: {name}.example.com\n    http:\n      paths:\n\
+             \x20     - {{path: /, pathType: Prefix, backend: {{service: {{name: svc, port: {{number: 80}}}}}}}}\n"
+        );
+        yaml
+    };
+    let ingresses = [
+        ingress_yaml("by-name", Some("vane"), None),
+        ingress_yaml("other-name", Some("nginx"), None),
+        ingress_yaml("legacy", None, Some("vane")),
+        ingress_yaml("legacy-other", None, Some("nginx")),
+        ingress_yaml("classless", None, None),
+    ];
+    let served = |compiled: &Compiled| -> Vec<String> {
+        let mut names: Vec<String> = compiled
+            .table
+            .routes()
+            .iter()
+            .map(|r| r.ingress.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+
+    let mut documents = vec![
+        class("vane", "vane.dev/ingress-controller", false),
+        class("nginx", "k8s.io/ingress-nginx", false),
+    ];
+    documents.extend(services(&["svc"]));
+    documents.extend(ingresses.iter().cloned());
+    let compiled = compile_yaml(&docs(&documents));
+    assert_eq!(served(&compiled), ["by-name", "legacy"]);
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+
+    // Marked default: class-less Ingresses are ours too.
+    documents[0] = class("vane", "vane.dev/ingress-controller", true);
+    let compiled = compile_yaml(&docs(&documents));
+    assert_eq!(served(&compiled), ["by-name", "classless", "legacy"]);
+
+    // An IngressClass named vane that belongs to another controller is not ours.
+    documents[0] = class("vane", "example.com/other", true);
+    let compiled = compile_yaml(&docs(&documents));
+    assert_eq!(served(&compiled), ["legacy"]);
+    assert_eq!(
+        reasons_of(&compiled.diagnostics),
+        [("by-name", reasons::INGRESS_CLASS_NOT_FOUND)]
+    );
+}
+
+#[test]
+fn conflicts_go_to_the_oldest_ingress() {
+    let with_time = |name: &str, namespace_time: &str, service: &str| {
+        ingress(name, Some("app.example.com"), "/api", service).replace(
+            "namespace: default}",
+            &format!("namespace: default, creationTimestamp: \"{namespace_time}\"}}"),
+        )
+    };
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["old", "new", "tie"]));
+    documents.push(with_time("newer", "2024-05-01T00:00:00Z", "new"));
+    documents.push(with_time("older", "2024-01-01T00:00:00Z", "old"));
+    documents.push(with_time("z-same-time", "2024-05-01T00:00:00Z", "tie"));
+    let compiled =
+        compile_yaml(&docs(&documents).replace("port: {name: http}", "port: {number: 80}"));
+    assert_eq!(
+        route_to(&compiled, "app.example.com", "/api").as_deref(),
+        Some("old")
+    );
+    assert_eq!(
+        reasons_of(&compiled.diagnostics),
+        [
+            ("newer", reasons::ROUTE_CONFLICT),
+            ("z-same-time", reasons::ROUTE_CONFLICT)
+        ]
+    );
+    assert!(
+        compiled.diagnostics[0].message.contains("default/older"),
+        "{}",
+        compiled.diagnostics[0].message
+    );
+
+    // Without timestamps (standalone manifests), namespace/name decides.
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["first", "second"]));
+    documents.push(ingress("b", Some("app.example.com"), "/", "second"));
+    documents.push(ingress("a", Some("app.example.com"), "/", "first"));
+    let compiled =
+        compile_yaml(&docs(&documents).replace("port: {name: http}", "port: {number: 80}"));
+    assert_eq!(
+        route_to(&compiled, "app.example.com", "/").as_deref(),
+        Some("first")
+    );
+    assert_eq!(
+        reasons_of(&compiled.diagnostics),
+        [("b", reasons::ROUTE_CONFLICT)]
+    );
+}
+
+#[test]
+fn named_ports_resolve_through_the_endpoint_slice_port_name() {
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        // Service port 80 named "web" targets the container port named "http-alt"; the
+        // EndpointSlice carries the resolved number under the Service port's name.
+        "apiVersion: v1\nkind: Service\nmetadata: {name: app}\nspec:\n  ports:\n  - {name: metrics, port: 9000}\n  - {name: web, port: 80, targetPort: http-alt}\n".into(),
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: app-x\n  labels: {kubernetes.io/service-name: app}\naddressType: IPv4\n\
+         ports:\n- {name: metrics, port: 9100}\n- {name: web, port: 3000}\nendpoints:\n- addresses: [10.1.0.1]\n- addresses: [10.1.0.2]\n  conditions: {ready: false}\n".into(),
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: by-name}\nspec:\n  ingressClassName: vane\n  rules:\n  - host: a.com\n    http:\n      paths:\n\
+         \x20     - {path: /, pathType: Prefix, backend: {service: {name: app, port: {name: web}}}}\n  - host: b.com\n    http:\n      paths:\n\
+         \x20     - {path: /, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}\n".into(),
+    ]);
+    let compiled = compile_yaml(&yaml);
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+    let a = compiled.table.lookup("a.com", "/").unwrap();
+    let b = compiled.table.lookup("b.com", "/").unwrap();
+    assert_eq!(
+        a.backend, b.backend,
+        "port by name and by number are one backend"
+    );
+    let backend = compiled.table.backend(a.backend).unwrap();
+    assert_eq!(&*backend.name, "default/app:80");
+    // Ready unset counts as ready; ready: false is out.
+    let BackendTarget::Endpoints(endpoints) = &backend.target else {
+        panic!("{backend:?}")
+    };
+    let addresses: Vec<String> = endpoints.iter().map(|e| e.address.to_string()).collect();
+    assert_eq!(addresses, ["10.1.0.1:3000"]);
+}
+
+#[test]
+fn unresolvable_backends_are_invalid_and_reported_without_touching_other_routes() {
+    let rule = |host: &str, backend: &str| {
+        format!("  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {backend}}}\n")
+    };
+    let ingress_yaml = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: mixed}}\nspec:\n  ingressClassName: vane\n  rules:\n{}{}{}{}{}",
+        rule("good.com", "{service: {name: good, port: {number: 80}}}"),
+        rule("missing.com", "{service: {name: nope, port: {number: 80}}}"),
+        rule("port.com", "{service: {name: good, port: {number: 81}}}"),
+        rule("noslice.com", "{service: {name: lonely, port: {number: 80}}}"),
+        rule("resource.com", "{resource: {apiGroup: k8s.example.com, kind: StorageBucket, name: assets}}"),
+    );
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("good", 8080, &[ip(1)]),
+        crate::support::fixtures::service("lonely"),
+        ingress_yaml,
+    ]);
+    let compiled = compile_yaml(&yaml);
+    assert_eq!(
+        reasons_of(&compiled.diagnostics),
+        [
+            ("mixed", reasons::SERVICE_NOT_FOUND),
+            ("mixed", reasons::PORT_NOT_FOUND),
+            ("mixed", reasons::NO_ENDPOINT_SLICES),
+            ("mixed", reasons::UNSUPPORTED_BACKEND),
+        ]
+    );
+    let target = |host: &str| {
+        let route = compiled.table.lookup(host, "/").expect(host);
+        compiled
+            .table
+            .backend(route.backend)
+            .unwrap()
+            .target
+            .clone()
+    };
+    assert!(matches!(target("good.com"), BackendTarget::Endpoints(e) if e.len() == 1));
+    for host in ["missing.com", "port.com", "noslice.com", "resource.com"] {
+        assert!(matches!(target(host), BackendTarget::Invalid(_)), "{host}");
+    }
+}
+
+#[test]
+fn default_backend_catches_unmatched_requests_and_oldest_wins() {
+    let default_backend = |name: &str, service: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}}}\nspec:\n  ingressClassName: vane\n\
+             \x20 defaultBackend: {{service: {{name: {service}, port: {{number: 80}}}}}}\n"
+        )
+    };
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["fallback", "other", "app"]));
+    documents.push(default_backend("a-default", "fallback"));
+    documents.push(default_backend("b-default", "other"));
+    documents.push(ingress_with_paths(
+        "app",
+        Some("app.com"),
+        &[("/app", "Prefix", "app")],
+    ));
+    let compiled = compile_yaml(&docs(&documents));
+    assert_eq!(
+        route_to(&compiled, "app.com", "/app").as_deref(),
+        Some("app")
+    );
+    assert_eq!(
+        route_to(&compiled, "app.com", "/other").as_deref(),
+        Some("fallback")
+    );
+    assert_eq!(
+        route_to(&compiled, "unknown.org", "/").as_deref(),
+        Some("fallback")
+    );
+    assert_eq!(
+        reasons_of(&compiled.diagnostics),
+        [("b-default", reasons::DEFAULT_BACKEND_CONFLICT)]
+    );
+}
+
+#[test]
+fn invalid_hosts_and_paths_are_reported_and_skipped() {
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["svc"]));
+    documents.push(ingress_with_paths(
+        "paths",
+        Some("ok.com"),
+        &[
+            ("/fine", "Prefix", "svc"),
+            ("relative", "Prefix", "svc"),
+            ("/a//b", "Exact", "svc"),
+            ("/x", "Sometimes", "svc"),
+        ],
+    ));
+    documents.push(ingress_with_paths(
+        "host",
+        Some("bad_host.com"),
+        &[("/", "Prefix", "svc")],
+    ));
+    documents.push(ingress_with_paths(
+        "inner-wildcard",
+        Some("foo.*.com"),
+        &[("/", "Prefix", "svc")],
+    ));
+    let compiled = compile_yaml(&docs(&documents));
+    assert_eq!(
+        route_to(&compiled, "ok.com", "/fine").as_deref(),
+        Some("svc")
+    );
+    assert_eq!(compiled.table.routes().len(), 1);
+    assert_eq!(
+        reasons_of(&compiled.diagnostics),
+        [
+            ("host", reasons::INVALID_HOST),
+            ("inner-wildcard", reasons::INVALID_HOST),
+            ("paths", reasons::INVALID_PATH),
+            ("paths", reasons::INVALID_PATH),
+            ("paths", reasons::INVALID_PATH),
+        ]
+    );
+}
+
+#[test]
+fn compile_is_deterministic() {
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["a", "b", "c"]));
+    documents.push(ingress_with_paths(
+        "x",
+        Some("x.com"),
+        &[("/a", "Prefix", "a"), ("/b", "Exact", "b")],
+    ));
+    documents.push(ingress_with_paths(
+        "y",
+        None,
+        &[("/c", "Prefix", "c"), ("/a", "Prefix", "missing")],
+    ));
+    let yaml = docs(&documents);
+    let first = compile_yaml(&yaml);
+    let second = compile_yaml(&yaml);
+    assert_eq!(first.table.routes(), second.table.routes());
+    assert_eq!(first.table.backends(), second.table.backends());
+    assert_eq!(first.diagnostics, second.diagnostics);
+}
+
+/// A catalogue of objects that are well-formed YAML of the right kind but nonsense inside.
+/// Compile must produce a table (and keep the good route) for every one of them.
+#[test]
+fn compile_is_total_over_a_catalogue_of_malformed_objects() {
+    let malformed = [
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: empty}\n",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: nospec}\nspec: {ingressClassName: vane}\n",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {}\nspec: {ingressClassName: vane}\n",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: r}\nspec:\n  ingressClassName: vane\n  rules: [{}, {host: ''}, {http: {paths: []}}]\n",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: p}\nspec:\n  ingressClassName: vane\n  rules:\n  - http:\n      paths:\n      - {pathType: Prefix, backend: {}}\n      - {path: '', pathType: Exact, backend: {service: {name: ''}}}\n      - {path: /x, pathType: Prefix, backend: {service: {name: good, port: {}}}}\n",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: huge-port}\nspec:\n  ingressClassName: vane\n  rules:\n  - host: h.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: weird, port: {number: 80}}}}\n",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: weird}\nspec: {type: ExternalName, externalName: example.com, ports: [{port: 80}]}\n",
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: junk, labels: {kubernetes.io/service-name: good}}\naddressType: FQDN\nports: [{name: http, port: 99999}]\nendpoints: [{addresses: [not-an-ip]}, {addresses: []}]\n",
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: nolabel}\naddressType: IPv4\nendpoints: []\n",
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: vane}\n",
+    ];
+    for bad in malformed {
+        let mut documents = vec![
+            INGRESS_CLASS.to_string(),
+            backend("good", 8080, &[ip(1)]),
+            bad.to_string(),
+        ];
+        documents.push(ingress_with_paths(
+            "good",
+            Some("good.com"),
+            &[("/", "Prefix", "good")],
+        ));
+        let compiled = compile_yaml(&docs(&documents));
+        assert_eq!(
+            route_to(&compiled, "good.com", "/").as_deref(),
+            Some("good"),
+            "with {bad}"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Test support: real origins, fixtures, the in-process proxy and a client.
+#![allow(
+    dead_code,
+    reason = "each test module uses a different part of the support code"
+)]
+
+pub mod client;
+pub mod fixtures;
+pub mod origin;
+pub mod proxy;

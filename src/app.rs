@@ -51,9 +51,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let admin_state = Arc::new(AdminState::new(tables.clone()));
+    // The bound addresses, not the configured ones: with port 0 the kernel picks the port.
+    let bound = |listener: &TcpListener| {
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
     info!(
-        http = %config.http_addr,
-        admin = %config.admin_addr,
+        http = bound(&http),
+        admin = bound(&admin_listener),
         workers = config.workers,
         "vane is serving"
     );

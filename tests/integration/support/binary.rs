@@ -1,0 +1,117 @@
+//! The built `vane` binary, run as a user would run it, with JSON logs read back.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+pub struct Vane {
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    child: Child,
+    logs: mpsc::UnboundedReceiver<serde_json::Value>,
+}
+
+impl Vane {
+    /// Starts `vane --manifests DIR` on ephemeral loopback ports and waits until it serves.
+    pub async fn start(manifests: &Path) -> Vane {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vane"))
+            .arg("--manifests")
+            .arg(manifests)
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--workers",
+                "2",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start vane");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, mut logs) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str(&line) {
+                    Ok(json) => {
+                        let _ = tx.send(json);
+                    }
+                    Err(_) => eprintln!("vane: {line}"),
+                }
+            }
+        });
+        let serving = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let line: serde_json::Value =
+                    logs.recv().await.expect("vane exited before serving");
+                if line["fields"]["message"] == "vane is serving" {
+                    return line;
+                }
+            }
+        })
+        .await
+        .expect("vane did not start serving within 30 s");
+        let field = |name: &str| serving["fields"][name].as_str().unwrap().parse().unwrap();
+        Vane {
+            http: field("http"),
+            admin: field("admin"),
+            child,
+            logs,
+        }
+    }
+
+    /// Waits for a log line whose message contains `text` and returns it.
+    pub async fn wait_for_log(&mut self, text: &str, within: Duration) -> serde_json::Value {
+        tokio::time::timeout(within, async {
+            loop {
+                let line = self.logs.recv().await.expect("vane exited");
+                if line["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(text))
+                {
+                    return line;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no log line containing {text:?} within {within:?}"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("vane is running")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Peak resident memory (VmHWM) of the vane process, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+}
+
+/// Writes `contents` to `path` atomically (write a hidden temporary file, then rename), the
+/// way kubectl, ConfigMap mounts and careful editors replace files.
+pub fn write_atomically(path: &Path, contents: &str) {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}

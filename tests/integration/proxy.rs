@@ -13,19 +13,14 @@ use tokio_tungstenite::tungstenite::Message;
 use vane::compile::Options;
 
 use crate::support::client::{client, get, send};
-use crate::support::fixtures::{backend, docs, ingress, INGRESS_CLASS};
+use crate::support::fixtures::{backend, docs, ingress, single_route, INGRESS_CLASS};
 use crate::support::origin;
 use crate::support::proxy::TestProxy;
 
 #[tokio::test]
 async fn round_robin_gives_each_endpoint_exactly_its_share() {
     let origins = origin::start(3).await;
-    let proxy = TestProxy::start(&docs(&[
-        INGRESS_CLASS.to_string(),
-        backend("app", origins.port, &origins.ips()),
-        ingress("app", None, "/", "app"),
-    ]))
-    .await;
+    let proxy = TestProxy::start(&single_route(&origins, None)).await;
     let client = client();
     const N: usize = 20;
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -123,15 +118,7 @@ async fn hanging_upstream_gives_504_at_the_timeout() {
         response_headers_timeout: Duration::from_millis(200),
         ..Options::default()
     };
-    let proxy = TestProxy::start_with(
-        &docs(&[
-            INGRESS_CLASS.to_string(),
-            backend("app", origins.port, &origins.ips()),
-            ingress("app", None, "/", "app"),
-        ]),
-        options,
-    )
-    .await;
+    let proxy = TestProxy::start_with(&single_route(&origins, None), options).await;
     let reply = get(&client(), proxy.addr, "x", "/hang").await;
     assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(origins.origins[0].hits(), 1);
@@ -140,12 +127,7 @@ async fn hanging_upstream_gives_504_at_the_timeout() {
 #[tokio::test]
 async fn forwarded_headers_are_set_and_hop_by_hop_headers_removed() {
     let origins = origin::start(1).await;
-    let proxy = TestProxy::start(&docs(&[
-        INGRESS_CLASS.to_string(),
-        backend("app", origins.port, &origins.ips()),
-        ingress("app", Some("app.example.com"), "/", "app"),
-    ]))
-    .await;
+    let proxy = TestProxy::start(&single_route(&origins, Some("app.example.com"))).await;
     let request = Request::get(format!("http://{}/echo?x=1", proxy.addr))
         .header("host", "App.Example.com:8443")
         .header("x-forwarded-for", "203.0.113.9")
@@ -177,12 +159,7 @@ async fn forwarded_headers_are_set_and_hop_by_hop_headers_removed() {
 #[tokio::test]
 async fn websocket_echo_through_the_proxy() {
     let origins = origin::start(1).await;
-    let proxy = TestProxy::start(&docs(&[
-        INGRESS_CLASS.to_string(),
-        backend("ws", origins.port, &origins.ips()),
-        ingress("ws", Some("ws.example.com"), "/", "ws"),
-    ]))
-    .await;
+    let proxy = TestProxy::start(&single_route(&origins, Some("ws.example.com"))).await;
     let stream = TcpStream::connect(proxy.addr).await.unwrap();
     let (mut socket, response) = tokio_tungstenite::client_async("ws://ws.example.com/ws", stream)
         .await
@@ -206,12 +183,7 @@ async fn websocket_echo_through_the_proxy() {
 #[tokio::test]
 async fn h2c_prior_knowledge_request() {
     let origins = origin::start(1).await;
-    let proxy = TestProxy::start(&docs(&[
-        INGRESS_CLASS.to_string(),
-        backend("app", origins.port, &origins.ips()),
-        ingress("app", Some("h2.example.com"), "/", "app"),
-    ]))
-    .await;
+    let proxy = TestProxy::start(&single_route(&origins, Some("h2.example.com"))).await;
     let stream = TcpStream::connect(proxy.addr).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
@@ -237,21 +209,14 @@ async fn h2c_prior_knowledge_request() {
 async fn in_flight_request_finishes_on_its_table_after_a_swap() {
     let old = origin::start(1).await;
     let new = origin::start(1).await;
-    let manifests = |origins: &origin::Origins| {
-        docs(&[
-            INGRESS_CLASS.to_string(),
-            backend("app", origins.port, &origins.ips()),
-            ingress("app", None, "/", "app"),
-        ])
-    };
-    let proxy = TestProxy::start(&manifests(&old)).await;
+    let proxy = TestProxy::start(&single_route(&old, None)).await;
     let client = client();
     // A large streamed response is in flight while the table changes under it.
     let request = Request::get(proxy.url("/bytes/8388608"))
         .body(Full::new(Bytes::new()))
         .unwrap();
     let response = client.request(request).await.unwrap();
-    proxy.publish(&manifests(&new));
+    proxy.publish(&single_route(&new, None));
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.len(), 8 * 1024 * 1024);
     assert_eq!(old.origins[0].hits(), 1);

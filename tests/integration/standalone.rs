@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::binary::{write_atomically, Vane};
 use crate::support::client::{client, get};
-use crate::support::fixtures::{backend, docs, ingress, INGRESS_CLASS};
+use crate::support::fixtures::{backend, docs, ingress, single_route, INGRESS_CLASS};
 use crate::support::origin::{self, generated_body, Origin, Origins};
 
 const MIB: u64 = 1024 * 1024;
@@ -112,11 +112,7 @@ async fn malformed_manifests_are_reported_and_the_rest_keep_routing() {
     let dir = tempfile::tempdir().unwrap();
     write_atomically(
         &dir.path().join("good.yaml"),
-        &docs(&[
-            INGRESS_CLASS.to_string(),
-            backend("good", origins.port, &origins.ips()),
-            ingress("good", Some("good.example.com"), "/", "good"),
-        ]),
+        &single_route(&origins, Some("good.example.com")),
     );
     // A broken document, then a valid Ingress in the same file, then one with a missing Service.
     write_atomically(
@@ -218,14 +214,7 @@ async fn hundred_mib_streams_through_both_ways_in_bounded_memory() {
     const SIZE: u64 = 100 * MIB;
     let origins = origin::start(1).await;
     let dir = tempfile::tempdir().unwrap();
-    write_atomically(
-        &dir.path().join("app.yaml"),
-        &docs(&[
-            INGRESS_CLASS.to_string(),
-            backend("app", origins.port, &origins.ips()),
-            ingress("app", None, "/", "app"),
-        ]),
-    );
+    write_atomically(&dir.path().join("app.yaml"), &single_route(&origins, None));
     let vane = Vane::start(dir.path()).await;
     let client: Client<HttpConnector, BoxBody<Bytes, Infallible>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());

@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use super::origin::Origins;
+
 use vane::manifests::{self, Loaded};
 use vane::snapshot::Snapshot;
 
@@ -80,4 +82,14 @@ pub fn snapshot(yaml: &str) -> Snapshot {
         loaded.errors
     );
     loaded.snapshot
+}
+
+/// The common case: our IngressClass, a Service `app` backed by `origins`, and an Ingress `app`
+/// routing `host` (every host when `None`), path `/`, to it.
+pub fn single_route(origins: &Origins, host: Option<&str>) -> String {
+    docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        ingress("app", host, "/", "app"),
+    ])
 }

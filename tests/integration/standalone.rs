@@ -12,7 +12,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::binary::{write_atomically, Vane};
-use crate::support::client::{client, get};
+use crate::support::client::{client, get, status_of};
 use crate::support::fixtures::{backend, docs, ingress, single_route, INGRESS_CLASS};
 use crate::support::origin::{self, generated_body, Origin, Origins};
 
@@ -120,7 +120,7 @@ async fn malformed_manifests_are_reported_and_the_rest_keep_routing() {
         &docs(&[
             "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: [unclosed\n"
                 .to_string(),
-            ingress("after-broken", Some("after.example.com"), "/", "good"),
+            ingress("after-broken", Some("after.example.com"), "/", "app"),
             ingress(
                 "dangling",
                 Some("dangling.example.com"),
@@ -132,30 +132,24 @@ async fn malformed_manifests_are_reported_and_the_rest_keep_routing() {
     let mut vane = Vane::start(dir.path()).await;
     let client = client();
     assert_eq!(
-        get(&client, vane.http, "good.example.com", "/")
-            .await
-            .status,
+        status_of(&client, vane.http, "good.example.com", "/").await,
         StatusCode::OK
     );
     assert_eq!(
-        get(&client, vane.http, "after.example.com", "/")
-            .await
-            .status,
+        status_of(&client, vane.http, "after.example.com", "/").await,
         StatusCode::OK
     );
     assert_eq!(
-        get(&client, vane.http, "dangling.example.com", "/")
-            .await
-            .status,
+        status_of(&client, vane.http, "dangling.example.com", "/").await,
         StatusCode::SERVICE_UNAVAILABLE
     );
 
     assert_eq!(
-        get(&client, vane.admin, "admin", "/healthz").await.status,
+        status_of(&client, vane.admin, "admin", "/healthz").await,
         StatusCode::OK
     );
     assert_eq!(
-        get(&client, vane.admin, "admin", "/readyz").await.status,
+        status_of(&client, vane.admin, "admin", "/readyz").await,
         StatusCode::OK
     );
     let routes = get(&client, vane.admin, "admin", "/debug/routes")
@@ -192,15 +186,11 @@ async fn malformed_manifests_are_reported_and_the_rest_keep_routing() {
 
     assert!(vane.is_running());
     assert_eq!(
-        get(&client, vane.http, "good.example.com", "/")
-            .await
-            .status,
+        status_of(&client, vane.http, "good.example.com", "/").await,
         StatusCode::OK
     );
     assert_eq!(
-        get(&client, vane.http, "after.example.com", "/")
-            .await
-            .status,
+        status_of(&client, vane.http, "after.example.com", "/").await,
         StatusCode::OK
     );
     let routes = get(&client, vane.admin, "admin", "/debug/routes")

@@ -59,3 +59,13 @@ pub async fn get(client: &TestClient, addr: SocketAddr, host: &str, path: &str) 
         .unwrap();
     send(client, request).await
 }
+
+/// The status of a GET through the proxy at `addr`.
+pub async fn status_of(
+    client: &TestClient,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> StatusCode {
+    get(client, addr, host, path).await.status
+}

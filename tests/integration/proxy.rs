@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use vane::compile::Options;
 
-use crate::support::client::{client, get, send, status_of};
+use crate::support::client::{client, get, send};
 use crate::support::fixtures::{backend, docs, ingress, single_route, INGRESS_CLASS};
 use crate::support::origin;
 use crate::support::proxy::TestProxy;

@@ -1,5 +1,5 @@
 # The two commands: `make run` (standalone demo, no cluster) and `make test` (every check).
-.PHONY: run test fmt lint build
+.PHONY: run test fmt lint build manifests
 
 run:
 	./scripts/demo.sh
@@ -15,3 +15,7 @@ lint:
 
 build:
 	cargo build --release --bin vane
+
+# Regenerates committed files that derive from code (tests fail when they drift).
+manifests:
+	cargo run --quiet --bin vane -- crdgen > crds/backendpolicy.yaml

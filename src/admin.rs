@@ -136,6 +136,7 @@ pub fn routes_json(active: &ActiveTable) -> Value {
             BackendTarget::Endpoints(endpoints) => json!({
                 "name": backend.name,
                 "loadBalancing": format!("{:?}", backend.load_balancing),
+                "policy": backend.policy.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)),
                 "endpoints": endpoints.iter().map(|e| e.address.to_string()).collect::<Vec<_>>(),
             }),
             BackendTarget::Invalid(reason) => json!({

@@ -1,17 +1,22 @@
 //! Wiring: the source, the compile loop, the proxy and the admin listener, and the order in
 //! which they start and stop.
 //!
-//! Start: bind every listener (so a taken port fails fast), load and publish the first table,
-//! then serve. `/readyz` turns true only once that first table is published.
+//! Start: bind every listener (so a taken port fails fast), start the source, serve. Until the
+//! first table is published, `/readyz` fails and the proxy answers 503: an empty table is never
+//! served as if it were the truth. Standalone, the first table is built before serving starts;
+//! from a cluster, once every watch has listed.
 //! Stop (SIGTERM or Ctrl-C): `/readyz` turns false, listeners stop accepting, open connections
-//! are asked to finish and get a grace period.
+//! are asked to finish and get a grace period, the leader releases its Lease.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -19,13 +24,44 @@ use crate::admin::{self, AdminState};
 use crate::args::{Config, Source};
 use crate::compile::{self, Compiled, Options};
 use crate::debounce;
-use crate::manifests::{self, LoadError, Loaded};
+use crate::k8s::{self, KubeSettings, Outcome, StatusWriter};
+use crate::manifests::{self, LoadError};
 use crate::proxy::{self, Proxy, ServerLimits, TableHandle, UpstreamConfig};
+use crate::snapshot::Snapshot;
 use crate::table::Diagnostic;
 
+/// A started vane: where it listens, and its tasks.
+pub struct Running {
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub tables: Arc<TableHandle>,
+    admin_state: Arc<AdminState>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Waits until every task has finished after `shutdown` was cancelled.
+    pub async fn stopped(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Runs vane until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let tables = Arc::new(TableHandle::new());
     let shutdown = CancellationToken::new();
+    let running = start(config, shutdown.clone()).await?;
+    shutdown_signal().await;
+    info!("shutting down");
+    running.admin_state.begin_drain();
+    shutdown.cancel();
+    running.stopped().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Binds the listeners and starts every task; they run until `shutdown` is cancelled.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let tables = Arc::new(TableHandle::new());
     let options = Options {
         ingress_class: config.ingress_class.clone(),
         controller_name: config.controller_name.clone(),
@@ -38,54 +74,146 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("cannot listen on --admin-addr {}", config.admin_addr))?;
+    let http_addr = http.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
 
-    let source = match &config.source {
-        Source::Manifests(dir) => {
-            let watcher = manifests::watch(dir)
-                .with_context(|| format!("cannot watch --manifests {}", dir.display()))?;
-            let mut compiler = ManifestCompiler::new(dir.clone(), options, tables.clone());
-            // The first load must work: a mistyped directory should stop vane, not serve nothing.
-            compiler.reload().await?;
-            tokio::spawn(compiler.run(watcher, shutdown.clone()))
+    let mut tasks = JoinSet::new();
+    let compiler = Compiler::new(options, tables.clone());
+    match config.source {
+        Source::Manifests(dir) => start_manifests(dir, compiler, &shutdown, &mut tasks).await?,
+        Source::Kubernetes(settings) => {
+            start_kubernetes(
+                settings,
+                &config.controller_name,
+                compiler,
+                &shutdown,
+                &mut tasks,
+            )
+            .await?
         }
-    };
+    }
 
     let admin_state = Arc::new(AdminState::new(tables.clone()));
-    // The bound addresses, not the configured ones: with port 0 the kernel picks the port.
-    let bound = |listener: &TcpListener| {
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    };
-    info!(
-        http = bound(&http),
-        admin = bound(&admin_listener),
-        workers = config.workers,
-        "vane is serving"
-    );
-    let admin = tokio::spawn(admin::serve(
+    tasks.spawn(admin::serve(
         admin_listener,
         admin_state.clone(),
         shutdown.clone(),
     ));
-    let proxy = Arc::new(Proxy::new(tables, &UpstreamConfig::default()));
-    let server = tokio::spawn(proxy::serve(
+    let proxy = Arc::new(Proxy::new(tables.clone(), &UpstreamConfig::default()));
+    tasks.spawn(proxy::serve(
         http,
         proxy,
         ServerLimits::default(),
         shutdown.clone(),
     ));
+    info!(http = %http_addr, admin = %admin_addr, workers = config.workers, "vane is serving");
+    Ok(Running {
+        http: http_addr,
+        admin: admin_addr,
+        tables,
+        admin_state,
+        tasks,
+    })
+}
 
-    shutdown_signal().await;
-    info!("shutting down");
-    admin_state.begin_drain();
-    shutdown.cancel();
-    let _ = server.await;
-    let _ = admin.await;
-    let _ = source.await;
-    info!("stopped");
+async fn start_manifests(
+    dir: PathBuf,
+    mut compiler: Compiler,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    // Watch before the first load, so no change between the two is missed.
+    let (watch, mut changes) = manifests::watch(&dir)
+        .with_context(|| format!("cannot watch --manifests {}", dir.display()))?;
+    // The first load must work: a mistyped directory should stop vane, not serve nothing.
+    reload_manifests(&dir, &mut compiler)
+        .await
+        .with_context(|| format!("cannot read --manifests {}", dir.display()))?;
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let _watch = watch;
+        while next_batch(&mut changes, &shutdown).await {
+            if let Err(error) = reload_manifests(&dir, &mut compiler).await {
+                error!(
+                    "cannot read --manifests {}: {error:#}; keeping the last routing table",
+                    dir.display()
+                );
+            }
+        }
+    });
     Ok(())
+}
+
+async fn reload_manifests(dir: &std::path::Path, compiler: &mut Compiler) -> anyhow::Result<()> {
+    let dir = dir.to_owned();
+    let loaded = tokio::task::spawn_blocking(move || manifests::load_dir(&dir)).await??;
+    compiler
+        .compile_and_publish(loaded.snapshot, &loaded.errors)
+        .await?;
+    Ok(())
+}
+
+async fn start_kubernetes(
+    settings: KubeSettings,
+    controller_name: &str,
+    mut compiler: Compiler,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let client = k8s::client(settings.kubeconfig.as_deref()).await?;
+    let (changes_tx, mut changes) = mpsc::channel(1);
+    let stores = k8s::watch::start(
+        &client,
+        settings.watch_namespace.as_deref(),
+        changes_tx,
+        tasks,
+    );
+
+    let (leader_tx, leader) = watch::channel(false);
+    tasks.spawn(k8s::lease::run(
+        client.clone(),
+        settings.lease.clone(),
+        leader_tx,
+        shutdown.clone(),
+    ));
+    let (outcomes_tx, outcomes) = watch::channel(Arc::new(Outcome::default()));
+    let writer = StatusWriter::new(
+        client,
+        stores.clone(),
+        settings.publish,
+        controller_name,
+        &settings.lease.identity,
+    );
+    tasks.spawn(writer.run(outcomes, leader, shutdown.clone()));
+
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        info!("waiting for every watch to list once");
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = stores.wait_until_ready() => {}
+        }
+        loop {
+            match compiler.compile_and_publish(stores.snapshot(), &[]).await {
+                Ok(outcome) => {
+                    outcomes_tx.send_replace(Arc::new(outcome));
+                }
+                Err(error) => error!("{error:#}; keeping the last routing table"),
+            }
+            if !next_batch(&mut changes, &shutdown).await {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Waits for the next debounced batch of changes; `false` on shutdown or when the source ended.
+async fn next_batch(changes: &mut mpsc::Receiver<()>, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        more = debounce::next_batch(changes, debounce::QUIET, debounce::CAP) => more,
+    }
 }
 
 async fn shutdown_signal() {
@@ -110,70 +238,50 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// The standalone compile loop: reload the directory, compile, publish, wait for changes.
-struct ManifestCompiler {
-    dir: PathBuf,
+/// Compiles snapshots from either source and publishes the tables.
+struct Compiler {
     options: Arc<Options>,
     tables: Arc<TableHandle>,
     reported: Reported,
 }
 
-impl ManifestCompiler {
-    fn new(dir: PathBuf, options: Options, tables: Arc<TableHandle>) -> Self {
+impl Compiler {
+    fn new(options: Options, tables: Arc<TableHandle>) -> Self {
         Self {
-            dir,
             options: Arc::new(options),
             tables,
             reported: Reported::default(),
         }
     }
 
-    /// Loads, compiles and publishes once. On error the previous table stays in place.
-    async fn reload(&mut self) -> anyhow::Result<()> {
-        let dir = self.dir.clone();
+    /// Compiles off the async workers, logs new problems, publishes the table.
+    /// Returns what the Kubernetes status writer needs of the result.
+    async fn compile_and_publish(
+        &mut self,
+        snapshot: Snapshot,
+        load_errors: &[LoadError],
+    ) -> anyhow::Result<Outcome> {
         let options = self.options.clone();
-        let (loaded, compiled) =
-            tokio::task::spawn_blocking(move || load_and_compile(&dir, &options))
+        let compiled: Compiled =
+            tokio::task::spawn_blocking(move || compile::compile(&snapshot, &options))
                 .await
-                .context("compile task failed")?
-                .with_context(|| format!("cannot read --manifests {}", self.dir.display()))?;
-        self.reported.log(&loaded.errors, &compiled.diagnostics);
+                .context("compile task failed")?;
+        self.reported.log(load_errors, &compiled.diagnostics);
         let routes = compiled.table.routes().len();
         let backends = compiled.table.backends().len();
-        let generation = self.tables.publish(compiled.table, compiled.diagnostics);
+        let generation = self
+            .tables
+            .publish(compiled.table, compiled.diagnostics.clone());
         info!(generation, routes, backends, "routing table published");
-        Ok(())
-    }
-
-    async fn run(
-        mut self,
-        watch: (manifests::DirWatch, tokio::sync::mpsc::Receiver<()>),
-        shutdown: CancellationToken,
-    ) {
-        let (_watch, mut changes) = watch;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                more = debounce::next_batch(&mut changes, debounce::QUIET, debounce::CAP) => {
-                    if !more {
-                        return;
-                    }
-                }
-            }
-            if let Err(error) = self.reload().await {
-                error!("{error:#}; keeping the last routing table");
-            }
-        }
+        Ok(Outcome {
+            ingresses: compiled.ingresses,
+            policies: compiled.policies,
+            diagnostics: compiled.diagnostics,
+        })
     }
 }
 
-fn load_and_compile(dir: &Path, options: &Options) -> std::io::Result<(Loaded, Compiled)> {
-    let loaded = manifests::load_dir(dir)?;
-    let compiled = compile::compile(&loaded.snapshot, options);
-    Ok((loaded, compiled))
-}
-
-/// Logs each load error and diagnostic once while it persists, so a reload does not repeat it.
+/// Logs each load error and diagnostic once while it persists, so a recompile does not repeat it.
 #[derive(Default)]
 struct Reported {
     load_errors: HashSet<String>,

@@ -4,9 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::compile::{DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
+use crate::k8s::{KubeSettings, LeaseSettings, Publish};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,6 +16,19 @@ use crate::compile::{DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
     about = "A Kubernetes ingress controller with an embedded reverse proxy"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Kubernetes source: this kubeconfig file (default: in-cluster config, then $KUBECONFIG or
+    /// ~/.kube/config).
+    #[arg(
+        long,
+        env = "VANE_KUBECONFIG",
+        value_name = "PATH",
+        conflicts_with = "manifests"
+    )]
+    pub kubeconfig: Option<PathBuf>,
+
     /// Standalone mode: serve the Kubernetes YAML manifests in this directory (watched for
     /// changes) instead of watching a cluster.
     #[arg(long, env = "VANE_MANIFESTS", value_name = "DIR")]
@@ -27,6 +41,41 @@ pub struct Args {
     /// The `spec.controller` value of our IngressClass.
     #[arg(long, env = "VANE_CONTROLLER_NAME", value_name = "NAME", default_value = DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
+
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "VANE_WATCH_NAMESPACE", value_name = "NS")]
+    pub watch_namespace: Option<String>,
+
+    /// Write this Service's address into the status of our Ingresses.
+    #[arg(
+        long,
+        env = "VANE_PUBLISH_SERVICE",
+        value_name = "NS/NAME",
+        conflicts_with = "publish_status_address"
+    )]
+    pub publish_service: Option<String>,
+
+    /// Write these addresses (IPs or hostnames, comma-separated) into the status of our Ingresses.
+    #[arg(
+        long,
+        env = "VANE_PUBLISH_STATUS_ADDRESS",
+        value_name = "ADDR[,ADDR]",
+        value_delimiter = ','
+    )]
+    pub publish_status_address: Vec<String>,
+
+    /// The Lease used for leader election (status and Event writes).
+    #[arg(
+        long,
+        env = "VANE_LEASE_NAME",
+        value_name = "NAME",
+        default_value = "vane-leader"
+    )]
+    pub lease_name: String,
+
+    /// The namespace of that Lease (default: $POD_NAMESPACE, else "default").
+    #[arg(long, env = "VANE_LEASE_NAMESPACE", value_name = "NS")]
+    pub lease_namespace: Option<String>,
 
     /// Plain HTTP listener.
     #[arg(
@@ -55,6 +104,12 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the BackendPolicy CustomResourceDefinition as YAML.
+    Crdgen,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -62,9 +117,21 @@ pub enum LogFormat {
 }
 
 /// Where the objects come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Source {
     Manifests(PathBuf),
+    Kubernetes(KubeSettings),
+}
+
+/// What the process environment says about this replica (read by `main`, not here).
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    /// `$POD_NAME`, set by the chart through the downward API.
+    pub pod_name: Option<String>,
+    /// `$POD_NAMESPACE`.
+    pub pod_namespace: Option<String>,
+    pub hostname: String,
+    pub pid: u32,
 }
 
 /// Validated configuration.
@@ -81,8 +148,8 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("no source: pass --manifests DIR (the Kubernetes source is not built yet)")]
-    NoSource,
+    #[error("--publish-service must be NAMESPACE/NAME, not {0:?}")]
+    PublishService(String),
     #[error("--workers must be at least 1")]
     NoWorkers,
     #[error("--{0} must not be empty")]
@@ -91,10 +158,46 @@ pub enum ConfigError {
 
 impl Args {
     /// Validates the flags. `cpus` is the default worker count.
-    pub fn into_config(self, cpus: usize) -> Result<Config, ConfigError> {
+    pub fn into_config(self, cpus: usize, env: &Environment) -> Result<Config, ConfigError> {
+        let publish = match (self.publish_service, self.publish_status_address) {
+            (Some(service), _) => match service.split_once('/') {
+                Some((namespace, name))
+                    if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+                {
+                    Some(Publish::Service {
+                        namespace: namespace.to_owned(),
+                        name: name.to_owned(),
+                    })
+                }
+                _ => return Err(ConfigError::PublishService(service)),
+            },
+            (None, addresses) => {
+                let addresses: Vec<String> = addresses
+                    .into_iter()
+                    .map(|a| a.trim().to_owned())
+                    .filter(|a| !a.is_empty())
+                    .collect();
+                (!addresses.is_empty()).then_some(Publish::Addresses(addresses))
+            }
+        };
         let source = match self.manifests {
             Some(dir) => Source::Manifests(dir),
-            None => return Err(ConfigError::NoSource),
+            None => Source::Kubernetes(KubeSettings {
+                kubeconfig: self.kubeconfig,
+                watch_namespace: self.watch_namespace.filter(|ns| !ns.is_empty()),
+                publish,
+                lease: LeaseSettings::new(
+                    self.lease_name,
+                    self.lease_namespace
+                        .or_else(|| env.pod_namespace.clone())
+                        .unwrap_or_else(|| "default".into()),
+                    // Without a pod name, hostname plus pid: two processes on one host never
+                    // share an identity.
+                    env.pod_name
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-{}", env.hostname, env.pid)),
+                ),
+            }),
         };
         if self.ingress_class.is_empty() {
             return Err(ConfigError::Empty("ingress-class"));
@@ -122,13 +225,33 @@ impl Args {
 mod tests {
     use super::*;
 
+    fn env() -> Environment {
+        Environment {
+            pod_name: None,
+            pod_namespace: None,
+            hostname: "node-1".into(),
+            pid: 42,
+        }
+    }
+
+    fn kube(args: &[&str], env: &Environment) -> KubeSettings {
+        let args =
+            Args::try_parse_from(std::iter::once("vane").chain(args.iter().copied())).unwrap();
+        match args.into_config(2, env).unwrap().source {
+            Source::Kubernetes(settings) => settings,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn defaults_match_the_documented_interface() {
         let config = Args::try_parse_from(["vane", "--manifests", "/m"])
             .unwrap()
-            .into_config(4)
+            .into_config(4, &env())
             .unwrap();
-        assert_eq!(config.source, Source::Manifests("/m".into()));
+        assert!(
+            matches!(&config.source, Source::Manifests(dir) if dir == std::path::Path::new("/m"))
+        );
         assert_eq!(config.ingress_class, "vane");
         assert_eq!(config.controller_name, "vane.dev/ingress-controller");
         assert_eq!(config.http_addr, "0.0.0.0:8080".parse().unwrap());
@@ -140,6 +263,61 @@ mod tests {
     #[test]
     fn zero_workers_is_rejected() {
         let args = Args::try_parse_from(["vane", "--manifests", "/m", "--workers", "0"]).unwrap();
-        assert!(matches!(args.into_config(2), Err(ConfigError::NoWorkers)));
+        assert!(matches!(
+            args.into_config(2, &env()),
+            Err(ConfigError::NoWorkers)
+        ));
+    }
+
+    #[test]
+    fn kubernetes_source_defaults() {
+        let settings = kube(&[], &env());
+        assert_eq!(settings.kubeconfig, None);
+        assert_eq!(settings.watch_namespace, None);
+        assert_eq!(settings.publish, None);
+        assert_eq!(settings.lease.name, "vane-leader");
+        assert_eq!(settings.lease.namespace, "default");
+        assert_eq!(settings.lease.identity, "node-1-42");
+
+        let pod = Environment {
+            pod_name: Some("vane-abc".into()),
+            pod_namespace: Some("ingress".into()),
+            ..env()
+        };
+        let settings = kube(&[], &pod);
+        assert_eq!(settings.lease.namespace, "ingress");
+        assert_eq!(settings.lease.identity, "vane-abc");
+        let settings = kube(&["--lease-namespace", "other"], &pod);
+        assert_eq!(settings.lease.namespace, "other");
+    }
+
+    #[test]
+    fn publish_flags() {
+        let settings = kube(&["--publish-service", "ingress/vane"], &env());
+        let expected = Publish::Service {
+            namespace: "ingress".into(),
+            name: "vane".into(),
+        };
+        assert_eq!(settings.publish, Some(expected));
+        let settings = kube(
+            &["--publish-status-address", "203.0.113.1, lb.example.com"],
+            &env(),
+        );
+        let expected = Publish::Addresses(vec!["203.0.113.1".into(), "lb.example.com".into()]);
+        assert_eq!(settings.publish, Some(expected));
+        let args = Args::try_parse_from(["vane", "--publish-service", "no-namespace"]).unwrap();
+        assert!(matches!(
+            args.into_config(2, &env()),
+            Err(ConfigError::PublishService(_))
+        ));
+        let both = [
+            "vane",
+            "--publish-service",
+            "a/b",
+            "--publish-status-address",
+            "1.2.3.4",
+        ];
+        assert!(Args::try_parse_from(both).is_err());
+        assert!(Args::try_parse_from(["vane", "--manifests", "/m", "--kubeconfig", "/k"]).is_err());
     }
 }

@@ -6,11 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod args;
 pub mod balance;
 pub mod compile;
 pub mod debounce;
+pub mod k8s;
 pub mod manifests;
 pub mod proxy;
 pub mod snapshot;

@@ -4,13 +4,26 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use vane::args::{Args, LogFormat};
+use vane::args::{Args, Command, Environment, LogFormat};
 
 fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::Crdgen) = args.command {
+        print!("{}", vane::api::crd_yaml());
+        return ExitCode::SUCCESS;
+    }
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let config = match Args::parse().into_config(cpus) {
+    let env = Environment {
+        pod_name: std::env::var("POD_NAME").ok().filter(|v| !v.is_empty()),
+        pod_namespace: std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        hostname: hostname(),
+        pid: std::process::id(),
+    };
+    let config = match args.into_config(cpus, &env) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("vane: {error}");
@@ -39,4 +52,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The host name, for a replica identity outside Kubernetes (where `POD_NAME` is unset).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "vane".into())
 }

@@ -10,6 +10,8 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
+use crate::api::BackendPolicy;
+
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub ingress_classes: Vec<Arc<IngressClass>>,
@@ -18,4 +20,5 @@ pub struct Snapshot {
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// Only Secrets of type `kubernetes.io/tls`.
     pub secrets: Vec<Arc<Secret>>,
+    pub backend_policies: Vec<Arc<BackendPolicy>>,
 }

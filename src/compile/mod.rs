@@ -11,6 +11,7 @@
 
 mod class;
 mod ingress;
+mod policy;
 mod service;
 
 use std::collections::{HashMap, HashSet};
@@ -25,6 +26,7 @@ use crate::table::{
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
+pub use policy::{ConditionSpec, PolicyStatus};
 pub use service::SERVICE_NAME_LABEL;
 
 pub const DEFAULT_INGRESS_CLASS: &str = "vane";
@@ -43,6 +45,9 @@ pub mod reasons {
     pub const PORT_NOT_FOUND: &str = "PortNotFound";
     pub const NO_ENDPOINT_SLICES: &str = "NoEndpointSlices";
     pub const UNSUPPORTED_BACKEND: &str = "UnsupportedBackend";
+    pub const INVALID_POLICY: &str = "InvalidPolicy";
+    pub const POLICY_TARGET_NOT_FOUND: &str = "PolicyTargetNotFound";
+    pub const POLICY_CONFLICT: &str = "PolicyConflict";
 }
 
 /// Settings of compile that come from the command line.
@@ -68,6 +73,10 @@ impl Default for Options {
 pub struct Compiled {
     pub table: RoutingTable,
     pub diagnostics: Vec<Diagnostic>,
+    /// The Ingresses of our class (whose status the leader writes), oldest first.
+    pub ingresses: Vec<ObjectRef>,
+    /// The conditions of every BackendPolicy, oldest first.
+    pub policies: Vec<PolicyStatus>,
 }
 
 /// Collects diagnostics, dropping exact repeats (one missing Service referenced by ten paths of
@@ -116,7 +125,8 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
             .then_with(|| a_ref.cmp(b_ref))
     });
 
-    let mut builder = TableBuilder::new(options, &services);
+    let (attachments, policies) = policy::attach(&snapshot.backend_policies, &services, &mut sink);
+    let mut builder = TableBuilder::new(options, &services, &attachments);
     for (ingress, object) in &ours {
         for candidate in ingress::candidates(ingress, object, &mut sink) {
             builder.add(object, candidate, &mut sink);
@@ -125,6 +135,8 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
     Compiled {
         table: RoutingTable::new(builder.routes, builder.backends),
         diagnostics: sink.diagnostics,
+        ingresses: ours.into_iter().map(|(_, object)| object).collect(),
+        policies,
     }
 }
 
@@ -140,6 +152,7 @@ fn ingress_ref(ingress: &Ingress) -> Option<ObjectRef> {
 struct TableBuilder<'a> {
     options: &'a Options,
     services: &'a service::ServiceIndex<'a>,
+    policies: &'a policy::Attachments<'a>,
     routes: Vec<Route>,
     backends: Vec<Backend>,
     backend_by_name: HashMap<String, usize>,
@@ -148,10 +161,15 @@ struct TableBuilder<'a> {
 }
 
 impl<'a> TableBuilder<'a> {
-    fn new(options: &'a Options, services: &'a service::ServiceIndex<'a>) -> Self {
+    fn new(
+        options: &'a Options,
+        services: &'a service::ServiceIndex<'a>,
+        policies: &'a policy::Attachments<'a>,
+    ) -> Self {
         Self {
             options,
             services,
+            policies,
             routes: Vec::new(),
             backends: Vec::new(),
             backend_by_name: HashMap::new(),
@@ -205,28 +223,41 @@ impl<'a> TableBuilder<'a> {
         target: &ingress::BackendRef<'_>,
         sink: &mut Sink,
     ) -> usize {
-        let (name, target) = match target {
-            ingress::BackendRef::Service { name, port } => {
-                match self.services.resolve(&object.namespace, name, port) {
-                    Ok(resolved) => (resolved.name, BackendTarget::Endpoints(resolved.endpoints)),
-                    Err(unresolved) => {
-                        sink.report(object, unresolved.reason, unresolved.message.clone());
-                        let wanted = port
-                            .name
-                            .clone()
-                            .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
-                        (
-                            format!("{}/{name}:{wanted}", object.namespace),
-                            BackendTarget::Invalid(unresolved.message),
-                        )
-                    }
+        let (name, target, policy) = match target {
+            ingress::BackendRef::Service {
+                name: service,
+                port,
+            } => match self.services.resolve(&object.namespace, service, port) {
+                Ok(resolved) => {
+                    let policy = self
+                        .policies
+                        .for_port(&object.namespace, service, resolved.port_name.as_deref())
+                        .map(|(_, policy)| policy.clone());
+                    (
+                        resolved.name,
+                        BackendTarget::Endpoints(resolved.endpoints),
+                        policy,
+                    )
                 }
-            }
+                Err(unresolved) => {
+                    sink.report(object, unresolved.reason, unresolved.message.clone());
+                    let wanted = port
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
+                    (
+                        format!("{}/{service}:{wanted}", object.namespace),
+                        BackendTarget::Invalid(unresolved.message),
+                        None,
+                    )
+                }
+            },
             ingress::BackendRef::Unsupported(why) => {
                 sink.report(object, reasons::UNSUPPORTED_BACKEND, why.clone());
                 (
                     format!("{} (unsupported)", object),
                     BackendTarget::Invalid(why.clone()),
+                    None,
                 )
             }
         };
@@ -238,6 +269,7 @@ impl<'a> TableBuilder<'a> {
             name: name.clone().into(),
             target,
             load_balancing: LoadBalancing::RoundRobin,
+            policy,
         });
         self.backend_by_name.insert(name, index);
         index

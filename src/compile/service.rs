@@ -23,6 +23,8 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub struct ResolvedPort {
     /// `namespace/service:port`, the backend's identity in the table.
     pub name: String,
+    /// The Service port's name (policies attach to ports by name).
+    pub port_name: Option<String>,
     pub endpoints: Vec<Endpoint>,
 }
 
@@ -74,6 +76,33 @@ impl<'a> ServiceIndex<'a> {
         Self {
             services,
             slices: by_service,
+        }
+    }
+
+    /// Checks that a policy target exists: the Service, and the port named `section` if any.
+    pub fn check_target(
+        &self,
+        namespace: &str,
+        service_name: &str,
+        section: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(service) = self.services.get(&(namespace, service_name)) else {
+            return Err(format!("Service {namespace}/{service_name} not found"));
+        };
+        let Some(section) = section else {
+            return Ok(());
+        };
+        let ports = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_deref())
+            .unwrap_or_default();
+        if ports.iter().any(|p| p.name.as_deref() == Some(section)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "Service {namespace}/{service_name} has no port named {section:?}"
+            ))
         }
     }
 
@@ -173,6 +202,7 @@ impl<'a> ServiceIndex<'a> {
         }
         Ok(ResolvedPort {
             name,
+            port_name: service_port.name.clone(),
             endpoints: addresses.into_iter().map(Endpoint::new).collect(),
         })
     }

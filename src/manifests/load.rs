@@ -4,7 +4,7 @@
 //! skipped, which also skips the `..data` links of a mounted ConfigMap). A file is split into
 //! documents on `---` lines, as `kubectl` does, so a document that does not parse is reported
 //! with its file and index and the documents after it still load. `kind: List` is unpacked.
-//! Kinds vane does not use are skipped. Namespaced objects without a namespace get `default`.
+//! Kinds vane does not use are skipped (including other versions of the kinds it does use). Namespaced objects without a namespace get `default`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
+use crate::api::BackendPolicy;
 use crate::snapshot::Snapshot;
 
 /// Files larger than this are refused rather than read into memory.
@@ -208,6 +209,11 @@ fn add_object(value: Value, snapshot: &mut Snapshot) -> Result<(), String> {
                 default_namespace(&mut secret.metadata);
                 snapshot.secrets.push(Arc::new(secret));
             }
+        }
+        ("vane.dev/v1alpha1", "BackendPolicy") => {
+            let mut policy: BackendPolicy = parse(value).map_err(described)?;
+            default_namespace(&mut policy.metadata);
+            snapshot.backend_policies.push(Arc::new(policy));
         }
         ("v1", "List") => {
             let items = match value.get("items") {

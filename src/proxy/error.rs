@@ -9,6 +9,8 @@ use http_body_util::Full;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    #[error("no routing table has been published yet")]
+    NotReady,
     #[error("no route matches the request")]
     NoRoute,
     #[error("backend cannot be resolved: {0}")]
@@ -28,6 +30,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
+            ProxyError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::InvalidBackend(_) | ProxyError::NoEndpoint => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -42,6 +45,7 @@ impl ProxyError {
     /// A stable label for logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {
+            ProxyError::NotReady => "not_ready",
             ProxyError::NoRoute => "no_route",
             ProxyError::InvalidBackend(_) => "invalid_backend",
             ProxyError::NoEndpoint => "no_endpoint",
@@ -54,6 +58,7 @@ impl ProxyError {
 
     fn body(&self) -> &'static str {
         match self {
+            ProxyError::NotReady => "503 Service Unavailable: vane is starting\n",
             ProxyError::NoRoute => "404 Not Found: no route for this host and path\n",
             ProxyError::InvalidBackend(_) => {
                 "503 Service Unavailable: backend is not configured correctly\n"

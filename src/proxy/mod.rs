@@ -97,6 +97,10 @@ impl Proxy {
         client: ClientInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let active = self.tables.load();
+        if active.generation == 0 {
+            // Nothing published yet: an empty table is not the truth, so no 404s either.
+            return Err(ProxyError::NotReady);
+        }
         let host = request_host(&request).unwrap_or_default();
         let Some(route) = active.table.lookup(host, request.uri().path()) else {
             debug!(host, path = request.uri().path(), "no route");

@@ -81,6 +81,8 @@ pub struct Backend {
     pub name: Box<str>,
     pub target: BackendTarget,
     pub load_balancing: LoadBalancing,
+    /// The BackendPolicy that configures this backend, if any.
+    pub policy: Option<ObjectRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,6 +216,7 @@ mod tests {
             name: name.into(),
             target: BackendTarget::Endpoints(vec![]),
             load_balancing: LoadBalancing::RoundRobin,
+            policy: None,
         }
     }
 

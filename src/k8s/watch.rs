@@ -1,0 +1,200 @@
+//! Watches with reflector stores for every kind vane reads.
+//!
+//! Each kind is listed and then watched by kube-runtime's watcher, which relists on `410 Gone`
+//! and retries failures with backoff; while it does, the store keeps its last state, so traffic
+//! is served from the last table. Objects that fail to deserialize are logged by name and left
+//! out (a previously valid version is removed), so one bad object never stops a watch.
+
+use std::fmt::Debug;
+use std::future::ready;
+use std::hash::Hash;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::core::{DeserializeGuard, NamespaceResourceScope};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::api::BackendPolicy;
+use crate::manifests::TLS_SECRET_TYPE;
+use crate::snapshot::Snapshot;
+
+/// The stores of every watched kind. Cheap to clone.
+#[derive(Clone)]
+pub struct Stores {
+    pub ingress_classes: Store<IngressClass>,
+    pub ingresses: Store<Ingress>,
+    pub services: Store<Service>,
+    pub endpoint_slices: Store<EndpointSlice>,
+    pub secrets: Store<Secret>,
+    pub backend_policies: Store<BackendPolicy>,
+}
+
+impl Stores {
+    /// Resolves once every watch has completed its first list.
+    pub async fn wait_until_ready(&self) {
+        // Errors mean the writer was dropped, i.e. the watch task ended: nothing to wait for.
+        let _ = tokio::join!(
+            self.ingress_classes.wait_until_ready(),
+            self.ingresses.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.endpoint_slices.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+            self.backend_policies.wait_until_ready(),
+        );
+    }
+
+    /// The current state of every store (pointer copies only).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            ingress_classes: self.ingress_classes.state(),
+            ingresses: self.ingresses.state(),
+            services: self.services.state(),
+            endpoint_slices: self.endpoint_slices.state(),
+            secrets: self.secrets.state(),
+            backend_policies: self.backend_policies.state(),
+        }
+    }
+}
+
+/// Starts a watch per kind. Each change (after the initial list, each applied or deleted
+/// object, each relist) sends a signal on `changes`. `namespace` narrows namespaced kinds.
+pub fn start(
+    client: &Client,
+    namespace: Option<&str>,
+    changes: mpsc::Sender<()>,
+    tasks: &mut JoinSet<()>,
+) -> Stores {
+    let namespaced = |client: &Client| -> NamespacedApi {
+        NamespacedApi(client.clone(), namespace.map(str::to_owned))
+    };
+    let api = namespaced(client);
+    Stores {
+        ingress_classes: spawn(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            &changes,
+            tasks,
+        ),
+        ingresses: spawn(api.get(), watcher::Config::default(), &changes, tasks),
+        services: spawn(api.get(), watcher::Config::default(), &changes, tasks),
+        endpoint_slices: spawn(api.get(), watcher::Config::default(), &changes, tasks),
+        secrets: spawn(
+            api.get(),
+            watcher::Config::default().fields(&format!("type={TLS_SECRET_TYPE}")),
+            &changes,
+            tasks,
+        ),
+        backend_policies: spawn(api.get(), watcher::Config::default(), &changes, tasks),
+    }
+}
+
+/// Builds `Api`s for namespaced kinds: one namespace, or all.
+struct NamespacedApi(Client, Option<String>);
+
+impl NamespacedApi {
+    fn get<K>(&self) -> Api<DeserializeGuard<K>>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        match &self.1 {
+            Some(namespace) => Api::namespaced(self.0.clone(), namespace),
+            None => Api::all(self.0.clone()),
+        }
+    }
+}
+
+fn spawn<K>(
+    api: Api<DeserializeGuard<K>>,
+    config: watcher::Config,
+    changes: &mpsc::Sender<()>,
+    tasks: &mut JoinSet<()>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + Default
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let kind = K::kind(&()).into_owned();
+    let events = watcher::watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| ready(unguard(event)));
+    let changes = changes.clone();
+    tasks.spawn(async move {
+        let mut stream = std::pin::pin!(reflector::reflector(writer, events));
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => {
+                    // Full means a recompile is already pending; it will see this change too.
+                    let _ = changes.try_send(());
+                }
+                Ok(Event::Init | Event::InitApply(_)) => {}
+                Err(error) => warn!(kind, %error, "watch failed; retrying with backoff, serving the last table meanwhile"),
+            }
+        }
+        debug!(kind, "watch ended");
+    });
+    reader
+}
+
+/// Unwraps objects that deserialized; logs and drops the rest. A modified object that no
+/// longer deserializes becomes a deletion, so its last valid version stops being routed.
+fn unguard<K>(
+    event: Result<Event<DeserializeGuard<K>>, watcher::Error>,
+) -> Option<Result<Event<K>, watcher::Error>>
+where
+    K: Resource<DynamicType = ()> + Default,
+{
+    let invalid = |object: kube::core::error_boundary::InvalidObject| {
+        let name = format!(
+            "{}/{}",
+            object.metadata.namespace.as_deref().unwrap_or_default(),
+            object.metadata.name.as_deref().unwrap_or_default()
+        );
+        warn!(kind = %K::kind(&()), object = name, error = object.error, "skipping an object that does not deserialize");
+        let mut placeholder = K::default();
+        *placeholder.meta_mut() = object.metadata;
+        placeholder
+    };
+    let event = match event {
+        Err(error) => return Some(Err(error)),
+        Ok(event) => event,
+    };
+    Some(Ok(match event {
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+        Event::InitApply(DeserializeGuard(Ok(object))) => Event::InitApply(object),
+        Event::InitApply(DeserializeGuard(Err(object))) => {
+            invalid(object);
+            return None;
+        }
+        Event::Apply(DeserializeGuard(Ok(object))) => Event::Apply(object),
+        Event::Apply(DeserializeGuard(Err(object)))
+        | Event::Delete(DeserializeGuard(Err(object))) => Event::Delete(invalid(object)),
+        Event::Delete(DeserializeGuard(Ok(object))) => Event::Delete(object),
+    }))
+}
+
+/// The namespace and name of an object, for logs.
+pub fn display_name<K: Resource>(object: &K) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}

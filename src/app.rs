@@ -166,6 +166,7 @@ async fn start_kubernetes(
         &client,
         settings.watch_namespace.as_deref(),
         changes_tx,
+        shutdown,
         tasks,
     );
 

@@ -57,6 +57,40 @@ pub struct StatusWriter {
     /// Diagnostics already sent as Events by this leader; forgotten once resolved, so a problem
     /// that comes back is reported again.
     emitted: HashSet<Diagnostic>,
+    written: Written,
+}
+
+/// What this writer last patched, per object. The stores learn of a write only when its watch
+/// event arrives; until then they still show the object as it was, and comparing against them
+/// alone would write the same status again. So a write is remembered with the resourceVersion
+/// the store showed when it was made: while the store still shows that version, the write is in
+/// flight and is not repeated. Once the version moves on (our write arrived, or someone else's
+/// did), the store is the truth again.
+#[derive(Default)]
+struct Written {
+    by_object: HashMap<(String, String, &'static str), (Option<String>, serde_json::Value)>,
+}
+
+impl Written {
+    fn in_flight(
+        &self,
+        key: &(String, String, &'static str),
+        store_version: Option<&String>,
+        desired: &serde_json::Value,
+    ) -> bool {
+        self.by_object.get(key).is_some_and(|(version, written)| {
+            version.as_ref() == store_version && written == desired
+        })
+    }
+
+    fn record(
+        &mut self,
+        key: (String, String, &'static str),
+        store_version: Option<String>,
+        desired: serde_json::Value,
+    ) {
+        self.by_object.insert(key, (store_version, desired));
+    }
 }
 
 impl StatusWriter {
@@ -77,6 +111,7 @@ impl StatusWriter {
             stores,
             publish,
             emitted: HashSet::new(),
+            written: Written::default(),
         }
     }
 
@@ -138,7 +173,7 @@ impl StatusWriter {
     }
 
     async fn sync_ingresses(
-        &self,
+        &mut self,
         outcome: &Outcome,
         addresses: &[IngressLoadBalancerIngress],
         is_leader: &impl Fn() -> bool,
@@ -172,34 +207,36 @@ impl StatusWriter {
             } else {
                 continue;
             };
-            if current == desired {
-                continue;
-            }
-            if !is_leader() {
-                return;
-            }
             let value = if desired.is_empty() {
                 serde_json::Value::Null
             } else {
                 json!(desired)
             };
+            let key = (namespace.to_owned(), name.to_owned(), "Ingress");
+            let version = ingress.metadata.resource_version.as_ref();
+            if current == desired || self.written.in_flight(&key, version, &value) {
+                continue;
+            }
+            if !is_leader() {
+                return;
+            }
             let patch = json!({"status": {"loadBalancer": {"ingress": value}}});
             let api: Api<Ingress> = Api::namespaced(self.client.clone(), namespace);
+            let object = format!("{namespace}/{name}");
             match api
                 .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
                 Ok(_) => {
-                    info!(ingress = %format!("{namespace}/{name}"), addresses = ?desired, "Ingress status updated")
+                    info!(ingress = object, addresses = ?desired, "Ingress status updated");
+                    self.written.record(key, version.cloned(), value);
                 }
-                Err(error) => {
-                    warn!(ingress = %format!("{namespace}/{name}"), %error, "cannot update Ingress status")
-                }
+                Err(error) => warn!(ingress = object, %error, "cannot update Ingress status"),
             }
         }
     }
 
-    async fn sync_policies(&self, outcome: &Outcome, is_leader: &impl Fn() -> bool) {
+    async fn sync_policies(&mut self, outcome: &Outcome, is_leader: &impl Fn() -> bool) {
         for status in &outcome.policies {
             let key = StoreRef::new(&status.object.name).within(&status.object.namespace);
             let Some(policy) = self.stores.backend_policies.get(&key) else {
@@ -211,7 +248,17 @@ impl StatusWriter {
                 .map(|s| s.conditions.as_slice())
                 .unwrap_or_default();
             let desired = conditions(&status.conditions, status.observed_generation, current);
-            if same_conditions(current, &desired) {
+            let key = (
+                status.object.namespace.clone(),
+                status.object.name.clone(),
+                "BackendPolicy",
+            );
+            let version = policy.metadata.resource_version.as_ref();
+            // Transition times differ from write to write; what matters is the rest.
+            let comparable = json!(desired.iter().map(condition_key).collect::<Vec<_>>());
+            if same_conditions(current, &desired)
+                || self.written.in_flight(&key, version, &comparable)
+            {
                 continue;
             }
             if !is_leader() {
@@ -228,7 +275,10 @@ impl StatusWriter {
                 )
                 .await
             {
-                Ok(_) => debug!(policy = %status.object, "BackendPolicy status updated"),
+                Ok(_) => {
+                    debug!(policy = %status.object, "BackendPolicy status updated");
+                    self.written.record(key, version.cloned(), comparable);
+                }
                 Err(error) => {
                     warn!(policy = %status.object, %error, "cannot update BackendPolicy status")
                 }
@@ -383,18 +433,20 @@ fn conditions(
         .collect()
 }
 
+/// A condition without its transition time.
+fn condition_key(c: &Condition) -> (String, String, String, String, Option<i64>) {
+    (
+        c.type_.clone(),
+        c.status.clone(),
+        c.reason.clone(),
+        c.message.clone(),
+        c.observed_generation,
+    )
+}
+
 fn same_conditions(current: &[Condition], desired: &[Condition]) -> bool {
-    let key = |c: &Condition| {
-        (
-            c.type_.clone(),
-            c.status.clone(),
-            c.reason.clone(),
-            c.message.clone(),
-            c.observed_generation,
-        )
-    };
-    let mut a: Vec<_> = current.iter().map(key).collect();
-    let mut b: Vec<_> = desired.iter().map(key).collect();
+    let mut a: Vec<_> = current.iter().map(condition_key).collect();
+    let mut b: Vec<_> = desired.iter().map(condition_key).collect();
     a.sort();
     b.sort();
     a == b

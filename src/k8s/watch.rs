@@ -21,6 +21,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::api::BackendPolicy;
@@ -71,6 +72,7 @@ pub fn start(
     client: &Client,
     namespace: Option<&str>,
     changes: mpsc::Sender<()>,
+    shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Stores {
     let namespaced = |client: &Client| -> NamespacedApi {
@@ -82,18 +84,44 @@ pub fn start(
             Api::all(client.clone()),
             watcher::Config::default(),
             &changes,
+            shutdown,
             tasks,
         ),
-        ingresses: spawn(api.get(), watcher::Config::default(), &changes, tasks),
-        services: spawn(api.get(), watcher::Config::default(), &changes, tasks),
-        endpoint_slices: spawn(api.get(), watcher::Config::default(), &changes, tasks),
+        ingresses: spawn(
+            api.get(),
+            watcher::Config::default(),
+            &changes,
+            shutdown,
+            tasks,
+        ),
+        services: spawn(
+            api.get(),
+            watcher::Config::default(),
+            &changes,
+            shutdown,
+            tasks,
+        ),
+        endpoint_slices: spawn(
+            api.get(),
+            watcher::Config::default(),
+            &changes,
+            shutdown,
+            tasks,
+        ),
         secrets: spawn(
             api.get(),
             watcher::Config::default().fields(&format!("type={TLS_SECRET_TYPE}")),
             &changes,
+            shutdown,
             tasks,
         ),
-        backend_policies: spawn(api.get(), watcher::Config::default(), &changes, tasks),
+        backend_policies: spawn(
+            api.get(),
+            watcher::Config::default(),
+            &changes,
+            shutdown,
+            tasks,
+        ),
     }
 }
 
@@ -116,6 +144,7 @@ fn spawn<K>(
     api: Api<DeserializeGuard<K>>,
     config: watcher::Config,
     changes: &mpsc::Sender<()>,
+    shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Store<K>
 where
@@ -135,9 +164,17 @@ where
         .default_backoff()
         .filter_map(move |event| ready(unguard(event)));
     let changes = changes.clone();
+    let shutdown = shutdown.clone();
     tasks.spawn(async move {
         let mut stream = std::pin::pin!(reflector::reflector(writer, events));
-        while let Some(event) = stream.next().await {
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = stream.next() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+            };
             match event {
                 Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => {
                     // Full means a recompile is already pending; it will see this change too.

@@ -4,6 +4,7 @@
     reason = "each test module uses a different part of the support code"
 )]
 
+pub mod apiserver;
 pub mod binary;
 pub mod client;
 pub mod fixtures;

@@ -1,0 +1,468 @@
+//! Tier 3: vane's Kubernetes source, with the real kube client talking HTTP to the in-process
+//! API server (list, watch, resourceVersion, 410 Gone, status patches, Leases, Events).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio_util::sync::CancellationToken;
+use vane::app::{self, Running};
+use vane::args::{Config, LogFormat, Source};
+use vane::k8s::{KubeSettings, LeaseSettings, Publish};
+
+use crate::support::apiserver::ApiServer;
+use crate::support::client::{client, get, status_of};
+use crate::support::fixtures::{backend, docs, ingress, INGRESS_CLASS};
+use crate::support::origin::{self, Origins};
+
+/// A vane instance running in this process against the test API server.
+struct Vane {
+    http: SocketAddr,
+    admin: SocketAddr,
+    shutdown: CancellationToken,
+    running: Option<Running>,
+}
+
+impl Vane {
+    async fn start(api: &ApiServer, dir: &Path, identity: &str, publish: Option<Publish>) -> Vane {
+        let lease = LeaseSettings {
+            lease_duration: Duration::from_secs(2),
+            renew_deadline: Duration::from_millis(1200),
+            retry_period: Duration::from_millis(100),
+            ..LeaseSettings::new("vane-leader".into(), "default".into(), identity.into())
+        };
+        let config = Config {
+            source: Source::Kubernetes(KubeSettings {
+                kubeconfig: Some(api.write_kubeconfig(dir)),
+                watch_namespace: None,
+                publish,
+                lease,
+            }),
+            ingress_class: "vane".into(),
+            controller_name: "vane.dev/ingress-controller".into(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            admin_addr: "127.0.0.1:0".parse().unwrap(),
+            workers: 1,
+            log_format: LogFormat::Text,
+        };
+        let shutdown = CancellationToken::new();
+        let running = app::start(config, shutdown.clone())
+            .await
+            .expect("vane starts");
+        Vane {
+            http: running.http,
+            admin: running.admin,
+            shutdown,
+            running: Some(running),
+        }
+    }
+
+    /// Graceful stop, as on SIGTERM (the leader releases its Lease).
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.stopped().await;
+        }
+    }
+}
+
+impl Drop for Vane {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Polls `check` until it holds, for at most 10 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn status(vane: &Vane, host: &str) -> StatusCode {
+    status_of(&client(), vane.http, host, "/").await
+}
+
+async fn served_by(vane: &Vane, host: &str) -> Option<String> {
+    get(&client(), vane.http, host, "/").await.origin()
+}
+
+fn cluster(origins: &Origins) -> String {
+    docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+    ])
+}
+
+fn ingress_status_ips(api: &ApiServer, name: &str) -> Vec<String> {
+    let ingress = api
+        .get("Ingress", Some("default"), name)
+        .unwrap_or_default();
+    ingress["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| e["ip"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_ingress_is_routed_and_endpoint_changes_move_traffic() {
+    let first = origin::start(1).await;
+    let second = origin::start(1).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&cluster(&first));
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start(&api, dir.path(), "a", None).await;
+    eventually("first table published", || async {
+        status_of(&client(), vane.admin, "x", "/readyz").await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        status(&vane, "app.example.com").await,
+        StatusCode::NOT_FOUND
+    );
+
+    api.apply_yaml(&ingress("app", Some("app.example.com"), "/", "app"));
+    eventually("the new Ingress routes", || async {
+        status(&vane, "app.example.com").await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(first.origins[0].hits(), 1);
+
+    api.apply_yaml(&crate::support::fixtures::slice(
+        "app",
+        second.port,
+        &second.ips(),
+    ));
+    eventually("traffic moves to the new endpoint", || async {
+        served_by(&vane, "app.example.com").await.is_some() && second.origins[0].hits() > 0
+    })
+    .await;
+
+    api.delete("Service", Some("default"), "app");
+    eventually("a deleted Service answers 503", || async {
+        status(&vane, "app.example.com").await == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_waits_for_every_watch_to_list_and_the_proxy_does_not_guess() {
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&docs(&[
+        cluster(&origins),
+        ingress("app", None, "/", "app"),
+    ]));
+    api.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start(&api, dir.path(), "a", None).await;
+
+    // The API server is unreachable: nothing has been listed, so nothing is known.
+    assert_eq!(
+        status_of(&client(), vane.admin, "x", "/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let reply = get(&client(), vane.http, "x", "/").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.text().contains("starting"), "{}", reply.text());
+
+    api.restart().await;
+    eventually("ready after the first list", || async {
+        status_of(&client(), vane.admin, "x", "/readyz").await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(status(&vane, "x").await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_outage_keeps_traffic_and_410_gone_relists_to_converge() {
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&docs(&[
+        cluster(&origins),
+        ingress("app", Some("app.example.com"), "/", "app"),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start(&api, dir.path(), "a", None).await;
+    eventually("routed", || async {
+        status(&vane, "app.example.com").await == StatusCode::OK
+    })
+    .await;
+    let ingress_lists = || {
+        api.count_requests(|method, path| {
+            method == http::Method::GET && path.contains("/ingresses") && !path.contains("watch=")
+        })
+    };
+    let lists_before = ingress_lists();
+
+    api.stop().await;
+    for _ in 0..20 {
+        assert_eq!(
+            status(&vane, "app.example.com").await,
+            StatusCode::OK,
+            "traffic during the outage"
+        );
+    }
+    // The cluster changes while vane cannot see it, and history is compacted: resuming the
+    // watch from vane's last resourceVersion must fail with 410 and lead to a relist.
+    api.apply_yaml(&ingress("new", Some("new.example.com"), "/", "app"));
+    api.delete("Ingress", Some("default"), "app");
+    api.compact();
+    api.restart().await;
+
+    eventually("converged after the outage", || async {
+        status(&vane, "new.example.com").await == StatusCode::OK
+            && status(&vane, "app.example.com").await == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert!(
+        ingress_lists() > lists_before,
+        "410 Gone should have led to a relist"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_writes_status_and_another_takes_over_when_it_stops() {
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&docs(&[
+        cluster(&origins),
+        ingress("ours", Some("ours.example.com"), "/", "app"),
+        // Another controller's Ingress: vane must neither route it nor touch its status.
+        ingress("theirs", Some("theirs.example.com"), "/", "app")
+            .replace("ingressClassName: vane", "ingressClassName: nginx"),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    // Each replica publishes a different address, so the status shows who wrote it.
+    let publish = |ip: &str| Some(Publish::Addresses(vec![ip.into()]));
+    let mut a = Vane::start(&api, dir.path(), "vane-a", publish("203.0.113.1")).await;
+    eventually("a is leader and wrote status", || async {
+        ingress_status_ips(&api, "ours") == ["203.0.113.1"]
+    })
+    .await;
+    let b = Vane::start(&api, dir.path(), "vane-b", publish("203.0.113.2")).await;
+    eventually("b is serving", || async {
+        status(&b, "ours.example.com").await == StatusCode::OK
+    })
+    .await;
+
+    // b follows: a new Ingress gets a's address, and b never overwrites anything.
+    api.apply_yaml(&ingress("second", Some("second.example.com"), "/", "app"));
+    eventually("second Ingress status", || async {
+        ingress_status_ips(&api, "second") == ["203.0.113.1"]
+    })
+    .await;
+    assert_eq!(ingress_status_ips(&api, "ours"), ["203.0.113.1"]);
+    let lease = api.get("Lease", Some("default"), "vane-leader").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "vane-a");
+    let status_patches = || {
+        api.count_requests(|method, path| {
+            method == http::Method::PATCH
+                && path.contains("/ingresses/")
+                && path.contains("/status")
+        })
+    };
+    assert_eq!(status_patches(), 2, "exactly one write per Ingress");
+
+    // The other class is untouched, both in routing and in status.
+    assert_eq!(
+        status(&a, "theirs.example.com").await,
+        StatusCode::NOT_FOUND
+    );
+    assert!(ingress_status_ips(&api, "theirs").is_empty());
+
+    a.stop().await;
+    eventually("b took over and rewrote status", || async {
+        ingress_status_ips(&api, "ours") == ["203.0.113.2"]
+            && ingress_status_ips(&api, "second") == ["203.0.113.2"]
+    })
+    .await;
+    let lease = api.get("Lease", Some("default"), "vane-leader").unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "vane-b");
+    assert!(ingress_status_ips(&api, "theirs").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_leaving_our_class_has_its_status_cleared() {
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&docs(&[
+        cluster(&origins),
+        ingress("app", Some("app.example.com"), "/", "app"),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start(
+        &api,
+        dir.path(),
+        "a",
+        Some(Publish::Addresses(vec!["203.0.113.9".into()])),
+    )
+    .await;
+    eventually("status written", || async {
+        ingress_status_ips(&api, "app") == ["203.0.113.9"]
+    })
+    .await;
+
+    api.apply_yaml(
+        &ingress("app", Some("app.example.com"), "/", "app")
+            .replace("ingressClassName: vane", "ingressClassName: nginx"),
+    );
+    eventually("status cleared", || async {
+        ingress_status_ips(&api, "app").is_empty()
+    })
+    .await;
+    assert_eq!(
+        status(&vane, "app.example.com").await,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_ingress_gets_one_event_while_the_others_keep_routing() {
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&docs(&[
+        cluster(&origins),
+        ingress("good", Some("good.example.com"), "/", "app"),
+        ingress("bad", Some("bad.example.com"), "/", "no-such-service"),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start(&api, dir.path(), "a", None).await;
+    let events_for_bad = || {
+        api.list("Event")
+            .into_iter()
+            .filter(|e| {
+                let regarding = if e["regarding"].is_object() {
+                    &e["regarding"]
+                } else {
+                    &e["involvedObject"]
+                };
+                regarding["name"] == "bad" && e["reason"] == "ServiceNotFound"
+            })
+            .count()
+    };
+    eventually("an Event on the bad Ingress", || async {
+        events_for_bad() == 1
+    })
+    .await;
+    assert_eq!(status(&vane, "good.example.com").await, StatusCode::OK);
+    assert_eq!(
+        status(&vane, "bad.example.com").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // Recompiles (here: an unrelated change) must not repeat the Event.
+    api.apply_yaml(&ingress("other", Some("other.example.com"), "/", "app"));
+    eventually("the unrelated change is routed", || async {
+        status(&vane, "other.example.com").await == StatusCode::OK
+    })
+    .await;
+    api.apply_yaml(&ingress("third", Some("third.example.com"), "/", "app"));
+    eventually("another change is routed", || async {
+        status(&vane, "third.example.com").await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(events_for_bad(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_that_does_not_deserialize_is_skipped_without_stopping_its_watch() {
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&docs(&[
+        cluster(&origins),
+        ingress("good", Some("good.example.com"), "/", "app"),
+        // `rules` must be a list: kube cannot deserialize this Ingress.
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: broken, namespace: default}\nspec: {ingressClassName: vane, rules: not-a-list}\n".to_string(),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start(&api, dir.path(), "a", None).await;
+    eventually("the good Ingress routes", || async {
+        status(&vane, "good.example.com").await == StatusCode::OK
+    })
+    .await;
+    // The watch keeps working after the bad object.
+    api.apply_yaml(&ingress("later", Some("later.example.com"), "/", "app"));
+    eventually("a later Ingress routes", || async {
+        status(&vane, "later.example.com").await == StatusCode::OK
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_policy_conditions_are_written_and_attach_to_services() {
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    let policy = |name: &str, created: &str, target: &str, extra: &str| {
+        format!(
+            "apiVersion: vane.dev/v1alpha1\nkind: BackendPolicy\nmetadata: {{name: {name}, namespace: default, creationTimestamp: '{created}'}}\n\
+             spec:\n  targetRefs: [{{group: '', kind: Service, name: {target}}}]\n{extra}"
+        )
+    };
+    api.apply_yaml(&docs(&[
+        cluster(&origins),
+        ingress("app", Some("app.example.com"), "/", "app"),
+        policy("older", "2024-01-01T00:00:00Z", "app", ""),
+        policy("younger", "2024-02-01T00:00:00Z", "app", ""),
+        policy(
+            "invalid",
+            "2024-03-01T00:00:00Z",
+            "app",
+            "  retry: {attempts: 0}\n",
+        ),
+        policy("dangling", "2024-04-01T00:00:00Z", "missing", ""),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start(&api, dir.path(), "a", None).await;
+    let condition = |name: &str, type_: &str| -> Option<(String, String)> {
+        let policy = api.get("BackendPolicy", Some("default"), name)?;
+        let conditions = policy["status"]["conditions"].as_array()?;
+        let c = conditions.iter().find(|c| c["type"] == type_)?;
+        Some((
+            c["status"].as_str()?.to_owned(),
+            c["reason"].as_str()?.to_owned(),
+        ))
+    };
+    let is = |status: &str, reason: &str| Some((status.to_owned(), reason.to_owned()));
+    eventually("policy conditions written", || async {
+        condition("dangling", "ResolvedRefs").is_some()
+    })
+    .await;
+    assert_eq!(condition("older", "Accepted"), is("True", "Accepted"));
+    assert_eq!(condition("older", "Conflicted"), is("False", "NoConflicts"));
+    assert_eq!(condition("younger", "Accepted"), is("False", "Conflicted"));
+    assert_eq!(condition("younger", "Conflicted"), is("True", "Conflicted"));
+    assert_eq!(condition("invalid", "Accepted"), is("False", "Invalid"));
+    assert_eq!(
+        condition("dangling", "ResolvedRefs"),
+        is("False", "TargetNotFound")
+    );
+    let generation = api.get("BackendPolicy", Some("default"), "older").unwrap()["metadata"]
+        ["generation"]
+        .clone();
+    let observed = api.get("BackendPolicy", Some("default"), "older").unwrap()["status"]
+        ["conditions"][0]["observedGeneration"]
+        .clone();
+    assert_eq!(observed, generation);
+
+    let routes = get(&client(), vane.admin, "x", "/debug/routes")
+        .await
+        .json();
+    assert_eq!(routes["backends"][0]["policy"], "default/older");
+}

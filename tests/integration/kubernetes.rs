@@ -27,19 +27,31 @@ struct Vane {
 
 impl Vane {
     async fn start(api: &ApiServer, dir: &Path, identity: &str, publish: Option<Publish>) -> Vane {
+        Self::start_with(api, dir, identity, |settings| settings.publish = publish).await
+    }
+
+    /// Starts with short lease timings; `adjust` may change the other Kubernetes settings.
+    async fn start_with(
+        api: &ApiServer,
+        dir: &Path,
+        identity: &str,
+        adjust: impl FnOnce(&mut KubeSettings),
+    ) -> Vane {
         let lease = LeaseSettings {
             lease_duration: Duration::from_secs(2),
             renew_deadline: Duration::from_millis(1200),
             retry_period: Duration::from_millis(100),
             ..LeaseSettings::new("vane-leader".into(), "default".into(), identity.into())
         };
+        let mut settings = KubeSettings {
+            kubeconfig: Some(api.write_kubeconfig(dir)),
+            watch_namespace: None,
+            publish: None,
+            lease,
+        };
+        adjust(&mut settings);
         let config = Config {
-            source: Source::Kubernetes(KubeSettings {
-                kubeconfig: Some(api.write_kubeconfig(dir)),
-                watch_namespace: None,
-                publish,
-                lease,
-            }),
+            source: Source::Kubernetes(settings),
             ingress_class: "vane".into(),
             controller_name: "vane.dev/ingress-controller".into(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -465,4 +477,83 @@ async fn backend_policy_conditions_are_written_and_attach_to_services() {
         .await
         .json();
     assert_eq!(routes["backends"][0]["policy"], "default/older");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_namespace_limits_what_is_read() {
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    let in_namespace = |yaml: String, namespace: &str| {
+        yaml.replace("namespace: default", &format!("namespace: {namespace}"))
+    };
+    api.apply_yaml(&docs(&[
+        INGRESS_CLASS.to_string(),
+        in_namespace(backend("app", origins.port, &origins.ips()), "team-a"),
+        in_namespace(ingress("a", Some("a.example.com"), "/", "app"), "team-a"),
+        in_namespace(backend("app", origins.port, &origins.ips()), "team-b"),
+        in_namespace(ingress("b", Some("b.example.com"), "/", "app"), "team-b"),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start_with(&api, dir.path(), "a", |settings| {
+        settings.watch_namespace = Some("team-a".into())
+    })
+    .await;
+    eventually("team-a is routed", || async {
+        status(&vane, "a.example.com").await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(status(&vane, "b.example.com").await, StatusCode::NOT_FOUND);
+    // Namespaced kinds were only ever requested within team-a.
+    let outside = api.count_requests(|_, path| {
+        [
+            "ingresses",
+            "services",
+            "endpointslices",
+            "secrets",
+            "backendpolicies",
+        ]
+        .iter()
+        .any(|plural| path.contains(&format!("/{plural}")) && !path.contains("/namespaces/team-a/"))
+    });
+    assert_eq!(outside, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_routes_from_a_kubeconfig_and_releases_its_lease_on_sigterm() {
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&docs(&[
+        cluster(&origins),
+        ingress("app", Some("app.example.com"), "/", "app"),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let mut vane = crate::support::binary::Vane::start_with(&[
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+        "--publish-status-address".as_ref(),
+        "203.0.113.5".as_ref(),
+    ])
+    .await;
+    eventually("routed", || async {
+        status_of(&client(), vane.http, "app.example.com", "/").await == StatusCode::OK
+    })
+    .await;
+    eventually("status written by the leader", || async {
+        ingress_status_ips(&api, "app") == ["203.0.113.5"]
+    })
+    .await;
+    let holder =
+        api.get("Lease", Some("default"), "vane-leader").unwrap()["spec"]["holderIdentity"].clone();
+    assert!(holder.as_str().is_some_and(|h| !h.is_empty()), "{holder}");
+
+    let exit = vane.terminate(Duration::from_secs(30)).await;
+    assert!(exit.success(), "{exit:?}");
+    let lease = api.get("Lease", Some("default"), "vane-leader").unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .is_none_or(str::is_empty),
+        "lease not released: {lease}"
+    );
 }

@@ -19,9 +19,14 @@ pub struct Vane {
 impl Vane {
     /// Starts `vane --manifests DIR` on ephemeral loopback ports and waits until it serves.
     pub async fn start(manifests: &Path) -> Vane {
+        Self::start_with(&["--manifests".as_ref(), manifests.as_os_str()]).await
+    }
+
+    /// Starts `vane` with `source` (`--manifests DIR` or `--kubeconfig PATH` and friends) on
+    /// ephemeral loopback ports, and waits until it serves.
+    pub async fn start_with(source: &[&std::ffi::OsStr]) -> Vane {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vane"))
-            .arg("--manifests")
-            .arg(manifests)
+            .args(source)
             .args([
                 "--http-addr",
                 "127.0.0.1:0",
@@ -89,6 +94,19 @@ impl Vane {
 
     pub fn pid(&self) -> u32 {
         self.child.id().expect("vane is running")
+    }
+
+    /// Sends SIGTERM, as Kubernetes does to stop a pod, and waits (bounded) for the exit.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("vane did not exit within {within:?} of SIGTERM"))
+            .unwrap()
     }
 
     /// Whether the process is still running.

@@ -1,7 +1,9 @@
-//! vane's Kubernetes API: the `BackendPolicy` custom resource and its generated CRD.
+//! vane's Kubernetes API: the `BackendPolicy` custom resource and its generated CRD, and the
+//! `vane.dev/` annotations.
 //!
 //! Plain types and pure functions only: no I/O and no cross-object lookups.
 
+pub mod annotations;
 mod backend_policy;
 pub mod duration;
 mod validate;

@@ -1,61 +1,286 @@
 //! Load balancing: one file per algorithm behind the [`Balancer`] trait.
 //!
-//! A table carries each backend's algorithm as plain data ([`LoadBalancing`]); when a table is
-//! published, [`Balancers::build`] turns it into runtime pickers. A backend whose name,
-//! endpoints and algorithm are unchanged keeps its previous picker (and so its round-robin
-//! position) across the swap.
+//! ```text
+//! table::Backend { endpoints, load_balancing (plain data) }
+//!        │ Balancers::build, once per published table
+//!        ▼
+//! BackendBalancer { members: [Member { stats: Arc<EndpointStats>, weight }], picker: dyn Balancer }
+//!        │ pick(&mut PickContext) on the hot path: no locks, no allocation
+//!        ▼
+//! index of the chosen endpoint
+//! ```
+//!
+//! Whatever can be precomputed (weight sequences, prefix sums, hash tables) is built once, when
+//! the table is published. Per-endpoint state ([`EndpointStats`]: in-flight count, latency)
+//! lives in an [`EndpointRegistry`] keyed by address, so it survives table swaps. A backend
+//! whose endpoints and algorithm are unchanged keeps its whole balancer (and so its round-robin
+//! position). Randomness comes from the caller's RNG, so tests are seeded and reproducible.
 
+mod consistent_hash;
+mod least_connections;
+mod least_response_time;
+mod random;
 mod round_robin;
+mod stats;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::table::{Backend, Endpoint, LoadBalancing, RoutingTable};
+use http::HeaderMap;
+use tokio::time::Instant;
 
+use crate::table::{Backend, BackendTarget, LoadBalancing, RoutingTable};
+
+pub use consistent_hash::ConsistentHashBalancer;
+pub use least_connections::LeastConnections;
+pub use least_response_time::LeastResponseTime;
+pub use random::WeightedRandom;
 pub use round_robin::RoundRobin;
+pub use stats::{EndpointRegistry, EndpointStats, InFlight, DEFAULT_DECAY, DEFAULT_RTT};
 
-/// Chooses the endpoint of a backend for one request. Runs on the hot path: no locks, no
-/// allocation.
-pub trait Balancer: Send + Sync + fmt::Debug {
-    /// Returns the index of the chosen endpoint in `endpoints`, or `None` when it is empty.
-    fn pick(&self, endpoints: &[Endpoint]) -> Option<usize>;
+/// What a balancer may look at in a request.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestInfo<'a> {
+    pub client_ip: IpAddr,
+    pub headers: &'a HeaderMap,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
 }
 
-/// The runtime pickers of one table, indexed like [`RoutingTable::backends`].
+/// One pick's inputs: the request, the time, and a random source.
+pub struct PickContext<'a> {
+    pub request: RequestInfo<'a>,
+    pub now: Instant,
+    pub rng: &'a mut fastrand::Rng,
+}
+
+/// An endpoint as a balancer sees it.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub stats: Arc<EndpointStats>,
+}
+
+/// Chooses the endpoint of a backend for one request.
+pub trait Balancer: Send + Sync + fmt::Debug {
+    /// The index of the chosen member, or `None` when there is none.
+    fn pick(&self, members: &[Member], ctx: &mut PickContext<'_>) -> Option<usize>;
+}
+
+/// The runtime balancer of one backend.
+#[derive(Debug)]
+pub struct BackendBalancer {
+    members: Vec<Member>,
+    picker: Box<dyn Balancer>,
+    /// EWMA decay used when recording latency samples for this backend.
+    decay: Duration,
+}
+
+impl BackendBalancer {
+    pub fn new(members: Vec<Member>, load_balancing: &LoadBalancing) -> Self {
+        let decay = match load_balancing {
+            LoadBalancing::LeastResponseTime { decay } => *decay,
+            _ => DEFAULT_DECAY,
+        };
+        let picker: Box<dyn Balancer> = match load_balancing {
+            LoadBalancing::RoundRobin => Box::new(RoundRobin::new(&members)),
+            LoadBalancing::Random => Box::new(WeightedRandom::new(&members)),
+            LoadBalancing::LeastConnections => Box::new(LeastConnections),
+            LoadBalancing::LeastResponseTime { decay } => Box::new(LeastResponseTime::new(*decay)),
+            LoadBalancing::ConsistentHash(config) => {
+                Box::new(ConsistentHashBalancer::new(&members, config))
+            }
+        };
+        Self {
+            members,
+            picker,
+            decay,
+        }
+    }
+
+    /// Picks an endpoint: its index in the backend's endpoint list and its load state.
+    pub fn pick(&self, ctx: &mut PickContext<'_>) -> Option<(usize, &Member)> {
+        let index = self.picker.pick(&self.members, ctx)?;
+        self.members.get(index).map(|m| (index, m))
+    }
+
+    pub fn decay(&self) -> Duration {
+        self.decay
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+}
+
+/// The balancers of one table, indexed like [`RoutingTable::backends`].
 #[derive(Debug, Default)]
 pub struct Balancers {
-    per_backend: Vec<Arc<dyn Balancer>>,
+    per_backend: Vec<Arc<BackendBalancer>>,
 }
 
 impl Balancers {
-    /// Builds pickers for `table`, reusing those of `previous` whose backend did not change.
-    pub fn build(table: &RoutingTable, previous: Option<(&RoutingTable, &Balancers)>) -> Self {
-        let reusable = |backend: &Backend| {
-            let (old_table, old) = previous?;
-            let index = old_table
-                .backends()
-                .iter()
-                .position(|b| b.name == backend.name)?;
-            (old_table.backends()[index] == *backend)
-                .then(|| old.per_backend.get(index).cloned())?
-        };
+    /// Builds balancers for `table`. A backend identical to one of `previous` keeps its
+    /// balancer; all others get new balancers over the registry's (surviving) endpoint state.
+    pub fn build(
+        table: &RoutingTable,
+        previous: Option<(&RoutingTable, &Balancers)>,
+        registry: &EndpointRegistry,
+        now: Instant,
+    ) -> Self {
+        let addresses = table.backends().iter().flat_map(|b| match &b.target {
+            BackendTarget::Endpoints(endpoints) => endpoints.iter().map(|e| e.address).collect(),
+            BackendTarget::Invalid(_) => Vec::new(),
+        });
+        let stats = registry.retain(addresses, now);
+        let reusable: HashMap<&Backend, &Arc<BackendBalancer>> = previous
+            .map(|(old_table, old)| old_table.backends().iter().zip(&old.per_backend).collect())
+            .unwrap_or_default();
         let per_backend = table
             .backends()
             .iter()
-            .map(|backend| {
-                reusable(backend).unwrap_or_else(|| new_balancer(backend.load_balancing))
+            .map(|backend| match reusable.get(backend) {
+                Some(balancer) => Arc::clone(balancer),
+                None => Arc::new(new_balancer(backend, &stats, now)),
             })
             .collect();
         Self { per_backend }
     }
 
-    pub fn get(&self, backend: usize) -> Option<&dyn Balancer> {
+    pub fn get(&self, backend: usize) -> Option<&BackendBalancer> {
         self.per_backend.get(backend).map(|b| &**b)
     }
 }
 
-fn new_balancer(kind: LoadBalancing) -> Arc<dyn Balancer> {
-    match kind {
-        LoadBalancing::RoundRobin => Arc::new(RoundRobin::default()),
+/// Members line up with the backend's endpoints, index for index.
+fn new_balancer(
+    backend: &Backend,
+    stats: &HashMap<SocketAddr, Arc<EndpointStats>>,
+    now: Instant,
+) -> BackendBalancer {
+    let members = match &backend.target {
+        BackendTarget::Endpoints(endpoints) => endpoints
+            .iter()
+            .map(|e| Member {
+                address: e.address,
+                weight: e.weight,
+                // The registry holds every address of the table; detached is only a fallback.
+                stats: stats
+                    .get(&e.address)
+                    .cloned()
+                    .unwrap_or_else(|| EndpointStats::detached(now)),
+            })
+            .collect(),
+        BackendTarget::Invalid(_) => Vec::new(),
+    };
+    BackendBalancer::new(members, &backend.load_balancing)
+}
+
+/// Two distinct random indexes below `n` (n >= 2): the candidates of a power-of-two-choices pick.
+fn two_choices(n: usize, rng: &mut fastrand::Rng) -> (usize, usize) {
+    let a = rng.usize(..n);
+    let b = rng.usize(..n - 1);
+    (a, if b >= a { b + 1 } else { b })
+}
+
+/// The index with the lowest `cost`: every member when there are few (exact), else the better
+/// of two random choices (Mitzenmacher's power of two choices), which stays O(1) for large
+/// backends while avoiding the herd behaviour of always picking the global minimum. Ties go to
+/// a random one of the tied.
+fn least_cost(
+    members: &[Member],
+    rng: &mut fastrand::Rng,
+    mut cost: impl FnMut(&Member) -> f64,
+) -> Option<usize> {
+    const EXACT_UP_TO: usize = 8;
+    match members.len() {
+        0 => None,
+        1 => Some(0),
+        n if n <= EXACT_UP_TO => {
+            let mut best = f64::INFINITY;
+            let mut tied = 0usize;
+            let mut choice = 0;
+            for (i, member) in members.iter().enumerate() {
+                let c = cost(member);
+                if c < best {
+                    best = c;
+                    tied = 1;
+                    choice = i;
+                } else if c == best {
+                    // Reservoir sampling: each of the tied wins with equal probability.
+                    tied += 1;
+                    if rng.usize(..tied) == 0 {
+                        choice = i;
+                    }
+                }
+            }
+            Some(choice)
+        }
+        n => {
+            let (a, b) = two_choices(n, rng);
+            let (ca, cb) = (cost(&members[a]), cost(&members[b]));
+            Some(if ca < cb || (ca == cb && rng.bool()) {
+                a
+            } else {
+                b
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub fn members(weights: &[u32]) -> Vec<Member> {
+        let now = Instant::now();
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| Member {
+                address: SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8 + 1], 8080)),
+                weight,
+                stats: EndpointStats::detached(now),
+            })
+            .collect()
+    }
+
+    /// Counts picks over `n` requests with a seeded RNG.
+    pub fn distribution(balancer: &dyn Balancer, members: &[Member], n: usize) -> Vec<usize> {
+        let headers = HeaderMap::new();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut counts = vec![0; members.len()];
+        for _ in 0..n {
+            let mut ctx = PickContext {
+                request: RequestInfo {
+                    client_ip: IpAddr::from([192, 0, 2, 1]),
+                    headers: &headers,
+                    path: "/",
+                    query: None,
+                },
+                now: Instant::now(),
+                rng: &mut rng,
+            };
+            counts[balancer.pick(members, &mut ctx).unwrap()] += 1;
+        }
+        counts
+    }
+
+    /// Asserts that `counts` follow `weights` within `tolerance` (a share, e.g. 0.02).
+    pub fn assert_shares(counts: &[usize], weights: &[u32], tolerance: f64) {
+        let total: usize = counts.iter().sum();
+        let weight_total: u32 = weights.iter().sum();
+        for (i, (&count, &weight)) in counts.iter().zip(weights).enumerate() {
+            let share = count as f64 / total as f64;
+            let expected = f64::from(weight) / f64::from(weight_total);
+            assert!(
+                (share - expected).abs() <= tolerance,
+                "endpoint {i}: share {share:.4}, expected {expected:.4} ({counts:?})"
+            );
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! (creationTimestamp, then namespace/name), so on a conflict (same host, same path and kind)
 //! the oldest keeps the route and the younger one gets a diagnostic.
 
+mod balancing;
 mod class;
 mod ingress;
 mod policy;
@@ -48,6 +49,7 @@ pub mod reasons {
     pub const INVALID_POLICY: &str = "InvalidPolicy";
     pub const POLICY_TARGET_NOT_FOUND: &str = "PolicyTargetNotFound";
     pub const POLICY_CONFLICT: &str = "PolicyConflict";
+    pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
 }
 
 /// Settings of compile that come from the command line.
@@ -128,8 +130,13 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
     let (attachments, policies) = policy::attach(&snapshot.backend_policies, &services, &mut sink);
     let mut builder = TableBuilder::new(options, &services, &attachments);
     for (ingress, object) in &ours {
+        let balancing = balancing::IngressBalancing::parse(
+            ingress.metadata.annotations.as_ref(),
+            object,
+            &mut sink,
+        );
         for candidate in ingress::candidates(ingress, object, &mut sink) {
-            builder.add(object, candidate, &mut sink);
+            builder.add(object, &balancing, candidate, &mut sink);
         }
     }
     Compiled {
@@ -155,7 +162,8 @@ struct TableBuilder<'a> {
     policies: &'a policy::Attachments<'a>,
     routes: Vec<Route>,
     backends: Vec<Backend>,
-    backend_by_name: HashMap<String, usize>,
+    /// Backends by name and algorithm (Ingresses may balance one Service port differently).
+    backend_by_key: HashMap<(String, LoadBalancing), usize>,
     /// Who owns each (host, path) so far; `None` path is the default backend.
     owners: HashMap<(HostPattern, Option<PathRule>), ObjectRef>,
 }
@@ -172,12 +180,18 @@ impl<'a> TableBuilder<'a> {
             policies,
             routes: Vec::new(),
             backends: Vec::new(),
-            backend_by_name: HashMap::new(),
+            backend_by_key: HashMap::new(),
             owners: HashMap::new(),
         }
     }
 
-    fn add(&mut self, object: &ObjectRef, candidate: ingress::Candidate<'_>, sink: &mut Sink) {
+    fn add(
+        &mut self,
+        object: &ObjectRef,
+        balancing: &balancing::IngressBalancing,
+        candidate: ingress::Candidate<'_>,
+        sink: &mut Sink,
+    ) {
         let key = (candidate.host.clone(), candidate.path.clone());
         if let Some(owner) = self.owners.get(&key) {
             if owner != object {
@@ -204,7 +218,7 @@ impl<'a> TableBuilder<'a> {
             return;
         }
         self.owners.insert(key, object.clone());
-        let backend = self.backend(object, &candidate.backend, sink);
+        let backend = self.backend(object, balancing, &candidate.backend, sink);
         self.routes.push(Route {
             ingress: object.clone(),
             host: candidate.host,
@@ -220,6 +234,7 @@ impl<'a> TableBuilder<'a> {
     fn backend(
         &mut self,
         object: &ObjectRef,
+        balancing: &balancing::IngressBalancing,
         target: &ingress::BackendRef<'_>,
         sink: &mut Sink,
     ) -> usize {
@@ -227,51 +242,61 @@ impl<'a> TableBuilder<'a> {
             ingress::BackendRef::Service {
                 name: service,
                 port,
-            } => match self.services.resolve(&object.namespace, service, port) {
-                Ok(resolved) => {
-                    let policy = self
-                        .policies
-                        .for_port(&object.namespace, service, resolved.port_name.as_deref())
-                        .map(|(_, policy)| policy.clone());
-                    (
-                        resolved.name,
-                        BackendTarget::Endpoints(resolved.endpoints),
-                        policy,
-                    )
+            } => {
+                let policies = self.policies;
+                let namespace = object.namespace.as_str();
+                let weight = |port_name: Option<&str>, endpoint: &_, address: &str| {
+                    let policy = policies
+                        .for_port(namespace, service, port_name)
+                        .map(|(p, _)| *p);
+                    balancing::endpoint_weight(policy, endpoint, address)
+                };
+                match self.services.resolve(namespace, service, port, &weight) {
+                    Ok(resolved) => {
+                        let policy =
+                            policies.for_port(namespace, service, resolved.port_name.as_deref());
+                        (
+                            resolved.name,
+                            BackendTarget::Endpoints(resolved.endpoints),
+                            policy,
+                        )
+                    }
+                    Err(unresolved) => {
+                        sink.report(object, unresolved.reason, unresolved.message.clone());
+                        let wanted = port
+                            .name
+                            .clone()
+                            .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
+                        (
+                            format!("{namespace}/{service}:{wanted}"),
+                            BackendTarget::Invalid(unresolved.message),
+                            None,
+                        )
+                    }
                 }
-                Err(unresolved) => {
-                    sink.report(object, unresolved.reason, unresolved.message.clone());
-                    let wanted = port
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
-                    (
-                        format!("{}/{service}:{wanted}", object.namespace),
-                        BackendTarget::Invalid(unresolved.message),
-                        None,
-                    )
-                }
-            },
+            }
             ingress::BackendRef::Unsupported(why) => {
                 sink.report(object, reasons::UNSUPPORTED_BACKEND, why.clone());
                 (
-                    format!("{} (unsupported)", object),
+                    format!("{object} (unsupported)"),
                     BackendTarget::Invalid(why.clone()),
                     None,
                 )
             }
         };
-        if let Some(&index) = self.backend_by_name.get(&name) {
+        let load_balancing = balancing.load_balancing(policy.map(|(p, _)| *p));
+        let key = (name, load_balancing);
+        if let Some(&index) = self.backend_by_key.get(&key) {
             return index;
         }
         let index = self.backends.len();
         self.backends.push(Backend {
-            name: name.clone().into(),
+            name: key.0.clone().into(),
             target,
-            load_balancing: LoadBalancing::RoundRobin,
-            policy,
+            load_balancing: key.1.clone(),
+            policy: policy.map(|(_, object)| object.clone()),
         });
-        self.backend_by_name.insert(name, index);
+        self.backend_by_key.insert(key, index);
         index
     }
 }

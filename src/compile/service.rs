@@ -6,11 +6,11 @@
 //! `targetPort`s resolve. Only the first address of an endpoint is used: the EndpointSlice API
 //! says consumers should treat the addresses of one endpoint as fungible.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 
 use crate::table::Endpoint;
@@ -106,11 +106,14 @@ impl<'a> ServiceIndex<'a> {
         }
     }
 
+    /// Resolves a Service port to endpoints. `weight` gives each endpoint's weight from the
+    /// Service port's name, the EndpointSlice endpoint and its address.
     pub fn resolve(
         &self,
         namespace: &str,
         service_name: &str,
         port: &ServiceBackendPort,
+        weight: &dyn Fn(Option<&str>, &SliceEndpoint, &str) -> u32,
     ) -> Result<ResolvedPort, Unresolved> {
         let unresolved = |reason, message| Err(Unresolved { reason, message });
         let Some(service) = self.services.get(&(namespace, service_name)) else {
@@ -158,7 +161,7 @@ impl<'a> ServiceIndex<'a> {
                 format!("no EndpointSlices for Service {namespace}/{service_name}"),
             );
         };
-        let mut addresses = BTreeSet::new();
+        let mut addresses = BTreeMap::new();
         let mut any_endpoint = false;
         let mut port_found = false;
         for slice in slices {
@@ -183,12 +186,12 @@ impl<'a> ServiceIndex<'a> {
                 if ready == Some(false) {
                     continue;
                 }
-                let ip = endpoint
-                    .addresses
-                    .first()
-                    .and_then(|a| a.parse::<IpAddr>().ok());
-                if let Some(ip) = ip {
-                    addresses.insert(SocketAddr::new(ip, number));
+                let Some(address) = endpoint.addresses.first() else {
+                    continue;
+                };
+                if let Ok(ip) = address.parse::<IpAddr>() {
+                    let name = service_port.name.as_deref();
+                    addresses.insert(SocketAddr::new(ip, number), weight(name, endpoint, address));
                 }
             }
         }
@@ -203,7 +206,10 @@ impl<'a> ServiceIndex<'a> {
         Ok(ResolvedPort {
             name,
             port_name: service_port.name.clone(),
-            endpoints: addresses.into_iter().map(Endpoint::new).collect(),
+            endpoints: addresses
+                .into_iter()
+                .map(|(address, weight)| Endpoint::weighted(address, weight))
+                .collect(),
         })
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::balance::Balancers;
+use crate::balance::{Balancers, EndpointRegistry};
 use crate::table::{Diagnostic, RoutingTable};
 
 /// One published generation of the routing table, with its runtime balancers.
@@ -27,6 +27,8 @@ pub struct TableHandle {
     /// Serializes publishers, so that carrying state over from the previous generation is
     /// never raced by a second publish.
     publish: Mutex<()>,
+    /// Per-endpoint load state, shared by the balancers of successive tables.
+    endpoints: EndpointRegistry,
 }
 
 impl TableHandle {
@@ -52,7 +54,12 @@ impl TableHandle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let previous = self.current.load_full();
-        let balancers = Balancers::build(&table, Some((&previous.table, &previous.balancers)));
+        let balancers = Balancers::build(
+            &table,
+            Some((&previous.table, &previous.balancers)),
+            &self.endpoints,
+            tokio::time::Instant::now(),
+        );
         let generation = previous.generation + 1;
         self.current.store(Arc::new(ActiveTable {
             generation,

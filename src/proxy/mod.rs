@@ -6,12 +6,14 @@
 //! hyper's backpressure and are never buffered whole. The upstream client's connection pools
 //! are keyed by endpoint address and live as long as the proxy, so they survive table swaps.
 
+mod body;
 mod error;
 mod handle;
 mod headers;
 mod server;
 mod upgrade;
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,8 +27,10 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::balance::{InFlight, PickContext, RequestInfo};
 use crate::table::{BackendTarget, Route};
 
 pub use error::ProxyError;
@@ -35,7 +39,7 @@ pub use headers::ClientInfo;
 pub use server::{serve, ServerLimits};
 
 /// The body of every response the proxy sends: streamed from an upstream, or generated here.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<body::Tracked, Full<Bytes>>;
 
 /// Settings of the upstream side.
 #[derive(Clone, Debug)]
@@ -106,10 +110,12 @@ impl Proxy {
             debug!(host, path = request.uri().path(), "no route");
             return Err(ProxyError::NoRoute);
         };
-        let backend = active
-            .table
-            .backend(route.backend)
-            .ok_or(ProxyError::NoEndpoint)?;
+        let (Some(backend), Some(balancer)) = (
+            active.table.backend(route.backend),
+            active.balancers.get(route.backend),
+        ) else {
+            return Err(ProxyError::NoEndpoint);
+        };
         let endpoints = match &backend.target {
             BackendTarget::Endpoints(endpoints) => endpoints,
             BackendTarget::Invalid(reason) => {
@@ -117,24 +123,35 @@ impl Proxy {
                 return Err(ProxyError::InvalidBackend(reason.clone()));
             }
         };
-        let picked = active
-            .balancers
-            .get(route.backend)
-            .and_then(|b| b.pick(endpoints))
-            .and_then(|i| endpoints.get(i));
-        let Some(endpoint) = picked else {
+        let now = Instant::now();
+        let picked = RNG.with_borrow_mut(|rng| {
+            let mut ctx = PickContext {
+                request: RequestInfo {
+                    client_ip: client.ip,
+                    headers: request.headers(),
+                    path: request.uri().path(),
+                    query: request.uri().query(),
+                },
+                now,
+                rng,
+            };
+            balancer
+                .pick(&mut ctx)
+                .map(|(index, member)| (index, member.stats.start(now)))
+        });
+        let Some((endpoint, in_flight)) =
+            picked.and_then(|(i, guard)| Some((endpoints.get(i)?, guard)))
+        else {
             warn!(route = %route, backend = %backend.name, "no ready endpoint");
             return Err(ProxyError::NoEndpoint);
         };
-        let result = self
-            .forward(
-                request,
-                route,
-                endpoint.address,
-                endpoint.authority.clone(),
-                client,
-            )
-            .await;
+        let upstream = Upstream {
+            address: endpoint.address,
+            authority: endpoint.authority.clone(),
+            in_flight,
+            decay: balancer.decay(),
+        };
+        let result = self.forward(request, route, upstream, client).await;
         if let Err(error) = &result {
             warn!(route = %route, backend = %backend.name, endpoint = %endpoint.address, error = %error, kind = error.label(), "upstream error");
         }
@@ -145,8 +162,7 @@ impl Proxy {
         &self,
         mut request: Request<Incoming>,
         route: &Route,
-        address: SocketAddr,
-        authority: http::uri::Authority,
+        upstream: Upstream,
         client: ClientInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let upgrade = headers::is_upgrade_request(request.headers())
@@ -180,7 +196,7 @@ impl Proxy {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(authority);
+        uri.authority = Some(upstream.authority);
         uri.path_and_query = Some(path_and_query);
         parts.uri = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
         parts.version = Version::HTTP_11;
@@ -197,23 +213,44 @@ impl Proxy {
             Ok(Err(error)) => return Err(ProxyError::Upstream(error)),
             Ok(Ok(response)) => response,
         };
+        upstream
+            .in_flight
+            .record_response(Instant::now(), upstream.decay);
 
         let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         match (switching, upgrade) {
             (true, Some(client_side)) => {
                 let upstream_side = hyper::upgrade::on(&mut response);
-                upgrade::tunnel(client_side, upstream_side, route.to_string(), address);
+                upgrade::tunnel(
+                    client_side,
+                    upstream_side,
+                    route.to_string(),
+                    upstream.address,
+                );
             }
             (true, None) => {
                 // An upstream may not switch protocols unasked; refuse rather than hang.
-                warn!(route = %route, endpoint = %address, "upstream answered 101 to a request without Upgrade");
+                warn!(route = %route, endpoint = %upstream.address, "upstream answered 101 to a request without Upgrade");
                 return Err(ProxyError::UnexpectedUpgrade);
             }
             _ => {}
         }
         headers::remove_hop_by_hop(response.headers_mut(), switching);
-        Ok(response.map(Either::Left))
+        Ok(response.map(|body| Either::Left(body::Tracked::new(body, upstream.in_flight))))
     }
+}
+
+/// The endpoint a request goes to, and its load accounting.
+struct Upstream {
+    address: SocketAddr,
+    authority: http::uri::Authority,
+    in_flight: InFlight,
+    decay: std::time::Duration,
+}
+
+thread_local! {
+    /// The balancers' random source: one per worker thread, so picks never contend.
+    static RNG: RefCell<fastrand::Rng> = RefCell::new(fastrand::Rng::new());
 }
 
 /// The request's host: the Host header, else the URI authority (HTTP/2).

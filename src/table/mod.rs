@@ -67,17 +67,59 @@ impl fmt::Display for Route {
 }
 
 /// Load-balancing algorithm of a backend, as plain data; `balance` builds the runtime picker.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum LoadBalancing {
+    /// Smooth weighted round robin: weights interleave instead of bursting.
     #[default]
     RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Fewest requests in flight per unit of weight.
+    LeastConnections,
+    /// Lowest peak-EWMA latency times requests in flight (plus one); `decay` is how long a
+    /// sample keeps counting.
+    LeastResponseTime {
+        decay: Duration,
+    },
+    ConsistentHash(ConsistentHash),
+}
+
+/// Consistent hashing: requests with the same key go to the same endpoint while the set of
+/// endpoints stays the same, and removing one of N endpoints moves only about 1/N of the keys.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConsistentHash {
+    pub key: HashKey,
+    pub ring: HashRing,
+    /// Bounded load, in percent of the mean load (e.g. 125): an endpoint above it passes its
+    /// keys on to the next one. `None` for plain consistent hashing.
+    pub bounded_load_percent: Option<u32>,
+}
+
+/// Where the hash key of a request comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HashKey {
+    SourceIp,
+    Header(http::HeaderName),
+    Cookie(Box<str>),
+    Query(Box<str>),
+    Path,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HashRing {
+    /// Maglev lookup table of `table_size` entries (a prime).
+    Maglev { table_size: u32 },
+    /// Ketama-style ring: each endpoint owns `points_per_weight` × its weight points. The count
+    /// depends on nothing else, so other endpoints coming and going never move an endpoint's
+    /// points.
+    Ring { points_per_weight: u32 },
 }
 
 /// A backend: one Service port, resolved to its endpoints, or the reason it could not be.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Backend {
-    /// `namespace/service:port` (port number), unique within a table. Runtime state that is
-    /// carried across swaps (such as the round-robin position) is matched by this name.
+    /// `namespace/service:port` (port number). Two backends share a name when Ingresses ask
+    /// for different balancing of the same Service port.
     pub name: Box<str>,
     pub target: BackendTarget,
     pub load_balancing: LoadBalancing,
@@ -85,7 +127,7 @@ pub struct Backend {
     pub policy: Option<ObjectRef>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum BackendTarget {
     /// Resolved. May be empty when the Service has no ready endpoint right now (answers 503).
     Endpoints(Vec<Endpoint>),
@@ -95,17 +137,27 @@ pub enum BackendTarget {
 }
 
 /// An endpoint address with its URI authority precomputed, so the hot path never formats it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub address: SocketAddr,
     pub authority: Authority,
+    /// Relative share of traffic (1 unless a BackendPolicy says otherwise).
+    pub weight: u32,
 }
 
 impl Endpoint {
     pub fn new(address: SocketAddr) -> Self {
+        Self::weighted(address, 1)
+    }
+
+    pub fn weighted(address: SocketAddr, weight: u32) -> Self {
         let authority = Authority::try_from(address.to_string())
             .expect("a socket address is always a valid URI authority");
-        Self { address, authority }
+        Self {
+            address,
+            authority,
+            weight: weight.max(1),
+        }
     }
 }
 

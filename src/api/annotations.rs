@@ -1,0 +1,117 @@
+//! `vane.dev/` annotations on Ingresses, and their typed parsers. An annotation is parsed into
+//! a typed value or rejected with a message; nothing is ever pasted into configuration text.
+
+/// Annotation keys.
+pub mod keys {
+    /// `round-robin`, `random`, `least-connections`, `least-response-time`, `consistent-hash`.
+    pub const LOAD_BALANCE: &str = "vane.dev/load-balance";
+    /// `source-ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`; alone, it also turns
+    /// on consistent hashing (as ingress-nginx's `upstream-hash-by` does).
+    pub const HASH_BY: &str = "vane.dev/hash-by";
+}
+
+/// A balancing algorithm named by `vane.dev/load-balance`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    RoundRobin,
+    Random,
+    LeastConnections,
+    LeastResponseTime,
+    ConsistentHash,
+}
+
+/// The hash key named by `vane.dev/hash-by`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashBy {
+    SourceIp,
+    Header(String),
+    Cookie(String),
+    Query(String),
+    Path,
+}
+
+pub fn parse_algorithm(value: &str) -> Result<Algorithm, String> {
+    Ok(match value.trim() {
+        "round-robin" => Algorithm::RoundRobin,
+        "random" => Algorithm::Random,
+        "least-connections" => Algorithm::LeastConnections,
+        "least-response-time" => Algorithm::LeastResponseTime,
+        "consistent-hash" => Algorithm::ConsistentHash,
+        other => {
+            return Err(format!(
+                "{other:?} is not one of round-robin, random, least-connections, least-response-time, consistent-hash"
+            ))
+        }
+    })
+}
+
+pub fn parse_hash_by(value: &str) -> Result<HashBy, String> {
+    let value = value.trim();
+    let named = |kind: &str, name: &str, make: fn(String) -> HashBy| {
+        let valid = !name.is_empty()
+            && name.len() <= 256
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if valid {
+            Ok(make(name.to_owned()))
+        } else {
+            Err(format!(
+                "{kind} name {name:?} must be 1-256 letters, digits, '-', '_' or '.'"
+            ))
+        }
+    };
+    match value.split_once(':') {
+        None if value == "source-ip" => Ok(HashBy::SourceIp),
+        None if value == "path" => Ok(HashBy::Path),
+        Some(("header", name)) => named("header", name, HashBy::Header),
+        Some(("cookie", name)) => named("cookie", name, HashBy::Cookie),
+        Some(("query", name)) => named("query", name, HashBy::Query),
+        _ => Err(format!(
+            "{value:?} is not source-ip, path, header:NAME, cookie:NAME or query:NAME"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithms_parse_or_are_rejected() {
+        assert_eq!(
+            parse_algorithm("least-connections"),
+            Ok(Algorithm::LeastConnections)
+        );
+        assert_eq!(parse_algorithm(" random "), Ok(Algorithm::Random));
+        for bad in ["", "leastconn", "ROUND-ROBIN", "round_robin", "ewma; drop"] {
+            assert!(parse_algorithm(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hash_keys_parse_or_are_rejected() {
+        assert_eq!(
+            parse_hash_by("header:x-user"),
+            Ok(HashBy::Header("x-user".into()))
+        );
+        assert_eq!(
+            parse_hash_by("cookie:session_id"),
+            Ok(HashBy::Cookie("session_id".into()))
+        );
+        assert_eq!(parse_hash_by("query:u"), Ok(HashBy::Query("u".into())));
+        assert_eq!(parse_hash_by("source-ip"), Ok(HashBy::SourceIp));
+        assert_eq!(parse_hash_by("path"), Ok(HashBy::Path));
+        for bad in [
+            "",
+            "header:",
+            "header:a b",
+            "$request_uri",
+            "cookie:a;b",
+            "ip",
+            "query:x\ny",
+        ] {
+            assert!(parse_hash_by(bad).is_err(), "{bad:?}");
+        }
+    }
+}

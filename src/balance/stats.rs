@@ -1,0 +1,216 @@
+//! Per-endpoint load state that outlives table swaps: requests in flight, a peak-EWMA of
+//! response latency, and when the endpoint joined.
+//!
+//! State is keyed by endpoint address in an [`EndpointRegistry`]. Publishing a table looks up
+//! (or creates) the state of each of its endpoints, so an endpoint present before and after a
+//! swap keeps its counters; the balancers of both tables share the same `Arc`. Endpoints that
+//! left are dropped from the registry, while requests still in flight to them keep their own
+//! `Arc` until they finish.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Latency assumed for an endpoint that has not answered yet: low enough that new endpoints get
+/// tried, high enough that a proven fast endpoint is not abandoned for an unknown one.
+pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
+/// How long a latency sample keeps influencing the average by default (Linkerd's choice).
+pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct EndpointStats {
+    in_flight: AtomicU32,
+    /// Peak-EWMA latency in nanoseconds (f64 bits).
+    rtt_ns: AtomicU64,
+    /// When `rtt_ns` was last updated, in nanoseconds since the registry's epoch.
+    rtt_at_ns: AtomicU64,
+    epoch: Instant,
+    joined: Instant,
+}
+
+impl EndpointStats {
+    fn new(epoch: Instant, now: Instant) -> Self {
+        Self {
+            in_flight: AtomicU32::new(0),
+            rtt_ns: AtomicU64::new((DEFAULT_RTT.as_nanos() as f64).to_bits()),
+            rtt_at_ns: AtomicU64::new(since(epoch, now)),
+            epoch,
+            joined: now,
+        }
+    }
+
+    /// A fresh state, outside any registry (for tests and benchmarks).
+    pub fn detached(now: Instant) -> Arc<Self> {
+        Arc::new(Self::new(now, now))
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When this endpoint was first seen (slow start counts from here).
+    pub fn joined(&self) -> Instant {
+        self.joined
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped.
+    pub fn start(self: &Arc<Self>, now: Instant) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            stats: self.clone(),
+            started: now,
+        }
+    }
+
+    /// The latency estimate at `now`: the peak EWMA, decayed toward zero for the time since the
+    /// last sample, so an endpoint that was slow once is tried again eventually.
+    pub fn rtt_ns(&self, now: Instant, decay: Duration) -> f64 {
+        let rtt = f64::from_bits(self.rtt_ns.load(Ordering::Relaxed));
+        let at = self.rtt_at_ns.load(Ordering::Relaxed);
+        let elapsed = since(self.epoch, now).saturating_sub(at) as f64;
+        rtt * (-elapsed / decay.as_nanos().max(1) as f64).exp()
+    }
+
+    /// Records a latency sample: a sample above the estimate replaces it at once (the "peak"),
+    /// a lower one is blended in with a weight that grows with the time since the last sample.
+    pub fn record_rtt(&self, sample: Duration, now: Instant, decay: Duration) {
+        let sample = sample.as_nanos() as f64;
+        let current = self.rtt_ns(now, decay);
+        let next = if sample > current {
+            sample
+        } else {
+            let at = self.rtt_at_ns.load(Ordering::Relaxed);
+            let elapsed = since(self.epoch, now).saturating_sub(at) as f64;
+            let keep = (-elapsed / decay.as_nanos().max(1) as f64).exp();
+            current * keep + sample * (1.0 - keep)
+        };
+        // Two racing samples may lose one update; the estimate stays a valid estimate.
+        self.rtt_ns.store(next.to_bits(), Ordering::Relaxed);
+        self.rtt_at_ns
+            .store(since(self.epoch, now), Ordering::Relaxed);
+    }
+}
+
+fn since(epoch: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A request in flight to an endpoint. Dropping it ends the request.
+#[derive(Debug)]
+pub struct InFlight {
+    stats: Arc<EndpointStats>,
+    started: Instant,
+}
+
+impl InFlight {
+    /// Records the time from the start to `now` (the response headers) as a latency sample.
+    pub fn record_response(&self, now: Instant, decay: Duration) {
+        self.stats
+            .record_rtt(now.saturating_duration_since(self.started), now, decay);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The state of every endpoint in the current table, by address.
+#[derive(Debug)]
+pub struct EndpointRegistry {
+    epoch: Instant,
+    endpoints: Mutex<HashMap<SocketAddr, Arc<EndpointStats>>>,
+}
+
+impl Default for EndpointRegistry {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            endpoints: Mutex::default(),
+        }
+    }
+}
+
+impl EndpointRegistry {
+    /// The states of `addresses`, creating missing ones; every other address is forgotten.
+    pub fn retain(
+        &self,
+        addresses: impl IntoIterator<Item = SocketAddr>,
+        now: Instant,
+    ) -> HashMap<SocketAddr, Arc<EndpointStats>> {
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current: HashMap<SocketAddr, Arc<EndpointStats>> = addresses
+            .into_iter()
+            .map(|address| {
+                let stats = endpoints
+                    .get(&address)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(EndpointStats::new(self.epoch, now)));
+                (address, stats)
+            })
+            .collect();
+        endpoints.clone_from(&current);
+        current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn peak_ewma_jumps_up_and_decays_down() {
+        let stats = EndpointStats::detached(Instant::now());
+        let decay = Duration::from_secs(10);
+        stats.record_rtt(Duration::from_millis(500), Instant::now(), decay);
+        assert_eq!(
+            stats.rtt_ns(Instant::now(), decay),
+            500e6,
+            "a slow sample counts at once"
+        );
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let decayed = stats.rtt_ns(Instant::now(), decay);
+        assert!(
+            (decayed - 500e6 / std::f64::consts::E).abs() < 1e3,
+            "{decayed}"
+        );
+        stats.record_rtt(Duration::from_millis(1), Instant::now(), decay);
+        assert!(stats.rtt_ns(Instant::now(), decay) < decayed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_counts_until_the_guard_drops() {
+        let stats = EndpointStats::detached(Instant::now());
+        let a = stats.start(Instant::now());
+        let b = stats.start(Instant::now());
+        assert_eq!(stats.in_flight(), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(stats.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn registry_keeps_state_of_endpoints_that_stay() {
+        let registry = EndpointRegistry::default();
+        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let first = registry.retain([a, b], Instant::now());
+        let _busy = first[&a].start(Instant::now());
+        let second = registry.retain([a], Instant::now());
+        assert!(Arc::ptr_eq(&first[&a], &second[&a]));
+        assert_eq!(second[&a].in_flight(), 1);
+        let third = registry.retain([a, b], Instant::now());
+        assert!(
+            !Arc::ptr_eq(&first[&b], &third[&b]),
+            "an endpoint that left starts afresh"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! The load balancing of a backend. Precedence: the Ingress's `vane.dev/` annotations, then the
+//! BackendPolicy targeting the Service port, then one targeting the whole Service, then round
+//! robin. An invalid annotation is reported and ignored (that setting falls back to the next
+//! level); invalid policies are never attached (see `policy`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::discovery::v1::Endpoint as SliceEndpoint;
+
+use super::{reasons, Sink};
+use crate::api::annotations::{self, keys, Algorithm, HashBy};
+use crate::api::{self, BackendPolicy, EndpointWeight, HashOn, LoadBalancerType};
+use crate::balance::DEFAULT_DECAY;
+use crate::table::{ConsistentHash, HashKey, HashRing, LoadBalancing, ObjectRef};
+
+/// Maglev's default table size: a prime well above 100 × the endpoints of most backends.
+pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65537;
+/// Ring hash's points per unit of weight (Ketama's classic 160).
+pub const DEFAULT_RING_POINTS: u32 = 160;
+
+/// What an Ingress's annotations say about balancing (parsed once per Ingress).
+#[derive(Debug, Default)]
+pub struct IngressBalancing {
+    algorithm: Option<Algorithm>,
+    hash_by: Option<HashBy>,
+}
+
+impl IngressBalancing {
+    pub fn parse(
+        annotations: Option<&BTreeMap<String, String>>,
+        object: &ObjectRef,
+        sink: &mut Sink,
+    ) -> Self {
+        let mut parsed = Self::default();
+        let Some(annotations) = annotations else {
+            return parsed;
+        };
+        let mut report = |key: &str, why: String| {
+            sink.report(
+                object,
+                reasons::INVALID_ANNOTATION,
+                format!("{key}: {why}; the annotation is ignored"),
+            )
+        };
+        if let Some(value) = annotations.get(keys::LOAD_BALANCE) {
+            match annotations::parse_algorithm(value) {
+                Ok(algorithm) => parsed.algorithm = Some(algorithm),
+                Err(why) => report(keys::LOAD_BALANCE, why),
+            }
+        }
+        if let Some(value) = annotations.get(keys::HASH_BY) {
+            match annotations::parse_hash_by(value) {
+                Ok(hash_by) => parsed.hash_by = Some(hash_by),
+                Err(why) => report(keys::HASH_BY, why),
+            }
+        }
+        parsed
+    }
+
+    /// The algorithm for a backend of this Ingress, configured by `policy` where the
+    /// annotations are silent.
+    pub fn load_balancing(&self, policy: Option<&BackendPolicy>) -> LoadBalancing {
+        let from_policy = policy.and_then(|p| p.spec.load_balancer.as_ref());
+        let hash = |key: HashKey| {
+            // Table settings of a policy still apply when an annotation picked hashing.
+            let settings = from_policy.and_then(|lb| lb.consistent_hash.as_ref());
+            LoadBalancing::ConsistentHash(ConsistentHash {
+                key,
+                ring: settings.map_or(
+                    HashRing::Maglev {
+                        table_size: DEFAULT_MAGLEV_TABLE_SIZE,
+                    },
+                    ring_of,
+                ),
+                bounded_load_percent: settings.and_then(bounded_load_of),
+            })
+        };
+        let annotated_key = self.hash_by.as_ref().map(hash_key);
+        match (self.algorithm, annotated_key) {
+            (Some(Algorithm::ConsistentHash), key) => {
+                return hash(key.unwrap_or(HashKey::SourceIp))
+            }
+            (Some(Algorithm::RoundRobin), _) => return LoadBalancing::RoundRobin,
+            (Some(Algorithm::Random), _) => return LoadBalancing::Random,
+            (Some(Algorithm::LeastConnections), _) => return LoadBalancing::LeastConnections,
+            (Some(Algorithm::LeastResponseTime), _) => {
+                return LoadBalancing::LeastResponseTime {
+                    decay: from_policy
+                        .and_then(|lb| lb.least_response_time.as_ref())
+                        .and_then(|lrt| lrt.decay.as_ref())
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or(DEFAULT_DECAY),
+                }
+            }
+            // `hash-by` alone turns hashing on, as ingress-nginx's upstream-hash-by does.
+            (None, Some(key)) => return hash(key),
+            (None, None) => {}
+        }
+        match from_policy {
+            Some(lb) => from_policy_block(lb),
+            None => LoadBalancing::RoundRobin,
+        }
+    }
+}
+
+fn from_policy_block(lb: &api::LoadBalancer) -> LoadBalancing {
+    match lb.type_ {
+        LoadBalancerType::RoundRobin => LoadBalancing::RoundRobin,
+        LoadBalancerType::Random => LoadBalancing::Random,
+        LoadBalancerType::LeastConnections => LoadBalancing::LeastConnections,
+        LoadBalancerType::LeastResponseTime => LoadBalancing::LeastResponseTime {
+            decay: lb
+                .least_response_time
+                .as_ref()
+                .and_then(|lrt| lrt.decay.as_ref())
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(DEFAULT_DECAY),
+        },
+        LoadBalancerType::ConsistentHash => match &lb.consistent_hash {
+            Some(settings) => LoadBalancing::ConsistentHash(ConsistentHash {
+                key: policy_hash_key(settings),
+                ring: ring_of(settings),
+                bounded_load_percent: bounded_load_of(settings),
+            }),
+            // Validation rejects this policy, so it is never attached; stay safe regardless.
+            None => LoadBalancing::RoundRobin,
+        },
+    }
+}
+
+fn policy_hash_key(settings: &api::ConsistentHash) -> HashKey {
+    let name = settings.name.clone().unwrap_or_default();
+    match settings.hash_on {
+        HashOn::SourceIp => HashKey::SourceIp,
+        HashOn::Path => HashKey::Path,
+        HashOn::Header => name.parse().map_or(HashKey::SourceIp, HashKey::Header),
+        HashOn::Cookie => HashKey::Cookie(name.into()),
+        HashOn::QueryParameter => HashKey::Query(name.into()),
+    }
+}
+
+fn hash_key(hash_by: &HashBy) -> HashKey {
+    match hash_by {
+        HashBy::SourceIp => HashKey::SourceIp,
+        HashBy::Path => HashKey::Path,
+        // The parser admits only header-safe names.
+        HashBy::Header(name) => name.parse().map_or(HashKey::SourceIp, HashKey::Header),
+        HashBy::Cookie(name) => HashKey::Cookie(name.as_str().into()),
+        HashBy::Query(name) => HashKey::Query(name.as_str().into()),
+    }
+}
+
+fn ring_of(settings: &api::ConsistentHash) -> HashRing {
+    match settings.algorithm {
+        Some(api::HashAlgorithm::RingHash) => HashRing::Ring {
+            points_per_weight: DEFAULT_RING_POINTS,
+        },
+        _ => HashRing::Maglev {
+            table_size: settings.table_size.unwrap_or(DEFAULT_MAGLEV_TABLE_SIZE),
+        },
+    }
+}
+
+fn bounded_load_of(settings: &api::ConsistentHash) -> Option<u32> {
+    settings
+        .bounded_load_factor
+        .map(|f| (f * 100.0).round().clamp(100.0, 1000.0) as u32)
+}
+
+/// An endpoint's weight: the first `endpointWeights` entry of the policy whose every given
+/// field (zone, nodeName, hostname, address) matches the endpoint; 1 without a match.
+pub fn endpoint_weight(
+    policy: Option<&BackendPolicy>,
+    endpoint: &SliceEndpoint,
+    address: &str,
+) -> u32 {
+    let Some(weights) = policy
+        .and_then(|p| p.spec.load_balancer.as_ref())
+        .map(|lb| &lb.endpoint_weights)
+    else {
+        return 1;
+    };
+    let matches = |rule: &EndpointWeight| {
+        let field = |wanted: &Option<String>, actual: Option<&str>| {
+            wanted.as_deref().is_none_or(|w| Some(w) == actual)
+        };
+        field(&rule.zone, endpoint.zone.as_deref())
+            && field(&rule.node_name, endpoint.node_name.as_deref())
+            && field(&rule.hostname, endpoint.hostname.as_deref())
+            && field(&rule.address, Some(address))
+    };
+    weights
+        .iter()
+        .find(|rule| matches(rule))
+        .map_or(1, |rule| rule.weight.clamp(1, 1000))
+}

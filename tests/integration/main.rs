@@ -2,12 +2,14 @@
 //!
 //! - `compile`: tier 1, manifests to table, no I/O;
 //! - `proxy`: tier 2, the real proxy on loopback with real origins and clients;
+//! - `balancing`: balancing configuration through compile, and the algorithms through the proxy;
 //! - `kubernetes`: tier 3, the Kubernetes source against the in-process API server;
 //! - `apiserver`: the in-process API server itself, checked with the real kube client;
 //! - `generated`: committed generated files match the code;
 //! - `standalone`: tier 4, the built `vane` binary on a manifests directory.
 
 mod apiserver;
+mod balancing;
 mod compile;
 mod generated;
 mod kubernetes;

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -46,6 +46,7 @@ pub struct Origin {
     pub name: String,
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicU64>,
     stop: CancellationToken,
 }
 
@@ -53,6 +54,12 @@ impl Origin {
     /// Requests this origin has received.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Makes every later answer wait this long first (a slow origin).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Stops accepting and closes the listener (open connections are dropped too).
@@ -113,11 +120,13 @@ pub async fn start(n: usize) -> Origins {
 fn spawn(name: String, listener: TcpListener) -> Origin {
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
+    let delay_ms = Arc::new(AtomicU64::new(0));
     let stop = CancellationToken::new();
     let origin = Origin {
         name: name.clone(),
         addr,
         hits: hits.clone(),
+        delay_ms: delay_ms.clone(),
         stop: stop.clone(),
     };
     tokio::spawn(async move {
@@ -131,11 +140,19 @@ fn spawn(name: String, listener: TcpListener) -> Origin {
             };
             let name = name.clone();
             let hits = hits.clone();
+            let delay_ms = delay_ms.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
                     hits.fetch_add(1, Ordering::SeqCst);
-                    respond(name.clone(), request)
+                    let delay = std::time::Duration::from_millis(delay_ms.load(Ordering::SeqCst));
+                    let name = name.clone();
+                    async move {
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        respond(name, request).await
+                    }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let connection =

@@ -1,0 +1,385 @@
+//! Load balancing end to end: configuration (annotations, BackendPolicy, precedence, weights)
+//! through compile, and the algorithms through the real proxy.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use vane::compile::{compile, reasons, Options};
+use vane::table::{BackendTarget, HashKey, LoadBalancing};
+
+use crate::support::client::{client, get, send};
+use crate::support::fixtures::{backend, docs, ingress, snapshot, INGRESS_CLASS};
+use crate::support::origin::{self, Origins};
+use crate::support::proxy::TestProxy;
+
+fn annotated(name: &str, host: &str, annotations: &[(&str, &str)]) -> String {
+    let list: Vec<String> = annotations
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": \"{v}\""))
+        .collect();
+    ingress(name, Some(host), "/", "app").replace(
+        "metadata: {name: ",
+        &format!("metadata: {{annotations: {{{}}}, name: ", list.join(", ")),
+    )
+}
+
+fn policy(name: &str, section: Option<&str>, load_balancer: &str) -> String {
+    let section = section
+        .map(|s| format!(", sectionName: {s}"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: vane.dev/v1alpha1\nkind: BackendPolicy\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec:\n  targetRefs: [{{group: '', kind: Service, name: app{section}}}]\n  loadBalancer: {load_balancer}\n"
+    )
+}
+
+fn manifests(origins: &Origins, extra: &[String]) -> String {
+    let mut documents = vec![
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+    ];
+    documents.extend(extra.iter().cloned());
+    docs(&documents)
+}
+
+fn load_balancing_of(yaml: &str, host: &str) -> LoadBalancing {
+    let compiled = compile(&snapshot(yaml), &Options::default());
+    let route = compiled.table.lookup(host, "/").expect(host);
+    compiled
+        .table
+        .backend(route.backend)
+        .unwrap()
+        .load_balancing
+        .clone()
+}
+
+#[tokio::test]
+async fn annotation_beats_port_policy_beats_service_policy_beats_default() {
+    let origins = origin::start(1).await;
+    let plain = ingress("plain", Some("plain.com"), "/", "app");
+    let annotated = annotated(
+        "annotated",
+        "annotated.com",
+        &[("vane.dev/load-balance", "least-connections")],
+    );
+
+    let yaml = manifests(&origins, &[plain.clone(), annotated.clone()]);
+    assert_eq!(
+        load_balancing_of(&yaml, "plain.com"),
+        LoadBalancing::RoundRobin
+    );
+
+    let service_policy = policy("whole", None, "{type: Random}");
+    let yaml = manifests(
+        &origins,
+        &[plain.clone(), annotated.clone(), service_policy.clone()],
+    );
+    assert_eq!(load_balancing_of(&yaml, "plain.com"), LoadBalancing::Random);
+
+    let port_policy = policy(
+        "port",
+        Some("http"),
+        "{type: LeastResponseTime, leastResponseTime: {decay: 5s}}",
+    );
+    let yaml = manifests(&origins, &[plain, annotated, service_policy, port_policy]);
+    let expected = LoadBalancing::LeastResponseTime {
+        decay: Duration::from_secs(5),
+    };
+    assert_eq!(load_balancing_of(&yaml, "plain.com"), expected);
+    assert_eq!(
+        load_balancing_of(&yaml, "annotated.com"),
+        LoadBalancing::LeastConnections
+    );
+
+    // One Service port balanced two ways by two Ingresses: two backends, one per algorithm.
+    let compiled = compile(&snapshot(&yaml), &Options::default());
+    assert_eq!(compiled.table.backends().len(), 2);
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+}
+
+#[tokio::test]
+async fn hash_by_alone_turns_on_consistent_hashing() {
+    let origins = origin::start(1).await;
+    let yaml = manifests(
+        &origins,
+        &[annotated(
+            "h",
+            "h.com",
+            &[("vane.dev/hash-by", "header:x-user")],
+        )],
+    );
+    match load_balancing_of(&yaml, "h.com") {
+        LoadBalancing::ConsistentHash(hash) => {
+            assert_eq!(hash.key, HashKey::Header("x-user".parse().unwrap()))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn endpoint_weights_select_by_zone_node_hostname_and_address() {
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        crate::support::fixtures::service("app"),
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: app-1, labels: {kubernetes.io/service-name: app}}\n\
+         addressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n\
+         - {addresses: [10.0.0.1], zone: big, nodeName: n1}\n\
+         - {addresses: [10.0.0.2], zone: small, nodeName: n2, hostname: special}\n\
+         - {addresses: [10.0.0.3], zone: small, nodeName: n3}\n\
+         - {addresses: [10.0.0.4]}\n"
+            .to_string(),
+        ingress("app", None, "/", "app"),
+        policy(
+            "weights",
+            None,
+            "{type: RoundRobin, endpointWeights: [{hostname: special, weight: 7}, {zone: big, weight: 5}, {zone: small, nodeName: n3, weight: 3}, {address: 10.0.0.4, weight: 2}]}",
+        ),
+    ]);
+    let compiled = compile(&snapshot(&yaml), &Options::default());
+    let BackendTarget::Endpoints(endpoints) = &compiled.table.backends()[0].target else {
+        panic!()
+    };
+    let weights: Vec<(String, u32)> = endpoints
+        .iter()
+        .map(|e| (e.address.ip().to_string(), e.weight))
+        .collect();
+    let expected = [
+        ("10.0.0.1", 5),
+        ("10.0.0.2", 7),
+        ("10.0.0.3", 3),
+        ("10.0.0.4", 2),
+    ];
+    assert_eq!(weights, expected.map(|(a, w)| (a.to_string(), w)));
+}
+
+#[tokio::test]
+async fn every_invalid_annotation_is_reported_and_leaves_other_routes_alone() {
+    let origins = origin::start(1).await;
+    let catalogue = [
+        ("vane.dev/load-balance", "leastconn"),
+        ("vane.dev/load-balance", ""),
+        ("vane.dev/load-balance", "round-robin; drop"),
+        ("vane.dev/hash-by", "header:"),
+        ("vane.dev/hash-by", "$remote_addr"),
+        ("vane.dev/hash-by", "cookie:a b"),
+        ("vane.dev/hash-by", "ip"),
+    ];
+    let mut documents = vec![ingress("good", Some("good.com"), "/", "app")];
+    for (i, (key, value)) in catalogue.iter().enumerate() {
+        documents.push(annotated(
+            &format!("bad-{i}"),
+            &format!("bad-{i}.com"),
+            &[(key, value)],
+        ));
+    }
+    let yaml = manifests(&origins, &documents);
+    let compiled = compile(&snapshot(&yaml), &Options::default());
+    for (i, (key, _)) in catalogue.iter().enumerate() {
+        let name = format!("bad-{i}");
+        let reported = compiled.diagnostics.iter().any(|d| {
+            d.object.name == name
+                && d.reason == reasons::INVALID_ANNOTATION
+                && d.message.starts_with(key)
+        });
+        assert!(reported, "{name} not reported: {:?}", compiled.diagnostics);
+        // The setting falls back to the default; the route itself still works.
+        let route = compiled.table.lookup(&format!("{name}.com"), "/").unwrap();
+        assert_eq!(
+            compiled
+                .table
+                .backend(route.backend)
+                .unwrap()
+                .load_balancing,
+            LoadBalancing::RoundRobin
+        );
+    }
+    assert!(compiled.table.lookup("good.com", "/").is_some());
+    assert_eq!(compiled.diagnostics.len(), catalogue.len());
+}
+
+/// Sends `per_client` GETs from each of `clients` concurrent clients; returns hits per origin.
+async fn concurrent_load(
+    proxy: &TestProxy,
+    host: &str,
+    clients: usize,
+    per_client: usize,
+) -> HashMap<String, usize> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let addr = proxy.addr;
+            let host = host.to_owned();
+            tokio::spawn(async move {
+                let client = client();
+                let mut seen = Vec::new();
+                for _ in 0..per_client {
+                    let reply = get(&client, addr, &host, "/").await;
+                    assert_eq!(reply.status, StatusCode::OK);
+                    seen.push(reply.origin().unwrap());
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut counts = HashMap::new();
+    for task in tasks {
+        for origin in task.await.unwrap() {
+            *counts.entry(origin).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_origin_gets_clearly_fewer_requests_under_least_connections_and_least_response_time()
+{
+    let origins = origin::start(3).await;
+    origins.origins[0].set_delay(Duration::from_millis(40));
+    let (clients, per_client) = (6, 20);
+    let total = clients * per_client;
+    let mut shares = HashMap::new();
+    for (name, value) in [
+        ("round-robin", "round-robin"),
+        ("least-connections", "least-connections"),
+        ("least-response-time", "least-response-time"),
+    ] {
+        let host = format!("{name}.com");
+        let yaml = manifests(
+            &origins,
+            &[annotated(name, &host, &[("vane.dev/load-balance", value)])],
+        );
+        let proxy = TestProxy::start(&yaml).await;
+        let counts = concurrent_load(&proxy, &host, clients, per_client).await;
+        let slow = counts.get("origin-0").copied().unwrap_or(0);
+        shares.insert(name, slow as f64 / total as f64);
+    }
+    assert!(
+        (shares["round-robin"] - 1.0 / 3.0).abs() < 0.02,
+        "{shares:?}"
+    );
+    assert!(shares["least-connections"] < 0.2, "{shares:?}");
+    assert!(shares["least-response-time"] < 0.2, "{shares:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_swap_under_load_keeps_least_connection_counts() {
+    let origins = origin::start(2).await;
+    let base = [annotated(
+        "app",
+        "app.com",
+        &[("vane.dev/load-balance", "least-connections")],
+    )];
+    let proxy = TestProxy::start(&manifests(&origins, &base)).await;
+
+    // One request hangs on whichever endpoint gets it, and stays in flight.
+    let hanging = tokio::spawn({
+        let url = proxy.url("/hang");
+        async move {
+            let request = Request::get(url)
+                .header("host", "app.com")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let _ = client().request(request).await;
+        }
+    });
+    let busy = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(origin) = origins.origins.iter().find(|o| o.hits() == 1) {
+                return origin.name.clone();
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the hanging request reached an origin");
+
+    // A swap: same backend, plus an unrelated route. The in-flight count must survive it.
+    let mut swapped = base.to_vec();
+    swapped.push(ingress("other", Some("other.com"), "/", "app"));
+    proxy.publish(&manifests(&origins, &swapped));
+    let client = client();
+    for _ in 0..20 {
+        let reply = send(
+            &client,
+            Request::get(proxy.url("/"))
+                .header("host", "app.com")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+        assert_ne!(
+            reply.origin().unwrap(),
+            busy,
+            "a request went to the endpoint with one in flight"
+        );
+    }
+    hanging.abort();
+}
+
+#[tokio::test]
+async fn consistent_hashing_keeps_a_key_on_one_endpoint() {
+    let origins = origin::start(3).await;
+    let yaml = manifests(
+        &origins,
+        &[annotated(
+            "app",
+            "app.com",
+            &[("vane.dev/hash-by", "header:x-user")],
+        )],
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let client = client();
+    let mut homes = HashMap::new();
+    for round in 0..5 {
+        for user in 0..20 {
+            let request = Request::get(proxy.url("/"))
+                .header("host", "app.com")
+                .header("x-user", format!("user-{user}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let origin = send(&client, request).await.origin().unwrap();
+            let home = homes.entry(user).or_insert_with(|| origin.clone());
+            assert_eq!(*home, origin, "user-{user} moved in round {round}");
+        }
+    }
+    let distinct: std::collections::HashSet<_> = homes.values().collect();
+    assert!(
+        distinct.len() > 1,
+        "20 keys all landed on one endpoint: {homes:?}"
+    );
+}
+
+#[tokio::test]
+async fn policy_weights_shape_round_robin_through_the_proxy() {
+    let origins = origin::start(2).await;
+    let heavy = origins.origins[0].addr.ip().to_string();
+    let yaml = manifests(
+        &origins,
+        &[
+            ingress("app", None, "/", "app"),
+            policy(
+                "weights",
+                None,
+                &format!(
+                    "{{type: RoundRobin, endpointWeights: [{{address: '{heavy}', weight: 3}}]}}"
+                ),
+            ),
+        ],
+    );
+    let proxy = TestProxy::start(&yaml).await;
+    let client = client();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..40 {
+        *counts
+            .entry(get(&client, proxy.addr, "x", "/").await.origin().unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(counts.get("origin-0"), Some(&30), "{counts:?}");
+    assert_eq!(counts.get("origin-1"), Some(&10), "{counts:?}");
+}

@@ -69,21 +69,18 @@ fn pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
     for (name, load_balancing, weighted) in algorithms() {
         for n in [10, 100, 1000] {
-            let balancer = BackendBalancer::new(members(n, weighted), &load_balancing);
+            let balancer = BackendBalancer::new(members(n, weighted), &load_balancing, None);
             let mut rng = fastrand::Rng::with_seed(1);
             let now = Instant::now();
             group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
                 b.iter(|| {
-                    let mut ctx = PickContext {
-                        request: RequestInfo {
-                            client_ip: IpAddr::from([192, 0, 2, 1]),
-                            headers: &headers,
-                            path: "/api/users/42",
-                            query: None,
-                        },
-                        now,
-                        rng: &mut rng,
+                    let request = RequestInfo {
+                        client_ip: IpAddr::from([192, 0, 2, 1]),
+                        headers: &headers,
+                        path: "/api/users/42",
+                        query: None,
                     };
+                    let mut ctx = PickContext::new(request, now, &mut rng);
                     std::hint::black_box(balancer.pick(&mut ctx).map(|(i, _)| i))
                 })
             });

@@ -132,13 +132,21 @@ pub fn routes_json(active: &ActiveTable) -> Value {
     let backends: Vec<Value> = table
         .backends()
         .iter()
-        .map(|backend| match &backend.target {
-            BackendTarget::Endpoints(endpoints) => json!({
-                "name": backend.name,
-                "loadBalancing": format!("{:?}", backend.load_balancing),
-                "policy": backend.policy.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)),
-                "endpoints": endpoints.iter().map(|e| e.address.to_string()).collect::<Vec<_>>(),
-            }),
+        .enumerate()
+        .map(|(index, backend)| match &backend.target {
+            BackendTarget::Endpoints(endpoints) => {
+                let members = active.balancers.get(index).map(|b| b.members()).unwrap_or_default();
+                json!({
+                    "name": backend.name,
+                    "loadBalancing": format!("{:?}", backend.load_balancing),
+                    "policy": backend.policy.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)),
+                    "endpoints": endpoints.iter().enumerate().map(|(i, e)| json!({
+                        "address": e.address.to_string(),
+                        "weight": e.weight,
+                        "inFlight": members.get(i).map(|m| m.stats.in_flight()),
+                    })).collect::<Vec<_>>(),
+                })
+            }
             BackendTarget::Invalid(reason) => json!({
                 "name": backend.name,
                 "invalid": reason,

@@ -8,6 +8,9 @@ pub mod keys {
     /// `source-ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`; alone, it also turns
     /// on consistent hashing (as ingress-nginx's `upstream-hash-by` does).
     pub const HASH_BY: &str = "vane.dev/hash-by";
+    /// A duration (`30s`, `2m`): joining endpoints ramp up over it (round robin, least
+    /// connections, least response time).
+    pub const SLOW_START: &str = "vane.dev/slow-start";
 }
 
 /// A balancing algorithm named by `vane.dev/load-balance`.
@@ -73,6 +76,17 @@ pub fn parse_hash_by(value: &str) -> Result<HashBy, String> {
     }
 }
 
+/// A slow-start window: a Gateway API duration between 1 s and 1 h.
+pub fn parse_slow_start(value: &str) -> Result<std::time::Duration, String> {
+    let window = super::duration::parse(value.trim())
+        .ok_or_else(|| format!("{value:?} is not a duration like 30s or 2m"))?;
+    if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3600)).contains(&window)
+    {
+        return Err(format!("{value:?} is not between 1s and 1h"));
+    }
+    Ok(window)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +100,17 @@ mod tests {
         assert_eq!(parse_algorithm(" random "), Ok(Algorithm::Random));
         for bad in ["", "leastconn", "ROUND-ROBIN", "round_robin", "ewma; drop"] {
             assert!(parse_algorithm(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn slow_start_windows_parse_or_are_rejected() {
+        assert_eq!(
+            parse_slow_start("30s"),
+            Ok(std::time::Duration::from_secs(30))
+        );
+        for bad in ["", "30", "0s", "2h", "soon"] {
+            assert!(parse_slow_start(bad).is_err(), "{bad:?}");
         }
     }
 

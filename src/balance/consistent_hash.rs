@@ -298,14 +298,11 @@ mod tests {
             .collect();
         let mut rng = fastrand::Rng::with_seed(1);
         let headers = http::HeaderMap::new();
-        let mut ctx = PickContext {
-            request: RequestInfo {
-                path: "/user/7",
-                ..request_with(&headers)
-            },
-            now: Instant::now(),
-            rng: &mut rng,
+        let request = RequestInfo {
+            path: "/user/7",
+            ..request_with(&headers)
         };
+        let mut ctx = PickContext::new(request, Instant::now(), &mut rng);
         let picked = b.pick(&m, &mut ctx).unwrap();
         assert_ne!(picked, home);
         // Without the bound, the key stays home however loaded it is.

@@ -1,4 +1,6 @@
-//! Least connections: the endpoint with the fewest requests in flight per unit of weight.
+//! Least connections: the endpoint with the fewest requests in flight (counting this one) per
+//! unit of weight, Envoy's least-request cost. Counting this request makes weights matter even
+//! between idle endpoints.
 //!
 //! Exact over small backends, power of two choices over large ones (see `least_cost`); ties
 //! are broken at random, so idle endpoints share new requests evenly.
@@ -10,8 +12,8 @@ pub struct LeastConnections;
 
 impl Balancer for LeastConnections {
     fn pick(&self, members: &[Member], ctx: &mut PickContext<'_>) -> Option<usize> {
-        least_cost(members, ctx.rng, |m| {
-            f64::from(m.stats.in_flight()) / f64::from(m.weight.max(1))
+        least_cost(members, ctx, |m, _| {
+            f64::from(m.stats.in_flight() + 1) / f64::from(m.weight.max(1))
         })
     }
 }
@@ -42,13 +44,13 @@ mod tests {
             counts.iter().all(|&c| (9_000..11_000).contains(&c)),
             "{counts:?}"
         );
-        // With 2 in flight on a weight-2 endpoint and 1 on a weight-1 endpoint, they tie.
+        // With 3 in flight on a weight-2 endpoint and 1 on a weight-1 endpoint, they tie:
+        // (3 + 1) / 2 == (1 + 1) / 1.
         let m = members(&[2, 1]);
-        let _load = [
-            m[0].stats.start(Instant::now()),
-            m[0].stats.start(Instant::now()),
-            m[1].stats.start(Instant::now()),
-        ];
+        let _load: Vec<_> = [0, 0, 0, 1]
+            .iter()
+            .map(|&i| m[i].stats.start(Instant::now()))
+            .collect();
         let counts = distribution(&LeastConnections, &m, 10_000);
         assert!(
             counts.iter().all(|&c| (4_500..5_500).contains(&c)),

@@ -21,9 +21,8 @@ impl LeastResponseTime {
 
 impl Balancer for LeastResponseTime {
     fn pick(&self, members: &[Member], ctx: &mut PickContext<'_>) -> Option<usize> {
-        let now = ctx.now;
-        least_cost(members, ctx.rng, |m| {
-            m.stats.rtt_ns(now, self.decay) * f64::from(m.stats.in_flight() + 1)
+        least_cost(members, ctx, |m, ctx| {
+            m.stats.rtt_ns(ctx.now, self.decay) * f64::from(m.stats.in_flight() + 1)
                 / f64::from(m.weight.max(1))
         })
     }

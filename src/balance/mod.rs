@@ -32,7 +32,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use tokio::time::Instant;
 
-use crate::table::{Backend, BackendTarget, LoadBalancing, RoutingTable};
+use crate::table::{Backend, BackendTarget, LoadBalancing, RoutingTable, SlowStart};
 
 pub use consistent_hash::ConsistentHashBalancer;
 pub use least_connections::LeastConnections;
@@ -55,6 +55,36 @@ pub struct PickContext<'a> {
     pub request: RequestInfo<'a>,
     pub now: Instant,
     pub rng: &'a mut fastrand::Rng,
+    /// Set by the backend's balancer for the algorithms that honour slow start.
+    slow_start: Option<SlowStart>,
+}
+
+impl<'a> PickContext<'a> {
+    pub fn new(request: RequestInfo<'a>, now: Instant, rng: &'a mut fastrand::Rng) -> Self {
+        Self {
+            request,
+            now,
+            rng,
+            slow_start: None,
+        }
+    }
+
+    /// The share of its weight `member` gets now: 1 once warm; while joining under slow start,
+    /// max(min weight, (elapsed / window) ^ (1 / aggression)), as Envoy computes it.
+    pub fn ramp(&self, member: &Member) -> f64 {
+        let (Some(slow_start), Some(joined)) = (self.slow_start, member.stats.joined()) else {
+            return 1.0;
+        };
+        let elapsed = self.now.saturating_duration_since(joined);
+        if elapsed >= slow_start.window {
+            return 1.0;
+        }
+        let progress = elapsed.as_secs_f64() / slow_start.window.as_secs_f64().max(f64::EPSILON);
+        let exponent = 100.0 / f64::from(slow_start.aggression_percent.max(1));
+        progress
+            .powf(exponent)
+            .max(f64::from(slow_start.min_weight_percent.min(100)) / 100.0)
+    }
 }
 
 /// An endpoint as a balancer sees it.
@@ -76,12 +106,24 @@ pub trait Balancer: Send + Sync + fmt::Debug {
 pub struct BackendBalancer {
     members: Vec<Member>,
     picker: Box<dyn Balancer>,
+    /// Only for the algorithms that honour it (not random, not hashing).
+    slow_start: Option<SlowStart>,
     /// EWMA decay used when recording latency samples for this backend.
     decay: Duration,
 }
 
 impl BackendBalancer {
-    pub fn new(members: Vec<Member>, load_balancing: &LoadBalancing) -> Self {
+    pub fn new(
+        members: Vec<Member>,
+        load_balancing: &LoadBalancing,
+        slow_start: Option<SlowStart>,
+    ) -> Self {
+        let slow_start = match load_balancing {
+            LoadBalancing::RoundRobin
+            | LoadBalancing::LeastConnections
+            | LoadBalancing::LeastResponseTime { .. } => slow_start,
+            LoadBalancing::Random | LoadBalancing::ConsistentHash(_) => None,
+        };
         let decay = match load_balancing {
             LoadBalancing::LeastResponseTime { decay } => *decay,
             _ => DEFAULT_DECAY,
@@ -98,12 +140,14 @@ impl BackendBalancer {
         Self {
             members,
             picker,
+            slow_start,
             decay,
         }
     }
 
     /// Picks an endpoint: its index in the backend's endpoint list and its load state.
     pub fn pick(&self, ctx: &mut PickContext<'_>) -> Option<(usize, &Member)> {
+        ctx.slow_start = self.slow_start;
         let index = self.picker.pick(&self.members, ctx)?;
         self.members.get(index).map(|m| (index, m))
     }
@@ -177,7 +221,7 @@ fn new_balancer(
             .collect(),
         BackendTarget::Invalid(_) => Vec::new(),
     };
-    BackendBalancer::new(members, &backend.load_balancing)
+    BackendBalancer::new(members, &backend.load_balancing, backend.slow_start)
 }
 
 /// Two distinct random indexes below `n` (n >= 2): the candidates of a power-of-two-choices pick.
@@ -187,15 +231,17 @@ fn two_choices(n: usize, rng: &mut fastrand::Rng) -> (usize, usize) {
     (a, if b >= a { b + 1 } else { b })
 }
 
-/// The index with the lowest `cost`: every member when there are few (exact), else the better
+/// The index with the lowest `cost` (divided by the slow-start ramp, so joining endpoints look
+/// costlier): every member when there are few (exact), else the better
 /// of two random choices (Mitzenmacher's power of two choices), which stays O(1) for large
 /// backends while avoiding the herd behaviour of always picking the global minimum. Ties go to
 /// a random one of the tied.
 fn least_cost(
     members: &[Member],
-    rng: &mut fastrand::Rng,
-    mut cost: impl FnMut(&Member) -> f64,
+    ctx: &mut PickContext<'_>,
+    cost: impl Fn(&Member, &PickContext<'_>) -> f64,
 ) -> Option<usize> {
+    let cost = |m: &Member, ctx: &PickContext<'_>| cost(m, ctx) / ctx.ramp(m);
     const EXACT_UP_TO: usize = 8;
     match members.len() {
         0 => None,
@@ -205,7 +251,7 @@ fn least_cost(
             let mut tied = 0usize;
             let mut choice = 0;
             for (i, member) in members.iter().enumerate() {
-                let c = cost(member);
+                let c = cost(member, ctx);
                 if c < best {
                     best = c;
                     tied = 1;
@@ -213,7 +259,7 @@ fn least_cost(
                 } else if c == best {
                     // Reservoir sampling: each of the tied wins with equal probability.
                     tied += 1;
-                    if rng.usize(..tied) == 0 {
+                    if ctx.rng.usize(..tied) == 0 {
                         choice = i;
                     }
                 }
@@ -221,9 +267,9 @@ fn least_cost(
             Some(choice)
         }
         n => {
-            let (a, b) = two_choices(n, rng);
-            let (ca, cb) = (cost(&members[a]), cost(&members[b]));
-            Some(if ca < cb || (ca == cb && rng.bool()) {
+            let (a, b) = two_choices(n, ctx.rng);
+            let (ca, cb) = (cost(&members[a], ctx), cost(&members[b], ctx));
+            Some(if ca < cb || (ca == cb && ctx.rng.bool()) {
                 a
             } else {
                 b
@@ -255,16 +301,13 @@ pub(crate) mod test_support {
         let mut rng = fastrand::Rng::with_seed(7);
         let mut counts = vec![0; members.len()];
         for _ in 0..n {
-            let mut ctx = PickContext {
-                request: RequestInfo {
-                    client_ip: IpAddr::from([192, 0, 2, 1]),
-                    headers: &headers,
-                    path: "/",
-                    query: None,
-                },
-                now: Instant::now(),
-                rng: &mut rng,
+            let request = RequestInfo {
+                client_ip: IpAddr::from([192, 0, 2, 1]),
+                headers: &headers,
+                path: "/",
+                query: None,
             };
+            let mut ctx = PickContext::new(request, Instant::now(), &mut rng);
             counts[balancer.pick(members, &mut ctx).unwrap()] += 1;
         }
         counts
@@ -282,5 +325,73 @@ pub(crate) mod test_support {
                 "endpoint {i}: share {share:.4}, expected {expected:.4} ({counts:?})"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod slow_start_tests {
+    use super::test_support::members;
+    use super::*;
+    use std::time::Duration;
+
+    const SLOW_START: SlowStart = SlowStart {
+        window: Duration::from_secs(10),
+        aggression_percent: 100,
+        min_weight_percent: 10,
+    };
+
+    /// Share of `picks` that go to member 0, which joins now; the others are warm.
+    fn joining_share(balancer: &BackendBalancer, picks: usize) -> f64 {
+        let headers = HeaderMap::new();
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut hits = 0;
+        for _ in 0..picks {
+            let request = RequestInfo {
+                client_ip: IpAddr::from([192, 0, 2, 1]),
+                headers: &headers,
+                path: "/",
+                query: None,
+            };
+            let mut ctx = PickContext::new(request, Instant::now(), &mut rng);
+            if balancer.pick(&mut ctx).map(|(i, _)| i) == Some(0) {
+                hits += 1;
+            }
+        }
+        hits as f64 / picks as f64
+    }
+
+    fn with_joining(load_balancing: &LoadBalancing) -> BackendBalancer {
+        let mut m = members(&[1, 1, 1]);
+        m[0].stats = EndpointStats::joining(Instant::now());
+        BackendBalancer::new(m, load_balancing, Some(SLOW_START))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn round_robin_ramps_a_joining_endpoint_up_over_the_window() {
+        let balancer = with_joining(&LoadBalancing::RoundRobin);
+        let at_start = joining_share(&balancer, 30_000);
+        assert!(at_start < 0.06, "{at_start}");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let halfway = joining_share(&balancer, 30_000);
+        assert!((0.15..0.28).contains(&halfway), "{halfway}");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let warm = joining_share(&balancer, 30_000);
+        assert!((warm - 1.0 / 3.0).abs() < 0.001, "{warm}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn least_connections_avoids_a_joining_endpoint_until_it_is_warm() {
+        let balancer = with_joining(&LoadBalancing::LeastConnections);
+        assert_eq!(joining_share(&balancer, 3_000), 0.0);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let warm = joining_share(&balancer, 30_000);
+        assert!((warm - 1.0 / 3.0).abs() < 0.02, "{warm}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn random_and_hashing_ignore_slow_start() {
+        let balancer = with_joining(&LoadBalancing::Random);
+        let share = joining_share(&balancer, 30_000);
+        assert!((share - 1.0 / 3.0).abs() < 0.02, "{share}");
     }
 }

@@ -33,17 +33,33 @@ impl RoundRobin {
     }
 }
 
+impl RoundRobin {
+    fn next_turn(&self, members: usize) -> usize {
+        // Relaxed is enough: the counter only has to hand out distinct tickets.
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        match &self.schedule {
+            None => ticket % members,
+            Some(schedule) => schedule[ticket % schedule.len()] as usize,
+        }
+    }
+}
+
 impl Balancer for RoundRobin {
-    fn pick(&self, members: &[Member], _: &mut PickContext<'_>) -> Option<usize> {
+    fn pick(&self, members: &[Member], ctx: &mut PickContext<'_>) -> Option<usize> {
         if members.is_empty() {
             return None;
         }
-        // Relaxed is enough: the counter only has to hand out distinct tickets.
-        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(match &self.schedule {
-            None => ticket % members.len(),
-            Some(schedule) => schedule[ticket % schedule.len()] as usize,
-        })
+        // A joining endpoint (slow start) keeps its turn only with probability ramp; otherwise
+        // the turn passes on. A few tries bound the cost when everything is ramping.
+        let mut index = 0;
+        for _ in 0..4 {
+            index = self.next_turn(members.len());
+            let ramp = ctx.ramp(&members[index]);
+            if ramp >= 1.0 || ctx.rng.f64() < ramp {
+                break;
+            }
+        }
+        Some(index)
     }
 }
 

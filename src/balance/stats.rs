@@ -29,31 +29,38 @@ pub struct EndpointStats {
     /// When `rtt_ns` was last updated, in nanoseconds since the registry's epoch.
     rtt_at_ns: AtomicU64,
     epoch: Instant,
-    joined: Instant,
+    /// When the endpoint joined; `None` for endpoints that were there from the start (warm).
+    joined: Option<Instant>,
 }
 
 impl EndpointStats {
-    fn new(epoch: Instant, now: Instant) -> Self {
+    fn new(epoch: Instant, now: Instant, joined: Option<Instant>) -> Self {
         Self {
             in_flight: AtomicU32::new(0),
             rtt_ns: AtomicU64::new((DEFAULT_RTT.as_nanos() as f64).to_bits()),
             rtt_at_ns: AtomicU64::new(since(epoch, now)),
             epoch,
-            joined: now,
+            joined,
         }
     }
 
-    /// A fresh state, outside any registry (for tests and benchmarks).
+    /// A fresh, warm state outside any registry (for tests and benchmarks).
     pub fn detached(now: Instant) -> Arc<Self> {
-        Arc::new(Self::new(now, now))
+        Arc::new(Self::new(now, now, None))
+    }
+
+    /// A fresh state of an endpoint that joins at `now` (slow start applies).
+    pub fn joining(now: Instant) -> Arc<Self> {
+        Arc::new(Self::new(now, now, Some(now)))
     }
 
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// When this endpoint was first seen (slow start counts from here).
-    pub fn joined(&self) -> Instant {
+    /// When this endpoint joined (slow start counts from here); `None` if it was there when
+    /// vane started.
+    pub fn joined(&self) -> Option<Instant> {
         self.joined
     }
 
@@ -124,7 +131,15 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct EndpointRegistry {
     epoch: Instant,
-    endpoints: Mutex<HashMap<SocketAddr, Arc<EndpointStats>>>,
+    endpoints: Mutex<Known>,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    /// Whether a table was registered before: endpoints of the first table are warm, not
+    /// joining (a restart must not put a whole fleet into slow start).
+    seeded: bool,
+    by_address: HashMap<SocketAddr, Arc<EndpointStats>>,
 }
 
 impl Default for EndpointRegistry {
@@ -143,21 +158,24 @@ impl EndpointRegistry {
         addresses: impl IntoIterator<Item = SocketAddr>,
         now: Instant,
     ) -> HashMap<SocketAddr, Arc<EndpointStats>> {
-        let mut endpoints = self
+        let mut known = self
             .endpoints
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let joined = known.seeded.then_some(now);
         let current: HashMap<SocketAddr, Arc<EndpointStats>> = addresses
             .into_iter()
             .map(|address| {
-                let stats = endpoints
+                let stats = known
+                    .by_address
                     .get(&address)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(EndpointStats::new(self.epoch, now)));
+                    .unwrap_or_else(|| Arc::new(EndpointStats::new(self.epoch, now, joined)));
                 (address, stats)
             })
             .collect();
-        endpoints.clone_from(&current);
+        known.by_address.clone_from(&current);
+        known.seeded = true;
         current
     }
 }

@@ -4,6 +4,7 @@
 //! level); invalid policies are never attached (see `policy`).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::api::discovery::v1::Endpoint as SliceEndpoint;
 
@@ -11,10 +12,12 @@ use super::{reasons, Sink};
 use crate::api::annotations::{self, keys, Algorithm, HashBy};
 use crate::api::{self, BackendPolicy, EndpointWeight, HashOn, LoadBalancerType};
 use crate::balance::DEFAULT_DECAY;
-use crate::table::{ConsistentHash, HashKey, HashRing, LoadBalancing, ObjectRef};
+use crate::table::{ConsistentHash, HashKey, HashRing, LoadBalancing, ObjectRef, SlowStart};
 
 /// Maglev's default table size: a prime well above 100 × the endpoints of most backends.
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65537;
+/// Where slow start begins, in percent of the full weight, unless a policy says otherwise.
+pub const DEFAULT_SLOW_START_MIN_PERCENT: u32 = 10;
 /// Ring hash's points per unit of weight (Ketama's classic 160).
 pub const DEFAULT_RING_POINTS: u32 = 160;
 
@@ -23,6 +26,7 @@ pub const DEFAULT_RING_POINTS: u32 = 160;
 pub struct IngressBalancing {
     algorithm: Option<Algorithm>,
     hash_by: Option<HashBy>,
+    slow_start: Option<Duration>,
 }
 
 impl IngressBalancing {
@@ -54,7 +58,50 @@ impl IngressBalancing {
                 Err(why) => report(keys::HASH_BY, why),
             }
         }
+        if let Some(value) = annotations.get(keys::SLOW_START) {
+            match annotations::parse_slow_start(value) {
+                Ok(window) => parsed.slow_start = Some(window),
+                Err(why) => report(keys::SLOW_START, why),
+            }
+        }
         parsed
+    }
+
+    /// Slow start for a backend of this Ingress: the annotation's window (linear, from 10%),
+    /// else the policy's `slowStart` of its algorithm block.
+    pub fn slow_start(&self, policy: Option<&BackendPolicy>) -> Option<SlowStart> {
+        if let Some(window) = self.slow_start {
+            return Some(SlowStart {
+                window,
+                aggression_percent: 100,
+                min_weight_percent: DEFAULT_SLOW_START_MIN_PERCENT,
+            });
+        }
+        let lb = policy?.spec.load_balancer.as_ref()?;
+        let block = lb
+            .round_robin
+            .as_ref()
+            .and_then(|s| s.slow_start.as_ref())
+            .or_else(|| {
+                lb.least_connections
+                    .as_ref()
+                    .and_then(|s| s.slow_start.as_ref())
+            })
+            .or_else(|| {
+                lb.least_response_time
+                    .as_ref()
+                    .and_then(|s| s.slow_start.as_ref())
+            })?;
+        Some(SlowStart {
+            window: block.window.parse().ok()?,
+            aggression_percent: block
+                .aggression
+                .map_or(100, |a| (a * 100.0).round().clamp(10.0, 1000.0) as u32),
+            min_weight_percent: block
+                .min_weight_percent
+                .unwrap_or(DEFAULT_SLOW_START_MIN_PERCENT)
+                .clamp(1, 100),
+        })
     }
 
     /// The algorithm for a backend of this Ingress, configured by `policy` where the

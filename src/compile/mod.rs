@@ -23,7 +23,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use crate::snapshot::Snapshot;
 use crate::table::{
     Backend, BackendTarget, Diagnostic, HostPattern, LoadBalancing, ObjectRef, PathRule, Route,
-    RoutingTable, Timeouts,
+    RoutingTable, SlowStart, Timeouts,
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
@@ -163,7 +163,7 @@ struct TableBuilder<'a> {
     routes: Vec<Route>,
     backends: Vec<Backend>,
     /// Backends by name and algorithm (Ingresses may balance one Service port differently).
-    backend_by_key: HashMap<(String, LoadBalancing), usize>,
+    backend_by_key: HashMap<(String, LoadBalancing, Option<SlowStart>), usize>,
     /// Who owns each (host, path) so far; `None` path is the default backend.
     owners: HashMap<(HostPattern, Option<PathRule>), ObjectRef>,
 }
@@ -285,7 +285,8 @@ impl<'a> TableBuilder<'a> {
             }
         };
         let load_balancing = balancing.load_balancing(policy.map(|(p, _)| *p));
-        let key = (name, load_balancing);
+        let slow_start = balancing.slow_start(policy.map(|(p, _)| *p));
+        let key = (name, load_balancing, slow_start);
         if let Some(&index) = self.backend_by_key.get(&key) {
             return index;
         }
@@ -294,6 +295,7 @@ impl<'a> TableBuilder<'a> {
             name: key.0.clone().into(),
             target,
             load_balancing: key.1.clone(),
+            slow_start,
             policy: policy.map(|(_, object)| object.clone()),
         });
         self.backend_by_key.insert(key, index);

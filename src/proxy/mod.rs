@@ -125,16 +125,13 @@ impl Proxy {
         };
         let now = Instant::now();
         let picked = RNG.with_borrow_mut(|rng| {
-            let mut ctx = PickContext {
-                request: RequestInfo {
-                    client_ip: client.ip,
-                    headers: request.headers(),
-                    path: request.uri().path(),
-                    query: request.uri().query(),
-                },
-                now,
-                rng,
+            let info = RequestInfo {
+                client_ip: client.ip,
+                headers: request.headers(),
+                path: request.uri().path(),
+                query: request.uri().query(),
             };
+            let mut ctx = PickContext::new(info, now, rng);
             balancer
                 .pick(&mut ctx)
                 .map(|(index, member)| (index, member.stats.start(now)))

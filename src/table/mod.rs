@@ -84,6 +84,16 @@ pub enum LoadBalancing {
     ConsistentHash(ConsistentHash),
 }
 
+/// Slow start: an endpoint that joins ramps its weight up over `window`, from
+/// `min_weight_percent` to full, as (elapsed / window) ^ (100 / aggression_percent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SlowStart {
+    pub window: Duration,
+    /// 100 is a linear ramp; larger values rise faster at first.
+    pub aggression_percent: u32,
+    pub min_weight_percent: u32,
+}
+
 /// Consistent hashing: requests with the same key go to the same endpoint while the set of
 /// endpoints stays the same, and removing one of N endpoints moves only about 1/N of the keys.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -123,6 +133,8 @@ pub struct Backend {
     pub name: Box<str>,
     pub target: BackendTarget,
     pub load_balancing: LoadBalancing,
+    /// Ramp-up of joining endpoints (round robin, least connections, least response time).
+    pub slow_start: Option<SlowStart>,
     /// The BackendPolicy that configures this backend, if any.
     pub policy: Option<ObjectRef>,
 }
@@ -268,6 +280,7 @@ mod tests {
             name: name.into(),
             target: BackendTarget::Endpoints(vec![]),
             load_balancing: LoadBalancing::RoundRobin,
+            slow_start: None,
             policy: None,
         }
     }

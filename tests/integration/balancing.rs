@@ -170,6 +170,8 @@ async fn every_invalid_annotation_is_reported_and_leaves_other_routes_alone() {
         ("vane.dev/hash-by", "$remote_addr"),
         ("vane.dev/hash-by", "cookie:a b"),
         ("vane.dev/hash-by", "ip"),
+        ("vane.dev/slow-start", "forever"),
+        ("vane.dev/slow-start", "0s"),
     ];
     let mut documents = vec![ingress("good", Some("good.com"), "/", "app")];
     for (i, (key, value)) in catalogue.iter().enumerate() {
@@ -382,4 +384,44 @@ async fn policy_weights_shape_round_robin_through_the_proxy() {
     }
     assert_eq!(counts.get("origin-0"), Some(&30), "{counts:?}");
     assert_eq!(counts.get("origin-1"), Some(&10), "{counts:?}");
+}
+
+#[tokio::test]
+async fn slow_start_comes_from_the_annotation_or_the_policy() {
+    let origins = origin::start(1).await;
+    let slow_start_of = |yaml: &str, host: &str| {
+        let compiled = compile(&snapshot(yaml), &Options::default());
+        let route = compiled.table.lookup(host, "/").expect(host);
+        compiled.table.backend(route.backend).unwrap().slow_start
+    };
+    let yaml = manifests(
+        &origins,
+        &[
+            annotated("annotated", "annotated.com", &[("vane.dev/slow-start", "30s")]),
+            ingress("plain", Some("plain.com"), "/", "app"),
+            policy(
+                "ramp",
+                None,
+                "{type: LeastConnections, leastConnections: {slowStart: {window: 1m, aggression: 2.0, minWeightPercent: 25}}}",
+            ),
+        ],
+    );
+    let annotated = slow_start_of(&yaml, "annotated.com").expect("annotation");
+    assert_eq!(
+        (
+            annotated.window,
+            annotated.aggression_percent,
+            annotated.min_weight_percent
+        ),
+        (Duration::from_secs(30), 100, 10)
+    );
+    let from_policy = slow_start_of(&yaml, "plain.com").expect("policy");
+    assert_eq!(
+        (
+            from_policy.window,
+            from_policy.aggression_percent,
+            from_policy.min_weight_percent
+        ),
+        (Duration::from_secs(60), 200, 25)
+    );
 }

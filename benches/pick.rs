@@ -81,7 +81,7 @@ fn pick(c: &mut Criterion) {
                         query: None,
                     };
                     let mut ctx = PickContext::new(request, now, &mut rng);
-                    std::hint::black_box(balancer.pick(&mut ctx).map(|(i, _)| i))
+                    std::hint::black_box(balancer.pick(&mut ctx).map(|p| p.index))
                 })
             });
         }

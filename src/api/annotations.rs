@@ -11,6 +11,69 @@ pub mod keys {
     /// A duration (`30s`, `2m`): joining endpoints ramp up over it (round robin, least
     /// connections, least response time).
     pub const SLOW_START: &str = "vane.dev/slow-start";
+    /// `cookie`: keep each client on one endpoint with a cookie.
+    pub const AFFINITY: &str = "vane.dev/affinity";
+    /// The affinity cookie's name (default `vane-affinity`).
+    pub const SESSION_COOKIE_NAME: &str = "vane.dev/session-cookie-name";
+    /// The affinity cookie's Path (default `/`).
+    pub const SESSION_COOKIE_PATH: &str = "vane.dev/session-cookie-path";
+    /// The affinity cookie's Max-Age in seconds (default: a session cookie).
+    pub const SESSION_COOKIE_MAX_AGE: &str = "vane.dev/session-cookie-max-age";
+    /// `Strict`, `Lax` or `None`.
+    pub const SESSION_COOKIE_SAMESITE: &str = "vane.dev/session-cookie-samesite";
+    /// `true` or `false`.
+    pub const SESSION_COOKIE_SECURE: &str = "vane.dev/session-cookie-secure";
+}
+
+/// A cookie name: an RFC 6265 token.
+pub fn parse_cookie_name(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a cookie name (1-128 token characters)"
+        ))
+    }
+}
+
+/// A cookie Path: starts with `/`, no `;`, no control characters.
+pub fn parse_cookie_path(value: &str) -> Result<String, String> {
+    let valid = value.starts_with('/')
+        && value.len() <= 1024
+        && value
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b';');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not a cookie path"))
+    }
+}
+
+/// Max-Age in whole seconds, up to a year.
+pub fn parse_max_age(value: &str) -> Result<std::time::Duration, String> {
+    match value.trim().parse::<u64>() {
+        Ok(seconds) if (1..=31_536_000).contains(&seconds) => {
+            Ok(std::time::Duration::from_secs(seconds))
+        }
+        _ => Err(format!(
+            "{value:?} is not a number of seconds between 1 and 31536000"
+        )),
+    }
+}
+
+/// `true` or `false`.
+pub fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
 }
 
 /// A balancing algorithm named by `vane.dev/load-balance`.

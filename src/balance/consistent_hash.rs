@@ -15,7 +15,6 @@
 
 use std::net::IpAddr;
 
-use http::header::COOKIE;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::{Balancer, Member, PickContext, RequestInfo};
@@ -119,16 +118,9 @@ fn key_hash(key: &HashKey, request: &RequestInfo<'_>) -> Option<u64> {
             IpAddr::V6(ip) => hash(&ip.octets()),
         }),
         HashKey::Header(name) => request.headers.get(name).map(|v| hash(v.as_bytes())),
-        HashKey::Cookie(name) => request
-            .headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                (k == &**name).then(|| hash(v.as_bytes()))
-            }),
+        HashKey::Cookie(name) => {
+            super::cookie_value(request.headers, name).map(|v| hash(v.as_bytes()))
+        }
         HashKey::Query(name) => request.query?.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (k == &**name).then(|| hash(v.as_bytes()))
@@ -330,7 +322,10 @@ mod tests {
     fn keys_come_from_headers_cookies_queries_and_addresses() {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-user", "alice".parse().unwrap());
-        headers.insert(COOKIE, "a=1; session=abc; z=9".parse().unwrap());
+        headers.insert(
+            http::header::COOKIE,
+            "a=1; session=abc; z=9".parse().unwrap(),
+        );
         let request = RequestInfo {
             query: Some("x=1&user=bob&y"),
             ..request_with(&headers)

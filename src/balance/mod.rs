@@ -29,10 +29,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::table::{Backend, BackendTarget, LoadBalancing, RoutingTable, SlowStart};
+use crate::table::{
+    Backend, BackendTarget, CookieAffinity, LoadBalancing, RoutingTable, SameSite, SlowStart,
+};
 
 pub use consistent_hash::ConsistentHashBalancer;
 pub use least_connections::LeastConnections;
@@ -101,11 +104,96 @@ pub trait Balancer: Send + Sync + fmt::Debug {
     fn pick(&self, members: &[Member], ctx: &mut PickContext<'_>) -> Option<usize>;
 }
 
+/// The outcome of a pick.
+#[derive(Debug)]
+pub struct Picked<'a> {
+    /// Index of the endpoint in the backend's endpoint list.
+    pub index: usize,
+    pub member: &'a Member,
+    /// A `Set-Cookie` value to add to the response (cookie affinity pinning a new choice).
+    pub set_cookie: Option<&'a HeaderValue>,
+}
+
+/// Cookie affinity at run time: which token names which member, and each member's cookie.
+#[derive(Debug)]
+struct Affinity {
+    cookie: Box<str>,
+    by_token: HashMap<String, usize>,
+    set_cookie: Vec<HeaderValue>,
+}
+
+impl Affinity {
+    /// Tokens are a keyed hash of backend and address: opaque (never the IP), and the same on
+    /// every replica, so any replica honours any replica's cookie.
+    fn new(config: &CookieAffinity, backend: &str, members: &[Member]) -> Self {
+        let token = |m: &Member| {
+            format!(
+                "{:016x}",
+                xxh3_64_with_seed(format!("{backend}|{}", m.address).as_bytes(), AFFINITY_SEED)
+            )
+        };
+        let attributes = cookie_attributes(config);
+        Self {
+            cookie: config.name.clone(),
+            by_token: members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (token(m), i))
+                .collect(),
+            set_cookie: members
+                .iter()
+                .map(|m| {
+                    HeaderValue::from_str(&format!("{}={}{attributes}", config.name, token(m)))
+                        .unwrap_or_else(|_| HeaderValue::from_static(""))
+                })
+                .collect(),
+        }
+    }
+}
+
+const AFFINITY_SEED: u64 = 0x7661_6e65_7374_6b79; // "vanestky"
+
+/// `; Path=/; Max-Age=...; ...`: built from typed, validated settings only.
+fn cookie_attributes(config: &CookieAffinity) -> String {
+    let mut attributes = format!("; Path={}", config.path);
+    if let Some(domain) = &config.domain {
+        attributes += &format!("; Domain={domain}");
+    }
+    if let Some(max_age) = config.max_age {
+        attributes += &format!("; Max-Age={}", max_age.as_secs());
+    }
+    if let Some(same_site) = config.same_site {
+        attributes += &format!("; SameSite={same_site:?}");
+    }
+    // Browsers reject SameSite=None without Secure.
+    if config.secure || config.same_site == Some(SameSite::None) {
+        attributes += "; Secure";
+    }
+    if config.http_only {
+        attributes += "; HttpOnly";
+    }
+    attributes
+}
+
+/// The value of cookie `name` in the request, if any.
+pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
 /// The runtime balancer of one backend.
 #[derive(Debug)]
 pub struct BackendBalancer {
     members: Vec<Member>,
     picker: Box<dyn Balancer>,
+    affinity: Option<Affinity>,
     /// Only for the algorithms that honour it (not random, not hashing).
     slow_start: Option<SlowStart>,
     /// EWMA decay used when recording latency samples for this backend.
@@ -118,6 +206,17 @@ impl BackendBalancer {
         load_balancing: &LoadBalancing,
         slow_start: Option<SlowStart>,
     ) -> Self {
+        Self::with_affinity(members, load_balancing, slow_start, None)
+    }
+
+    /// A balancer with cookie affinity (`affinity` is the config and the backend's name).
+    pub fn with_affinity(
+        members: Vec<Member>,
+        load_balancing: &LoadBalancing,
+        slow_start: Option<SlowStart>,
+        affinity: Option<(&CookieAffinity, &str)>,
+    ) -> Self {
+        let affinity = affinity.map(|(config, backend)| Affinity::new(config, backend, &members));
         let slow_start = match load_balancing {
             LoadBalancing::RoundRobin
             | LoadBalancing::LeastConnections
@@ -140,16 +239,33 @@ impl BackendBalancer {
         Self {
             members,
             picker,
+            affinity,
             slow_start,
             decay,
         }
     }
 
-    /// Picks an endpoint: its index in the backend's endpoint list and its load state.
-    pub fn pick(&self, ctx: &mut PickContext<'_>) -> Option<(usize, &Member)> {
+    /// Picks an endpoint. With cookie affinity, a request whose cookie names a current member
+    /// goes there; otherwise the algorithm picks and the response (re)sets the cookie.
+    pub fn pick(&self, ctx: &mut PickContext<'_>) -> Option<Picked<'_>> {
+        if let Some(affinity) = &self.affinity {
+            let pinned = cookie_value(ctx.request.headers, &affinity.cookie)
+                .and_then(|token| affinity.by_token.get(token));
+            if let Some(&index) = pinned {
+                return Some(Picked {
+                    index,
+                    member: self.members.get(index)?,
+                    set_cookie: None,
+                });
+            }
+        }
         ctx.slow_start = self.slow_start;
         let index = self.picker.pick(&self.members, ctx)?;
-        self.members.get(index).map(|m| (index, m))
+        Some(Picked {
+            index,
+            member: self.members.get(index)?,
+            set_cookie: self.affinity.as_ref().and_then(|a| a.set_cookie.get(index)),
+        })
     }
 
     pub fn decay(&self) -> Duration {
@@ -221,7 +337,16 @@ fn new_balancer(
             .collect(),
         BackendTarget::Invalid(_) => Vec::new(),
     };
-    BackendBalancer::new(members, &backend.load_balancing, backend.slow_start)
+    let affinity = backend
+        .affinity
+        .as_ref()
+        .map(|config| (config, &*backend.name));
+    BackendBalancer::with_affinity(
+        members,
+        &backend.load_balancing,
+        backend.slow_start,
+        affinity,
+    )
 }
 
 /// Two distinct random indexes below `n` (n >= 2): the candidates of a power-of-two-choices pick.
@@ -353,7 +478,7 @@ mod slow_start_tests {
                 query: None,
             };
             let mut ctx = PickContext::new(request, Instant::now(), &mut rng);
-            if balancer.pick(&mut ctx).map(|(i, _)| i) == Some(0) {
+            if balancer.pick(&mut ctx).map(|p| p.index) == Some(0) {
                 hits += 1;
             }
         }
@@ -393,5 +518,98 @@ mod slow_start_tests {
         let balancer = with_joining(&LoadBalancing::Random);
         let share = joining_share(&balancer, 30_000);
         assert!((share - 1.0 / 3.0).abs() < 0.02, "{share}");
+    }
+}
+
+#[cfg(test)]
+mod affinity_tests {
+    use super::test_support::members;
+    use super::*;
+    use std::time::Duration;
+
+    fn config() -> CookieAffinity {
+        CookieAffinity {
+            name: "sticky".into(),
+            path: "/app".into(),
+            domain: Some("example.com".into()),
+            max_age: Some(Duration::from_secs(3600)),
+            secure: false,
+            http_only: true,
+            same_site: Some(SameSite::Lax),
+        }
+    }
+
+    fn pick_with_cookie<'b>(balancer: &'b BackendBalancer, cookie: Option<&str>) -> Picked<'b> {
+        let mut headers = HeaderMap::new();
+        if let Some(cookie) = cookie {
+            headers.insert(http::header::COOKIE, cookie.parse().unwrap());
+        }
+        let mut rng = fastrand::Rng::with_seed(5);
+        let request = RequestInfo {
+            client_ip: IpAddr::from([192, 0, 2, 1]),
+            headers: &headers,
+            path: "/",
+            query: None,
+        };
+        balancer
+            .pick(&mut PickContext::new(request, Instant::now(), &mut rng))
+            .unwrap()
+    }
+
+    #[test]
+    fn first_pick_sets_an_opaque_cookie_and_later_picks_follow_it() {
+        let m = members(&[1, 1, 1]);
+        let balancer = BackendBalancer::with_affinity(
+            m.clone(),
+            &LoadBalancing::RoundRobin,
+            None,
+            Some((&config(), "default/app:80")),
+        );
+        let first = pick_with_cookie(&balancer, None);
+        let cookie = first.set_cookie.unwrap().to_str().unwrap().to_owned();
+        assert!(cookie.starts_with("sticky="), "{cookie}");
+        assert!(
+            cookie
+                .ends_with("; Path=/app; Domain=example.com; Max-Age=3600; SameSite=Lax; HttpOnly"),
+            "{cookie}"
+        );
+        let address = m[first.index].address;
+        assert!(
+            !cookie.contains(&address.ip().to_string()),
+            "the cookie must not reveal the address: {cookie}"
+        );
+
+        let pair = cookie.split(';').next().unwrap();
+        for _ in 0..10 {
+            let again = pick_with_cookie(&balancer, Some(&format!("other=1; {pair}")));
+            assert_eq!(again.index, first.index);
+            assert!(again.set_cookie.is_none());
+        }
+    }
+
+    #[test]
+    fn an_unknown_token_picks_again_and_resets_the_cookie() {
+        let balancer = BackendBalancer::with_affinity(
+            members(&[1, 1]),
+            &LoadBalancing::RoundRobin,
+            None,
+            Some((&config(), "b")),
+        );
+        let picked = pick_with_cookie(&balancer, Some("sticky=0123456789abcdef"));
+        assert!(picked.set_cookie.is_some());
+    }
+
+    #[test]
+    fn same_site_none_is_always_secure() {
+        let config = CookieAffinity {
+            same_site: Some(SameSite::None),
+            domain: None,
+            max_age: None,
+            ..config()
+        };
+        assert_eq!(
+            cookie_attributes(&config),
+            "; Path=/app; SameSite=None; Secure; HttpOnly"
+        );
     }
 }

@@ -12,10 +12,15 @@ use super::{reasons, Sink};
 use crate::api::annotations::{self, keys, Algorithm, HashBy};
 use crate::api::{self, BackendPolicy, EndpointWeight, HashOn, LoadBalancerType};
 use crate::balance::DEFAULT_DECAY;
-use crate::table::{ConsistentHash, HashKey, HashRing, LoadBalancing, ObjectRef, SlowStart};
+use crate::table::{
+    ConsistentHash, CookieAffinity, HashKey, HashRing, LoadBalancing, ObjectRef, SameSite,
+    SlowStart,
+};
 
 /// Maglev's default table size: a prime well above 100 × the endpoints of most backends.
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65537;
+/// The affinity cookie's name unless configured.
+pub const DEFAULT_COOKIE: &str = "vane-affinity";
 /// Where slow start begins, in percent of the full weight, unless a policy says otherwise.
 pub const DEFAULT_SLOW_START_MIN_PERCENT: u32 = 10;
 /// Ring hash's points per unit of weight (Ketama's classic 160).
@@ -27,6 +32,18 @@ pub struct IngressBalancing {
     algorithm: Option<Algorithm>,
     hash_by: Option<HashBy>,
     slow_start: Option<Duration>,
+    cookie: CookieAnnotations,
+}
+
+/// The `vane.dev/affinity` and `vane.dev/session-cookie-*` annotations.
+#[derive(Debug, Default)]
+struct CookieAnnotations {
+    enabled: bool,
+    name: Option<String>,
+    path: Option<String>,
+    max_age: Option<Duration>,
+    same_site: Option<SameSite>,
+    secure: Option<bool>,
 }
 
 impl IngressBalancing {
@@ -64,7 +81,106 @@ impl IngressBalancing {
                 Err(why) => report(keys::SLOW_START, why),
             }
         }
+        let cookie = &mut parsed.cookie;
+        if let Some(value) = annotations.get(keys::AFFINITY) {
+            match value.trim() {
+                "cookie" => cookie.enabled = true,
+                other => report(keys::AFFINITY, format!("{other:?} is not cookie")),
+            }
+        }
+        let mut setting = |key: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
+            if let Some(value) = annotations.get(key) {
+                if let Err(why) = apply(value) {
+                    report(key, why);
+                }
+            }
+        };
+        setting(keys::SESSION_COOKIE_NAME, &mut |v| {
+            annotations::parse_cookie_name(v).map(|n| cookie.name = Some(n))
+        });
+        setting(keys::SESSION_COOKIE_PATH, &mut |v| {
+            annotations::parse_cookie_path(v).map(|p| cookie.path = Some(p))
+        });
+        setting(keys::SESSION_COOKIE_MAX_AGE, &mut |v| {
+            annotations::parse_max_age(v).map(|a| cookie.max_age = Some(a))
+        });
+        setting(keys::SESSION_COOKIE_SECURE, &mut |v| {
+            annotations::parse_bool(v).map(|b| cookie.secure = Some(b))
+        });
+        setting(keys::SESSION_COOKIE_SAMESITE, &mut |v| {
+            let same_site = match v.trim() {
+                "Strict" => SameSite::Strict,
+                "Lax" => SameSite::Lax,
+                "None" => SameSite::None,
+                other => return Err(format!("{other:?} is not Strict, Lax or None")),
+            };
+            cookie.same_site = Some(same_site);
+            Ok(())
+        });
         parsed
+    }
+
+    /// Cookie affinity for a backend of this Ingress: on when `vane.dev/affinity: cookie` or
+    /// the policy's `sessionPersistence` (of type Cookie) says so. Each cookie attribute comes
+    /// from its annotation, else the policy, else the default.
+    pub fn affinity(&self, policy: Option<&BackendPolicy>) -> Option<CookieAffinity> {
+        let session = policy
+            .and_then(|p| p.spec.session_persistence.as_ref())
+            .filter(|s| {
+                s.type_
+                    .is_none_or(|t| t == api::SessionPersistenceType::Cookie)
+            });
+        if !self.cookie.enabled && session.is_none() {
+            return None;
+        }
+        let config = session.and_then(|s| s.cookie_config.as_ref());
+        let permanent = config.and_then(|c| c.lifetime_type) != Some(api::CookieLifetime::Session);
+        let policy_max_age = session
+            .filter(|_| permanent)
+            .and_then(|s| s.absolute_timeout.as_ref())
+            .and_then(|d| d.parse().ok());
+        let policy_name = session
+            .and_then(|s| s.session_name.as_deref())
+            .and_then(|n| annotations::parse_cookie_name(n).ok());
+        Some(CookieAffinity {
+            name: self
+                .cookie
+                .name
+                .clone()
+                .or(policy_name)
+                .unwrap_or_else(|| DEFAULT_COOKIE.into())
+                .into(),
+            path: self
+                .cookie
+                .path
+                .clone()
+                .or_else(|| {
+                    config
+                        .and_then(|c| c.path.as_deref())
+                        .and_then(|p| annotations::parse_cookie_path(p).ok())
+                })
+                .unwrap_or_else(|| "/".into())
+                .into(),
+            domain: config
+                .and_then(|c| c.domain.as_deref())
+                .filter(|d| is_cookie_domain(d))
+                .map(Into::into),
+            max_age: self.cookie.max_age.or(policy_max_age),
+            secure: self
+                .cookie
+                .secure
+                .or(config.and_then(|c| c.secure))
+                .unwrap_or(false),
+            http_only: config.and_then(|c| c.http_only).unwrap_or(true),
+            same_site: self
+                .cookie
+                .same_site
+                .or(config.and_then(|c| c.same_site).map(|s| match s {
+                    api::SameSite::Strict => SameSite::Strict,
+                    api::SameSite::Lax => SameSite::Lax,
+                    api::SameSite::None => SameSite::None,
+                })),
+        })
     }
 
     /// Slow start for a backend of this Ingress: the annotation's window (linear, from 10%),
@@ -240,4 +356,13 @@ pub fn endpoint_weight(
         .iter()
         .find(|rule| matches(rule))
         .map_or(1, |rule| rule.weight.clamp(1, 1000))
+}
+
+/// A cookie Domain attribute: a DNS name, nothing that could smuggle attributes in.
+fn is_cookie_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= 253
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
 }

@@ -22,8 +22,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::snapshot::Snapshot;
 use crate::table::{
-    Backend, BackendTarget, Diagnostic, HostPattern, LoadBalancing, ObjectRef, PathRule, Route,
-    RoutingTable, SlowStart, Timeouts,
+    Backend, BackendTarget, CookieAffinity, Diagnostic, HostPattern, LoadBalancing, ObjectRef,
+    PathRule, Route, RoutingTable, SlowStart, Timeouts,
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
@@ -155,6 +155,15 @@ fn ingress_ref(ingress: &Ingress) -> Option<ObjectRef> {
     Some(ObjectRef::new("Ingress", namespace, name))
 }
 
+/// What makes two backends the same: the Service port and how it is balanced.
+#[derive(PartialEq, Eq, Hash)]
+struct BackendKey {
+    name: String,
+    load_balancing: LoadBalancing,
+    slow_start: Option<SlowStart>,
+    affinity: Option<CookieAffinity>,
+}
+
 /// Accumulates routes and deduplicated backends while Ingresses are merged.
 struct TableBuilder<'a> {
     options: &'a Options,
@@ -163,7 +172,7 @@ struct TableBuilder<'a> {
     routes: Vec<Route>,
     backends: Vec<Backend>,
     /// Backends by name and algorithm (Ingresses may balance one Service port differently).
-    backend_by_key: HashMap<(String, LoadBalancing, Option<SlowStart>), usize>,
+    backend_by_key: HashMap<BackendKey, usize>,
     /// Who owns each (host, path) so far; `None` path is the default backend.
     owners: HashMap<(HostPattern, Option<PathRule>), ObjectRef>,
 }
@@ -286,16 +295,23 @@ impl<'a> TableBuilder<'a> {
         };
         let load_balancing = balancing.load_balancing(policy.map(|(p, _)| *p));
         let slow_start = balancing.slow_start(policy.map(|(p, _)| *p));
-        let key = (name, load_balancing, slow_start);
+        let affinity = balancing.affinity(policy.map(|(p, _)| *p));
+        let key = BackendKey {
+            name,
+            load_balancing,
+            slow_start,
+            affinity,
+        };
         if let Some(&index) = self.backend_by_key.get(&key) {
             return index;
         }
         let index = self.backends.len();
         self.backends.push(Backend {
-            name: key.0.clone().into(),
+            name: key.name.clone().into(),
             target,
-            load_balancing: key.1.clone(),
-            slow_start,
+            load_balancing: key.load_balancing.clone(),
+            slow_start: key.slow_start,
+            affinity: key.affinity.clone(),
             policy: policy.map(|(_, object)| object.clone()),
         });
         self.backend_by_key.insert(key, index);

@@ -132,12 +132,13 @@ impl Proxy {
                 query: request.uri().query(),
             };
             let mut ctx = PickContext::new(info, now, rng);
-            balancer
-                .pick(&mut ctx)
-                .map(|(index, member)| (index, member.stats.start(now)))
+            balancer.pick(&mut ctx).map(|picked| {
+                let set_cookie = picked.set_cookie.cloned();
+                (picked.index, picked.member.stats.start(now), set_cookie)
+            })
         });
-        let Some((endpoint, in_flight)) =
-            picked.and_then(|(i, guard)| Some((endpoints.get(i)?, guard)))
+        let Some((endpoint, in_flight, set_cookie)) =
+            picked.and_then(|(i, guard, cookie)| Some((endpoints.get(i)?, guard, cookie)))
         else {
             warn!(route = %route, backend = %backend.name, "no ready endpoint");
             return Err(ProxyError::NoEndpoint);
@@ -147,6 +148,7 @@ impl Proxy {
             authority: endpoint.authority.clone(),
             in_flight,
             decay: balancer.decay(),
+            set_cookie,
         };
         let result = self.forward(request, route, upstream, client).await;
         if let Err(error) = &result {
@@ -233,6 +235,9 @@ impl Proxy {
             _ => {}
         }
         headers::remove_hop_by_hop(response.headers_mut(), switching);
+        if let Some(cookie) = upstream.set_cookie {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
         Ok(response.map(|body| Either::Left(body::Tracked::new(body, upstream.in_flight))))
     }
 }
@@ -243,6 +248,8 @@ struct Upstream {
     authority: http::uri::Authority,
     in_flight: InFlight,
     decay: std::time::Duration,
+    /// Cookie affinity pinning this endpoint for the client.
+    set_cookie: Option<HeaderValue>,
 }
 
 thread_local! {

@@ -94,6 +94,27 @@ pub struct SlowStart {
     pub min_weight_percent: u32,
 }
 
+/// Cookie session affinity: the first response sets a cookie naming the endpoint opaquely, and
+/// later requests carrying it go to the same endpoint while it is available.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CookieAffinity {
+    pub name: Box<str>,
+    pub path: Box<str>,
+    pub domain: Option<Box<str>>,
+    /// `None`: a session cookie.
+    pub max_age: Option<Duration>,
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: Option<SameSite>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
 /// Consistent hashing: requests with the same key go to the same endpoint while the set of
 /// endpoints stays the same, and removing one of N endpoints moves only about 1/N of the keys.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -135,6 +156,8 @@ pub struct Backend {
     pub load_balancing: LoadBalancing,
     /// Ramp-up of joining endpoints (round robin, least connections, least response time).
     pub slow_start: Option<SlowStart>,
+    /// Keeps clients on one endpoint; the algorithm makes the first pick.
+    pub affinity: Option<CookieAffinity>,
     /// The BackendPolicy that configures this backend, if any.
     pub policy: Option<ObjectRef>,
 }
@@ -281,6 +304,7 @@ mod tests {
             target: BackendTarget::Endpoints(vec![]),
             load_balancing: LoadBalancing::RoundRobin,
             slow_start: None,
+            affinity: None,
             policy: None,
         }
     }

@@ -172,6 +172,12 @@ async fn every_invalid_annotation_is_reported_and_leaves_other_routes_alone() {
         ("vane.dev/hash-by", "ip"),
         ("vane.dev/slow-start", "forever"),
         ("vane.dev/slow-start", "0s"),
+        ("vane.dev/affinity", "ip"),
+        ("vane.dev/session-cookie-name", "a b"),
+        ("vane.dev/session-cookie-path", "app"),
+        ("vane.dev/session-cookie-max-age", "-1"),
+        ("vane.dev/session-cookie-samesite", "lax"),
+        ("vane.dev/session-cookie-secure", "yes"),
     ];
     let mut documents = vec![ingress("good", Some("good.com"), "/", "app")];
     for (i, (key, value)) in catalogue.iter().enumerate() {
@@ -424,4 +430,108 @@ async fn slow_start_comes_from_the_annotation_or_the_policy() {
         ),
         (Duration::from_secs(60), 200, 25)
     );
+}
+
+#[tokio::test]
+async fn cookie_affinity_keeps_a_client_on_one_endpoint_until_it_is_removed() {
+    let origins = origin::start(3).await;
+    let sticky = annotated(
+        "app",
+        "app.com",
+        &[
+            ("vane.dev/affinity", "cookie"),
+            ("vane.dev/session-cookie-name", "route"),
+        ],
+    );
+    let proxy = TestProxy::start(&manifests(&origins, &[sticky.clone()])).await;
+    let client = client();
+    let request = |cookie: Option<&str>| {
+        let mut builder = Request::get(proxy.url("/")).header("host", "app.com");
+        if let Some(cookie) = cookie {
+            builder = builder.header("cookie", cookie);
+        }
+        builder.body(Full::new(Bytes::new())).unwrap()
+    };
+    let first = send(&client, request(None)).await;
+    let set_cookie = first.headers["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with("route="), "{set_cookie}");
+    let home = first.origin().unwrap();
+    for _ in 0..100 {
+        let reply = send(&client, request(Some(&cookie))).await;
+        assert_eq!(reply.origin().unwrap(), home);
+        assert!(reply.headers.get("set-cookie").is_none());
+    }
+
+    // The pinned endpoint leaves: the client is moved and gets a new cookie.
+    let remaining: Vec<_> = origins
+        .origins
+        .iter()
+        .filter(|o| o.name != home)
+        .map(|o| o.addr.ip())
+        .collect();
+    proxy.publish(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &remaining),
+        sticky,
+    ]));
+    let moved = send(&client, request(Some(&cookie))).await;
+    assert_ne!(moved.origin().unwrap(), home);
+    let new_cookie = moved.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_cookie, cookie);
+    let new_home = moved.origin().unwrap();
+    for _ in 0..10 {
+        assert_eq!(
+            send(&client, request(Some(&new_cookie)))
+                .await
+                .origin()
+                .unwrap(),
+            new_home
+        );
+    }
+}
+
+#[tokio::test]
+async fn session_persistence_in_a_policy_turns_on_cookie_affinity() {
+    let origins = origin::start(1).await;
+    let persistence = "apiVersion: vane.dev/v1alpha1\nkind: BackendPolicy\nmetadata: {name: sticky, namespace: default}\n\
+        spec:\n  targetRefs: [{group: '', kind: Service, name: app}]\n\
+        \x20 sessionPersistence: {sessionName: shop, absoluteTimeout: 2h, cookieConfig: {lifetimeType: Permanent, secure: true, sameSite: Strict}}\n";
+    let yaml = manifests(
+        &origins,
+        &[
+            ingress("app", Some("app.com"), "/", "app"),
+            annotated(
+                "renamed",
+                "renamed.com",
+                &[("vane.dev/session-cookie-name", "mine")],
+            ),
+            persistence.to_string(),
+        ],
+    );
+    let compiled = compile(&snapshot(&yaml), &Options::default());
+    let affinity_of = |host: &str| {
+        let route = compiled.table.lookup(host, "/").unwrap();
+        compiled
+            .table
+            .backend(route.backend)
+            .unwrap()
+            .affinity
+            .clone()
+            .expect("affinity")
+    };
+    let from_policy = affinity_of("app.com");
+    assert_eq!(&*from_policy.name, "shop");
+    assert_eq!(from_policy.max_age, Some(Duration::from_secs(7200)));
+    assert!(from_policy.secure);
+    // An annotation overrides that one attribute only.
+    let renamed = affinity_of("renamed.com");
+    assert_eq!(&*renamed.name, "mine");
+    assert_eq!(renamed.max_age, Some(Duration::from_secs(7200)));
 }

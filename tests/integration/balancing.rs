@@ -443,7 +443,7 @@ async fn cookie_affinity_keeps_a_client_on_one_endpoint_until_it_is_removed() {
             ("vane.dev/session-cookie-name", "route"),
         ],
     );
-    let proxy = TestProxy::start(&manifests(&origins, &[sticky.clone()])).await;
+    let proxy = TestProxy::start(&manifests(&origins, std::slice::from_ref(&sticky))).await;
     let client = client();
     let request = |cookie: Option<&str>| {
         let mut builder = Request::get(proxy.url("/")).header("host", "app.com");

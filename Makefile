@@ -1,5 +1,8 @@
 # The two commands: `make run` (standalone demo, no cluster) and `make test` (every check).
-.PHONY: run test fmt lint build manifests
+.PHONY: run test fmt lint build manifests chart bench
+
+# Renders charts/vane with Helm's Go SDK (the wheel in charts/tests/requirements.txt).
+RENDER := python3 charts/tests/render.py
 
 run:
 	./scripts/demo.sh
@@ -16,6 +19,27 @@ lint:
 build:
 	cargo build --release --bin vane
 
+# Benchmarks (not tests): the balancers' pick at 10, 100 and 1,000 endpoints.
+bench:
+	cargo bench --bench pick
+
 # Regenerates committed files that derive from code (tests fail when they drift).
 manifests:
 	cargo run --quiet --bin vane -- crdgen > crds/backendpolicy.yaml
+	cp crds/backendpolicy.yaml charts/vane/crds/backendpolicy.yaml
+	$(RENDER) manifest > deploy/vane.yaml.tmp || { rm -f deploy/vane.yaml.tmp; exit 1; }
+	mv deploy/vane.yaml.tmp deploy/vane.yaml
+
+# Lints the chart strictly and renders it, with the defaults and with each test values file,
+# into target/chart/ (tests/integration/chart.rs checks what these renders contain).
+chart:
+	@mkdir -p target/chart
+	$(RENDER) lint
+	$(RENDER) template --include-crds > target/chart/defaults.yaml
+	@set -e; for values in charts/tests/values/*.yaml; do \
+		name=$$(basename $$values .yaml); \
+		echo "$(RENDER) lint -f $$values"; \
+		$(RENDER) lint -f $$values; \
+		$(RENDER) template --include-crds -f $$values > target/chart/$$name.yaml; \
+	done
+	@echo "rendered into target/chart/: $$(cd target/chart && ls | tr '\n' ' ')"

@@ -23,6 +23,42 @@ pub mod keys {
     pub const SESSION_COOKIE_SAMESITE: &str = "vane.dev/session-cookie-samesite";
     /// `true` or `false`.
     pub const SESSION_COOKIE_SECURE: &str = "vane.dev/session-cookie-secure";
+    /// `"true"`: this Ingress is a canary of the Ingress serving the same host and path.
+    pub const CANARY: &str = "vane.dev/canary";
+    /// Percentage (0-100) of requests, not decided by header or cookie, that go to the canary.
+    pub const CANARY_WEIGHT: &str = "vane.dev/canary-weight";
+    /// A request header: `always` sends to the canary, `never` keeps away from it.
+    pub const CANARY_BY_HEADER: &str = "vane.dev/canary-by-header";
+    /// With `canary-by-header`: the header value that sends to the canary (instead of `always`).
+    pub const CANARY_BY_HEADER_VALUE: &str = "vane.dev/canary-by-header-value";
+    /// A cookie: `always` sends to the canary, `never` keeps away from it.
+    pub const CANARY_BY_COOKIE: &str = "vane.dev/canary-by-cookie";
+}
+
+/// A percentage, 0 to 100.
+pub fn parse_percent(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(percent) if percent <= 100 => Ok(percent),
+        _ => Err(format!("{value:?} is not a whole number from 0 to 100")),
+    }
+}
+
+/// A request header name.
+pub fn parse_header_name(value: &str) -> Result<http::HeaderName, String> {
+    http::HeaderName::from_bytes(value.trim().as_bytes())
+        .map_err(|_| format!("{value:?} is not a header name"))
+}
+
+/// A header value to compare with (visible ASCII, at most 256 bytes).
+pub fn parse_header_value(value: &str) -> Result<http::HeaderValue, String> {
+    let valid =
+        !value.is_empty() && value.len() <= 256 && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    valid
+        .then(|| http::HeaderValue::from_str(value).ok())
+        .flatten()
+        .ok_or_else(|| {
+            format!("{value:?} is not a header value of at most 256 printable characters")
+        })
 }
 
 /// A cookie name: an RFC 6265 token.

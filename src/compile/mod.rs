@@ -10,6 +10,7 @@
 //! the oldest keeps the route and the younger one gets a diagnostic.
 
 mod balancing;
+mod canary;
 mod class;
 mod ingress;
 mod policy;
@@ -22,8 +23,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::snapshot::Snapshot;
 use crate::table::{
-    Backend, BackendTarget, CookieAffinity, Diagnostic, HostPattern, LoadBalancing, ObjectRef,
-    PathRule, Route, RoutingTable, SlowStart, Timeouts,
+    Backend, BackendTarget, Canary, CookieAffinity, Diagnostic, HostPattern, LoadBalancing,
+    ObjectRef, PathRule, Route, RoutingTable, SlowStart, Timeouts,
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
@@ -50,6 +51,8 @@ pub mod reasons {
     pub const POLICY_TARGET_NOT_FOUND: &str = "PolicyTargetNotFound";
     pub const POLICY_CONFLICT: &str = "PolicyConflict";
     pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
+    pub const CANARY_WITHOUT_MAIN: &str = "CanaryWithoutMainIngress";
+    pub const CANARY_CONFLICT: &str = "CanaryConflict";
 }
 
 /// Settings of compile that come from the command line.
@@ -129,14 +132,23 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
 
     let (attachments, policies) = policy::attach(&snapshot.backend_policies, &services, &mut sink);
     let mut builder = TableBuilder::new(options, &services, &attachments);
+    // Main Ingresses first, so that every canary finds the route it attaches to.
+    let mut canaries = Vec::new();
     for (ingress, object) in &ours {
-        let balancing = balancing::IngressBalancing::parse(
-            ingress.metadata.annotations.as_ref(),
-            object,
-            &mut sink,
-        );
+        let annotations = ingress.metadata.annotations.as_ref();
+        let balancing = balancing::IngressBalancing::parse(annotations, object, &mut sink);
+        match canary::parse(annotations, object, &mut sink) {
+            Some(settings) => canaries.push((ingress, object, balancing, settings)),
+            None => {
+                for candidate in ingress::candidates(ingress, object, &mut sink) {
+                    builder.add(object, &balancing, candidate, &mut sink);
+                }
+            }
+        }
+    }
+    for (ingress, object, balancing, settings) in canaries {
         for candidate in ingress::candidates(ingress, object, &mut sink) {
-            builder.add(object, &balancing, candidate, &mut sink);
+            builder.add_canary(object, &balancing, &settings, candidate, &mut sink);
         }
     }
     Compiled {
@@ -173,8 +185,8 @@ struct TableBuilder<'a> {
     backends: Vec<Backend>,
     /// Backends by name and algorithm (Ingresses may balance one Service port differently).
     backend_by_key: HashMap<BackendKey, usize>,
-    /// Who owns each (host, path) so far; `None` path is the default backend.
-    owners: HashMap<(HostPattern, Option<PathRule>), ObjectRef>,
+    /// Who owns each (host, path) so far, and its route; `None` path is the default backend.
+    owners: HashMap<(HostPattern, Option<PathRule>), (ObjectRef, usize)>,
 }
 
 impl<'a> TableBuilder<'a> {
@@ -202,7 +214,7 @@ impl<'a> TableBuilder<'a> {
         sink: &mut Sink,
     ) {
         let key = (candidate.host.clone(), candidate.path.clone());
-        if let Some(owner) = self.owners.get(&key) {
+        if let Some((owner, _)) = self.owners.get(&key) {
             if owner != object {
                 let (reason, what) = match &candidate.path {
                     Some(path) => (
@@ -226,7 +238,7 @@ impl<'a> TableBuilder<'a> {
             // Within one Ingress, the first occurrence of a rule wins silently, as the API allows it.
             return;
         }
-        self.owners.insert(key, object.clone());
+        self.owners.insert(key, (object.clone(), self.routes.len()));
         let backend = self.backend(object, balancing, &candidate.backend, sink);
         self.routes.push(Route {
             ingress: object.clone(),
@@ -236,7 +248,54 @@ impl<'a> TableBuilder<'a> {
             timeouts: Timeouts {
                 response_headers: self.options.response_headers_timeout,
             },
+            canary: None,
         });
+    }
+
+    /// Makes `candidate` the canary of the route with the same host and path (and kind).
+    fn add_canary(
+        &mut self,
+        object: &ObjectRef,
+        balancing: &balancing::IngressBalancing,
+        settings: &canary::CanarySettings,
+        candidate: ingress::Candidate<'_>,
+        sink: &mut Sink,
+    ) {
+        let what = match &candidate.path {
+            Some(path) => format!("host {} path {path}", candidate.host),
+            None => "spec.defaultBackend".to_string(),
+        };
+        let Some(&(_, route)) = self
+            .owners
+            .get(&(candidate.host.clone(), candidate.path.clone()))
+        else {
+            sink.report(
+                object,
+                reasons::CANARY_WITHOUT_MAIN,
+                format!("{what}: no Ingress serves this route, so there is nothing to be a canary of; the rule is ignored"),
+            );
+            return;
+        };
+        if let Some(older) = self.routes.get(route).and_then(|r| r.canary.as_ref()) {
+            let older = format!("{}/{}", older.ingress.namespace, older.ingress.name);
+            sink.report(
+                object,
+                reasons::CANARY_CONFLICT,
+                format!("{what} already has the canary {older}; this one is ignored"),
+            );
+            return;
+        }
+        let backend = self.backend(object, balancing, &candidate.backend, sink);
+        if let Some(route) = self.routes.get_mut(route) {
+            route.canary = Some(Canary {
+                ingress: object.clone(),
+                backend,
+                by_header: settings.by_header.clone(),
+                header_value: settings.header_value.clone(),
+                by_cookie: settings.by_cookie.as_deref().map(Into::into),
+                weight_percent: settings.weight_percent,
+            });
+        }
     }
 
     /// The index of the backend for `target`, resolving it on first use.

@@ -30,8 +30,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::balance::{InFlight, PickContext, RequestInfo};
-use crate::table::{BackendTarget, Route};
+use crate::balance::{cookie_value, InFlight, PickContext, RequestInfo};
+use crate::table::{BackendTarget, Canary, CanaryDecision, Route};
 
 pub use error::ProxyError;
 pub use handle::{ActiveTable, TableHandle};
@@ -110,9 +110,13 @@ impl Proxy {
             debug!(host, path = request.uri().path(), "no route");
             return Err(ProxyError::NoRoute);
         };
+        let backend_index = match &route.canary {
+            None => route.backend,
+            Some(canary) => choose_canary(canary, route.backend, request.headers()),
+        };
         let (Some(backend), Some(balancer)) = (
-            active.table.backend(route.backend),
-            active.balancers.get(route.backend),
+            active.table.backend(backend_index),
+            active.balancers.get(backend_index),
         ) else {
             return Err(ProxyError::NoEndpoint);
         };
@@ -250,6 +254,26 @@ struct Upstream {
     decay: std::time::Duration,
     /// Cookie affinity pinning this endpoint for the client.
     set_cookie: Option<HeaderValue>,
+}
+
+/// The backend of a route with a canary: by header, then cookie, then weight.
+fn choose_canary(canary: &Canary, main: usize, headers: &http::HeaderMap) -> usize {
+    let cookie = canary
+        .by_cookie
+        .as_deref()
+        .and_then(|name| cookie_value(headers, name));
+    let to_canary = match canary.decide(headers, cookie) {
+        CanaryDecision::Canary => true,
+        CanaryDecision::Main => false,
+        CanaryDecision::ByWeight => {
+            RNG.with_borrow_mut(|rng| rng.u32(..100) < canary.weight_percent)
+        }
+    };
+    if to_canary {
+        canary.backend
+    } else {
+        main
+    }
 }
 
 thread_local! {

@@ -49,6 +49,51 @@ pub struct Route {
     /// Index into [`RoutingTable::backends`].
     pub backend: usize,
     pub timeouts: Timeouts,
+    /// A canary Ingress that takes part of this route's traffic.
+    pub canary: Option<Canary>,
+}
+
+/// A canary on a route, with ingress-nginx's semantics: the header decides first (`always`,
+/// `never`, or equality with `header_value` when set), then the cookie (`always` or `never`),
+/// then `weight_percent` of the remaining requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Canary {
+    pub ingress: ObjectRef,
+    /// Index into [`RoutingTable::backends`].
+    pub backend: usize,
+    pub by_header: Option<http::HeaderName>,
+    pub header_value: Option<http::HeaderValue>,
+    pub by_cookie: Option<Box<str>>,
+    pub weight_percent: u32,
+}
+
+/// Where a request of a route with a canary goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CanaryDecision {
+    Canary,
+    Main,
+    /// Neither header nor cookie decided: split by weight.
+    ByWeight,
+}
+
+impl Canary {
+    /// The header and cookie rules; `cookie` is the value of the canary cookie, if present.
+    pub fn decide(&self, headers: &http::HeaderMap, cookie: Option<&str>) -> CanaryDecision {
+        if let Some(value) = self.by_header.as_ref().and_then(|name| headers.get(name)) {
+            match &self.header_value {
+                Some(wanted) if value == wanted => return CanaryDecision::Canary,
+                Some(_) => {}
+                None if value == "always" => return CanaryDecision::Canary,
+                None if value == "never" => return CanaryDecision::Main,
+                None => {}
+            }
+        }
+        match cookie {
+            Some("always") => CanaryDecision::Canary,
+            Some("never") => CanaryDecision::Main,
+            _ => CanaryDecision::ByWeight,
+        }
+    }
 }
 
 impl fmt::Display for Route {
@@ -295,6 +340,7 @@ mod tests {
             timeouts: Timeouts {
                 response_headers: Duration::from_secs(60),
             },
+            canary: None,
         }
     }
 
@@ -333,6 +379,49 @@ mod tests {
         assert_eq!(backend_for("b.example.com", "/x"), Some(1));
         assert_eq!(backend_for("other.org", "/only-here/x"), Some(2));
         assert_eq!(backend_for("other.org", "/x"), Some(3));
+    }
+
+    #[test]
+    fn canary_header_then_cookie_then_weight() {
+        let canary = |header_value: Option<&str>| Canary {
+            ingress: ObjectRef::new("Ingress", "default", "canary"),
+            backend: 1,
+            by_header: Some("x-canary".parse().unwrap()),
+            header_value: header_value.map(|v| v.parse().unwrap()),
+            by_cookie: Some("canary".into()),
+            weight_percent: 10,
+        };
+        let headers = |value: &str| {
+            let mut map = http::HeaderMap::new();
+            map.insert("x-canary", value.parse().unwrap());
+            map
+        };
+        let none = http::HeaderMap::new();
+        let plain = canary(None);
+        assert_eq!(
+            plain.decide(&headers("always"), Some("never")),
+            CanaryDecision::Canary
+        );
+        assert_eq!(
+            plain.decide(&headers("never"), Some("always")),
+            CanaryDecision::Main
+        );
+        assert_eq!(
+            plain.decide(&headers("maybe"), Some("always")),
+            CanaryDecision::Canary
+        );
+        assert_eq!(plain.decide(&none, Some("never")), CanaryDecision::Main);
+        assert_eq!(plain.decide(&none, Some("other")), CanaryDecision::ByWeight);
+        assert_eq!(plain.decide(&none, None), CanaryDecision::ByWeight);
+        let valued = canary(Some("beta"));
+        assert_eq!(
+            valued.decide(&headers("beta"), None),
+            CanaryDecision::Canary
+        );
+        assert_eq!(
+            valued.decide(&headers("always"), None),
+            CanaryDecision::ByWeight
+        );
     }
 
     #[test]

@@ -178,6 +178,7 @@ async fn every_invalid_annotation_is_reported_and_leaves_other_routes_alone() {
         ("vane.dev/session-cookie-max-age", "-1"),
         ("vane.dev/session-cookie-samesite", "lax"),
         ("vane.dev/session-cookie-secure", "yes"),
+        ("vane.dev/canary", "yes"),
     ];
     let mut documents = vec![ingress("good", Some("good.com"), "/", "app")];
     for (i, (key, value)) in catalogue.iter().enumerate() {
@@ -534,4 +535,158 @@ async fn session_persistence_in_a_policy_turns_on_cookie_affinity() {
     let renamed = affinity_of("renamed.com");
     assert_eq!(&*renamed.name, "mine");
     assert_eq!(renamed.max_age, Some(Duration::from_secs(7200)));
+}
+
+fn canary(name: &str, host: &str, service: &str, annotations: &[(&str, &str)]) -> String {
+    let mut all = vec![("vane.dev/canary", "true")];
+    all.extend_from_slice(annotations);
+    annotated(name, host, &all).replace("name: app, port:", &format!("name: {service}, port:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_weight_and_header_split_traffic_like_ingress_nginx() {
+    let stable = origin::start(1).await;
+    let preview = origin::start(1).await;
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", stable.port, &stable.ips()),
+        backend("preview", preview.port, &preview.ips()),
+        annotated("app", "app.com", &[]),
+        canary(
+            "app-canary",
+            "app.com",
+            "preview",
+            &[
+                ("vane.dev/canary-weight", "20"),
+                ("vane.dev/canary-by-header", "x-canary"),
+                ("vane.dev/canary-by-cookie", "canary"),
+            ],
+        ),
+    ]);
+    let proxy = TestProxy::start(&yaml).await;
+    assert!(proxy.publish(&yaml).is_empty());
+    let client = client();
+    let get_with = |header: Option<&str>, cookie: Option<&str>| {
+        let mut builder = Request::get(proxy.url("/")).header("host", "app.com");
+        if let Some(value) = header {
+            builder = builder.header("x-canary", value);
+        }
+        if let Some(value) = cookie {
+            builder = builder.header("cookie", format!("canary={value}"));
+        }
+        builder.body(Full::new(Bytes::new())).unwrap()
+    };
+
+    let mut to_canary = 0;
+    for _ in 0..2000 {
+        let reply = send(&client, get_with(None, None)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        if preview.origins[0].hits() > to_canary {
+            to_canary += 1;
+        }
+    }
+    let preview_hits = preview.origins[0].hits();
+    assert_eq!(preview_hits, to_canary);
+    assert!(
+        (340..=460).contains(&preview_hits),
+        "canary got {preview_hits} of 2000 (want 20% ± 3)"
+    );
+
+    let before = preview.origins[0].hits();
+    for _ in 0..50 {
+        send(&client, get_with(Some("always"), Some("never"))).await;
+    }
+    assert_eq!(
+        preview.origins[0].hits() - before,
+        50,
+        "by-header always wins over the cookie"
+    );
+    let before = preview.origins[0].hits();
+    for _ in 0..50 {
+        send(&client, get_with(Some("never"), None)).await;
+        send(&client, get_with(None, Some("never"))).await;
+    }
+    assert_eq!(
+        preview.origins[0].hits(),
+        before,
+        "never keeps requests on the main backend"
+    );
+    for _ in 0..20 {
+        send(&client, get_with(None, Some("always"))).await;
+    }
+    assert_eq!(
+        preview.origins[0].hits() - before,
+        20,
+        "the cookie's always sends to the canary"
+    );
+}
+
+#[tokio::test]
+async fn canary_by_header_value_and_the_canary_diagnostics() {
+    let origins = origin::start(1).await;
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        backend("preview", origins.port, &origins.ips()),
+        annotated("app", "app.com", &[]),
+        canary(
+            "valued",
+            "app.com",
+            "preview",
+            &[
+                ("vane.dev/canary-by-header", "x-group"),
+                ("vane.dev/canary-by-header-value", "beta"),
+            ],
+        ),
+        canary(
+            "second",
+            "app.com",
+            "preview",
+            &[("vane.dev/canary-weight", "50")],
+        ),
+        canary(
+            "orphan",
+            "nothing.com",
+            "preview",
+            &[("vane.dev/canary-weight", "50")],
+        ),
+        canary(
+            "bad",
+            "app.com",
+            "preview",
+            &[("vane.dev/canary-weight", "120")],
+        ),
+    ]);
+    let compiled = compile(&snapshot(&yaml), &Options::default());
+    let route = compiled.table.lookup("app.com", "/").unwrap();
+    let canary = route.canary.as_ref().expect("canary attached");
+    assert_eq!(
+        canary.ingress.name, "bad",
+        "oldest by name wins among canaries without timestamps"
+    );
+    assert_eq!(
+        compiled
+            .table
+            .backend(canary.backend)
+            .unwrap()
+            .name
+            .as_ref(),
+        "default/preview:80"
+    );
+    let reasons_of = |name: &str| -> Vec<&str> {
+        compiled
+            .diagnostics
+            .iter()
+            .filter(|d| d.object.name == name)
+            .map(|d| d.reason)
+            .collect()
+    };
+    assert_eq!(reasons_of("bad"), [reasons::INVALID_ANNOTATION]);
+    assert_eq!(reasons_of("orphan"), [reasons::CANARY_WITHOUT_MAIN]);
+    assert_eq!(reasons_of("second"), [reasons::CANARY_CONFLICT]);
+    assert_eq!(reasons_of("valued"), [reasons::CANARY_CONFLICT]);
+    assert!(
+        compiled.table.lookup("nothing.com", "/").is_none(),
+        "a canary adds no routes of its own"
+    );
 }

@@ -10,6 +10,7 @@
 
 mod apiserver;
 mod balancing;
+mod chart;
 mod compile;
 mod generated;
 mod kubernetes;

@@ -690,3 +690,51 @@ async fn canary_by_header_value_and_the_canary_diagnostics() {
         "a canary adds no routes of its own"
     );
 }
+
+#[test]
+fn the_balancing_examples_compile_cleanly_and_mean_what_they_say() {
+    let loaded = vane::manifests::load_dir(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/examples/balancing"
+    )))
+    .unwrap();
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let compiled = compile(&loaded.snapshot, &Options::default());
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+    let backend_of = |host: &str| {
+        let route = compiled.table.lookup(host, "/").expect(host);
+        (route, compiled.table.backend(route.backend).unwrap())
+    };
+    let (shop_route, shop) = backend_of("shop.example.com");
+    assert_eq!(shop.load_balancing, LoadBalancing::LeastConnections);
+    assert!(shop.slow_start.is_some());
+    let BackendTarget::Endpoints(endpoints) = &shop.target else {
+        panic!()
+    };
+    assert_eq!(
+        endpoints.iter().map(|e| e.weight).collect::<Vec<_>>(),
+        [3, 1]
+    );
+    assert_eq!(
+        shop_route.canary.as_ref().map(|c| c.weight_percent),
+        Some(20)
+    );
+    assert!(matches!(
+        backend_of("users.example.com").1.load_balancing,
+        LoadBalancing::ConsistentHash(_)
+    ));
+    let cart = backend_of("cart.example.com")
+        .1
+        .affinity
+        .clone()
+        .expect("affinity");
+    assert_eq!(&*cart.name, "basket");
+    assert!(matches!(
+        backend_of("api.example.com").1.load_balancing,
+        LoadBalancing::LeastResponseTime { .. }
+    ));
+}

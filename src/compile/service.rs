@@ -4,7 +4,9 @@
 //! labelled `kubernetes.io/service-name`; the endpoint port is the EndpointSlice port whose name
 //! equals the Service port's name (both empty for an unnamed port), which is how named
 //! `targetPort`s resolve. Only the first address of an endpoint is used: the EndpointSlice API
-//! says consumers should treat the addresses of one endpoint as fungible.
+//! says consumers should treat the addresses of one endpoint as fungible. Ready endpoints take
+//! traffic; serving and terminating ones only when no ready endpoint is left (as kube-proxy
+//! does); all others none.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -161,7 +163,9 @@ impl<'a> ServiceIndex<'a> {
                 format!("no EndpointSlices for Service {namespace}/{service_name}"),
             );
         };
+        // Ready endpoints, and the serving-but-terminating ones kept in reserve.
         let mut addresses = BTreeMap::new();
+        let mut terminating = BTreeMap::new();
         let mut any_endpoint = false;
         let mut port_found = false;
         for slice in slices {
@@ -182,16 +186,22 @@ impl<'a> ServiceIndex<'a> {
                 continue;
             }
             for endpoint in &slice.endpoints {
-                let ready = endpoint.conditions.as_ref().and_then(|c| c.ready);
-                if ready == Some(false) {
-                    continue;
-                }
+                let conditions = endpoint.conditions.as_ref();
+                // An unset condition means "unknown", which the API says to read as true.
+                let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+                let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+                let is_terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+                let into = match (ready, serving && is_terminating) {
+                    (true, _) => &mut addresses,
+                    (false, true) => &mut terminating,
+                    (false, false) => continue,
+                };
                 let Some(address) = endpoint.addresses.first() else {
                     continue;
                 };
                 if let Ok(ip) = address.parse::<IpAddr>() {
                     let name = service_port.name.as_deref();
-                    addresses.insert(SocketAddr::new(ip, number), weight(name, endpoint, address));
+                    into.insert(SocketAddr::new(ip, number), weight(name, endpoint, address));
                 }
             }
         }
@@ -202,6 +212,11 @@ impl<'a> ServiceIndex<'a> {
                     "no EndpointSlice of Service {namespace}/{service_name} lists a TCP port named {port_name:?}"
                 ),
             );
+        }
+        // Like kube-proxy: terminating endpoints that still serve take traffic only when no
+        // ready endpoint is left, so connections drain instead of failing.
+        if addresses.is_empty() {
+            addresses = terminating;
         }
         Ok(ResolvedPort {
             name,

@@ -519,3 +519,43 @@ fn compile_is_total_over_a_catalogue_of_malformed_objects() {
         );
     }
 }
+
+#[test]
+fn terminating_endpoints_serve_only_when_no_ready_endpoint_is_left() {
+    let slice = |endpoints: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: app-x\n  labels: {{kubernetes.io/service-name: app}}\n\
+             addressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n{endpoints}"
+        )
+    };
+    let ready = "- {addresses: [10.0.0.1], conditions: {ready: true}}\n";
+    let draining =
+        "- {addresses: [10.0.0.2], conditions: {ready: false, serving: true, terminating: true}}\n";
+    let gone = "- {addresses: [10.0.0.3], conditions: {ready: false, serving: false, terminating: true}}\n";
+    let starting = "- {addresses: [10.0.0.4], conditions: {ready: false}}\n";
+    let endpoints_of = |endpoints: String| {
+        let yaml = docs(&[
+            INGRESS_CLASS.to_string(),
+            crate::support::fixtures::service("app"),
+            slice(&endpoints),
+            ingress("app", None, "/", "app"),
+        ]);
+        let compiled = compile_yaml(&yaml);
+        match &compiled.table.backends()[0].target {
+            BackendTarget::Endpoints(e) => e
+                .iter()
+                .map(|e| e.address.ip().to_string())
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        endpoints_of(format!("{ready}{draining}{gone}{starting}")),
+        ["10.0.0.1"]
+    );
+    assert_eq!(
+        endpoints_of(format!("{draining}{gone}{starting}")),
+        ["10.0.0.2"]
+    );
+    assert!(endpoints_of(format!("{gone}{starting}")).is_empty());
+}

@@ -103,6 +103,24 @@ pub fn parse_max_age(value: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// `cookie`, the only affinity there is.
+pub fn parse_affinity(value: &str) -> Result<(), String> {
+    match value.trim() {
+        "cookie" => Ok(()),
+        other => Err(format!("{other:?} is not cookie")),
+    }
+}
+
+/// `Strict`, `Lax` or `None`.
+pub fn parse_same_site(value: &str) -> Result<super::SameSite, String> {
+    match value.trim() {
+        "Strict" => Ok(super::SameSite::Strict),
+        "Lax" => Ok(super::SameSite::Lax),
+        "None" => Ok(super::SameSite::None),
+        other => Err(format!("{other:?} is not Strict, Lax or None")),
+    }
+}
+
 /// `true` or `false`.
 pub fn parse_bool(value: &str) -> Result<bool, String> {
     match value.trim() {

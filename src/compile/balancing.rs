@@ -3,18 +3,16 @@
 //! robin. An invalid annotation is reported and ignored (that setting falls back to the next
 //! level); invalid policies are never attached (see `policy`).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::discovery::v1::Endpoint as SliceEndpoint;
 
-use super::{reasons, Sink};
+use super::{Annotations, Sink};
 use crate::api::annotations::{self, keys, Algorithm, HashBy};
 use crate::api::{self, BackendPolicy, EndpointWeight, HashOn, LoadBalancerType};
 use crate::balance::DEFAULT_DECAY;
 use crate::table::{
-    ConsistentHash, CookieAffinity, HashKey, HashRing, LoadBalancing, ObjectRef, SameSite,
-    SlowStart,
+    ConsistentHash, CookieAffinity, HashKey, HashRing, LoadBalancing, SameSite, SlowStart,
 };
 
 /// Maglev's default table size: a prime well above 100 × the endpoints of most backends.
@@ -47,77 +45,44 @@ struct CookieAnnotations {
 }
 
 impl IngressBalancing {
-    pub fn parse(
-        annotations: Option<&BTreeMap<String, String>>,
-        object: &ObjectRef,
-        sink: &mut Sink,
-    ) -> Self {
-        let mut parsed = Self::default();
-        let Some(annotations) = annotations else {
-            return parsed;
-        };
-        let mut report = |key: &str, why: String| {
-            sink.report(
-                object,
-                reasons::INVALID_ANNOTATION,
-                format!("{key}: {why}; the annotation is ignored"),
-            )
-        };
-        if let Some(value) = annotations.get(keys::LOAD_BALANCE) {
-            match annotations::parse_algorithm(value) {
-                Ok(algorithm) => parsed.algorithm = Some(algorithm),
-                Err(why) => report(keys::LOAD_BALANCE, why),
-            }
+    pub fn parse(annotations: &Annotations<'_>, sink: &mut Sink) -> Self {
+        Self {
+            algorithm: annotations.parse(keys::LOAD_BALANCE, annotations::parse_algorithm, sink),
+            hash_by: annotations.parse(keys::HASH_BY, annotations::parse_hash_by, sink),
+            slow_start: annotations.parse(keys::SLOW_START, annotations::parse_slow_start, sink),
+            cookie: CookieAnnotations {
+                enabled: annotations
+                    .parse(keys::AFFINITY, annotations::parse_affinity, sink)
+                    .is_some(),
+                name: annotations.parse(
+                    keys::SESSION_COOKIE_NAME,
+                    annotations::parse_cookie_name,
+                    sink,
+                ),
+                path: annotations.parse(
+                    keys::SESSION_COOKIE_PATH,
+                    annotations::parse_cookie_path,
+                    sink,
+                ),
+                max_age: annotations.parse(
+                    keys::SESSION_COOKIE_MAX_AGE,
+                    annotations::parse_max_age,
+                    sink,
+                ),
+                same_site: annotations
+                    .parse(
+                        keys::SESSION_COOKIE_SAMESITE,
+                        annotations::parse_same_site,
+                        sink,
+                    )
+                    .map(same_site),
+                secure: annotations.parse(
+                    keys::SESSION_COOKIE_SECURE,
+                    annotations::parse_bool,
+                    sink,
+                ),
+            },
         }
-        if let Some(value) = annotations.get(keys::HASH_BY) {
-            match annotations::parse_hash_by(value) {
-                Ok(hash_by) => parsed.hash_by = Some(hash_by),
-                Err(why) => report(keys::HASH_BY, why),
-            }
-        }
-        if let Some(value) = annotations.get(keys::SLOW_START) {
-            match annotations::parse_slow_start(value) {
-                Ok(window) => parsed.slow_start = Some(window),
-                Err(why) => report(keys::SLOW_START, why),
-            }
-        }
-        let cookie = &mut parsed.cookie;
-        if let Some(value) = annotations.get(keys::AFFINITY) {
-            match value.trim() {
-                "cookie" => cookie.enabled = true,
-                other => report(keys::AFFINITY, format!("{other:?} is not cookie")),
-            }
-        }
-        let mut setting = |key: &str, apply: &mut dyn FnMut(&str) -> Result<(), String>| {
-            if let Some(value) = annotations.get(key) {
-                if let Err(why) = apply(value) {
-                    report(key, why);
-                }
-            }
-        };
-        setting(keys::SESSION_COOKIE_NAME, &mut |v| {
-            annotations::parse_cookie_name(v).map(|n| cookie.name = Some(n))
-        });
-        setting(keys::SESSION_COOKIE_PATH, &mut |v| {
-            annotations::parse_cookie_path(v).map(|p| cookie.path = Some(p))
-        });
-        setting(keys::SESSION_COOKIE_MAX_AGE, &mut |v| {
-            annotations::parse_max_age(v).map(|a| cookie.max_age = Some(a))
-        });
-        setting(keys::SESSION_COOKIE_SECURE, &mut |v| {
-            annotations::parse_bool(v).map(|b| cookie.secure = Some(b))
-        });
-        setting(keys::SESSION_COOKIE_SAMESITE, &mut |v| {
-            let same_site = match v.trim() {
-                "Strict" => SameSite::Strict,
-                "Lax" => SameSite::Lax,
-                "None" => SameSite::None,
-                other => return Err(format!("{other:?} is not Strict, Lax or None")),
-            };
-            cookie.same_site = Some(same_site);
-            Ok(())
-        });
-        parsed
     }
 
     /// Cookie affinity for a backend of this Ingress: on when `vane.dev/affinity: cookie` or
@@ -365,4 +330,12 @@ fn is_cookie_domain(domain: &str) -> bool {
         && domain
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+}
+
+fn same_site(value: api::SameSite) -> SameSite {
+    match value {
+        api::SameSite::Strict => SameSite::Strict,
+        api::SameSite::Lax => SameSite::Lax,
+        api::SameSite::None => SameSite::None,
+    }
 }

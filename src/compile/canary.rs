@@ -2,11 +2,8 @@
 //! `vane.dev/canary: "true"` adds no routes of its own; each of its rules becomes the canary of
 //! the route (same host, path and kind) served by another Ingress.
 
-use std::collections::BTreeMap;
-
-use super::{reasons, Sink};
+use super::{Annotations, Sink};
 use crate::api::annotations::{self, keys};
-use crate::table::ObjectRef;
 
 /// The canary settings of one Ingress.
 #[derive(Debug, Default)]
@@ -19,51 +16,24 @@ pub struct CanarySettings {
 
 /// `Some` when the Ingress is a canary. Invalid values are reported; that setting is then left
 /// at its default (no header, no cookie, weight 0), which never sends more traffic than asked.
-pub fn parse(
-    annotations: Option<&BTreeMap<String, String>>,
-    object: &ObjectRef,
-    sink: &mut Sink,
-) -> Option<CanarySettings> {
-    let annotations = annotations?;
-    let mut report = |key: &str, why: String| {
-        sink.report(
-            object,
-            reasons::INVALID_ANNOTATION,
-            format!("{key}: {why}; the annotation is ignored"),
-        )
-    };
-    match annotations.get(keys::CANARY).map(|v| v.trim()) {
-        Some("true") => {}
-        None | Some("false") => return None,
-        Some(other) => {
-            report(keys::CANARY, format!("{other:?} is not true or false"));
-            return None;
-        }
+pub fn parse(annotations: &Annotations<'_>, sink: &mut Sink) -> Option<CanarySettings> {
+    if !annotations.parse(keys::CANARY, annotations::parse_bool, sink)? {
+        return None;
     }
-    let mut settings = CanarySettings::default();
-    if let Some(value) = annotations.get(keys::CANARY_WEIGHT) {
-        match annotations::parse_percent(value) {
-            Ok(percent) => settings.weight_percent = percent,
-            Err(why) => report(keys::CANARY_WEIGHT, why),
-        }
-    }
-    if let Some(value) = annotations.get(keys::CANARY_BY_HEADER) {
-        match annotations::parse_header_name(value) {
-            Ok(name) => settings.by_header = Some(name),
-            Err(why) => report(keys::CANARY_BY_HEADER, why),
-        }
-    }
-    if let Some(value) = annotations.get(keys::CANARY_BY_HEADER_VALUE) {
-        match annotations::parse_header_value(value) {
-            Ok(value) => settings.header_value = Some(value),
-            Err(why) => report(keys::CANARY_BY_HEADER_VALUE, why),
-        }
-    }
-    if let Some(value) = annotations.get(keys::CANARY_BY_COOKIE) {
-        match annotations::parse_cookie_name(value.trim()) {
-            Ok(name) => settings.by_cookie = Some(name),
-            Err(why) => report(keys::CANARY_BY_COOKIE, why),
-        }
-    }
-    Some(settings)
+    Some(CanarySettings {
+        weight_percent: annotations
+            .parse(keys::CANARY_WEIGHT, annotations::parse_percent, sink)
+            .unwrap_or(0),
+        by_header: annotations.parse(keys::CANARY_BY_HEADER, annotations::parse_header_name, sink),
+        header_value: annotations.parse(
+            keys::CANARY_BY_HEADER_VALUE,
+            annotations::parse_header_value,
+            sink,
+        ),
+        by_cookie: annotations.parse(
+            keys::CANARY_BY_COOKIE,
+            |v| annotations::parse_cookie_name(v.trim()),
+            sink,
+        ),
+    })
 }

@@ -16,10 +16,11 @@ mod ingress;
 mod policy;
 mod service;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::snapshot::Snapshot;
 use crate::table::{
@@ -84,6 +85,49 @@ pub struct Compiled {
     pub policies: Vec<PolicyStatus>,
 }
 
+/// An object's annotations, read with typed parsers. A value that does not parse is reported
+/// (`InvalidAnnotation`, naming the annotation) and treated as absent, so that setting falls
+/// back to its default while the rest of the object is used.
+pub struct Annotations<'a> {
+    map: Option<&'a BTreeMap<String, String>>,
+    object: &'a ObjectRef,
+}
+
+impl<'a> Annotations<'a> {
+    pub fn new(map: Option<&'a BTreeMap<String, String>>, object: &'a ObjectRef) -> Self {
+        Self { map, object }
+    }
+
+    pub fn parse<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+        sink: &mut Sink,
+    ) -> Option<T> {
+        let value = self.map?.get(key)?;
+        parse(value)
+            .map_err(|why| {
+                sink.report(
+                    self.object,
+                    reasons::INVALID_ANNOTATION,
+                    format!("{key}: {why}; the annotation is ignored"),
+                )
+            })
+            .ok()
+    }
+}
+
+/// Sorts objects oldest first: by creationTimestamp, then namespace/name (which also orders
+/// objects without a timestamp, as in standalone manifests).
+fn oldest_first<T>(objects: &mut [(&T, ObjectRef)], metadata: impl Fn(&T) -> &ObjectMeta) {
+    objects.sort_by(|(a, a_ref), (b, b_ref)| {
+        metadata(a)
+            .creation_timestamp
+            .cmp(&metadata(b).creation_timestamp)
+            .then_with(|| a_ref.cmp(b_ref))
+    });
+}
+
 /// Collects diagnostics, dropping exact repeats (one missing Service referenced by ten paths of
 /// one Ingress is one problem).
 #[derive(Default)]
@@ -123,21 +167,16 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
                 .then_some((&**ingress, object))
         })
         .collect();
-    ours.sort_by(|(a, a_ref), (b, b_ref)| {
-        a.metadata
-            .creation_timestamp
-            .cmp(&b.metadata.creation_timestamp)
-            .then_with(|| a_ref.cmp(b_ref))
-    });
+    oldest_first(&mut ours, |ingress| &ingress.metadata);
 
     let (attachments, policies) = policy::attach(&snapshot.backend_policies, &services, &mut sink);
     let mut builder = TableBuilder::new(options, &services, &attachments);
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
     for (ingress, object) in &ours {
-        let annotations = ingress.metadata.annotations.as_ref();
-        let balancing = balancing::IngressBalancing::parse(annotations, object, &mut sink);
-        match canary::parse(annotations, object, &mut sink) {
+        let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
+        let balancing = balancing::IngressBalancing::parse(&annotations, &mut sink);
+        match canary::parse(&annotations, &mut sink) {
             Some(settings) => canaries.push((ingress, object, balancing, settings)),
             None => {
                 for candidate in ingress::candidates(ingress, object, &mut sink) {

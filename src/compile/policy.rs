@@ -75,12 +75,7 @@ pub fn attach<'a>(
             Some((&**p, ObjectRef::new("BackendPolicy", namespace, name)))
         })
         .collect();
-    ordered.sort_by(|(a, a_ref), (b, b_ref)| {
-        a.metadata
-            .creation_timestamp
-            .cmp(&b.metadata.creation_timestamp)
-            .then_with(|| a_ref.cmp(b_ref))
-    });
+    super::oldest_first(&mut ordered, |policy| &policy.metadata);
 
     let mut attachments = Attachments::default();
     let mut statuses = Vec::with_capacity(ordered.len());

@@ -19,8 +19,10 @@ lint:
 build:
 	cargo build --release --bin vane
 
-# Benchmarks (not tests): the balancers' pick at 10, 100 and 1,000 endpoints.
+# Benchmarks (not tests): vane vs HAProxy vs nginx on this machine (bench/README.md; WORKERS=2
+# for two worker threads each), then the balancers' pick at 10, 100 and 1,000 endpoints.
 bench:
+	WORKERS=$${WORKERS:-1} bench/run.sh
 	cargo bench --bench pick
 
 # Regenerates committed files that derive from code (tests fail when they drift).

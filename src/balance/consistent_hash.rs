@@ -64,21 +64,22 @@ impl ConsistentHashBalancer {
         self.candidates(hash).next()
     }
 
-    /// Members in the order the table or ring offers them for `hash` (may repeat).
-    fn candidates(&self, hash: u64) -> Box<dyn Iterator<Item = usize> + '_> {
-        match &self.lookup {
-            Lookup::Maglev(table) if !table.is_empty() => {
-                let start = (hash % table.len() as u64) as usize;
-                Box::new((0..table.len()).map(move |i| table[(start + i) % table.len()] as usize))
-            }
-            Lookup::Ring(points) if !points.is_empty() => {
-                let start = points.partition_point(|&(point, _)| point < hash);
-                Box::new(
-                    (0..points.len()).map(move |i| points[(start + i) % points.len()].1 as usize),
-                )
-            }
-            _ => Box::new(std::iter::empty()),
-        }
+    /// Members in the order the table or ring offers them for `hash` (may repeat). Plain index
+    /// arithmetic: a pick allocates nothing.
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let len = match &self.lookup {
+            Lookup::Maglev(table) => table.len(),
+            Lookup::Ring(points) => points.len(),
+        };
+        let start = match &self.lookup {
+            _ if len == 0 => 0,
+            Lookup::Maglev(_) => (hash % len as u64) as usize,
+            Lookup::Ring(points) => points.partition_point(|&(point, _)| point < hash),
+        };
+        (0..len).map(move |i| match &self.lookup {
+            Lookup::Maglev(table) => table[(start + i) % len] as usize,
+            Lookup::Ring(points) => points[(start + i) % len].1 as usize,
+        })
     }
 }
 

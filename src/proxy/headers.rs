@@ -83,42 +83,58 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// What the proxy knows about the client side of a request.
-#[derive(Clone, Copy, Debug)]
+/// What the proxy knows about the client side of a connection. The header values are built
+/// once per connection, so requests only clone them.
+#[derive(Clone, Debug)]
 pub struct ClientInfo {
     pub ip: IpAddr,
-    /// The port of the listener the request arrived on.
-    pub local_port: u16,
+    /// `ip` as a header value (X-Real-IP, X-Forwarded-For).
+    ip_header: HeaderValue,
+    /// The port of the listener the connection arrived on, as a header value.
+    port_header: HeaderValue,
     /// `http` or `https`.
     pub scheme: &'static str,
 }
 
-/// Sets `X-Forwarded-For` (appended), `X-Real-IP`, `X-Forwarded-Proto`, `-Host` and `-Port`.
-pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: &str) {
-    let ip = client.ip.to_string();
-    let mut forwarded_for = String::new();
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        if let Ok(value) = value.to_str() {
-            forwarded_for.push_str(value);
-            forwarded_for.push_str(", ");
+impl ClientInfo {
+    pub fn new(ip: IpAddr, local_port: u16, scheme: &'static str) -> Self {
+        Self {
+            ip,
+            ip_header: HeaderValue::from_str(&ip.to_string())
+                .expect("an IP address is a valid header value"),
+            port_header: HeaderValue::from(local_port),
+            scheme,
         }
     }
-    forwarded_for.push_str(&ip);
-    let set = |headers: &mut HeaderMap, name: &HeaderName, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name.clone(), value);
-        } else {
-            headers.remove(name);
+}
+
+/// Sets `X-Forwarded-For` (appended), `X-Real-IP`, `X-Forwarded-Proto`, `-Host` and `-Port`.
+pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: &HeaderValue) {
+    let mut prior = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .peekable();
+    // Only a client that sent X-Forwarded-For costs a new string.
+    let forwarded_for = if prior.peek().is_none() {
+        client.ip_header.clone()
+    } else {
+        let mut joined = String::new();
+        for value in prior {
+            joined.push_str(value);
+            joined.push_str(", ");
         }
+        joined.push_str(client.ip_header.to_str().unwrap_or_default());
+        HeaderValue::from_str(&joined).unwrap_or_else(|_| client.ip_header.clone())
     };
-    set(headers, &X_FORWARDED_FOR, &forwarded_for);
-    set(headers, &X_REAL_IP, &ip);
-    set(headers, &X_FORWARDED_PROTO, client.scheme);
-    set(headers, &X_FORWARDED_HOST, host);
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
+    headers.insert(X_REAL_IP.clone(), client.ip_header.clone());
     headers.insert(
-        X_FORWARDED_PORT.clone(),
-        HeaderValue::from(client.local_port),
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(client.scheme),
     );
+    headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    headers.insert(X_FORWARDED_PORT.clone(), client.port_header.clone());
 }
 
 #[cfg(test)]
@@ -169,12 +185,8 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
             ("x-forwarded-proto", "https"),
         ]);
-        let client = ClientInfo {
-            ip: "192.0.2.7".parse().unwrap(),
-            local_port: 8080,
-            scheme: "http",
-        };
-        set_forwarded(&mut h, &client, "example.com");
+        let client = ClientInfo::new("192.0.2.7".parse().unwrap(), 8080, "http");
+        set_forwarded(&mut h, &client, &HeaderValue::from_static("example.com"));
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.1, 192.0.2.7");
         assert_eq!(h.get("x-real-ip").unwrap(), "192.0.2.7");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");

@@ -87,7 +87,7 @@ impl Proxy {
     pub async fn handle(
         &self,
         request: Request<Incoming>,
-        client: ClientInfo,
+        client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, Infallible> {
         Ok(match self.route_and_forward(request, client).await {
             Ok(response) => response,
@@ -98,7 +98,7 @@ impl Proxy {
     async fn route_and_forward(
         &self,
         request: Request<Incoming>,
-        client: ClientInfo,
+        client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let active = self.tables.load();
         if active.generation == 0 {
@@ -166,7 +166,7 @@ impl Proxy {
         mut request: Request<Incoming>,
         route: &Route,
         upstream: Upstream,
-        client: ClientInfo,
+        client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let upgrade = headers::is_upgrade_request(request.headers())
             .then(|| hyper::upgrade::on(&mut request));
@@ -185,11 +185,7 @@ impl Proxy {
             },
         };
         headers::remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
-        headers::set_forwarded(
-            &mut parts.headers,
-            &client,
-            host.to_str().unwrap_or_default(),
-        );
+        headers::set_forwarded(&mut parts.headers, client, &host);
         parts.headers.insert(header::HOST, host);
 
         let path_and_query = parts

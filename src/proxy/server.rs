@@ -92,19 +92,17 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%error, "could not set TCP_NODELAY");
         }
-        let client = ClientInfo {
-            ip: peer.ip(),
-            local_port,
-            scheme: "http",
-        };
+        let client = ClientInfo::new(peer.ip(), local_port, "http");
         let proxy = proxy.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let _permit = permit;
+            // One allocation per connection; each request clones one Arc.
+            let connection = Arc::new((proxy, client));
             let service = service_fn(move |request| {
-                let proxy = proxy.clone();
-                async move { proxy.handle(request, client).await }
+                let connection = connection.clone();
+                async move { connection.0.handle(request, &connection.1).await }
             });
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(connection);

@@ -213,11 +213,7 @@ impl IngressBalancing {
             (Some(Algorithm::LeastConnections), _) => return LoadBalancing::LeastConnections,
             (Some(Algorithm::LeastResponseTime), _) => {
                 return LoadBalancing::LeastResponseTime {
-                    decay: from_policy
-                        .and_then(|lb| lb.least_response_time.as_ref())
-                        .and_then(|lrt| lrt.decay.as_ref())
-                        .and_then(|d| d.parse().ok())
-                        .unwrap_or(DEFAULT_DECAY),
+                    decay: decay_of(from_policy),
                 }
             }
             // `hash-by` alone turns hashing on, as ingress-nginx's upstream-hash-by does.
@@ -237,12 +233,7 @@ fn from_policy_block(lb: &api::LoadBalancer) -> LoadBalancing {
         LoadBalancerType::Random => LoadBalancing::Random,
         LoadBalancerType::LeastConnections => LoadBalancing::LeastConnections,
         LoadBalancerType::LeastResponseTime => LoadBalancing::LeastResponseTime {
-            decay: lb
-                .least_response_time
-                .as_ref()
-                .and_then(|lrt| lrt.decay.as_ref())
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(DEFAULT_DECAY),
+            decay: decay_of(Some(lb)),
         },
         LoadBalancerType::ConsistentHash => match &lb.consistent_hash {
             Some(settings) => LoadBalancing::ConsistentHash(ConsistentHash {
@@ -256,15 +247,24 @@ fn from_policy_block(lb: &api::LoadBalancer) -> LoadBalancing {
     }
 }
 
+/// A policy's `leastResponseTime.decay`, else the default.
+fn decay_of(lb: Option<&api::LoadBalancer>) -> Duration {
+    lb.and_then(|lb| lb.least_response_time.as_ref())
+        .and_then(|lrt| lrt.decay.as_ref())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(DEFAULT_DECAY)
+}
+
+/// A policy's hash key, read as the annotation would say it.
 fn policy_hash_key(settings: &api::ConsistentHash) -> HashKey {
     let name = settings.name.clone().unwrap_or_default();
-    match settings.hash_on {
-        HashOn::SourceIp => HashKey::SourceIp,
-        HashOn::Path => HashKey::Path,
-        HashOn::Header => name.parse().map_or(HashKey::SourceIp, HashKey::Header),
-        HashOn::Cookie => HashKey::Cookie(name.into()),
-        HashOn::QueryParameter => HashKey::Query(name.into()),
-    }
+    hash_key(&match settings.hash_on {
+        HashOn::SourceIp => HashBy::SourceIp,
+        HashOn::Path => HashBy::Path,
+        HashOn::Header => HashBy::Header(name),
+        HashOn::Cookie => HashBy::Cookie(name),
+        HashOn::QueryParameter => HashBy::Query(name),
+    })
 }
 
 fn hash_key(hash_by: &HashBy) -> HashKey {

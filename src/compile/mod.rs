@@ -22,14 +22,16 @@ use std::time::Duration;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::api::BackendPolicy;
 use crate::snapshot::Snapshot;
 use crate::table::{
-    Backend, BackendTarget, Canary, CookieAffinity, Diagnostic, HostPattern, LoadBalancing,
-    ObjectRef, PathRule, Route, RoutingTable, SlowStart, Timeouts,
+    Backend, BackendTarget, Canary, CookieAffinity, Diagnostic, Endpoint, HostPattern,
+    LoadBalancing, ObjectRef, PathRule, Route, RoutingTable, SlowStart, Timeouts,
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
 pub use policy::{ConditionSpec, PolicyStatus};
+use service::Unresolved;
 pub use service::SERVICE_NAME_LABEL;
 
 pub const DEFAULT_INGRESS_CLASS: &str = "vane";
@@ -215,6 +217,22 @@ struct BackendKey {
     affinity: Option<CookieAffinity>,
 }
 
+impl BackendKey {
+    /// The key of backend `name` as this Ingress balances it, given the attached policy.
+    fn new(
+        name: String,
+        balancing: &balancing::IngressBalancing,
+        policy: Option<&BackendPolicy>,
+    ) -> Self {
+        Self {
+            name,
+            load_balancing: balancing.load_balancing(policy),
+            slow_start: balancing.slow_start(policy),
+            affinity: balancing.affinity(policy),
+        }
+    }
+}
+
 /// Accumulates routes and deduplicated backends while Ingresses are merged.
 struct TableBuilder<'a> {
     options: &'a Options,
@@ -224,6 +242,8 @@ struct TableBuilder<'a> {
     backends: Vec<Backend>,
     /// Backends by name and algorithm (Ingresses may balance one Service port differently).
     backend_by_key: HashMap<BackendKey, usize>,
+    /// Why a backend (by index) could not be resolved.
+    problems: HashMap<usize, Unresolved>,
     /// Who owns each (host, path) so far, and its route; `None` path is the default backend.
     owners: HashMap<(HostPattern, Option<PathRule>), (ObjectRef, usize)>,
 }
@@ -241,6 +261,7 @@ impl<'a> TableBuilder<'a> {
             routes: Vec::new(),
             backends: Vec::new(),
             backend_by_key: HashMap::new(),
+            problems: HashMap::new(),
             owners: HashMap::new(),
         }
     }
@@ -337,7 +358,8 @@ impl<'a> TableBuilder<'a> {
         }
     }
 
-    /// The index of the backend for `target`, resolving it on first use.
+    /// The index of the backend for `target`. The Service port is looked up for every route;
+    /// its endpoints are read only the first time a backend (port and balancing) is seen.
     fn backend(
         &mut self,
         object: &ObjectRef,
@@ -345,72 +367,78 @@ impl<'a> TableBuilder<'a> {
         target: &ingress::BackendRef<'_>,
         sink: &mut Sink,
     ) -> usize {
-        let (name, target, policy) = match target {
-            ingress::BackendRef::Service {
-                name: service,
-                port,
-            } => {
-                let policies = self.policies;
-                let namespace = object.namespace.as_str();
-                let weight = |port_name: Option<&str>, endpoint: &_, address: &str| {
-                    let policy = policies
-                        .for_port(namespace, service, port_name)
-                        .map(|(p, _)| *p);
-                    balancing::endpoint_weight(policy, endpoint, address)
-                };
-                match self.services.resolve(namespace, service, port, &weight) {
-                    Ok(resolved) => {
-                        let policy =
-                            policies.for_port(namespace, service, resolved.port_name.as_deref());
-                        (
-                            resolved.name,
-                            BackendTarget::Endpoints(resolved.endpoints),
-                            policy,
-                        )
-                    }
-                    Err(unresolved) => {
-                        sink.report(object, unresolved.reason, unresolved.message.clone());
-                        let wanted = port
-                            .name
-                            .clone()
-                            .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
-                        (
-                            format!("{namespace}/{service}:{wanted}"),
-                            BackendTarget::Invalid(unresolved.message),
-                            None,
-                        )
-                    }
-                }
-            }
+        let namespace = object.namespace.as_str();
+        let (service, port) = match target {
+            ingress::BackendRef::Service { name, port } => (*name, *port),
             ingress::BackendRef::Unsupported(why) => {
-                sink.report(object, reasons::UNSUPPORTED_BACKEND, why.clone());
-                (
-                    format!("{object} (unsupported)"),
-                    BackendTarget::Invalid(why.clone()),
-                    None,
-                )
+                let problem = Unresolved {
+                    reason: reasons::UNSUPPORTED_BACKEND,
+                    message: why.clone(),
+                };
+                let key = BackendKey::new(format!("{object} (unsupported)"), balancing, None);
+                return self.intern(object, key, None, sink, || Err(problem));
             }
         };
-        let load_balancing = balancing.load_balancing(policy.map(|(p, _)| *p));
-        let slow_start = balancing.slow_start(policy.map(|(p, _)| *p));
-        let affinity = balancing.affinity(policy.map(|(p, _)| *p));
-        let key = BackendKey {
-            name,
-            load_balancing,
-            slow_start,
-            affinity,
+        let services = self.services;
+        let found = match services.port(namespace, service, port) {
+            Ok(found) => found,
+            Err(problem) => {
+                let wanted = port
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
+                let key =
+                    BackendKey::new(format!("{namespace}/{service}:{wanted}"), balancing, None);
+                return self.intern(object, key, None, sink, || Err(problem));
+            }
         };
+        let policies = self.policies;
+        let policy = policies.for_port(namespace, service, found.port_name());
+        let key = BackendKey::new(found.name.clone(), balancing, policy.map(|(p, _)| *p));
+        let weight = |port_name: Option<&str>, endpoint: &_, address: &str| {
+            let policy = policies
+                .for_port(namespace, service, port_name)
+                .map(|(p, _)| *p);
+            balancing::endpoint_weight(policy, endpoint, address)
+        };
+        self.intern(object, key, policy.map(|(_, o)| o.clone()), sink, || {
+            services.endpoints(&found, &weight)
+        })
+    }
+
+    /// The backend for `key`, created with `resolve`'s endpoints on first use. An unresolvable
+    /// backend is reported to every Ingress that uses it, not just the first.
+    fn intern(
+        &mut self,
+        object: &ObjectRef,
+        key: BackendKey,
+        policy: Option<ObjectRef>,
+        sink: &mut Sink,
+        resolve: impl FnOnce() -> Result<Vec<Endpoint>, Unresolved>,
+    ) -> usize {
         if let Some(&index) = self.backend_by_key.get(&key) {
+            if let Some(problem) = self.problems.get(&index) {
+                sink.report(object, problem.reason, problem.message.clone());
+            }
             return index;
         }
         let index = self.backends.len();
+        let target = match resolve() {
+            Ok(endpoints) => BackendTarget::Endpoints(endpoints),
+            Err(problem) => {
+                sink.report(object, problem.reason, problem.message.clone());
+                let target = BackendTarget::Invalid(problem.message.clone());
+                self.problems.insert(index, problem);
+                target
+            }
+        };
         self.backends.push(Backend {
             name: key.name.clone().into(),
             target,
             load_balancing: key.load_balancing.clone(),
             slow_start: key.slow_start,
             affinity: key.affinity.clone(),
-            policy: policy.map(|(_, object)| object.clone()),
+            policy,
         });
         self.backend_by_key.insert(key, index);
         index

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 
@@ -20,14 +20,20 @@ use crate::table::Endpoint;
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// A successfully resolved Service port.
+/// A Service port that exists; its endpoints are read separately, once per backend.
 #[derive(Debug)]
-pub struct ResolvedPort {
+pub struct ServicePortRef<'a> {
+    service: &'a Service,
+    port: &'a ServicePort,
     /// `namespace/service:port`, the backend's identity in the table.
     pub name: String,
+}
+
+impl<'a> ServicePortRef<'a> {
     /// The Service port's name (policies attach to ports by name).
-    pub port_name: Option<String>,
-    pub endpoints: Vec<Endpoint>,
+    pub fn port_name(&self) -> Option<&'a str> {
+        self.port.name.as_deref()
+    }
 }
 
 /// Why a backend did not resolve: the reason (an Event reason) and a message.
@@ -35,6 +41,14 @@ pub struct ResolvedPort {
 pub struct Unresolved {
     pub reason: &'static str,
     pub message: String,
+}
+
+fn ports(service: &Service) -> &[ServicePort] {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default()
 }
 
 /// Services and their EndpointSlices, indexed by namespace and name.
@@ -81,6 +95,16 @@ impl<'a> ServiceIndex<'a> {
         }
     }
 
+    fn service(&self, namespace: &str, service_name: &str) -> Result<&'a Service, Unresolved> {
+        self.services
+            .get(&(namespace, service_name))
+            .copied()
+            .ok_or_else(|| Unresolved {
+                reason: super::reasons::SERVICE_NOT_FOUND,
+                message: format!("Service {namespace}/{service_name} not found"),
+            })
+    }
+
     /// Checks that a policy target exists: the Service, and the port named `section` if any.
     pub fn check_target(
         &self,
@@ -88,50 +112,39 @@ impl<'a> ServiceIndex<'a> {
         service_name: &str,
         section: Option<&str>,
     ) -> Result<(), String> {
-        let Some(service) = self.services.get(&(namespace, service_name)) else {
-            return Err(format!("Service {namespace}/{service_name} not found"));
-        };
-        let Some(section) = section else {
-            return Ok(());
-        };
-        let ports = service
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.as_deref())
-            .unwrap_or_default();
-        if ports.iter().any(|p| p.name.as_deref() == Some(section)) {
-            Ok(())
-        } else {
-            Err(format!(
-                "Service {namespace}/{service_name} has no port named {section:?}"
-            ))
+        let service = self
+            .service(namespace, service_name)
+            .map_err(|u| u.message)?;
+        match section {
+            Some(section)
+                if !ports(service)
+                    .iter()
+                    .any(|p| p.name.as_deref() == Some(section)) =>
+            {
+                Err(format!(
+                    "Service {namespace}/{service_name} has no port named {section:?}"
+                ))
+            }
+            _ => Ok(()),
         }
     }
 
-    /// Resolves a Service port to endpoints. `weight` gives each endpoint's weight from the
-    /// Service port's name, the EndpointSlice endpoint and its address.
-    pub fn resolve(
+    /// Finds the Service port a backend names, by name or number.
+    pub fn port(
         &self,
         namespace: &str,
         service_name: &str,
         port: &ServiceBackendPort,
-        weight: &dyn Fn(Option<&str>, &SliceEndpoint, &str) -> u32,
-    ) -> Result<ResolvedPort, Unresolved> {
+    ) -> Result<ServicePortRef<'a>, Unresolved> {
         let unresolved = |reason, message| Err(Unresolved { reason, message });
-        let Some(service) = self.services.get(&(namespace, service_name)) else {
-            return unresolved(
-                super::reasons::SERVICE_NOT_FOUND,
-                format!("Service {namespace}/{service_name} not found"),
-            );
-        };
-        let spec = service.spec.as_ref();
-        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+        let service = self.service(namespace, service_name)?;
+        if service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
             return unresolved(
                 super::reasons::UNSUPPORTED_BACKEND,
                 format!("Service {namespace}/{service_name} is of type ExternalName, which vane does not route to"),
             );
         }
-        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+        let ports = ports(service);
         let service_port = match (&port.name, port.number) {
             (Some(name), _) if !name.is_empty() => {
                 ports.iter().find(|p| p.name.as_ref() == Some(name))
@@ -154,9 +167,30 @@ impl<'a> ServiceIndex<'a> {
                 format!("Service {namespace}/{service_name} has no port {wanted}"),
             );
         };
-        let port_name = service_port.name.as_deref().unwrap_or_default();
-        let name = format!("{namespace}/{service_name}:{}", service_port.port);
+        Ok(ServicePortRef {
+            service,
+            port: service_port,
+            name: format!("{namespace}/{service_name}:{}", service_port.port),
+        })
+    }
 
+    /// The endpoints of a Service port. `weight` gives each endpoint's weight from the
+    /// Service port's name, the EndpointSlice endpoint and its address.
+    pub fn endpoints(
+        &self,
+        port: &ServicePortRef<'a>,
+        weight: &dyn Fn(Option<&str>, &SliceEndpoint, &str) -> u32,
+    ) -> Result<Vec<Endpoint>, Unresolved> {
+        let unresolved = |reason, message| Err(Unresolved { reason, message });
+        let namespace = port
+            .service
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_default();
+        let service_name = port.service.metadata.name.as_deref().unwrap_or_default();
+        let service_port = port.port;
+        let port_name = service_port.name.as_deref().unwrap_or_default();
         let Some(slices) = self.slices.get(&(namespace, service_name)) else {
             return unresolved(
                 super::reasons::NO_ENDPOINT_SLICES,
@@ -218,13 +252,9 @@ impl<'a> ServiceIndex<'a> {
         if addresses.is_empty() {
             addresses = terminating;
         }
-        Ok(ResolvedPort {
-            name,
-            port_name: service_port.name.clone(),
-            endpoints: addresses
-                .into_iter()
-                .map(|(address, weight)| Endpoint::weighted(address, weight))
-                .collect(),
-        })
+        Ok(addresses
+            .into_iter()
+            .map(|(address, weight)| Endpoint::weighted(address, weight))
+            .collect())
     }
 }

@@ -17,7 +17,7 @@ use kube::core::{DeserializeGuard, NamespaceResourceScope};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -225,13 +225,4 @@ where
         | Event::Delete(DeserializeGuard(Err(object))) => Event::Delete(invalid(object)),
         Event::Delete(DeserializeGuard(Ok(object))) => Event::Delete(object),
     }))
-}
-
-/// The namespace and name of an object, for logs.
-pub fn display_name<K: Resource>(object: &K) -> String {
-    format!(
-        "{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    )
 }

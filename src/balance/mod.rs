@@ -420,19 +420,23 @@ pub(crate) mod test_support {
             .collect()
     }
 
+    /// A request from 192.0.2.1 for `path`, with `headers`.
+    pub fn request<'a>(headers: &'a HeaderMap, path: &'a str) -> RequestInfo<'a> {
+        RequestInfo {
+            client_ip: IpAddr::from([192, 0, 2, 1]),
+            headers,
+            path,
+            query: None,
+        }
+    }
+
     /// Counts picks over `n` requests with a seeded RNG.
     pub fn distribution(balancer: &dyn Balancer, members: &[Member], n: usize) -> Vec<usize> {
         let headers = HeaderMap::new();
         let mut rng = fastrand::Rng::with_seed(7);
         let mut counts = vec![0; members.len()];
         for _ in 0..n {
-            let request = RequestInfo {
-                client_ip: IpAddr::from([192, 0, 2, 1]),
-                headers: &headers,
-                path: "/",
-                query: None,
-            };
-            let mut ctx = PickContext::new(request, Instant::now(), &mut rng);
+            let mut ctx = PickContext::new(request(&headers, "/"), Instant::now(), &mut rng);
             counts[balancer.pick(members, &mut ctx).unwrap()] += 1;
         }
         counts
@@ -455,7 +459,7 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod slow_start_tests {
-    use super::test_support::members;
+    use super::test_support::{members, request};
     use super::*;
     use std::time::Duration;
 
@@ -471,13 +475,7 @@ mod slow_start_tests {
         let mut rng = fastrand::Rng::with_seed(3);
         let mut hits = 0;
         for _ in 0..picks {
-            let request = RequestInfo {
-                client_ip: IpAddr::from([192, 0, 2, 1]),
-                headers: &headers,
-                path: "/",
-                query: None,
-            };
-            let mut ctx = PickContext::new(request, Instant::now(), &mut rng);
+            let mut ctx = PickContext::new(request(&headers, "/"), Instant::now(), &mut rng);
             if balancer.pick(&mut ctx).map(|p| p.index) == Some(0) {
                 hits += 1;
             }
@@ -518,12 +516,32 @@ mod slow_start_tests {
         let balancer = with_joining(&LoadBalancing::Random);
         let share = joining_share(&balancer, 30_000);
         assert!((share - 1.0 / 3.0).abs() < 0.02, "{share}");
+
+        // Hashing: the joining endpoint keeps every key it owns (one key per path here).
+        let hashing = LoadBalancing::ConsistentHash(crate::table::ConsistentHash {
+            key: crate::table::HashKey::Path,
+            ring: crate::table::HashRing::Maglev { table_size: 65537 },
+            bounded_load_percent: None,
+        });
+        let balancer = with_joining(&hashing);
+        let headers = HeaderMap::new();
+        let mut rng = fastrand::Rng::with_seed(3);
+        let keys = 30_000;
+        let to_joining = (0..keys)
+            .filter(|i| {
+                let path = format!("/{i}");
+                let mut ctx = PickContext::new(request(&headers, &path), Instant::now(), &mut rng);
+                balancer.pick(&mut ctx).map(|p| p.index) == Some(0)
+            })
+            .count();
+        let share = to_joining as f64 / keys as f64;
+        assert!((share - 1.0 / 3.0).abs() < 0.02, "{share}");
     }
 }
 
 #[cfg(test)]
 mod affinity_tests {
-    use super::test_support::members;
+    use super::test_support::{members, request};
     use super::*;
     use std::time::Duration;
 
@@ -545,14 +563,12 @@ mod affinity_tests {
             headers.insert(http::header::COOKIE, cookie.parse().unwrap());
         }
         let mut rng = fastrand::Rng::with_seed(5);
-        let request = RequestInfo {
-            client_ip: IpAddr::from([192, 0, 2, 1]),
-            headers: &headers,
-            path: "/",
-            query: None,
-        };
         balancer
-            .pick(&mut PickContext::new(request, Instant::now(), &mut rng))
+            .pick(&mut PickContext::new(
+                request(&headers, "/"),
+                Instant::now(),
+                &mut rng,
+            ))
             .unwrap()
     }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::proxy::{ActiveTable, TableHandle};
-use crate::table::{BackendTarget, PathKind};
+use crate::table::{BackendTarget, PathKind, Timeouts};
 
 /// What the admin endpoints report on.
 #[derive(Debug)]
@@ -109,6 +109,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 
 /// The table as JSON: routes grouped by host, backends with their endpoints, diagnostics.
 pub fn routes_json(active: &ActiveTable) -> Value {
+    let now = tokio::time::Instant::now();
     let table = &active.table;
     let backend_name = |index: usize| table.backend(index).map(|b| b.name.to_string());
     let mut hosts: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -126,7 +127,7 @@ pub fn routes_json(active: &ActiveTable) -> Value {
             "pathType": match path.kind() { PathKind::Exact => "Exact", PathKind::Prefix => "Prefix" },
             "ingress": format!("{}/{}", route.ingress.namespace, route.ingress.name),
             "backend": backend_name(route.backend),
-            "responseHeadersTimeoutSeconds": route.timeouts.response_headers.as_secs_f64(),
+            "timeouts": timeouts_json(&route.timeouts),
         }));
     }
     let backends: Vec<Value> = table
@@ -135,16 +136,38 @@ pub fn routes_json(active: &ActiveTable) -> Value {
         .enumerate()
         .map(|(index, backend)| match &backend.target {
             BackendTarget::Endpoints(endpoints) => {
-                let members = active.balancers.get(index).map(|b| b.members()).unwrap_or_default();
+                let balancer = active.balancers.get(index);
+                let members = balancer.map(|b| b.members()).unwrap_or_default();
+                let probed = backend.health.active.is_some();
                 json!({
                     "name": backend.name,
                     "loadBalancing": format!("{:?}", backend.load_balancing),
                     "policy": backend.policy.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)),
-                    "endpoints": endpoints.iter().enumerate().map(|(i, e)| json!({
-                        "address": e.address.to_string(),
-                        "weight": e.weight,
-                        "inFlight": members.get(i).map(|m| m.stats.in_flight()),
-                    })).collect::<Vec<_>>(),
+                    "panic": balancer.is_some_and(|b| b.in_panic(now)),
+                    "retry": {
+                        "attempts": backend.retry.attempts,
+                        "budgetPercent": backend.retry.budget_percent,
+                    },
+                    "endpoints": endpoints.iter().enumerate().map(|(i, e)| {
+                        let stats = members.get(i).map(|m| &m.stats);
+                        let health = stats.map(|s| &s.health);
+                        json!({
+                            "address": e.address.to_string(),
+                            "weight": e.weight,
+                            "readiness": if e.terminating { "Terminating" } else { "Ready" },
+                            "probe": match (probed, health) {
+                                (false, _) | (_, None) => "None",
+                                (true, Some(h)) if h.probe_healthy() => "Healthy",
+                                (true, Some(_)) => "Unhealthy",
+                            },
+                            "ejectedForSeconds": health
+                                .and_then(|h| h.ejected_until(now))
+                                .map(|until| until.saturating_duration_since(now).as_secs_f64()),
+                            "ejections": health.map(|h| h.ejections()),
+                            "inRotation": health.is_some_and(|h| h.is_available(now)),
+                            "inFlight": stats.map(|s| s.in_flight()),
+                        })
+                    }).collect::<Vec<_>>(),
                 })
             }
             BackendTarget::Invalid(reason) => json!({
@@ -159,5 +182,15 @@ pub fn routes_json(active: &ActiveTable) -> Value {
         "defaultBackend": default_backend,
         "backends": backends,
         "diagnostics": active.diagnostics,
+    })
+}
+
+fn timeouts_json(timeouts: &Timeouts) -> Value {
+    json!({
+        "connectSeconds": timeouts.connect.as_secs_f64(),
+        "responseHeadersSeconds": timeouts.response_headers.as_secs_f64(),
+        "readIdleSeconds": timeouts.read_idle.as_secs_f64(),
+        "sendIdleSeconds": timeouts.send_idle.as_secs_f64(),
+        "requestSeconds": timeouts.request.map(|t| t.as_secs_f64()),
     })
 }

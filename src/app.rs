@@ -36,6 +36,7 @@ pub struct Running {
     pub admin: SocketAddr,
     pub tables: Arc<TableHandle>,
     admin_state: Arc<AdminState>,
+    shutdown_delay: std::time::Duration,
     tasks: JoinSet<()>,
 }
 
@@ -52,7 +53,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let running = start(config, shutdown.clone()).await?;
     shutdown_signal().await;
     info!("shutting down");
+    // Stay reachable while the endpoint is removed from Services and load balancers: /readyz
+    // fails at once, the listeners stop only after the delay.
     running.admin_state.begin_drain();
+    info!(delay = ?running.shutdown_delay, "draining: /readyz fails, still accepting");
+    tokio::time::sleep(running.shutdown_delay).await;
     shutdown.cancel();
     running.stopped().await;
     info!("stopped");
@@ -65,7 +70,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let options = Options {
         ingress_class: config.ingress_class.clone(),
         controller_name: config.controller_name.clone(),
-        ..Options::default()
     };
 
     let http = TcpListener::bind(config.http_addr)
@@ -100,18 +104,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shutdown.clone(),
     ));
     let proxy = Arc::new(Proxy::new(tables.clone(), &UpstreamConfig::default()));
-    tasks.spawn(proxy::serve(
-        http,
-        proxy,
-        ServerLimits::default(),
-        shutdown.clone(),
-    ));
+    let limits = ServerLimits {
+        shutdown_grace: config.shutdown_grace,
+        ..ServerLimits::default()
+    };
+    tasks.spawn(proxy::serve(http, proxy, limits, shutdown.clone()));
     info!(http = %http_addr, admin = %admin_addr, workers = config.workers, "vane is serving");
     Ok(Running {
         http: http_addr,
         admin: admin_addr,
         tables,
         admin_state,
+        shutdown_delay: config.shutdown_delay,
         tasks,
     })
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -102,6 +103,23 @@ pub struct Args {
     /// Log output format.
     #[arg(long, env = "VANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// On SIGTERM, keep accepting connections this long (with /readyz failing) while load
+    /// balancers and endpoints stop sending traffic here.
+    #[arg(long, env = "VANE_SHUTDOWN_DELAY", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// Then stop accepting, and give in-flight requests and upgraded connections this long.
+    #[arg(long, env = "VANE_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    match value.trim() {
+        "0" => Ok(Duration::ZERO),
+        value => crate::api::duration::parse(value)
+            .ok_or_else(|| format!("{value:?} is not a duration like 500ms, 5s or 1m")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +162,8 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     pub workers: usize,
     pub log_format: LogFormat,
+    pub shutdown_delay: Duration,
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +237,8 @@ impl Args {
             admin_addr: self.admin_addr,
             workers,
             log_format: self.log_format,
+            shutdown_delay: self.shutdown_delay,
+            shutdown_grace: self.shutdown_grace,
         })
     }
 }
@@ -258,6 +280,8 @@ mod tests {
         assert_eq!(config.admin_addr, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(config.workers, 4);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(25));
     }
 
     #[test]

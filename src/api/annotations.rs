@@ -33,6 +33,14 @@ pub mod keys {
     pub const CANARY_BY_HEADER_VALUE: &str = "vane.dev/canary-by-header-value";
     /// A cookie: `always` sends to the canary, `never` keeps away from it.
     pub const CANARY_BY_COOKIE: &str = "vane.dev/canary-by-cookie";
+    /// Timeout to connect to an endpoint: seconds (`5`, as ingress-nginx) or a duration (`5s`).
+    pub const PROXY_CONNECT_TIMEOUT: &str = "vane.dev/proxy-connect-timeout";
+    /// Timeout for the response headers, and between two reads of the response body.
+    pub const PROXY_READ_TIMEOUT: &str = "vane.dev/proxy-read-timeout";
+    /// Timeout between two writes of the request body to the endpoint.
+    pub const PROXY_SEND_TIMEOUT: &str = "vane.dev/proxy-send-timeout";
+    /// Timeout of the whole exchange, retries included (not for upgraded connections).
+    pub const PROXY_REQUEST_TIMEOUT: &str = "vane.dev/proxy-request-timeout";
 }
 
 /// A percentage, 0 to 100.
@@ -193,6 +201,25 @@ pub fn parse_hash_by(value: &str) -> Result<HashBy, String> {
     }
 }
 
+/// A timeout: whole seconds as ingress-nginx writes them (`60`), or a duration (`1m`, `500ms`),
+/// between 1 ms and 24 h.
+pub fn parse_timeout(value: &str) -> Result<std::time::Duration, String> {
+    let value = value.trim();
+    let timeout = match value.parse::<u64>() {
+        Ok(seconds) => Some(std::time::Duration::from_secs(seconds)),
+        Err(_) => super::duration::parse(value),
+    }
+    .ok_or_else(|| {
+        format!("{value:?} is not a number of seconds or a duration like 500ms or 30s")
+    })?;
+    if !(std::time::Duration::from_millis(1)..=std::time::Duration::from_secs(86_400))
+        .contains(&timeout)
+    {
+        return Err(format!("{value:?} is not between 1ms and 24h"));
+    }
+    Ok(timeout)
+}
+
 /// A slow-start window: a Gateway API duration between 1 s and 1 h.
 pub fn parse_slow_start(value: &str) -> Result<std::time::Duration, String> {
     let window = super::duration::parse(value.trim())
@@ -207,6 +234,17 @@ pub fn parse_slow_start(value: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_take_seconds_or_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_timeout("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_timeout(" 500ms "), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("1m30s"), Ok(Duration::from_secs(90)));
+        for bad in ["0", "-1", "5 s", "1d", "", "100000"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn algorithms_parse_or_are_rejected() {

@@ -29,12 +29,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use crate::health::{in_panic, may_eject, Outcome, Verdict};
 use crate::table::{
-    Backend, BackendTarget, CookieAffinity, LoadBalancing, RoutingTable, SameSite, SlowStart,
+    Backend, BackendTarget, CookieAffinity, LoadBalancing, OutlierDetection, RoutingTable,
+    SameSite, SlowStart,
 };
 
 pub use consistent_hash::ConsistentHashBalancer;
@@ -60,6 +63,8 @@ pub struct PickContext<'a> {
     pub rng: &'a mut fastrand::Rng,
     /// Set by the backend's balancer for the algorithms that honour slow start.
     slow_start: Option<SlowStart>,
+    /// Endpoints (by index) that earlier attempts of this request already failed on.
+    tried: &'a [usize],
 }
 
 impl<'a> PickContext<'a> {
@@ -69,7 +74,14 @@ impl<'a> PickContext<'a> {
             now,
             rng,
             slow_start: None,
+            tried: &[],
         }
+    }
+
+    /// A retry: prefer endpoints other than `tried`.
+    pub fn avoiding(mut self, tried: &'a [usize]) -> Self {
+        self.tried = tried;
+        self
     }
 
     /// The share of its weight `member` gets now: 1 once warm; while joining under slow start,
@@ -189,15 +201,64 @@ pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h
 }
 
 /// The runtime balancer of one backend.
+///
+/// Only endpoints in rotation (probes healthy, not ejected) are picked. Which ones are is a
+/// [`Rotation`], recomputed on the hot path only when some endpoint's health changed or an
+/// ejection ran out; while every endpoint is healthy, picks go straight to the algorithm over
+/// all members. A rotation without some members gets its own algorithm over the rest (for
+/// hashing, as Envoy does: keys of the missing endpoints move, the others stay).
 #[derive(Debug)]
 pub struct BackendBalancer {
     members: Vec<Member>,
+    load_balancing: LoadBalancing,
     picker: Box<dyn Balancer>,
+    rotation: ArcSwap<Rotation>,
+    outlier: OutlierDetection,
     affinity: Option<Affinity>,
     /// Only for the algorithms that honour it (not random, not hashing).
     slow_start: Option<SlowStart>,
     /// EWMA decay used when recording latency samples for this backend.
     decay: Duration,
+}
+
+/// The members of a backend in rotation at some point in time.
+#[derive(Debug)]
+struct Rotation {
+    /// The registry's health change count this was computed at.
+    changes: u64,
+    /// The earliest end of an ejection among the members: recompute then.
+    until: Option<Instant>,
+    /// `None`: every member (all healthy, or panic mode).
+    partial: Option<Partial>,
+    panic: bool,
+}
+
+#[derive(Debug)]
+struct Partial {
+    /// Member indexes in rotation, ascending.
+    indexes: Vec<usize>,
+    members: Vec<Member>,
+    picker: Box<dyn Balancer>,
+}
+
+impl Rotation {
+    fn admits(&self, index: usize) -> bool {
+        self.partial
+            .as_ref()
+            .is_none_or(|p| p.indexes.binary_search(&index).is_ok())
+    }
+}
+
+fn picker_for(members: &[Member], load_balancing: &LoadBalancing) -> Box<dyn Balancer> {
+    match load_balancing {
+        LoadBalancing::RoundRobin => Box::new(RoundRobin::new(members)),
+        LoadBalancing::Random => Box::new(WeightedRandom::new(members)),
+        LoadBalancing::LeastConnections => Box::new(LeastConnections),
+        LoadBalancing::LeastResponseTime { decay } => Box::new(LeastResponseTime::new(*decay)),
+        LoadBalancing::ConsistentHash(config) => {
+            Box::new(ConsistentHashBalancer::new(members, config))
+        }
+    }
 }
 
 impl BackendBalancer {
@@ -227,30 +288,86 @@ impl BackendBalancer {
             LoadBalancing::LeastResponseTime { decay } => *decay,
             _ => DEFAULT_DECAY,
         };
-        let picker: Box<dyn Balancer> = match load_balancing {
-            LoadBalancing::RoundRobin => Box::new(RoundRobin::new(&members)),
-            LoadBalancing::Random => Box::new(WeightedRandom::new(&members)),
-            LoadBalancing::LeastConnections => Box::new(LeastConnections),
-            LoadBalancing::LeastResponseTime { decay } => Box::new(LeastResponseTime::new(*decay)),
-            LoadBalancing::ConsistentHash(config) => {
-                Box::new(ConsistentHashBalancer::new(&members, config))
-            }
-        };
         Self {
+            picker: picker_for(&members, load_balancing),
             members,
-            picker,
+            load_balancing: load_balancing.clone(),
+            // Computed at the first pick.
+            rotation: ArcSwap::from_pointee(Rotation {
+                changes: u64::MAX,
+                until: None,
+                partial: None,
+                panic: false,
+            }),
+            outlier: OutlierDetection::default(),
             affinity,
             slow_start,
             decay,
         }
     }
 
-    /// Picks an endpoint. With cookie affinity, a request whose cookie names a current member
-    /// goes there; otherwise the algorithm picks and the response (re)sets the cookie.
+    /// Sets how live traffic ejects endpoints, and the panic threshold.
+    pub fn with_outlier_detection(mut self, outlier: OutlierDetection) -> Self {
+        self.outlier = outlier;
+        self
+    }
+
+    fn health_changes(&self) -> u64 {
+        self.members.first().map_or(0, |m| m.stats.health.changes())
+    }
+
+    fn compute_rotation(&self, now: Instant) -> Rotation {
+        let changes = self.health_changes();
+        let mut until: Option<Instant> = None;
+        let mut indexes = Vec::with_capacity(self.members.len());
+        for (i, member) in self.members.iter().enumerate() {
+            if let Some(end) = member.stats.health.ejected_until(now) {
+                until = Some(until.map_or(end, |u| u.min(end)));
+            }
+            if member.stats.health.is_available(now) {
+                indexes.push(i);
+            }
+        }
+        let all = self.members.len();
+        let panic = in_panic(indexes.len(), all, self.outlier.panic_threshold_percent);
+        let partial = (!panic && indexes.len() < all).then(|| {
+            let members: Vec<Member> = indexes.iter().map(|&i| self.members[i].clone()).collect();
+            Partial {
+                picker: picker_for(&members, &self.load_balancing),
+                indexes,
+                members,
+            }
+        });
+        Rotation {
+            changes,
+            until,
+            partial,
+            panic,
+        }
+    }
+
+    /// The rotation at `now`, recomputed if health changed since it was computed.
+    fn rotation(&self, now: Instant) -> Arc<Rotation> {
+        let current = self.rotation.load_full();
+        let stale = current.changes != self.health_changes()
+            || current.until.is_some_and(|until| until <= now);
+        if !stale {
+            return current;
+        }
+        let fresh = Arc::new(self.compute_rotation(now));
+        self.rotation.store(fresh.clone());
+        fresh
+    }
+
+    /// Picks an endpoint in rotation. With cookie affinity, a request whose cookie names a
+    /// member in rotation goes there; otherwise the algorithm picks and the response (re)sets
+    /// the cookie. A retry avoids the endpoints it already tried while others are in rotation.
     pub fn pick(&self, ctx: &mut PickContext<'_>) -> Option<Picked<'_>> {
+        let rotation = self.rotation(ctx.now);
         if let Some(affinity) = &self.affinity {
             let pinned = cookie_value(ctx.request.headers, &affinity.cookie)
-                .and_then(|token| affinity.by_token.get(token));
+                .and_then(|token| affinity.by_token.get(token))
+                .filter(|&&i| rotation.admits(i) && !ctx.tried.contains(&i));
             if let Some(&index) = pinned {
                 return Some(Picked {
                     index,
@@ -260,12 +377,57 @@ impl BackendBalancer {
             }
         }
         ctx.slow_start = self.slow_start;
-        let index = self.picker.pick(&self.members, ctx)?;
+        let index = match &rotation.partial {
+            None => self.picker.pick(&self.members, ctx)?,
+            Some(partial) => *partial
+                .indexes
+                .get(partial.picker.pick(&partial.members, ctx)?)?,
+        };
+        let index = self.untried(index, &rotation, ctx.tried);
         Some(Picked {
             index,
             member: self.members.get(index)?,
             set_cookie: self.affinity.as_ref().and_then(|a| a.set_cookie.get(index)),
         })
+    }
+
+    /// `index`, or when a retry already tried it, the next member in rotation that it did not.
+    fn untried(&self, index: usize, rotation: &Rotation, tried: &[usize]) -> usize {
+        if !tried.contains(&index) {
+            return index;
+        }
+        let n = self.members.len();
+        (1..n)
+            .map(|step| (index + step) % n)
+            .find(|i| rotation.admits(*i) && !tried.contains(i))
+            .unwrap_or(index)
+    }
+
+    /// Reports what became of a request to member `index`; returns the end of the ejection
+    /// when this outcome ejected the endpoint.
+    pub fn report(&self, index: usize, outcome: Outcome, now: Instant) -> Option<Instant> {
+        let member = self.members.get(index)?;
+        if member.stats.health.record(outcome, &self.outlier) != Verdict::Eject {
+            return None;
+        }
+        let ejected = self
+            .members
+            .iter()
+            .filter(|m| m.stats.health.ejected_until(now).is_some())
+            .count();
+        if !may_eject(
+            ejected,
+            self.members.len(),
+            self.outlier.max_ejection_percent,
+        ) {
+            return None;
+        }
+        member.stats.health.eject(&self.outlier, now)
+    }
+
+    /// Whether the backend is in panic mode (too few endpoints healthy, so health is ignored).
+    pub fn in_panic(&self, now: Instant) -> bool {
+        self.rotation(now).panic
     }
 
     pub fn decay(&self) -> Duration {
@@ -347,6 +509,7 @@ fn new_balancer(
         backend.slow_start,
         affinity,
     )
+    .with_outlier_detection(backend.health.passive)
 }
 
 /// Two distinct random indexes below `n` (n >= 2): the candidates of a power-of-two-choices pick.

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::health::EndpointHealth;
+
 /// Latency assumed for an endpoint that has not answered yet: low enough that new endpoints get
 /// tried, high enough that a proven fast endpoint is not abandoned for an unknown one.
 pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
@@ -31,27 +33,30 @@ pub struct EndpointStats {
     epoch: Instant,
     /// When the endpoint joined; `None` for endpoints that were there from the start (warm).
     joined: Option<Instant>,
+    /// Probe verdict and outlier ejection.
+    pub health: EndpointHealth,
 }
 
 impl EndpointStats {
-    fn new(epoch: Instant, now: Instant, joined: Option<Instant>) -> Self {
+    fn new(epoch: Instant, now: Instant, joined: Option<Instant>, changes: Arc<AtomicU64>) -> Self {
         Self {
             in_flight: AtomicU32::new(0),
             rtt_ns: AtomicU64::new((DEFAULT_RTT.as_nanos() as f64).to_bits()),
             rtt_at_ns: AtomicU64::new(since(epoch, now)),
             epoch,
             joined,
+            health: EndpointHealth::new(epoch, changes),
         }
     }
 
     /// A fresh, warm state outside any registry (for tests and benchmarks).
     pub fn detached(now: Instant) -> Arc<Self> {
-        Arc::new(Self::new(now, now, None))
+        Arc::new(Self::new(now, now, None, Arc::default()))
     }
 
     /// A fresh state of an endpoint that joins at `now` (slow start applies).
     pub fn joining(now: Instant) -> Arc<Self> {
-        Arc::new(Self::new(now, now, Some(now)))
+        Arc::new(Self::new(now, now, Some(now), Arc::default()))
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -132,6 +137,8 @@ impl Drop for InFlight {
 pub struct EndpointRegistry {
     epoch: Instant,
     endpoints: Mutex<Known>,
+    /// Counts health changes of any endpoint (see [`EndpointHealth`]).
+    health_changes: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -147,6 +154,7 @@ impl Default for EndpointRegistry {
         Self {
             epoch: Instant::now(),
             endpoints: Mutex::default(),
+            health_changes: Arc::default(),
         }
     }
 }
@@ -166,11 +174,14 @@ impl EndpointRegistry {
         let current: HashMap<SocketAddr, Arc<EndpointStats>> = addresses
             .into_iter()
             .map(|address| {
-                let stats = known
-                    .by_address
-                    .get(&address)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(EndpointStats::new(self.epoch, now, joined)));
+                let stats = known.by_address.get(&address).cloned().unwrap_or_else(|| {
+                    Arc::new(EndpointStats::new(
+                        self.epoch,
+                        now,
+                        joined,
+                        self.health_changes.clone(),
+                    ))
+                });
                 (address, stats)
             })
             .collect();

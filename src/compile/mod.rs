@@ -14,10 +14,10 @@ mod canary;
 mod class;
 mod ingress;
 mod policy;
+mod resilience;
 mod service;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -25,8 +25,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::api::BackendPolicy;
 use crate::snapshot::Snapshot;
 use crate::table::{
-    Backend, BackendTarget, Canary, CookieAffinity, Diagnostic, Endpoint, HostPattern,
-    LoadBalancing, ObjectRef, PathRule, Route, RoutingTable, SlowStart, Timeouts,
+    Backend, BackendTarget, Canary, CircuitBreaker, CookieAffinity, Diagnostic, Endpoint,
+    HealthCheck, HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route, RoutingTable,
+    SlowStart,
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
@@ -36,8 +37,6 @@ pub use service::SERVICE_NAME_LABEL;
 
 pub const DEFAULT_INGRESS_CLASS: &str = "vane";
 pub const DEFAULT_CONTROLLER_NAME: &str = "vane.dev/ingress-controller";
-/// Like nginx's `proxy_read_timeout` default: generous, but a hung upstream still ends.
-pub const DEFAULT_RESPONSE_HEADERS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Diagnostic reasons (used as Kubernetes Event reasons).
 pub mod reasons {
@@ -63,7 +62,6 @@ pub mod reasons {
 pub struct Options {
     pub ingress_class: String,
     pub controller_name: String,
-    pub response_headers_timeout: Duration,
 }
 
 impl Default for Options {
@@ -71,7 +69,6 @@ impl Default for Options {
         Self {
             ingress_class: DEFAULT_INGRESS_CLASS.into(),
             controller_name: DEFAULT_CONTROLLER_NAME.into(),
-            response_headers_timeout: DEFAULT_RESPONSE_HEADERS_TIMEOUT,
         }
     }
 }
@@ -172,24 +169,27 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
     oldest_first(&mut ours, |ingress| &ingress.metadata);
 
     let (attachments, policies) = policy::attach(&snapshot.backend_policies, &services, &mut sink);
-    let mut builder = TableBuilder::new(options, &services, &attachments);
+    let mut builder = TableBuilder::new(&services, &attachments);
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
     for (ingress, object) in &ours {
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
-        let balancing = balancing::IngressBalancing::parse(&annotations, &mut sink);
+        let config = IngressConfig {
+            balancing: balancing::IngressBalancing::parse(&annotations, &mut sink),
+            timeouts: resilience::IngressTimeouts::parse(&annotations, &mut sink),
+        };
         match canary::parse(&annotations, &mut sink) {
-            Some(settings) => canaries.push((ingress, object, balancing, settings)),
+            Some(settings) => canaries.push((ingress, object, config, settings)),
             None => {
                 for candidate in ingress::candidates(ingress, object, &mut sink) {
-                    builder.add(object, &balancing, candidate, &mut sink);
+                    builder.add(object, &config, candidate, &mut sink);
                 }
             }
         }
     }
-    for (ingress, object, balancing, settings) in canaries {
+    for (ingress, object, config, settings) in canaries {
         for candidate in ingress::candidates(ingress, object, &mut sink) {
-            builder.add_canary(object, &balancing, &settings, candidate, &mut sink);
+            builder.add_canary(object, &config, &settings, candidate, &mut sink);
         }
     }
     Compiled {
@@ -208,13 +208,23 @@ fn ingress_ref(ingress: &Ingress) -> Option<ObjectRef> {
     Some(ObjectRef::new("Ingress", namespace, name))
 }
 
-/// What makes two backends the same: the Service port and how it is balanced.
+/// What an Ingress's annotations say, parsed once per Ingress.
+struct IngressConfig {
+    balancing: balancing::IngressBalancing,
+    timeouts: resilience::IngressTimeouts,
+}
+
+/// What makes two backends the same: the Service port and how it is balanced. (Health checks,
+/// retries and circuit breaking come from the port's policy alone, so the name settles them.)
 #[derive(PartialEq, Eq, Hash)]
 struct BackendKey {
     name: String,
     load_balancing: LoadBalancing,
     slow_start: Option<SlowStart>,
     affinity: Option<CookieAffinity>,
+    health: HealthCheck,
+    retry: RetryPolicy,
+    circuit_breaker: CircuitBreaker,
 }
 
 impl BackendKey {
@@ -229,13 +239,15 @@ impl BackendKey {
             load_balancing: balancing.load_balancing(policy),
             slow_start: balancing.slow_start(policy),
             affinity: balancing.affinity(policy),
+            health: resilience::health(policy),
+            retry: resilience::retry(policy),
+            circuit_breaker: resilience::circuit_breaker(policy),
         }
     }
 }
 
 /// Accumulates routes and deduplicated backends while Ingresses are merged.
 struct TableBuilder<'a> {
-    options: &'a Options,
     services: &'a service::ServiceIndex<'a>,
     policies: &'a policy::Attachments<'a>,
     routes: Vec<Route>,
@@ -249,13 +261,8 @@ struct TableBuilder<'a> {
 }
 
 impl<'a> TableBuilder<'a> {
-    fn new(
-        options: &'a Options,
-        services: &'a service::ServiceIndex<'a>,
-        policies: &'a policy::Attachments<'a>,
-    ) -> Self {
+    fn new(services: &'a service::ServiceIndex<'a>, policies: &'a policy::Attachments<'a>) -> Self {
         Self {
-            options,
             services,
             policies,
             routes: Vec::new(),
@@ -269,7 +276,7 @@ impl<'a> TableBuilder<'a> {
     fn add(
         &mut self,
         object: &ObjectRef,
-        balancing: &balancing::IngressBalancing,
+        config: &IngressConfig,
         candidate: ingress::Candidate<'_>,
         sink: &mut Sink,
     ) {
@@ -299,15 +306,13 @@ impl<'a> TableBuilder<'a> {
             return;
         }
         self.owners.insert(key, (object.clone(), self.routes.len()));
-        let backend = self.backend(object, balancing, &candidate.backend, sink);
+        let (backend, policy) = self.backend(object, &config.balancing, &candidate.backend, sink);
         self.routes.push(Route {
             ingress: object.clone(),
             host: candidate.host,
             path: candidate.path,
             backend,
-            timeouts: Timeouts {
-                response_headers: self.options.response_headers_timeout,
-            },
+            timeouts: config.timeouts.timeouts(policy),
             canary: None,
         });
     }
@@ -316,7 +321,7 @@ impl<'a> TableBuilder<'a> {
     fn add_canary(
         &mut self,
         object: &ObjectRef,
-        balancing: &balancing::IngressBalancing,
+        config: &IngressConfig,
         settings: &canary::CanarySettings,
         candidate: ingress::Candidate<'_>,
         sink: &mut Sink,
@@ -345,7 +350,9 @@ impl<'a> TableBuilder<'a> {
             );
             return;
         }
-        let backend = self.backend(object, balancing, &candidate.backend, sink);
+        // The route's timeouts stay the main Ingress's: they bound the request before the
+        // canary decision is made.
+        let (backend, _) = self.backend(object, &config.balancing, &candidate.backend, sink);
         if let Some(route) = self.routes.get_mut(route) {
             route.canary = Some(Canary {
                 ingress: object.clone(),
@@ -358,15 +365,16 @@ impl<'a> TableBuilder<'a> {
         }
     }
 
-    /// The index of the backend for `target`. The Service port is looked up for every route;
-    /// its endpoints are read only the first time a backend (port and balancing) is seen.
+    /// The index of the backend for `target`, and the policy that configures it. The Service
+    /// port is looked up for every route; its endpoints are read only the first time a backend
+    /// (port and balancing) is seen.
     fn backend(
         &mut self,
         object: &ObjectRef,
         balancing: &balancing::IngressBalancing,
         target: &ingress::BackendRef<'_>,
         sink: &mut Sink,
-    ) -> usize {
+    ) -> (usize, Option<&'a BackendPolicy>) {
         let namespace = object.namespace.as_str();
         let (service, port) = match target {
             ingress::BackendRef::Service { name, port } => (*name, *port),
@@ -376,7 +384,7 @@ impl<'a> TableBuilder<'a> {
                     message: why.clone(),
                 };
                 let key = BackendKey::new(format!("{object} (unsupported)"), balancing, None);
-                return self.intern(object, key, None, sink, || Err(problem));
+                return (self.intern(object, key, None, sink, || Err(problem)), None);
             }
         };
         let services = self.services;
@@ -389,7 +397,7 @@ impl<'a> TableBuilder<'a> {
                     .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
                 let key =
                     BackendKey::new(format!("{namespace}/{service}:{wanted}"), balancing, None);
-                return self.intern(object, key, None, sink, || Err(problem));
+                return (self.intern(object, key, None, sink, || Err(problem)), None);
             }
         };
         let policies = self.policies;
@@ -401,9 +409,10 @@ impl<'a> TableBuilder<'a> {
                 .map(|(p, _)| *p);
             balancing::endpoint_weight(policy, endpoint, address)
         };
-        self.intern(object, key, policy.map(|(_, o)| o.clone()), sink, || {
+        let index = self.intern(object, key, policy.map(|(_, o)| o.clone()), sink, || {
             services.endpoints(&found, &weight)
-        })
+        });
+        (index, policy.map(|(p, _)| *p))
     }
 
     /// The backend for `key`, created with `resolve`'s endpoints on first use. An unresolvable
@@ -438,6 +447,9 @@ impl<'a> TableBuilder<'a> {
             load_balancing: key.load_balancing.clone(),
             slow_start: key.slow_start,
             affinity: key.affinity.clone(),
+            health: key.health.clone(),
+            retry: key.retry,
+            circuit_breaker: key.circuit_breaker,
             policy,
         });
         self.backend_by_key.insert(key, index);

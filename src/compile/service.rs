@@ -249,12 +249,17 @@ impl<'a> ServiceIndex<'a> {
         }
         // Like kube-proxy: terminating endpoints that still serve take traffic only when no
         // ready endpoint is left, so connections drain instead of failing.
-        if addresses.is_empty() {
-            addresses = terminating;
-        }
+        let (addresses, terminating) = if addresses.is_empty() {
+            (terminating, true)
+        } else {
+            (addresses, false)
+        };
         Ok(addresses
             .into_iter()
-            .map(|(address, weight)| Endpoint::weighted(address, weight))
+            .map(|(address, weight)| Endpoint {
+                terminating,
+                ..Endpoint::weighted(address, weight)
+            })
             .collect())
     }
 }

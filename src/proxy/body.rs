@@ -1,46 +1,94 @@
-//! Response bodies that keep their endpoint's in-flight count until the body ends, so that
-//! least-connections and least-response-time see a long download as the load it is.
+//! Response bodies that keep their request's load accounting (the endpoint's in-flight count,
+//! the backend's circuit-breaker admission) until the body ends, so that least-connections,
+//! least-response-time and the circuit breaker see a long download as the load it is; and that
+//! end with an error when the upstream goes quiet for longer than the read timeout, or the
+//! request's total time runs out.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
+use super::guard::Admission;
+use super::request_body::Idle;
 use crate::balance::InFlight;
 
-pin_project_lite::pin_project! {
-    /// An upstream body plus the in-flight guard of the request it answers.
-    pub struct Tracked {
-        #[pin]
-        body: Incoming,
-        in_flight: Option<InFlight>,
-    }
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a response body holds on to until it ends.
+pub struct Hold {
+    pub in_flight: InFlight,
+    pub admission: Option<Admission>,
+}
+
+/// An upstream body plus what it holds, and its timeouts.
+pub struct Tracked {
+    body: Incoming,
+    hold: Option<Hold>,
+    read_idle: Duration,
+    idle: Idle,
+    /// The end of the request's total time, if it has one.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Cut {
+    #[error("the upstream sent no response data for {0:?}")]
+    Idle(Duration),
+    #[error("the request timeout ran out while the response was being sent")]
+    Deadline,
 }
 
 impl Tracked {
-    pub fn new(body: Incoming, in_flight: InFlight) -> Self {
+    pub fn new(body: Incoming, hold: Hold, read_idle: Duration, deadline: Option<Instant>) -> Self {
         Self {
             body,
-            in_flight: Some(in_flight),
+            hold: Some(hold),
+            read_idle,
+            idle: Idle::new(),
+            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
         }
     }
 }
 
 impl Body for Tracked {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let polled = this.body.poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle.progress();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                if this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+                {
+                    Poll::Ready(Some(Err(Cut::Deadline.into())))
+                } else if this.idle.expired(this.read_idle, cx) {
+                    Poll::Ready(Some(Err(Cut::Idle(this.read_idle).into())))
+                } else {
+                    Poll::Pending
+                }
+            }
+        };
         if let Poll::Ready(None | Some(Err(_))) = &polled {
-            // Done (or broken): the request no longer loads the endpoint.
-            this.in_flight.take();
+            // Done (or broken): the request no longer loads the endpoint or the backend.
+            this.hold.take();
         }
         polled
     }

@@ -25,6 +25,12 @@ pub enum ProxyError {
     UnexpectedUpgrade,
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(std::time::Duration),
+    #[error("circuit breaker open: {0}")]
+    CircuitOpen(#[source] super::guard::Tripped),
+    #[error("reading the request body failed: {0}")]
+    ClientBody(#[source] hyper::Error),
+    #[error("the client did not send the request body in time")]
+    ClientBodyTimeout,
 }
 
 impl ProxyError {
@@ -39,6 +45,9 @@ impl ProxyError {
             | ProxyError::Upstream(_)
             | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::CircuitOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -53,6 +62,9 @@ impl ProxyError {
             ProxyError::Upstream(_) => "upstream",
             ProxyError::UnexpectedUpgrade => "unexpected_upgrade",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
+            ProxyError::CircuitOpen(_) => "circuit_open",
+            ProxyError::ClientBody(_) => "client_body",
+            ProxyError::ClientBodyTimeout => "client_body_timeout",
         }
     }
 
@@ -72,6 +84,13 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout(_) => {
                 "504 Gateway Timeout: the upstream did not answer in time\n"
+            }
+            ProxyError::CircuitOpen(_) => {
+                "503 Service Unavailable: the backend is at its limit (circuit breaker open)\n"
+            }
+            ProxyError::ClientBody(_) => "400 Bad Request: the request body could not be read\n",
+            ProxyError::ClientBodyTimeout => {
+                "408 Request Timeout: the request body did not arrive in time\n"
             }
         }
     }

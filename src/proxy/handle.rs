@@ -4,12 +4,18 @@
 //! one [`ActiveTable`] behind one `ArcSwap`, so a request, the TLS resolver and the admin
 //! endpoint never see a mix of two generations.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::time::Instant;
 
+use super::guard::BackendGuard;
 use crate::balance::{Balancers, EndpointRegistry};
-use crate::table::{Diagnostic, RoutingTable};
+use crate::health::{Prober, Target};
+use crate::table::{Backend, BackendTarget, Diagnostic, RoutingTable};
 
 /// One published generation of the routing table, with its runtime balancers.
 #[derive(Debug, Default)]
@@ -19,6 +25,10 @@ pub struct ActiveTable {
     pub table: RoutingTable,
     pub diagnostics: Vec<Diagnostic>,
     pub balancers: Balancers,
+    /// Circuit breaker and retry budget of each backend, indexed like the backends.
+    pub guards: Vec<Arc<BackendGuard>>,
+    /// The connect timeout of each endpoint: the shortest of the routes leading to it.
+    pub connect_timeouts: HashMap<SocketAddr, Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +39,8 @@ pub struct TableHandle {
     publish: Mutex<()>,
     /// Per-endpoint load state, shared by the balancers of successive tables.
     endpoints: EndpointRegistry,
+    /// Active health checks of the current table's endpoints.
+    prober: Prober,
 }
 
 impl TableHandle {
@@ -54,19 +66,90 @@ impl TableHandle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let previous = self.current.load_full();
+        let now = Instant::now();
         let balancers = Balancers::build(
             &table,
             Some((&previous.table, &previous.balancers)),
             &self.endpoints,
-            tokio::time::Instant::now(),
+            now,
         );
+        self.prober.reconcile(probe_targets(&table, &balancers));
+        let guards = carry_over(&table, &previous, |backend| {
+            Arc::new(BackendGuard::new(&backend.circuit_breaker, now))
+        });
         let generation = previous.generation + 1;
         self.current.store(Arc::new(ActiveTable {
             generation,
+            connect_timeouts: connect_timeouts(&table),
             table,
             diagnostics,
             balancers,
+            guards,
         }));
         generation
     }
+}
+
+/// The guards of `table`'s backends: those of an identical backend of the previous table, new
+/// ones for the rest.
+fn carry_over(
+    table: &RoutingTable,
+    previous: &ActiveTable,
+    new: impl Fn(&Backend) -> Arc<BackendGuard>,
+) -> Vec<Arc<BackendGuard>> {
+    let old: HashMap<&Backend, &Arc<BackendGuard>> = previous
+        .table
+        .backends()
+        .iter()
+        .zip(&previous.guards)
+        .collect();
+    table
+        .backends()
+        .iter()
+        .map(|backend| {
+            old.get(backend)
+                .map_or_else(|| new(backend), |g| Arc::clone(g))
+        })
+        .collect()
+}
+
+fn connect_timeouts(table: &RoutingTable) -> HashMap<SocketAddr, Duration> {
+    let mut timeouts: HashMap<SocketAddr, Duration> = HashMap::new();
+    for route in table.routes() {
+        let backends =
+            std::iter::once(route.backend).chain(route.canary.as_ref().map(|c| c.backend));
+        for backend in backends.filter_map(|b| table.backend(b)) {
+            if let BackendTarget::Endpoints(endpoints) = &backend.target {
+                for endpoint in endpoints {
+                    timeouts
+                        .entry(endpoint.address)
+                        .and_modify(|t| *t = (*t).min(route.timeouts.connect))
+                        .or_insert(route.timeouts.connect);
+                }
+            }
+        }
+    }
+    timeouts
+}
+
+/// Every endpoint of a backend with active health checks, with its state.
+fn probe_targets<'t>(
+    table: &'t RoutingTable,
+    balancers: &'t Balancers,
+) -> impl Iterator<Item = Target> + 't {
+    table
+        .backends()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, backend)| {
+            Some((backend, backend.health.active.as_ref()?, balancers.get(i)?))
+        })
+        .flat_map(|(backend, check, balancer)| {
+            balancer.members().iter().map(move |member| Target {
+                address: member.address,
+                check: check.clone(),
+                backend: backend.name.clone(),
+                stats: member.stats.clone(),
+            })
+        })
 }

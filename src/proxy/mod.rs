@@ -7,31 +7,40 @@
 //! are keyed by endpoint address and live as long as the proxy, so they survive table swaps.
 
 mod body;
+mod connect;
 mod error;
+mod guard;
 mod handle;
 mod headers;
+mod request_body;
+mod retry;
 mod server;
 mod upgrade;
 
 use std::cell::RefCell;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{PathAndQuery, Scheme};
-use http::{header, HeaderValue, Request, Response, Uri, Version};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::balance::{cookie_value, InFlight, PickContext, RequestInfo};
-use crate::table::{BackendTarget, Canary, CanaryDecision, Route};
+use crate::balance::{cookie_value, BackendBalancer, PickContext, RequestInfo};
+use crate::health::Outcome;
+use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route};
+use body::{Hold, Tracked};
+use connect::TimedConnector;
+use guard::{Admission, BackendGuard};
+use request_body::{RequestBody, Uploaded, UpstreamBody};
+use retry::{is_retryable, Failure};
 
 pub use error::ProxyError;
 pub use handle::{ActiveTable, TableHandle};
@@ -39,12 +48,11 @@ pub use headers::ClientInfo;
 pub use server::{serve, ServerLimits};
 
 /// The body of every response the proxy sends: streamed from an upstream, or generated here.
-pub type ProxyBody = Either<body::Tracked, Full<Bytes>>;
+pub type ProxyBody = Either<Tracked, Full<Bytes>>;
 
 /// Settings of the upstream side.
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
-    pub connect_timeout: Duration,
     /// Idle keep-alive connections to an endpoint are closed after this.
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_endpoint: usize,
@@ -53,7 +61,6 @@ pub struct UpstreamConfig {
 impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
-            connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_endpoint: 128,
         }
@@ -63,15 +70,49 @@ impl Default for UpstreamConfig {
 /// Routes and forwards requests. Shared by every connection of a listener.
 pub struct Proxy {
     tables: Arc<TableHandle>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<TimedConnector, UpstreamBody>,
+    /// Upgraded (WebSocket) connections, which outlive the HTTP connections they came from.
+    tunnels: TaskTracker,
+}
+
+/// How one attempt to get a response from an endpoint failed.
+enum AttemptError {
+    Connect(hyper_util::client::legacy::Error),
+    Broken(hyper_util::client::legacy::Error),
+    Timeout(Duration),
+}
+
+impl AttemptError {
+    fn failure(&self) -> Failure {
+        match self {
+            AttemptError::Connect(_) => Failure::Connect,
+            AttemptError::Broken(_) => Failure::Reset,
+            AttemptError::Timeout(_) => Failure::Timeout,
+        }
+    }
+}
+
+impl From<AttemptError> for ProxyError {
+    fn from(error: AttemptError) -> Self {
+        match error {
+            AttemptError::Connect(e) => ProxyError::UpstreamConnect(e),
+            AttemptError::Broken(e) => ProxyError::Upstream(e),
+            AttemptError::Timeout(after) => ProxyError::UpstreamTimeout(after),
+        }
+    }
+}
+
+/// What one request resolved to: its route, backend and their runtime parts.
+struct Target<'t> {
+    route: &'t Route,
+    backend: &'t Backend,
+    endpoints: &'t [Endpoint],
+    balancer: &'t BackendBalancer,
+    guard: &'t BackendGuard,
 }
 
 impl Proxy {
     pub fn new(tables: Arc<TableHandle>, config: &UpstreamConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -79,8 +120,17 @@ impl Proxy {
             .pool_max_idle_per_host(config.pool_max_idle_per_endpoint)
             // vane sets Host itself: the client's Host must be the one the user sent.
             .set_host(false)
-            .build(connector);
-        Self { tables, client }
+            .build(TimedConnector::new(tables.clone()));
+        Self {
+            tables,
+            client,
+            tunnels: TaskTracker::new(),
+        }
+    }
+
+    /// The upgraded connections in progress; shutdown gives them a grace period.
+    pub fn tunnels(&self) -> &TaskTracker {
+        &self.tunnels
     }
 
     /// Handles one request. Never fails: errors become responses.
@@ -114,9 +164,10 @@ impl Proxy {
             None => route.backend,
             Some(canary) => choose_canary(canary, route.backend, request.headers()),
         };
-        let (Some(backend), Some(balancer)) = (
+        let (Some(backend), Some(balancer), Some(guard)) = (
             active.table.backend(backend_index),
             active.balancers.get(backend_index),
+            active.guards.get(backend_index),
         ) else {
             return Err(ProxyError::NoEndpoint);
         };
@@ -127,129 +178,256 @@ impl Proxy {
                 return Err(ProxyError::InvalidBackend(reason.clone()));
             }
         };
-        let now = Instant::now();
-        let picked = RNG.with_borrow_mut(|rng| {
-            let info = RequestInfo {
-                client_ip: client.ip,
-                headers: request.headers(),
-                path: request.uri().path(),
-                query: request.uri().query(),
-            };
-            let mut ctx = PickContext::new(info, now, rng);
-            balancer.pick(&mut ctx).map(|picked| {
-                let set_cookie = picked.set_cookie.cloned();
-                (picked.index, picked.member.stats.start(now), set_cookie)
+        let target = Target {
+            route,
+            backend,
+            endpoints,
+            balancer,
+            guard,
+        };
+        let admission = guard
+            .admit(route.timeouts.connect)
+            .await
+            .inspect_err(|tripped| {
+                warn!(route = %route, backend = %backend.name, "circuit breaker open: {tripped}")
             })
-        });
-        let Some((endpoint, in_flight, set_cookie)) =
-            picked.and_then(|(i, guard, cookie)| Some((endpoints.get(i)?, guard, cookie)))
-        else {
-            warn!(route = %route, backend = %backend.name, "no ready endpoint");
-            return Err(ProxyError::NoEndpoint);
-        };
-        let upstream = Upstream {
-            address: endpoint.address,
-            authority: endpoint.authority.clone(),
-            in_flight,
-            decay: balancer.decay(),
-            set_cookie,
-        };
-        let result = self.forward(request, route, upstream, client).await;
-        if let Err(error) = &result {
-            warn!(route = %route, backend = %backend.name, endpoint = %endpoint.address, error = %error, kind = error.label(), "upstream error");
-        }
-        result
+            .map_err(ProxyError::CircuitOpen)?;
+        self.forward(request, &target, admission, client).await
     }
 
+    /// Sends the request to an endpoint of the target's backend, and again to others while the
+    /// failure is retryable, the attempts last and the budget allows.
     async fn forward(
         &self,
         mut request: Request<Incoming>,
-        route: &Route,
-        upstream: Upstream,
+        target: &Target<'_>,
+        admission: Option<Admission>,
         client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        let Target {
+            route,
+            backend,
+            endpoints,
+            balancer,
+            guard,
+        } = target;
+        let timeouts = &route.timeouts;
+        let policy = &backend.retry;
+        let started = Instant::now();
+        let deadline = timeouts.request.map(|total| started + total);
+        guard.budget.deposit(started);
+
         let upgrade = headers::is_upgrade_request(request.headers())
             .then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-
-        // HTTP/2 requests carry the host in :authority; upstreams speak HTTP/1.1 and need Host.
-        let host = match parts.headers.get(header::HOST) {
-            Some(host) => host.clone(),
-            None => match parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                Some(host) => host,
-                None => HeaderValue::from_static(""),
-            },
-        };
-        headers::remove_hop_by_hop(&mut parts.headers, upgrade.is_some());
-        headers::set_forwarded(&mut parts.headers, client, &host);
-        parts.headers.insert(header::HOST, host);
-
         let path_and_query = parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(upstream.authority);
-        uri.path_and_query = Some(path_and_query);
-        parts.uri = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
-        parts.version = Version::HTTP_11;
+        prepare_headers(&mut parts, client, upgrade.is_some());
+        let body = RequestBody::read(body, &parts.headers, timeouts.send_idle).await?;
 
-        let timeout = route.timeouts.response_headers;
-        let mut response = match tokio::time::timeout(
-            timeout,
-            self.client.request(Request::from_parts(parts, body)),
-        )
-        .await
-        {
-            Err(_elapsed) => return Err(ProxyError::UpstreamTimeout(timeout)),
-            Ok(Err(error)) if error.is_connect() => return Err(ProxyError::UpstreamConnect(error)),
-            Ok(Err(error)) => return Err(ProxyError::Upstream(error)),
-            Ok(Ok(response)) => response,
+        let mut tried = Vec::new();
+        let mut attempt = 1;
+        loop {
+            let now = Instant::now();
+            let picked = RNG.with_borrow_mut(|rng| {
+                let info = RequestInfo {
+                    client_ip: client.ip,
+                    headers: &parts.headers,
+                    path: path_and_query.path(),
+                    query: path_and_query.query(),
+                };
+                let mut ctx = PickContext::new(info, now, rng).avoiding(&tried);
+                balancer.pick(&mut ctx).map(|picked| {
+                    let set_cookie = picked.set_cookie.cloned();
+                    (picked.index, picked.member.stats.start(now), set_cookie)
+                })
+            });
+            let Some((index, in_flight, set_cookie, endpoint)) =
+                picked.and_then(|(i, guard, cookie)| Some((i, guard, cookie, endpoints.get(i)?)))
+            else {
+                warn!(route = %route, backend = %backend.name, "no ready endpoint");
+                return Err(ProxyError::NoEndpoint);
+            };
+            let Some((upstream_body, uploaded)) = body.attempt(timeouts.send_idle) else {
+                // Only retries ask again, and they check first that the body can be replayed.
+                return Err(ProxyError::NoEndpoint);
+            };
+            let last = attempt >= policy.attempts;
+            let headers = if last {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
+            let upstream = upstream_request(
+                &parts.method,
+                &path_and_query,
+                endpoint,
+                headers,
+                upstream_body,
+            );
+            let wait = policy.per_try_timeout.unwrap_or(timeouts.response_headers);
+            let result = self.exchange(upstream, uploaded, wait, deadline).await;
+
+            let failure = match &result {
+                Ok(response) if response.status().is_server_error() => {
+                    Some(Failure::Status(response.status()))
+                }
+                Ok(_) => None,
+                Err(error) => Some(error.failure()),
+            };
+            let outcome = failure.map_or(Outcome::Success, Failure::outcome);
+            if let Some(until) = balancer.report(index, outcome, Instant::now()) {
+                warn!(backend = %backend.name, endpoint = %endpoint.address, ejected_for = ?until.saturating_duration_since(Instant::now()), "endpoint ejected after consecutive failures");
+            }
+            let retry = failure.filter(|&failure| {
+                !last
+                    && body.replayable()
+                    && deadline.is_none_or(|d| Instant::now() < d)
+                    && is_retryable(policy, failure, &parts.method, body.sent())
+                    && guard.budget.withdraw(policy, Instant::now())
+            });
+            match (result, retry) {
+                (_, Some(failure)) => {
+                    debug!(route = %route, backend = %backend.name, endpoint = %endpoint.address, attempt, ?failure, "retrying on another endpoint");
+                    tried.push(index);
+                    attempt += 1;
+                }
+                (Ok(response), None) => {
+                    in_flight.record_response(Instant::now(), balancer.decay());
+                    let hold = Hold {
+                        in_flight,
+                        admission,
+                    };
+                    return self.respond(
+                        response, route, endpoint, upgrade, set_cookie, hold, deadline,
+                    );
+                }
+                (Err(error), None) => {
+                    let error = ProxyError::from(error);
+                    warn!(route = %route, backend = %backend.name, endpoint = %endpoint.address, attempts = attempt, error = %error, kind = error.label(), "upstream error");
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// One attempt: the request to the endpoint, and its response headers within `wait` (from
+    /// the end of the upload) and before the request's deadline.
+    async fn exchange(
+        &self,
+        request: Request<UpstreamBody>,
+        uploaded: Option<Uploaded>,
+        wait: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<Response<Incoming>, AttemptError> {
+        let headers_due = async {
+            if let Some(uploaded) = uploaded {
+                uploaded.wait().await;
+            }
+            tokio::time::sleep(wait).await;
         };
-        upstream
-            .in_flight
-            .record_response(Instant::now(), upstream.decay);
+        let total_due = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = self.client.request(request) => result.map_err(|error| {
+                if error.is_connect() {
+                    AttemptError::Connect(error)
+                } else {
+                    AttemptError::Broken(error)
+                }
+            }),
+            _ = headers_due => Err(AttemptError::Timeout(wait)),
+            _ = total_due => Err(AttemptError::Timeout(wait)),
+        }
+    }
 
+    /// The client's response: hop-by-hop headers removed, the affinity cookie added, the body
+    /// tracked; or, for a protocol switch, the tunnel set up.
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        &self,
+        mut response: Response<Incoming>,
+        route: &Route,
+        endpoint: &Endpoint,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+        set_cookie: Option<HeaderValue>,
+        hold: Hold,
+        deadline: Option<Instant>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         match (switching, upgrade) {
             (true, Some(client_side)) => {
                 let upstream_side = hyper::upgrade::on(&mut response);
-                upgrade::tunnel(
+                self.tunnels.spawn(upgrade::tunnel(
                     client_side,
                     upstream_side,
                     route.to_string(),
-                    upstream.address,
-                );
+                    endpoint.address,
+                    route.timeouts.read_idle,
+                ));
             }
             (true, None) => {
                 // An upstream may not switch protocols unasked; refuse rather than hang.
-                warn!(route = %route, endpoint = %upstream.address, "upstream answered 101 to a request without Upgrade");
+                warn!(route = %route, endpoint = %endpoint.address, "upstream answered 101 to a request without Upgrade");
                 return Err(ProxyError::UnexpectedUpgrade);
             }
             _ => {}
         }
         headers::remove_hop_by_hop(response.headers_mut(), switching);
-        if let Some(cookie) = upstream.set_cookie {
+        if let Some(cookie) = set_cookie {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
-        Ok(response.map(|body| Either::Left(body::Tracked::new(body, upstream.in_flight))))
+        // The total timeout does not apply to upgraded connections, only their idle timeout.
+        let deadline = deadline.filter(|_| !switching);
+        let read_idle = route.timeouts.read_idle;
+        Ok(response.map(|body| Either::Left(Tracked::new(body, hold, read_idle, deadline))))
     }
 }
 
-/// The endpoint a request goes to, and its load accounting.
-struct Upstream {
-    address: SocketAddr,
-    authority: http::uri::Authority,
-    in_flight: InFlight,
-    decay: std::time::Duration,
-    /// Cookie affinity pinning this endpoint for the client.
-    set_cookie: Option<HeaderValue>,
+/// Rewrites the client's headers for the upstream, once for all attempts: hop-by-hop headers
+/// out, forwarding headers in, and Host set (HTTP/2 requests carry it in `:authority`, and
+/// upstreams speak HTTP/1.1).
+fn prepare_headers(parts: &mut http::request::Parts, client: &ClientInfo, upgrade: bool) {
+    let host = match parts.headers.get(header::HOST) {
+        Some(host) => host.clone(),
+        None => match parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            Some(host) => host,
+            None => HeaderValue::from_static(""),
+        },
+    };
+    headers::remove_hop_by_hop(&mut parts.headers, upgrade);
+    headers::set_forwarded(&mut parts.headers, client, &host);
+    parts.headers.insert(header::HOST, host);
+}
+
+fn upstream_request(
+    method: &Method,
+    path_and_query: &PathAndQuery,
+    endpoint: &Endpoint,
+    headers: HeaderMap,
+    body: UpstreamBody,
+) -> Request<UpstreamBody> {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(endpoint.authority.clone());
+    uri.path_and_query = Some(path_and_query.clone());
+    let mut request = Request::new(body);
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    request
 }
 
 /// The backend of a route with a canary: by header, then cookie, then weight.

@@ -25,7 +25,8 @@ pub struct ServerLimits {
     /// Largest request head (HTTP/1.1 read buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
     pub max_concurrent_streams: u32,
-    /// After shutdown starts, how long in-flight requests may take before connections are cut.
+    /// Once the listener stops, how long in-flight requests and upgraded connections may take
+    /// before they are cut.
     pub shutdown_grace: Duration,
 }
 
@@ -120,16 +121,22 @@ pub async fn serve(
     }
     drop(listener);
     connections.close();
+    // Upgraded connections left their HTTP connections behind: they get the same grace.
+    let tunnels = proxy.tunnels();
+    tunnels.close();
     info!(
         open = connections.len(),
+        upgraded = tunnels.len(),
         "listener closed; waiting for open connections"
     );
-    if tokio::time::timeout(limits.shutdown_grace, connections.wait())
+    let drained = async { tokio::join!(connections.wait(), tunnels.wait()) };
+    if tokio::time::timeout(limits.shutdown_grace, drained)
         .await
         .is_err()
     {
         warn!(
             open = connections.len(),
+            upgraded = tunnels.len(),
             "shutdown grace period over; closing remaining connections"
         );
     }

@@ -19,6 +19,7 @@
 mod diagnostic;
 mod host;
 mod path;
+mod resilience;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,13 +31,10 @@ use http::uri::Authority;
 pub use diagnostic::{Diagnostic, ObjectRef};
 pub use host::{normalize_request_host, wildcard_parent, HostPattern};
 pub use path::{PathKind, PathMatcher, PathRule};
-
-/// Upstream timeouts that apply to one route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// From the request being sent upstream to the response headers arriving.
-    pub response_headers: Duration,
-}
+pub use resilience::{
+    ActiveCheck, CircuitBreaker, HealthCheck, OutlierDetection, Probe, RetryOn, RetryPolicy,
+    Timeouts,
+};
 
 /// One routable rule: a host pattern and path (or the default backend) leading to a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +201,9 @@ pub struct Backend {
     pub slow_start: Option<SlowStart>,
     /// Keeps clients on one endpoint; the algorithm makes the first pick.
     pub affinity: Option<CookieAffinity>,
+    pub health: HealthCheck,
+    pub retry: RetryPolicy,
+    pub circuit_breaker: CircuitBreaker,
     /// The BackendPolicy that configures this backend, if any.
     pub policy: Option<ObjectRef>,
 }
@@ -223,6 +224,8 @@ pub struct Endpoint {
     pub authority: Authority,
     /// Relative share of traffic (1 unless a BackendPolicy says otherwise).
     pub weight: u32,
+    /// Serving but terminating: in the table only because no ready endpoint is left.
+    pub terminating: bool,
 }
 
 impl Endpoint {
@@ -237,6 +240,7 @@ impl Endpoint {
             address,
             authority,
             weight: weight.max(1),
+            terminating: false,
         }
     }
 }
@@ -337,9 +341,7 @@ mod tests {
             host,
             path,
             backend,
-            timeouts: Timeouts {
-                response_headers: Duration::from_secs(60),
-            },
+            timeouts: Timeouts::default(),
             canary: None,
         }
     }
@@ -351,6 +353,9 @@ mod tests {
             load_balancing: LoadBalancing::RoundRobin,
             slow_start: None,
             affinity: None,
+            health: HealthCheck::default(),
+            retry: RetryPolicy::default(),
+            circuit_breaker: CircuitBreaker::default(),
             policy: None,
         }
     }

@@ -58,6 +58,8 @@ impl Vane {
             admin_addr: "127.0.0.1:0".parse().unwrap(),
             workers: 1,
             log_format: LogFormat::Text,
+            shutdown_delay: std::time::Duration::ZERO,
+            shutdown_grace: std::time::Duration::from_secs(5),
         };
         let shutdown = CancellationToken::new();
         let running = app::start(config, shutdown.clone())

@@ -15,5 +15,6 @@ mod compile;
 mod generated;
 mod kubernetes;
 mod proxy;
+mod resilience;
 mod standalone;
 mod support;

@@ -10,10 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use vane::compile::Options;
 
 use crate::support::client::{client, get, send};
-use crate::support::fixtures::{backend, docs, ingress, single_route, INGRESS_CLASS};
+use crate::support::fixtures::{annotate, backend, docs, ingress, single_route, INGRESS_CLASS};
 use crate::support::origin;
 use crate::support::proxy::TestProxy;
 
@@ -114,14 +113,22 @@ async fn endpoint_refusing_connections_gives_502() {
 #[tokio::test]
 async fn hanging_upstream_gives_504_at_the_timeout() {
     let origins = origin::start(1).await;
-    let options = Options {
-        response_headers_timeout: Duration::from_millis(200),
-        ..Options::default()
-    };
-    let proxy = TestProxy::start_with(&single_route(&origins, None), options).await;
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        annotate(
+            &ingress("app", None, "/", "app"),
+            &[("vane.dev/proxy-read-timeout", "200ms")],
+        ),
+    ]);
+    let proxy = TestProxy::start(&yaml).await;
+    let started = tokio::time::Instant::now();
     let reply = get(&client(), proxy.addr, "x", "/hang").await;
     assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
-    assert_eq!(origins.origins[0].hits(), 1);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    // A timeout of an idempotent request is retried on another endpoint: one origin, one more
+    // attempt, up to the default 3 attempts.
+    assert_eq!(origins.origins[0].hits(), 3);
 }
 
 #[tokio::test]

@@ -38,6 +38,8 @@ impl Vane {
                 "2",
             ])
             .env("RUST_LOG", "info")
+            // Tests stop vane often; a test of the delay sets it with the flag.
+            .env("VANE_SHUTDOWN_DELAY", "0")
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -98,11 +100,20 @@ impl Vane {
 
     /// Sends SIGTERM, as Kubernetes does to stop a pod, and waits (bounded) for the exit.
     pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.exited(within).await
+    }
+
+    pub fn send_sigterm(&self) {
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
         tokio::time::timeout(within, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("vane did not exit within {within:?} of SIGTERM"))

@@ -63,6 +63,34 @@ pub fn ingress(name: &str, host: Option<&str>, path: &str, service: &str) -> Str
     )
 }
 
+/// `object` (a fixture whose metadata is a flow mapping, like [`ingress`]'s) with annotations.
+pub fn annotate(object: &str, annotations: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> = annotations
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", serde_json::to_string(v).unwrap()))
+        .collect();
+    let marker = "namespace: default}";
+    assert!(object.contains(marker), "not an annotatable fixture");
+    object.replacen(
+        marker,
+        &format!(
+            "namespace: default, annotations: {{{}}}}}",
+            pairs.join(", ")
+        ),
+        1,
+    )
+}
+
+/// A BackendPolicy `name` targeting Service `service`, with `spec` (YAML, indented by two)
+/// after the targetRefs.
+pub fn policy(name: &str, service: &str, spec: &str) -> String {
+    let spec: String = spec.lines().map(|l| format!("  {l}\n")).collect();
+    format!(
+        "apiVersion: vane.dev/v1alpha1\nkind: BackendPolicy\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec:\n  targetRefs: [{{group: \"\", kind: Service, name: {service}}}]\n{spec}"
+    )
+}
+
 /// Joins documents into one multi-document stream.
 pub fn docs<S: AsRef<str>>(documents: &[S]) -> String {
     documents

@@ -8,6 +8,8 @@
 //! - `/upload`: reads the request body as a stream and answers with its length;
 //! - `/ws`: WebSocket echo;
 //! - `/status/N`: answers with status N;
+//! - `/delay/MS`: answers after MS milliseconds;
+//! - `/healthz`: the health check (counted in `probes`, not in `hits`);
 //! - anything else: 200 with a JSON echo of the request (`name`, `method`, `path`, `headers`).
 
 use std::collections::BTreeMap;
@@ -47,10 +49,24 @@ pub struct Origin {
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
     delay_ms: Arc<AtomicU64>,
+    failing: Arc<AtomicU32>,
+    probes: Arc<AtomicUsize>,
     stop: CancellationToken,
 }
 
 impl Origin {
+    /// Makes every later answer (health checks included) this status, after reading the
+    /// request body; `None` returns to normal.
+    pub fn fail_with(&self, status: Option<u16>) {
+        self.failing
+            .store(status.map_or(0, u32::from), Ordering::SeqCst);
+    }
+
+    /// Health-check requests (`/healthz`) this origin has received.
+    pub fn probes(&self) -> usize {
+        self.probes.load(Ordering::SeqCst)
+    }
+
     /// Requests this origin has received.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
@@ -121,12 +137,16 @@ fn spawn(name: String, listener: TcpListener) -> Origin {
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let delay_ms = Arc::new(AtomicU64::new(0));
+    let failing = Arc::new(AtomicU32::new(0));
+    let probes = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
     let origin = Origin {
         name: name.clone(),
         addr,
         hits: hits.clone(),
         delay_ms: delay_ms.clone(),
+        failing: failing.clone(),
+        probes: probes.clone(),
         stop: stop.clone(),
     };
     tokio::spawn(async move {
@@ -141,15 +161,29 @@ fn spawn(name: String, listener: TcpListener) -> Origin {
             let name = name.clone();
             let hits = hits.clone();
             let delay_ms = delay_ms.clone();
+            let failing = failing.clone();
+            let probes = probes.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    hits.fetch_add(1, Ordering::SeqCst);
+                let service = service_fn(move |request: Request<Incoming>| {
+                    if request.uri().path() == "/healthz" {
+                        probes.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                    }
                     let delay = std::time::Duration::from_millis(delay_ms.load(Ordering::SeqCst));
+                    let failing = failing.load(Ordering::SeqCst);
                     let name = name.clone();
                     async move {
                         if !delay.is_zero() {
                             tokio::time::sleep(delay).await;
+                        }
+                        if failing != 0 {
+                            let _ = request.into_body().collect().await;
+                            let mut response =
+                                Response::new(Full::new(Bytes::from("failing\n")).boxed());
+                            *response.status_mut() = StatusCode::from_u16(failing as u16).unwrap();
+                            return Ok(response);
                         }
                         respond(name, request).await
                     }
@@ -188,6 +222,13 @@ async fn respond(
         .and_then(|n| n.parse::<u64>().ok())
     {
         return Ok(Response::new(generated_body(n)));
+    }
+    if let Some(ms) = path
+        .strip_prefix("/delay/")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        return full(StatusCode::OK, format!("{name} waited {ms} ms\n"));
     }
     if let Some(code) = path
         .strip_prefix("/status/")

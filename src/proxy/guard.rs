@@ -1,0 +1,180 @@
+//! Per-backend runtime guards: the circuit breaker and the retry budget. Like the balancers,
+//! they are built per published table and carried over while the backend is unchanged.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::retry::RetryBudget;
+use crate::table::CircuitBreaker;
+
+#[derive(Debug)]
+pub struct BackendGuard {
+    pub budget: RetryBudget,
+    breaker: Option<Breaker>,
+}
+
+#[derive(Debug)]
+struct Breaker {
+    limits: CircuitBreaker,
+    requests: Arc<AtomicU32>,
+    pending: AtomicU32,
+    /// One permit per upstream exchange in progress (`max_connections`).
+    connections: Option<Arc<Semaphore>>,
+}
+
+/// Which limit turned a request away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Tripped {
+    #[error("maxRequests ({0}) requests in progress")]
+    Requests(u32),
+    #[error("maxPendingRequests ({0}) requests waiting for a connection")]
+    Pending(u32),
+    #[error("maxConnections ({0}) busy for longer than the connect timeout")]
+    Connections(u32),
+}
+
+/// A request admitted by the circuit breaker; it counts until dropped.
+#[derive(Debug)]
+pub struct Admission {
+    requests: Option<Arc<AtomicU32>>,
+    _connection: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(requests) = &self.requests {
+            requests.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl BackendGuard {
+    pub fn new(limits: &CircuitBreaker, now: Instant) -> Self {
+        Self {
+            budget: RetryBudget::new(now),
+            breaker: limits.is_set().then(|| Breaker {
+                limits: *limits,
+                requests: Arc::default(),
+                pending: AtomicU32::new(0),
+                connections: limits
+                    .max_connections
+                    .map(|max| Arc::new(Semaphore::new(max as usize))),
+            }),
+        }
+    }
+
+    /// Admits a request, or says which limit it hit. A request that finds every connection
+    /// busy waits for one, up to `wait`, unless too many wait already.
+    pub async fn admit(&self, wait: Duration) -> Result<Option<Admission>, Tripped> {
+        let Some(breaker) = &self.breaker else {
+            return Ok(None);
+        };
+        let limits = &breaker.limits;
+        let in_progress = breaker.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        // From here on, dropping `admission` gives the request count back.
+        let mut admission = Admission {
+            requests: Some(breaker.requests.clone()),
+            _connection: None,
+        };
+        if let Some(max) = limits.max_requests.filter(|&max| in_progress > max) {
+            return Err(Tripped::Requests(max));
+        }
+        let Some(connections) = &breaker.connections else {
+            return Ok(Some(admission));
+        };
+        let max_connections = limits.max_connections.unwrap_or_default();
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let pending = breaker.pending.fetch_add(1, Ordering::Relaxed) + 1;
+                let _waiting = Decrement(&breaker.pending);
+                if let Some(max) = limits.max_pending_requests.filter(|&max| pending > max) {
+                    return Err(Tripped::Pending(max));
+                }
+                match tokio::time::timeout(wait, connections.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(Tripped::Connections(max_connections)),
+                }
+            }
+        };
+        admission._connection = Some(permit);
+        Ok(Some(admission))
+    }
+}
+
+struct Decrement<'a>(&'a AtomicU32);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admit_later(
+        guard: &Arc<BackendGuard>,
+        wait: Duration,
+    ) -> tokio::task::JoinHandle<Result<bool, Tripped>> {
+        let guard = guard.clone();
+        tokio::spawn(async move { guard.admit(wait).await.map(|a| a.is_some()) })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_queue_up_to_max_pending_then_trip() {
+        let guard = Arc::new(BackendGuard::new(
+            &CircuitBreaker {
+                max_connections: Some(1),
+                max_pending_requests: Some(1),
+                max_requests: None,
+            },
+            Instant::now(),
+        ));
+        let wait = Duration::from_secs(1);
+        let first = guard.admit(wait).await.unwrap();
+        let second = admit_later(&guard, wait);
+        tokio::task::yield_now().await;
+        assert_eq!(
+            guard.admit(wait).await.unwrap_err(),
+            Tripped::Pending(1),
+            "one waits already"
+        );
+        drop(first);
+        assert_eq!(
+            second.await.unwrap(),
+            Ok(true),
+            "admitted once the connection freed up"
+        );
+
+        let _held = guard.admit(wait).await.unwrap();
+        let waiting = admit_later(&guard, wait);
+        assert_eq!(
+            waiting.await.unwrap(),
+            Err(Tripped::Connections(1)),
+            "gave up after `wait`"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_progress_are_capped() {
+        let guard = BackendGuard::new(
+            &CircuitBreaker {
+                max_requests: Some(2),
+                ..CircuitBreaker::default()
+            },
+            Instant::now(),
+        );
+        let wait = Duration::from_secs(1);
+        let a = guard.admit(wait).await.unwrap();
+        let b = guard.admit(wait).await.unwrap();
+        assert_eq!(guard.admit(wait).await.unwrap_err(), Tripped::Requests(2));
+        drop((a, b));
+        assert!(guard.admit(wait).await.is_ok());
+    }
+}

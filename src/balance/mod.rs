@@ -792,3 +792,186 @@ mod affinity_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::test_support::{members, request};
+    use super::*;
+    use std::collections::HashSet;
+
+    fn outlier(max_ejection_percent: u32, panic_threshold_percent: u32) -> OutlierDetection {
+        OutlierDetection {
+            consecutive_gateway_errors: Some(1),
+            base_ejection_time: Duration::from_secs(10),
+            max_ejection_percent,
+            panic_threshold_percent,
+            ..OutlierDetection::default()
+        }
+    }
+
+    /// The member indexes `picks` picks land on.
+    fn picked(balancer: &BackendBalancer, picks: usize, tried: &[usize]) -> HashSet<usize> {
+        let headers = HeaderMap::new();
+        let mut rng = fastrand::Rng::with_seed(7);
+        (0..picks)
+            .filter_map(|i| {
+                let path = format!("/{i}");
+                let mut ctx = PickContext::new(request(&headers, &path), Instant::now(), &mut rng)
+                    .avoiding(tried);
+                balancer.pick(&mut ctx).map(|p| p.index)
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ejected_endpoint_is_skipped_until_its_ejection_ends() {
+        for load_balancing in [
+            LoadBalancing::RoundRobin,
+            LoadBalancing::Random,
+            LoadBalancing::LeastConnections,
+            LoadBalancing::LeastResponseTime {
+                decay: DEFAULT_DECAY,
+            },
+            LoadBalancing::ConsistentHash(crate::table::ConsistentHash {
+                key: crate::table::HashKey::Path,
+                ring: crate::table::HashRing::Maglev { table_size: 251 },
+                bounded_load_percent: None,
+            }),
+        ] {
+            let balancer = BackendBalancer::new(members(&[1, 1, 1]), &load_balancing, None)
+                .with_outlier_detection(outlier(50, 0));
+            assert_eq!(picked(&balancer, 300, &[]).len(), 3, "{load_balancing:?}");
+            let until = balancer.report(1, Outcome::GatewayError, Instant::now());
+            assert!(until.is_some(), "ejected");
+            assert_eq!(
+                picked(&balancer, 300, &[]),
+                HashSet::from([0, 2]),
+                "{load_balancing:?}"
+            );
+            tokio::time::advance(Duration::from_secs(10)).await;
+            assert_eq!(
+                picked(&balancer, 300, &[]).len(),
+                3,
+                "back: {load_balancing:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hashing_keeps_the_keys_of_healthy_endpoints_when_one_is_ejected() {
+        let hashing = LoadBalancing::ConsistentHash(crate::table::ConsistentHash {
+            key: crate::table::HashKey::Path,
+            ring: crate::table::HashRing::Maglev { table_size: 65537 },
+            bounded_load_percent: None,
+        });
+        let balancer = BackendBalancer::new(members(&[1, 1, 1, 1]), &hashing, None)
+            .with_outlier_detection(outlier(50, 0));
+        let headers = HeaderMap::new();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut owner = |path: &str| {
+            let mut ctx = PickContext::new(request(&headers, path), Instant::now(), &mut rng);
+            balancer.pick(&mut ctx).unwrap().index
+        };
+        let before: Vec<usize> = (0..2000).map(|i| owner(&format!("/{i}"))).collect();
+        balancer.report(2, Outcome::GatewayError, Instant::now());
+        let mut owner = |path: &str| {
+            let mut ctx = PickContext::new(request(&headers, path), Instant::now(), &mut rng);
+            balancer.pick(&mut ctx).unwrap().index
+        };
+        for (i, was) in before.iter().enumerate() {
+            let now = owner(&format!("/{i}"));
+            if *was == 2 {
+                assert_ne!(now, 2);
+            } else {
+                assert_eq!(now, *was, "key /{i} moved off a healthy endpoint");
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_ejection_percent_and_the_panic_threshold() {
+        // At most 50% of 4 ejected: the third report ejects no one.
+        let balancer =
+            BackendBalancer::new(members(&[1, 1, 1, 1]), &LoadBalancing::RoundRobin, None)
+                .with_outlier_detection(outlier(50, 0));
+        let now = Instant::now();
+        assert!(balancer.report(0, Outcome::GatewayError, now).is_some());
+        assert!(balancer.report(1, Outcome::GatewayError, now).is_some());
+        assert!(balancer.report(2, Outcome::GatewayError, now).is_none());
+        assert_eq!(picked(&balancer, 100, &[]), HashSet::from([2, 3]));
+
+        // 2 of 3 ejected is below a 50% panic threshold: every endpoint takes traffic.
+        let panicky = BackendBalancer::new(members(&[1, 1, 1]), &LoadBalancing::RoundRobin, None)
+            .with_outlier_detection(outlier(100, 50));
+        panicky.report(0, Outcome::GatewayError, now);
+        assert_eq!(picked(&panicky, 100, &[]), HashSet::from([1, 2]));
+        assert!(!panicky.in_panic(now));
+        panicky.report(1, Outcome::GatewayError, now);
+        assert!(panicky.in_panic(now));
+        assert_eq!(picked(&panicky, 100, &[]).len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_avoids_the_endpoints_it_tried() {
+        let balancer =
+            BackendBalancer::new(members(&[1, 1, 1]), &LoadBalancing::LeastConnections, None);
+        assert_eq!(picked(&balancer, 100, &[0, 2]), HashSet::from([1]));
+        assert_eq!(
+            picked(&balancer, 100, &[0, 1, 2]).len(),
+            3,
+            "with every endpoint tried, any will do"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn affinity_to_an_ejected_endpoint_picks_again_and_resets_the_cookie() {
+        let config = CookieAffinity {
+            name: "sticky".into(),
+            path: "/".into(),
+            domain: None,
+            max_age: None,
+            secure: false,
+            http_only: true,
+            same_site: None,
+        };
+        let balancer = BackendBalancer::with_affinity(
+            members(&[1, 1]),
+            &LoadBalancing::RoundRobin,
+            None,
+            Some((&config, "b")),
+        )
+        .with_outlier_detection(outlier(50, 0));
+        let headers = HeaderMap::new();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let first = balancer
+            .pick(&mut PickContext::new(
+                request(&headers, "/"),
+                Instant::now(),
+                &mut rng,
+            ))
+            .unwrap();
+        let (index, cookie) = (first.index, first.set_cookie.unwrap().clone());
+        let mut pinned = HeaderMap::new();
+        let pair = cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        pinned.insert(http::header::COOKIE, pair.parse().unwrap());
+        balancer.report(index, Outcome::GatewayError, Instant::now());
+        let again = balancer
+            .pick(&mut PickContext::new(
+                request(&pinned, "/"),
+                Instant::now(),
+                &mut rng,
+            ))
+            .unwrap();
+        assert_ne!(again.index, index);
+        assert!(
+            again.set_cookie.is_some(),
+            "the cookie moves to the new endpoint"
+        );
+    }
+}

@@ -51,12 +51,12 @@ impl EndpointStats {
 
     /// A fresh, warm state outside any registry (for tests and benchmarks).
     pub fn detached(now: Instant) -> Arc<Self> {
-        Arc::new(Self::new(now, now, None, Arc::default()))
+        Arc::new(Self::new(now, now, None, detached_health_changes()))
     }
 
     /// A fresh state of an endpoint that joins at `now` (slow start applies).
     pub fn joining(now: Instant) -> Arc<Self> {
-        Arc::new(Self::new(now, now, Some(now), Arc::default()))
+        Arc::new(Self::new(now, now, Some(now), detached_health_changes()))
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -105,6 +105,13 @@ impl EndpointStats {
         self.rtt_at_ns
             .store(since(self.epoch, now), Ordering::Relaxed);
     }
+}
+
+/// The health change counter of states outside a registry. A balancer watches one counter for
+/// all its members, so they must share one, as a registry's do.
+fn detached_health_changes() -> Arc<AtomicU64> {
+    static CHANGES: std::sync::OnceLock<Arc<AtomicU64>> = std::sync::OnceLock::new();
+    CHANGES.get_or_init(Arc::default).clone()
 }
 
 fn since(epoch: Instant, now: Instant) -> u64 {

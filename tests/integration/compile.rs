@@ -559,3 +559,144 @@ fn terminating_endpoints_serve_only_when_no_ready_endpoint_is_left() {
     );
     assert!(endpoints_of(format!("{gone}{starting}")).is_empty());
 }
+
+#[test]
+fn timeouts_come_from_annotations_over_the_policy_over_the_defaults() {
+    use crate::support::fixtures::{annotate, policy};
+    use std::time::Duration;
+    use vane::table::Timeouts;
+    let with_policy = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", 8080, &[ip(1)]),
+        backend("plain", 8080, &[ip(2)]),
+        annotate(
+            &ingress("annotated", Some("a.example.com"), "/", "app"),
+            &[
+                ("vane.dev/proxy-connect-timeout", "3"),
+                ("vane.dev/proxy-read-timeout", "90s"),
+                ("vane.dev/proxy-send-timeout", "forever"),
+            ],
+        ),
+        ingress("from-policy", Some("b.example.com"), "/", "app"),
+        ingress("defaults", Some("c.example.com"), "/", "plain"),
+        policy(
+            "app",
+            "app",
+            "timeouts: {connect: 2s, responseHeaders: 30s, idle: 45s, request: 5m}\n",
+        ),
+    ]);
+    let compiled = compile_yaml(&with_policy);
+    let timeouts = |host| compiled.table.lookup(host, "/").unwrap().timeouts;
+    assert_eq!(
+        timeouts("a.example.com"),
+        Timeouts {
+            connect: Duration::from_secs(3),
+            response_headers: Duration::from_secs(90),
+            read_idle: Duration::from_secs(90),
+            // The invalid annotation falls back to the policy.
+            send_idle: Duration::from_secs(45),
+            request: Some(Duration::from_secs(300)),
+        }
+    );
+    assert_eq!(
+        timeouts("b.example.com"),
+        Timeouts {
+            connect: Duration::from_secs(2),
+            response_headers: Duration::from_secs(30),
+            read_idle: Duration::from_secs(45),
+            send_idle: Duration::from_secs(45),
+            request: Some(Duration::from_secs(300)),
+        }
+    );
+    assert_eq!(timeouts("c.example.com"), Timeouts::default());
+    let invalid: Vec<_> = compiled
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == reasons::INVALID_ANNOTATION)
+        .collect();
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    assert_eq!(invalid[0].object.name, "annotated");
+    assert!(invalid[0].message.contains("vane.dev/proxy-send-timeout"));
+}
+
+#[test]
+fn health_retry_and_circuit_breaker_come_from_the_policy() {
+    use crate::support::fixtures::policy;
+    use std::time::Duration;
+    use vane::table::{CircuitBreaker, OutlierDetection, Probe, RetryOn, RetryPolicy};
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", 8080, &[ip(1)]),
+        backend("plain", 8080, &[ip(2)]),
+        ingress("app", Some("a.example.com"), "/", "app"),
+        ingress("plain", Some("b.example.com"), "/", "plain"),
+        policy(
+            "app",
+            "app",
+            "healthCheck:\n  active: {type: HTTP, http: {path: /healthz, method: HEAD}, interval: 2s, port: 9000}\n  \
+             passive: {consecutive5xx: 4, baseEjectionTime: 10s, panicThresholdPercent: 0}\n\
+             retry: {attempts: 2, perTryTimeout: 1s, retryOn: [ConnectFailure, \"503\"], budget: {percent: 5}}\n\
+             circuitBreaker: {maxConnections: 10, maxRequests: 20}\n",
+        ),
+    ]);
+    let compiled = compile_yaml(&yaml);
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+    let backend_of = |host| {
+        let route = compiled.table.lookup(host, "/").unwrap();
+        compiled.table.backend(route.backend).unwrap()
+    };
+    let app = backend_of("a.example.com");
+    let active = app.health.active.as_ref().unwrap();
+    assert_eq!(
+        active.probe,
+        Probe::Http {
+            method: http::Method::HEAD,
+            path: "/healthz".parse().unwrap(),
+            host: None,
+            expected: vec![(200, 399)],
+        }
+    );
+    assert_eq!(active.interval, Duration::from_secs(2));
+    assert_eq!(active.port, Some(9000));
+    assert_eq!(
+        (active.healthy_threshold, active.unhealthy_threshold),
+        (2, 3)
+    );
+    assert_eq!(
+        app.health.passive,
+        OutlierDetection {
+            consecutive_5xx: Some(4),
+            consecutive_gateway_errors: None,
+            base_ejection_time: Duration::from_secs(10),
+            panic_threshold_percent: 0,
+            ..OutlierDetection::default()
+        }
+    );
+    assert_eq!(
+        app.retry,
+        RetryPolicy {
+            attempts: 2,
+            per_try_timeout: Some(Duration::from_secs(1)),
+            retry_on: RetryOn::CONNECT_FAILURE.with(RetryOn::SERVICE_UNAVAILABLE),
+            budget_percent: 5,
+            ..RetryPolicy::default()
+        }
+    );
+    assert_eq!(
+        app.circuit_breaker,
+        CircuitBreaker {
+            max_connections: Some(10),
+            max_pending_requests: None,
+            max_requests: Some(20),
+        }
+    );
+    let plain = backend_of("b.example.com");
+    assert_eq!(plain.health.active, None);
+    assert_eq!(plain.health.passive, OutlierDetection::default());
+    assert_eq!(plain.retry, RetryPolicy::default());
+    assert_eq!(plain.circuit_breaker, CircuitBreaker::default());
+}

@@ -346,17 +346,18 @@ impl BackendBalancer {
         }
     }
 
-    /// The rotation at `now`, recomputed if health changed since it was computed.
-    fn rotation(&self, now: Instant) -> Arc<Rotation> {
-        let current = self.rotation.load_full();
+    /// The rotation at `now`, recomputed if health changed since it was computed. (A guard,
+    /// not a cloned `Arc`: worker threads picking at once never write a shared count.)
+    fn rotation(&self, now: Instant) -> arc_swap::Guard<Arc<Rotation>> {
+        let current = self.rotation.load();
         let stale = current.changes != self.health_changes()
             || current.until.is_some_and(|until| until <= now);
         if !stale {
             return current;
         }
-        let fresh = Arc::new(self.compute_rotation(now));
-        self.rotation.store(fresh.clone());
-        fresh
+        drop(current);
+        self.rotation.store(Arc::new(self.compute_rotation(now)));
+        self.rotation.load()
     }
 
     /// Picks an endpoint in rotation. With cookie affinity, a request whose cookie names a

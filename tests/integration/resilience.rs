@@ -388,3 +388,53 @@ async fn sigterm_lets_a_slow_request_finish_and_refuses_connections_after_the_de
     );
     assert!(vane.exited(Duration::from_secs(10)).await.success());
 }
+
+#[tokio::test]
+async fn probes_follow_the_endpoints_of_the_current_table() {
+    let origins = origin::start(2).await;
+    let spec = "healthCheck:\n  active: {type: HTTP, http: {path: /healthz}, interval: 20ms}\n";
+    let proxy = TestProxy::start(&route_with_policy(&origins, spec)).await;
+    let (kept, removed) = (&origins.origins[0], &origins.origins[1]);
+    eventually("both are probed", Duration::from_secs(5), || async {
+        kept.probes() >= 2 && removed.probes() >= 2
+    })
+    .await;
+
+    // The second endpoint leaves the Service: its probes stop, the other's go on.
+    let only_kept = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &[kept.addr.ip()]),
+        ingress("app", None, "/", "app"),
+        policy("app", "app", spec),
+    ]);
+    proxy.publish(&only_kept);
+    let settled = removed.probes();
+    let kept_before = kept.probes();
+    eventually(
+        "the kept endpoint is still probed",
+        Duration::from_secs(5),
+        || async { kept.probes() >= kept_before + 5 },
+    )
+    .await;
+    assert!(
+        removed.probes() <= settled + 1,
+        "a probe in flight may finish, no more"
+    );
+
+    // A TCP check: a killed origin is refused, so it goes down.
+    let tcp = "healthCheck:\n  active: {type: TCP, interval: 20ms, unhealthyThreshold: 1}\n";
+    proxy.publish(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &[kept.addr.ip()]),
+        ingress("app", None, "/", "app"),
+        policy("app", "app", tcp),
+    ]));
+    assert_eq!(endpoint_view(&proxy, kept.addr)["probe"], "Healthy");
+    kept.kill();
+    eventually(
+        "the TCP probe marks it down",
+        Duration::from_secs(5),
+        || async { endpoint_view(&proxy, kept.addr)["probe"] == "Unhealthy" },
+    )
+    .await;
+}

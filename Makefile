@@ -24,6 +24,7 @@ build:
 bench:
 	WORKERS=$${WORKERS:-1} bench/run.sh
 	cargo bench --bench pick
+	cargo bench --bench control_plane
 
 # Regenerates committed files that derive from code (tests fail when they drift).
 manifests:

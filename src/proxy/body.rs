@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use super::guard::Admission;
-use super::request_body::Idle;
+use super::idle::Idle;
 use crate::balance::InFlight;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -12,6 +12,7 @@ mod error;
 mod guard;
 mod handle;
 mod headers;
+mod idle;
 mod request_body;
 mod retry;
 mod server;
@@ -214,7 +215,7 @@ impl Proxy {
         let timeouts = &route.timeouts;
         let policy = &backend.retry;
         let started = Instant::now();
-        let deadline = timeouts.request.map(|total| started + total);
+        let deadline = timeouts.request.map(|total| (started + total, total));
         guard.budget.deposit(started);
 
         let upgrade = headers::is_upgrade_request(request.headers())
@@ -285,7 +286,7 @@ impl Proxy {
             let retry = failure.filter(|&failure| {
                 !last
                     && body.replayable()
-                    && deadline.is_none_or(|d| Instant::now() < d)
+                    && deadline.is_none_or(|(at, _)| Instant::now() < at)
                     && is_retryable(policy, failure, &parts.method, body.sent())
                     && guard.budget.withdraw(policy, Instant::now())
             });
@@ -301,6 +302,7 @@ impl Proxy {
                         in_flight,
                         admission,
                     };
+                    let deadline = deadline.map(|(at, _)| at);
                     return self.respond(
                         response, route, endpoint, upgrade, set_cookie, hold, deadline,
                     );
@@ -315,13 +317,13 @@ impl Proxy {
     }
 
     /// One attempt: the request to the endpoint, and its response headers within `wait` (from
-    /// the end of the upload) and before the request's deadline.
+    /// the end of the upload) and before the request's deadline (when, and the total timeout).
     async fn exchange(
         &self,
         request: Request<UpstreamBody>,
         uploaded: Option<Uploaded>,
         wait: Duration,
-        deadline: Option<Instant>,
+        deadline: Option<(Instant, Duration)>,
     ) -> Result<Response<Incoming>, AttemptError> {
         let headers_due = async {
             if let Some(uploaded) = uploaded {
@@ -331,7 +333,10 @@ impl Proxy {
         };
         let total_due = async {
             match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                Some((at, total)) => {
+                    tokio::time::sleep_until(at).await;
+                    total
+                }
                 None => std::future::pending().await,
             }
         };
@@ -344,7 +349,7 @@ impl Proxy {
                 }
             }),
             _ = headers_due => Err(AttemptError::Timeout(wait)),
-            _ = total_due => Err(AttemptError::Timeout(wait)),
+            total = total_due => Err(AttemptError::Timeout(total)),
         }
     }
 

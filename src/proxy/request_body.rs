@@ -9,7 +9,6 @@
 //!
 //! While streaming, a pause longer than the send timeout ends the upload with an error.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -21,8 +20,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
-use tokio::time::{Instant, Sleep};
 
+use super::idle::Idle;
 use super::ProxyError;
 
 /// The largest request body that is buffered, and so can be replayed by a retry.
@@ -128,41 +127,6 @@ enum Kind {
         idle: Idle,
         done: Option<oneshot::Sender<()>>,
     },
-}
-
-/// A timer that fires when a body makes no progress for a while. Armed only when the body
-/// waits, so a body that is always ready never touches the timer wheel.
-pub struct Idle {
-    sleep: Option<Pin<Box<Sleep>>>,
-    progressed: bool,
-}
-
-impl Idle {
-    pub fn new() -> Self {
-        Self {
-            sleep: None,
-            progressed: false,
-        }
-    }
-
-    /// Data moved: the next wait starts a new idle period.
-    pub fn progress(&mut self) {
-        self.progressed = true;
-    }
-
-    /// The body is waiting: whether it has now waited `limit` since the last progress.
-    pub fn expired(&mut self, limit: Duration, cx: &mut Context<'_>) -> bool {
-        let deadline = Instant::now() + limit;
-        match &mut self.sleep {
-            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            Some(sleep) if self.progressed => sleep.as_mut().reset(deadline),
-            Some(_) => {}
-        }
-        self.progressed = false;
-        self.sleep
-            .as_mut()
-            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
-    }
 }
 
 impl UpstreamBody {

@@ -15,8 +15,10 @@ mod class;
 mod ingress;
 mod policy;
 mod service;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
@@ -25,8 +27,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::api::BackendPolicy;
 use crate::snapshot::Snapshot;
 use crate::table::{
-    Backend, BackendTarget, Canary, CookieAffinity, Diagnostic, Endpoint, HostPattern,
-    LoadBalancing, ObjectRef, PathRule, Route, RoutingTable, SlowStart, Timeouts,
+    Backend, BackendProtocol, BackendTarget, Canary, Certificate, CookieAffinity, Diagnostic,
+    Endpoint, HostPattern, LoadBalancing, ObjectRef, PathRule, Route, RoutingTable, SlowStart,
+    Timeouts, UpstreamTls,
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
@@ -56,6 +59,13 @@ pub mod reasons {
     pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
     pub const CANARY_WITHOUT_MAIN: &str = "CanaryWithoutMainIngress";
     pub const CANARY_CONFLICT: &str = "CanaryConflict";
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// A Secret of the wrong type, or whose certificate, key or CA bundle cannot be used.
+    pub const INVALID_SECRET: &str = "InvalidSecret";
+    pub const CERTIFICATE_EXPIRED: &str = "CertificateExpired";
+    pub const TLS_CONFLICT: &str = "TLSConflict";
+    /// A BackendPolicy turned off upstream certificate verification.
+    pub const INSECURE_UPSTREAM_TLS: &str = "InsecureUpstreamTLS";
 }
 
 /// Settings of compile that come from the command line.
@@ -64,6 +74,14 @@ pub struct Options {
     pub ingress_class: String,
     pub controller_name: String,
     pub response_headers_timeout: Duration,
+    /// `--default-ssl-certificate`: the Secret (namespace, name) served for unknown or missing
+    /// SNI.
+    pub default_certificate: Option<(String, String)>,
+    /// The certificate served when there is no usable default Secret (the self-signed one
+    /// generated at start). Without either, such handshakes are refused.
+    pub fallback_certificate: Option<Arc<Certificate>>,
+    /// Seconds since the Unix epoch, to refuse expired certificates; `None`: not checked.
+    pub now: Option<i64>,
 }
 
 impl Default for Options {
@@ -72,6 +90,9 @@ impl Default for Options {
             ingress_class: DEFAULT_INGRESS_CLASS.into(),
             controller_name: DEFAULT_CONTROLLER_NAME.into(),
             response_headers_timeout: DEFAULT_RESPONSE_HEADERS_TIMEOUT,
+            default_certificate: None,
+            fallback_certificate: None,
+            now: None,
         }
     }
 }
@@ -172,28 +193,34 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
     oldest_first(&mut ours, |ingress| &ingress.metadata);
 
     let (attachments, policies) = policy::attach(&snapshot.backend_policies, &services, &mut sink);
-    let mut builder = TableBuilder::new(options, &services, &attachments);
+    let certificates =
+        tls::TlsBuilder::new(snapshot.secrets.iter().map(|s| &**s), options, &mut sink);
+    let mut builder = TableBuilder::new(options, &services, &attachments, certificates);
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
     for (ingress, object) in &ours {
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
         let balancing = balancing::IngressBalancing::parse(&annotations, &mut sink);
+        let mut tls = tls::IngressTls::parse(&annotations, object, &mut sink);
         match canary::parse(&annotations, &mut sink) {
-            Some(settings) => canaries.push((ingress, object, balancing, settings)),
+            Some(settings) => canaries.push((ingress, object, balancing, tls, settings)),
             None => {
+                builder
+                    .tls
+                    .add_ingress(ingress, object, &mut tls, &mut sink);
                 for candidate in ingress::candidates(ingress, object, &mut sink) {
-                    builder.add(object, &balancing, candidate, &mut sink);
+                    builder.add(object, &balancing, &tls, candidate, &mut sink);
                 }
             }
         }
     }
-    for (ingress, object, balancing, settings) in canaries {
+    for (ingress, object, balancing, tls, settings) in canaries {
         for candidate in ingress::candidates(ingress, object, &mut sink) {
-            builder.add_canary(object, &balancing, &settings, candidate, &mut sink);
+            builder.add_canary(object, &balancing, &tls, &settings, candidate, &mut sink);
         }
     }
     Compiled {
-        table: RoutingTable::new(builder.routes, builder.backends),
+        table: RoutingTable::new(builder.routes, builder.backends).with_tls(builder.tls.finish()),
         diagnostics: sink.diagnostics,
         ingresses: ours.into_iter().map(|(_, object)| object).collect(),
         policies,
@@ -208,13 +235,16 @@ fn ingress_ref(ingress: &Ingress) -> Option<ObjectRef> {
     Some(ObjectRef::new("Ingress", namespace, name))
 }
 
-/// What makes two backends the same: the Service port and how it is balanced.
+/// What makes two backends the same: the Service port, how it is balanced and how it is
+/// spoken to.
 #[derive(PartialEq, Eq, Hash)]
 struct BackendKey {
     name: String,
     load_balancing: LoadBalancing,
     slow_start: Option<SlowStart>,
     affinity: Option<CookieAffinity>,
+    protocol: BackendProtocol,
+    upstream_tls: Option<UpstreamTls>,
 }
 
 impl BackendKey {
@@ -229,6 +259,8 @@ impl BackendKey {
             load_balancing: balancing.load_balancing(policy),
             slow_start: balancing.slow_start(policy),
             affinity: balancing.affinity(policy),
+            protocol: BackendProtocol::Http,
+            upstream_tls: None,
         }
     }
 }
@@ -238,6 +270,7 @@ struct TableBuilder<'a> {
     options: &'a Options,
     services: &'a service::ServiceIndex<'a>,
     policies: &'a policy::Attachments<'a>,
+    tls: tls::TlsBuilder<'a>,
     routes: Vec<Route>,
     backends: Vec<Backend>,
     /// Backends by name and algorithm (Ingresses may balance one Service port differently).
@@ -253,11 +286,13 @@ impl<'a> TableBuilder<'a> {
         options: &'a Options,
         services: &'a service::ServiceIndex<'a>,
         policies: &'a policy::Attachments<'a>,
+        tls: tls::TlsBuilder<'a>,
     ) -> Self {
         Self {
             options,
             services,
             policies,
+            tls,
             routes: Vec::new(),
             backends: Vec::new(),
             backend_by_key: HashMap::new(),
@@ -270,6 +305,7 @@ impl<'a> TableBuilder<'a> {
         &mut self,
         object: &ObjectRef,
         balancing: &balancing::IngressBalancing,
+        tls: &tls::IngressTls,
         candidate: ingress::Candidate<'_>,
         sink: &mut Sink,
     ) {
@@ -299,8 +335,9 @@ impl<'a> TableBuilder<'a> {
             return;
         }
         self.owners.insert(key, (object.clone(), self.routes.len()));
-        let backend = self.backend(object, balancing, &candidate.backend, sink);
+        let backend = self.backend(object, balancing, tls, &candidate.backend, sink);
         self.routes.push(Route {
+            tls: tls.route(&candidate.host),
             ingress: object.clone(),
             host: candidate.host,
             path: candidate.path,
@@ -317,6 +354,7 @@ impl<'a> TableBuilder<'a> {
         &mut self,
         object: &ObjectRef,
         balancing: &balancing::IngressBalancing,
+        tls: &tls::IngressTls,
         settings: &canary::CanarySettings,
         candidate: ingress::Candidate<'_>,
         sink: &mut Sink,
@@ -345,7 +383,7 @@ impl<'a> TableBuilder<'a> {
             );
             return;
         }
-        let backend = self.backend(object, balancing, &candidate.backend, sink);
+        let backend = self.backend(object, balancing, tls, &candidate.backend, sink);
         if let Some(route) = self.routes.get_mut(route) {
             route.canary = Some(Canary {
                 ingress: object.clone(),
@@ -364,6 +402,7 @@ impl<'a> TableBuilder<'a> {
         &mut self,
         object: &ObjectRef,
         balancing: &balancing::IngressBalancing,
+        tls: &tls::IngressTls,
         target: &ingress::BackendRef<'_>,
         sink: &mut Sink,
     ) -> usize {
@@ -394,7 +433,23 @@ impl<'a> TableBuilder<'a> {
         };
         let policies = self.policies;
         let policy = policies.for_port(namespace, service, found.port_name());
-        let key = BackendKey::new(found.name.clone(), balancing, policy.map(|(p, _)| *p));
+        let mut key = BackendKey::new(found.name.clone(), balancing, policy.map(|(p, _)| *p));
+        key.protocol = tls::backend_protocol(
+            tls.backend_protocol,
+            policy.map(|(p, _)| *p),
+            found.app_protocol(),
+        );
+        let upstream = policy.map(|(p, o)| (*p, o));
+        match self
+            .tls
+            .upstream(key.protocol, upstream, namespace, service, sink)
+        {
+            Ok(upstream_tls) => key.upstream_tls = upstream_tls,
+            Err(problem) => {
+                key.name.push_str(" (upstream TLS)");
+                return self.intern(object, key, None, sink, || Err(problem));
+            }
+        }
         let weight = |port_name: Option<&str>, endpoint: &_, address: &str| {
             let policy = policies
                 .for_port(namespace, service, port_name)
@@ -439,6 +494,8 @@ impl<'a> TableBuilder<'a> {
             slow_start: key.slow_start,
             affinity: key.affinity.clone(),
             policy,
+            protocol: key.protocol,
+            upstream_tls: key.upstream_tls.clone(),
         });
         self.backend_by_key.insert(key, index);
         index

@@ -25,6 +25,8 @@ pub enum ProxyError {
     UnexpectedUpgrade,
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(std::time::Duration),
+    #[error("the request's host is served with another certificate than this connection's")]
+    Misdirected,
 }
 
 impl ProxyError {
@@ -39,6 +41,7 @@ impl ProxyError {
             | ProxyError::Upstream(_)
             | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -53,10 +56,11 @@ impl ProxyError {
             ProxyError::Upstream(_) => "upstream",
             ProxyError::UnexpectedUpgrade => "unexpected_upgrade",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
+            ProxyError::Misdirected => "misdirected",
         }
     }
 
-    fn body(&self) -> &'static str {
+    pub(super) fn body(&self) -> &'static str {
         match self {
             ProxyError::NotReady => "503 Service Unavailable: vane is starting\n",
             ProxyError::NoRoute => "404 Not Found: no route for this host and path\n",
@@ -72,6 +76,9 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout(_) => {
                 "504 Gateway Timeout: the upstream did not answer in time\n"
+            }
+            ProxyError::Misdirected => {
+                "421 Misdirected Request: open a new connection for this host\n"
             }
         }
     }

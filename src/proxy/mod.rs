@@ -3,15 +3,20 @@
 //!
 //! Per request: load the table once ([`TableHandle::load`]), look up host and path, let the
 //! backend's balancer pick an endpoint, rewrite headers, forward. Bodies stream both ways with
-//! hyper's backpressure and are never buffered whole. The upstream client's connection pools
-//! are keyed by endpoint address and live as long as the proxy, so they survive table swaps.
+//! hyper's backpressure and are never buffered whole. The upstream clients' connection pools
+//! are keyed by endpoint address and protocol and live as long as the proxy, so they survive
+//! table swaps (see `upstream`). TLS decisions (redirects, HSTS, 421) are in `tls_policy`,
+//! gRPC error mapping in `grpc`.
 
 mod body;
 mod error;
+mod grpc;
 mod handle;
 mod headers;
 mod server;
+mod tls_policy;
 mod upgrade;
+mod upstream;
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -20,23 +25,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{PathAndQuery, Scheme};
-use http::{header, HeaderValue, Request, Response, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{header, HeaderValue, Request, Response, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::balance::{cookie_value, InFlight, PickContext, RequestInfo};
-use crate::table::{BackendTarget, Canary, CanaryDecision, Route};
+use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Route};
 
 pub use error::ProxyError;
 pub use handle::{ActiveTable, TableHandle};
 pub use headers::ClientInfo;
-pub use server::{serve, ServerLimits};
+pub use server::{serve, serve_tls, ServerLimits};
+use upstream::{scheme_for, version_for, Upstreams};
 
 /// The body of every response the proxy sends: streamed from an upstream, or generated here.
 pub type ProxyBody = Either<body::Tracked, Full<Bytes>>;
@@ -63,24 +66,15 @@ impl Default for UpstreamConfig {
 /// Routes and forwards requests. Shared by every connection of a listener.
 pub struct Proxy {
     tables: Arc<TableHandle>,
-    client: Client<HttpConnector, Incoming>,
+    upstreams: Upstreams<Incoming>,
 }
 
 impl Proxy {
     pub fn new(tables: Arc<TableHandle>, config: &UpstreamConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_endpoint)
-            // vane sets Host itself: the client's Host must be the one the user sent.
-            .set_host(false)
-            .build(connector);
-        Self { tables, client }
+        Self {
+            tables,
+            upstreams: Upstreams::new(config),
+        }
     }
 
     /// Handles one request. Never fails: errors become responses.
@@ -89,8 +83,10 @@ impl Proxy {
         request: Request<Incoming>,
         client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        let is_grpc = grpc::is_grpc(request.headers());
         Ok(match self.route_and_forward(request, client).await {
             Ok(response) => response,
+            Err(error) if is_grpc => grpc::error_response(&error).map(Either::Right),
             Err(error) => error.to_response().map(Either::Right),
         })
     }
@@ -106,10 +102,16 @@ impl Proxy {
             return Err(ProxyError::NotReady);
         }
         let host = request_host(&request).unwrap_or_default();
+        if tls_policy::is_misdirected(&active.table, client, host) {
+            return Err(ProxyError::Misdirected);
+        }
         let Some(route) = active.table.lookup(host, request.uri().path()) else {
             debug!(host, path = request.uri().path(), "no route");
             return Err(ProxyError::NoRoute);
         };
+        if let Some(redirect) = tls_policy::redirect(route, client, &request, host) {
+            return Ok(redirect.map(Either::Right));
+        }
         let backend_index = match &route.canary {
             None => route.backend,
             Some(canary) => choose_canary(canary, route.backend, request.headers()),
@@ -154,9 +156,14 @@ impl Proxy {
             decay: balancer.decay(),
             set_cookie,
         };
-        let result = self.forward(request, route, upstream, client).await;
-        if let Err(error) = &result {
-            warn!(route = %route, backend = %backend.name, endpoint = %endpoint.address, error = %error, kind = error.label(), "upstream error");
+        let mut result = self
+            .forward(request, route, backend, upstream, client)
+            .await;
+        match &mut result {
+            Ok(response) => tls_policy::add_hsts(route, client, response),
+            Err(error) => {
+                warn!(route = %route, backend = %backend.name, endpoint = %endpoint.address, error = %error, kind = error.label(), "upstream error");
+            }
         }
         result
     }
@@ -165,6 +172,7 @@ impl Proxy {
         &self,
         mut request: Request<Incoming>,
         route: &Route,
+        backend: &Backend,
         upstream: Upstream,
         client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -194,16 +202,17 @@ impl Proxy {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
+        uri.scheme = Some(scheme_for(backend));
         uri.authority = Some(upstream.authority);
         uri.path_and_query = Some(path_and_query);
         parts.uri = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
-        parts.version = Version::HTTP_11;
+        parts.version = version_for(backend);
 
         let timeout = route.timeouts.response_headers;
         let mut response = match tokio::time::timeout(
             timeout,
-            self.client.request(Request::from_parts(parts, body)),
+            self.upstreams
+                .request(backend, Request::from_parts(parts, body)),
         )
         .await
         {

@@ -6,8 +6,10 @@
 //! ├── wildcard_hosts: "example.com" (for *.example.com) ─▶ PathMatcher
 //! ├── any_host:       PathMatcher of host-less rules
 //! ├── default_route:  the oldest Ingress's spec.defaultBackend
-//! ├── routes[]:       Route { ingress, host, path, backend index, timeouts }
-//! └── backends[]:     Backend { name, Endpoints([Endpoint]) | Invalid(reason), load balancing }
+//! ├── routes[]:       Route { ingress, host, path, backend index, timeouts, tls }
+//! ├── backends[]:     Backend { name, Endpoints([Endpoint]) | Invalid(reason), load balancing,
+//! │                             protocol, upstream TLS }
+//! └── tls:            TlsHosts (certificates by SNI host, see `tls.rs`)
 //! ```
 //!
 //! Lookup tries the exact host, then the wildcard, then host-less rules, then the default
@@ -19,6 +21,7 @@
 mod diagnostic;
 mod host;
 mod path;
+mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +33,10 @@ use http::uri::Authority;
 pub use diagnostic::{Diagnostic, ObjectRef};
 pub use host::{normalize_request_host, wildcard_parent, HostPattern};
 pub use path::{PathKind, PathMatcher, PathRule};
+pub use tls::{
+    BackendProtocol, Certificate, ClientAuth, ClientAuthMode, RouteTls, TlsHosts, TlsSite,
+    UpstreamTls,
+};
 
 /// Upstream timeouts that apply to one route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +58,7 @@ pub struct Route {
     pub timeouts: Timeouts,
     /// A canary Ingress that takes part of this route's traffic.
     pub canary: Option<Canary>,
+    pub tls: RouteTls,
 }
 
 /// A canary on a route, with ingress-nginx's semantics: the header decides first (`always`,
@@ -205,6 +213,9 @@ pub struct Backend {
     pub affinity: Option<CookieAffinity>,
     /// The BackendPolicy that configures this backend, if any.
     pub policy: Option<ObjectRef>,
+    pub protocol: BackendProtocol,
+    /// Set exactly when `protocol` uses TLS.
+    pub upstream_tls: Option<UpstreamTls>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -250,6 +261,7 @@ pub struct RoutingTable {
     default_route: Option<usize>,
     routes: Vec<Route>,
     backends: Vec<Backend>,
+    tls: TlsHosts,
 }
 
 impl RoutingTable {
@@ -325,6 +337,15 @@ impl RoutingTable {
     pub fn backend(&self, index: usize) -> Option<&Backend> {
         self.backends.get(index)
     }
+
+    /// The table with these TLS sites.
+    pub fn with_tls(self, tls: TlsHosts) -> Self {
+        Self { tls, ..self }
+    }
+
+    pub fn tls(&self) -> &TlsHosts {
+        &self.tls
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +362,7 @@ mod tests {
                 response_headers: Duration::from_secs(60),
             },
             canary: None,
+            tls: RouteTls::default(),
         }
     }
 
@@ -352,6 +374,8 @@ mod tests {
             slow_start: None,
             affinity: None,
             policy: None,
+            protocol: BackendProtocol::Http,
+            upstream_tls: None,
         }
     }
 

@@ -8,7 +8,10 @@
 //! - `/upload`: reads the request body as a stream and answers with its length;
 //! - `/ws`: WebSocket echo;
 //! - `/status/N`: answers with status N;
-//! - anything else: 200 with a JSON echo of the request (`name`, `method`, `path`, `headers`).
+//! - anything else: 200 with a JSON echo of the request (`name`, `method`, `path`, `query`,
+//!   `version`, `headers`).
+//!
+//! [`start_tls`] starts origins that speak TLS (ALPN `h2` and `http/1.1`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -95,6 +98,15 @@ impl Origins {
 
 /// Starts `n` origins named `origin-0`, `origin-1`, ...
 pub async fn start(n: usize) -> Origins {
+    start_with(n, None).await
+}
+
+/// Starts `n` origins that serve TLS with `config`.
+pub async fn start_tls(n: usize, config: Arc<rustls::ServerConfig>) -> Origins {
+    start_with(n, Some(tokio_rustls::TlsAcceptor::from(config))).await
+}
+
+async fn start_with(n: usize, tls: Option<tokio_rustls::TlsAcceptor>) -> Origins {
     'attempt: for _ in 0..20 {
         let first = TcpListener::bind((next_loopback(), 0))
             .await
@@ -110,14 +122,18 @@ pub async fn start(n: usize) -> Origins {
         let origins = listeners
             .into_iter()
             .enumerate()
-            .map(|(i, listener)| spawn(format!("origin-{i}"), listener))
+            .map(|(i, listener)| spawn(format!("origin-{i}"), listener, tls.clone()))
             .collect();
         return Origins { port, origins };
     }
     panic!("could not find a free port shared by {n} loopback addresses");
 }
 
-fn spawn(name: String, listener: TcpListener) -> Origin {
+/// A connection, in the clear or over TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+fn spawn(name: String, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let delay_ms = Arc::new(AtomicU64::new(0));
@@ -142,7 +158,15 @@ fn spawn(name: String, listener: TcpListener) -> Origin {
             let hits = hits.clone();
             let delay_ms = delay_ms.clone();
             let stop = stop.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
+                let stream: Box<dyn Io> = match tls {
+                    None => Box::new(stream),
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => Box::new(stream),
+                        Err(_) => return,
+                    },
+                };
                 let service = service_fn(move |request| {
                     hits.fetch_add(1, Ordering::SeqCst);
                     let delay = std::time::Duration::from_millis(delay_ms.load(Ordering::SeqCst));
@@ -222,6 +246,7 @@ async fn respond(
         "method": request.method().as_str(),
         "path": path,
         "query": request.uri().query(),
+        "version": format!("{:?}", request.version()),
         "headers": headers,
     });
     full(StatusCode::OK, echo.to_string())

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::proxy::{ActiveTable, TableHandle};
-use crate::table::{BackendTarget, PathKind, Timeouts};
+use crate::table::{BackendTarget, ClientAuthMode, PathKind, Timeouts, TlsSite};
 
 /// What the admin endpoints report on.
 #[derive(Debug)]
@@ -141,6 +141,16 @@ pub fn routes_json(active: &ActiveTable) -> Value {
                 let probed = backend.health.active.is_some();
                 json!({
                     "name": backend.name,
+                    "protocol": backend.protocol.as_str(),
+                    "upstreamTls": backend.upstream_tls.as_ref().map(|tls| json!({
+                        "serverName": tls.server_name,
+                        "verify": if tls.insecure { "insecureSkipVerify".to_string() } else {
+                            match &tls.ca {
+                                Some(secrets) => secrets.iter().map(|s| format!("{}/{}", s.namespace, s.name)).collect::<Vec<_>>().join(","),
+                                None => "webpki-roots".to_string(),
+                            }
+                        },
+                    })),
                     "loadBalancing": format!("{:?}", backend.load_balancing),
                     "policy": backend.policy.as_ref().map(|p| format!("{}/{}", p.namespace, p.name)),
                     "panic": balancer.is_some_and(|b| b.in_panic(now)),
@@ -176,8 +186,21 @@ pub fn routes_json(active: &ActiveTable) -> Value {
             }),
         })
         .collect();
+    let default_site = table.tls().default_site();
+    let mut tls: Vec<(String, Value)> = table
+        .tls()
+        .hosts()
+        .map(|(host, site)| {
+            let is_default = default_site
+                .is_some_and(|d| std::sync::Arc::ptr_eq(&d.certificate, &site.certificate));
+            (host.to_string(), site_json(site, is_default))
+        })
+        .collect();
+    tls.sort_by(|a, b| a.0.cmp(&b.0));
     json!({
         "generation": active.generation,
+        "tls": tls.into_iter().map(|(host, site)| json!({"host": host, "site": site})).collect::<Vec<_>>(),
+        "defaultCertificate": default_site.map(|site| site_json(site, true)),
         "hosts": hosts.into_iter().map(|(host, paths)| json!({"host": host, "paths": paths})).collect::<Vec<_>>(),
         "defaultBackend": default_backend,
         "backends": backends,
@@ -192,5 +215,28 @@ fn timeouts_json(timeouts: &Timeouts) -> Value {
         "readIdleSeconds": timeouts.read_idle.as_secs_f64(),
         "sendIdleSeconds": timeouts.send_idle.as_secs_f64(),
         "requestSeconds": timeouts.request.map(|t| t.as_secs_f64()),
+    })
+}
+
+/// A TLS site: its certificate (which Secret, or the self-signed one; subject, DNS names,
+/// notAfter) and its client verification.
+fn site_json(site: &TlsSite, is_default: bool) -> Value {
+    let certificate = &site.certificate;
+    json!({
+        "certificate": {
+            "source": match (&certificate.secret, is_default) {
+                (Some(secret), false) => format!("{}/{}", secret.namespace, secret.name),
+                (Some(secret), true) => format!("default ({}/{})", secret.namespace, secret.name),
+                (None, _) => "default (self-signed)".to_string(),
+            },
+            "subject": certificate.subject,
+            "dnsNames": certificate.dns_names,
+            "notAfter": certificate.not_after,
+        },
+        "clientAuth": site.client_auth.as_ref().map(|auth| json!({
+            "ca": format!("{}/{}", auth.ca.namespace, auth.ca.name),
+            "mode": match auth.mode { ClientAuthMode::Required => "on", ClientAuthMode::Optional => "optional" },
+        })),
+        "refused": site.config.is_none(),
     })
 }

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -29,10 +30,12 @@ use crate::manifests::{self, LoadError};
 use crate::proxy::{self, Proxy, ServerLimits, TableHandle, UpstreamConfig};
 use crate::snapshot::Snapshot;
 use crate::table::Diagnostic;
+use crate::tls;
 
 /// A started vane: where it listens, and its tasks.
 pub struct Running {
     pub http: SocketAddr,
+    pub https: SocketAddr,
     pub admin: SocketAddr,
     pub tables: Arc<TableHandle>,
     admin_state: Arc<AdminState>,
@@ -67,18 +70,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// Binds the listeners and starts every task; they run until `shutdown` is cancelled.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let tables = Arc::new(TableHandle::new());
+    let fallback = tls::self_signed()
+        .map_err(anyhow::Error::msg)
+        .context("cannot generate the self-signed default certificate")?;
     let options = Options {
         ingress_class: config.ingress_class.clone(),
         controller_name: config.controller_name.clone(),
+        default_certificate: config.default_ssl_certificate.clone(),
+        fallback_certificate: Some(Arc::new(fallback)),
+        ..Options::default()
     };
 
     let http = TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("cannot listen on --http-addr {}", config.http_addr))?;
+    let https = TcpListener::bind(config.https_addr)
+        .await
+        .with_context(|| format!("cannot listen on --https-addr {}", config.https_addr))?;
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("cannot listen on --admin-addr {}", config.admin_addr))?;
     let http_addr = http.local_addr()?;
+    let https_addr = https.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
     let mut tasks = JoinSet::new();
@@ -108,10 +121,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shutdown_grace: config.shutdown_grace,
         ..ServerLimits::default()
     };
-    tasks.spawn(proxy::serve(http, proxy, limits, shutdown.clone()));
-    info!(http = %http_addr, admin = %admin_addr, workers = config.workers, "vane is serving");
+    tasks.spawn(proxy::serve(
+        http,
+        proxy.clone(),
+        limits.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(proxy::serve_tls(https, proxy, limits, shutdown.clone()));
+    info!(http = %http_addr, https = %https_addr, admin = %admin_addr, workers = config.workers, "vane is serving");
     Ok(Running {
         http: http_addr,
+        https: https_addr,
         admin: admin_addr,
         tables,
         admin_state,
@@ -245,7 +265,7 @@ async fn shutdown_signal() {
 
 /// Compiles snapshots from either source and publishes the tables.
 struct Compiler {
-    options: Arc<Options>,
+    options: Options,
     tables: Arc<TableHandle>,
     reported: Reported,
 }
@@ -253,7 +273,7 @@ struct Compiler {
 impl Compiler {
     fn new(options: Options, tables: Arc<TableHandle>) -> Self {
         Self {
-            options: Arc::new(options),
+            options,
             tables,
             reported: Reported::default(),
         }
@@ -266,7 +286,13 @@ impl Compiler {
         snapshot: Snapshot,
         load_errors: &[LoadError],
     ) -> anyhow::Result<Outcome> {
-        let options = self.options.clone();
+        // The clock is read here, not in compile, which stays pure: certificates are checked for
+        // expiry against the time of each compile.
+        let mut options = self.options.clone();
+        options.now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
         let compiled: Compiled =
             tokio::task::spawn_blocking(move || compile::compile(&snapshot, &options))
                 .await

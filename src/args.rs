@@ -87,6 +87,20 @@ pub struct Args {
     )]
     pub http_addr: SocketAddr,
 
+    /// TLS listener.
+    #[arg(
+        long,
+        env = "VANE_HTTPS_ADDR",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub https_addr: SocketAddr,
+
+    /// A Secret of type kubernetes.io/tls served for unknown or missing SNI (default: a
+    /// self-signed certificate generated at start).
+    #[arg(long, env = "VANE_DEFAULT_SSL_CERTIFICATE", value_name = "NS/NAME")]
+    pub default_ssl_certificate: Option<String>,
+
     /// Health, readiness and debug endpoints.
     #[arg(
         long,
@@ -159,6 +173,9 @@ pub struct Config {
     pub ingress_class: String,
     pub controller_name: String,
     pub http_addr: SocketAddr,
+    pub https_addr: SocketAddr,
+    /// `--default-ssl-certificate` as (namespace, name).
+    pub default_ssl_certificate: Option<(String, String)>,
     pub admin_addr: SocketAddr,
     pub workers: usize,
     pub log_format: LogFormat,
@@ -170,6 +187,8 @@ pub struct Config {
 pub enum ConfigError {
     #[error("--publish-service must be NAMESPACE/NAME, not {0:?}")]
     PublishService(String),
+    #[error("--default-ssl-certificate must be NAMESPACE/NAME, not {0:?}")]
+    DefaultSslCertificate(String),
     #[error("--workers must be at least 1")]
     NoWorkers,
     #[error("--{0} must not be empty")]
@@ -180,16 +199,9 @@ impl Args {
     /// Validates the flags. `cpus` is the default worker count.
     pub fn into_config(self, cpus: usize, env: &Environment) -> Result<Config, ConfigError> {
         let publish = match (self.publish_service, self.publish_status_address) {
-            (Some(service), _) => match service.split_once('/') {
-                Some((namespace, name))
-                    if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
-                {
-                    Some(Publish::Service {
-                        namespace: namespace.to_owned(),
-                        name: name.to_owned(),
-                    })
-                }
-                _ => return Err(ConfigError::PublishService(service)),
+            (Some(service), _) => match namespaced_name(&service) {
+                Some((namespace, name)) => Some(Publish::Service { namespace, name }),
+                None => return Err(ConfigError::PublishService(service)),
             },
             (None, addresses) => {
                 let addresses: Vec<String> = addresses
@@ -225,6 +237,12 @@ impl Args {
         if self.controller_name.is_empty() {
             return Err(ConfigError::Empty("controller-name"));
         }
+        let default_ssl_certificate = match self.default_ssl_certificate {
+            Some(secret) => {
+                Some(namespaced_name(&secret).ok_or(ConfigError::DefaultSslCertificate(secret))?)
+            }
+            None => None,
+        };
         let workers = self.workers.unwrap_or(cpus);
         if workers == 0 {
             return Err(ConfigError::NoWorkers);
@@ -234,12 +252,26 @@ impl Args {
             ingress_class: self.ingress_class,
             controller_name: self.controller_name,
             http_addr: self.http_addr,
+            https_addr: self.https_addr,
+            default_ssl_certificate,
             admin_addr: self.admin_addr,
             workers,
             log_format: self.log_format,
             shutdown_delay: self.shutdown_delay,
             shutdown_grace: self.shutdown_grace,
         })
+    }
+}
+
+/// `NAMESPACE/NAME`, both non-empty.
+fn namespaced_name(value: &str) -> Option<(String, String)> {
+    match value.split_once('/') {
+        Some((namespace, name))
+            if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+        {
+            Some((namespace.to_owned(), name.to_owned()))
+        }
+        _ => None,
     }
 }
 
@@ -277,11 +309,38 @@ mod tests {
         assert_eq!(config.ingress_class, "vane");
         assert_eq!(config.controller_name, "vane.dev/ingress-controller");
         assert_eq!(config.http_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.https_addr, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(config.default_ssl_certificate, None);
         assert_eq!(config.admin_addr, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(config.workers, 4);
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.shutdown_delay, Duration::from_secs(5));
         assert_eq!(config.shutdown_grace, Duration::from_secs(25));
+    }
+
+    #[test]
+    fn default_ssl_certificate_is_a_namespaced_name() {
+        let parse = |value: &str| {
+            Args::try_parse_from([
+                "vane",
+                "--manifests",
+                "/m",
+                "--default-ssl-certificate",
+                value,
+            ])
+            .unwrap()
+            .into_config(1, &env())
+        };
+        assert_eq!(
+            parse("ingress/wildcard").unwrap().default_ssl_certificate,
+            Some(("ingress".into(), "wildcard".into()))
+        );
+        for bad in ["wildcard", "/x", "a/b/c"] {
+            assert!(
+                matches!(parse(bad), Err(ConfigError::DefaultSslCertificate(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

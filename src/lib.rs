@@ -18,3 +18,4 @@ pub mod manifests;
 pub mod proxy;
 pub mod snapshot;
 pub mod table;
+pub mod tls;

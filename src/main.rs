@@ -1,4 +1,5 @@
-//! The `vane` binary: parse flags, set up logging and the runtime, run the app.
+//! The `vane` binary: parse flags, install the rustls crypto provider, set up logging and the
+//! runtime, run the app.
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // vane's own TLS configurations name their provider; this covers every other rustls user.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log_format {

@@ -12,13 +12,17 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use crate::api::BackendPolicy;
 
+/// The Secret type of certificates, and the only one read from a cluster.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub ingress_classes: Vec<Arc<IngressClass>>,
     pub ingresses: Vec<Arc<Ingress>>,
     pub services: Vec<Arc<Service>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
-    /// Only Secrets of type `kubernetes.io/tls`.
+    /// From a cluster only Secrets of type `kubernetes.io/tls` (by field selector); from
+    /// manifests every Secret, so that compile can name the type of a wrong one.
     pub secrets: Vec<Arc<Secret>>,
     pub backend_policies: Vec<Arc<BackendPolicy>>,
 }

@@ -41,6 +41,20 @@ pub mod keys {
     pub const PROXY_SEND_TIMEOUT: &str = "vane.dev/proxy-send-timeout";
     /// Timeout of the whole exchange, retries included (not for upgraded connections).
     pub const PROXY_REQUEST_TIMEOUT: &str = "vane.dev/proxy-request-timeout";
+    /// `"false"`: hosts with TLS do not redirect plain HTTP to HTTPS (default `"true"`).
+    pub const SSL_REDIRECT: &str = "vane.dev/ssl-redirect";
+    /// `"true"`: redirect plain HTTP to HTTPS even for hosts without a `spec.tls` entry.
+    pub const FORCE_SSL_REDIRECT: &str = "vane.dev/force-ssl-redirect";
+    /// `max-age=SECONDS[; includeSubDomains][; preload]`: the Strict-Transport-Security of
+    /// HTTPS responses.
+    pub const HSTS: &str = "vane.dev/hsts";
+    /// `NAME` or `NAMESPACE/NAME` (the Ingress's own namespace): a Secret whose `ca.crt`
+    /// verifies client certificates.
+    pub const AUTH_TLS_SECRET: &str = "vane.dev/auth-tls-secret";
+    /// `on` (required, the default with `auth-tls-secret`), `optional` or `off`.
+    pub const AUTH_TLS_VERIFY_CLIENT: &str = "vane.dev/auth-tls-verify-client";
+    /// `HTTP`, `HTTPS`, `H2C`, `GRPC` or `GRPCS`: how vane talks to the endpoints.
+    pub const BACKEND_PROTOCOL: &str = "vane.dev/backend-protocol";
 }
 
 /// A percentage, 0 to 100.
@@ -136,6 +150,112 @@ pub fn parse_bool(value: &str) -> Result<bool, String> {
         "false" => Ok(false),
         other => Err(format!("{other:?} is not true or false")),
     }
+}
+
+/// `Strict-Transport-Security` settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hsts {
+    pub max_age_seconds: u64,
+    pub include_subdomains: bool,
+    pub preload: bool,
+}
+
+impl Hsts {
+    /// The header value, in a canonical form.
+    pub fn header_value(&self) -> http::HeaderValue {
+        let mut value = format!("max-age={}", self.max_age_seconds);
+        if self.include_subdomains {
+            value.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            value.push_str("; preload");
+        }
+        http::HeaderValue::from_str(&value).expect("digits and fixed tokens are a header value")
+    }
+}
+
+/// `max-age=SECONDS` (at most two years), then optionally `includeSubDomains` and `preload`,
+/// separated by `;`. Directive names are case-insensitive, as RFC 6797 says.
+pub fn parse_hsts(value: &str) -> Result<Hsts, String> {
+    let mut max_age = None;
+    let mut hsts = Hsts {
+        max_age_seconds: 0,
+        include_subdomains: false,
+        preload: false,
+    };
+    for directive in value.split(';').map(str::trim).filter(|d| !d.is_empty()) {
+        let (name, argument) = match directive.split_once('=') {
+            Some((name, argument)) => (name.trim(), Some(argument.trim())),
+            None => (directive, None),
+        };
+        match (name.to_ascii_lowercase().as_str(), argument) {
+            ("max-age", Some(seconds)) if max_age.is_none() => match seconds.parse::<u64>() {
+                Ok(seconds) if seconds <= 63_072_000 => max_age = Some(seconds),
+                _ => {
+                    return Err(format!(
+                        "max-age {seconds:?} is not a number of seconds up to 63072000"
+                    ))
+                }
+            },
+            ("includesubdomains", None) if !hsts.include_subdomains => {
+                hsts.include_subdomains = true
+            }
+            ("preload", None) if !hsts.preload => hsts.preload = true,
+            _ => {
+                return Err(format!(
+                    "{directive:?} is not max-age=SECONDS, includeSubDomains or preload (each once)"
+                ))
+            }
+        }
+    }
+    hsts.max_age_seconds = max_age.ok_or_else(|| format!("{value:?} has no max-age"))?;
+    Ok(hsts)
+}
+
+/// Client certificate verification named by `vane.dev/auth-tls-verify-client`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifyClient {
+    On,
+    Optional,
+    Off,
+}
+
+pub fn parse_verify_client(value: &str) -> Result<VerifyClient, String> {
+    match value.trim() {
+        "on" => Ok(VerifyClient::On),
+        "optional" => Ok(VerifyClient::Optional),
+        "off" => Ok(VerifyClient::Off),
+        other => Err(format!("{other:?} is not on, optional or off")),
+    }
+}
+
+/// A Secret reference `NAME` or `NAMESPACE/NAME`, as `(namespace, name)`.
+pub fn parse_secret_ref(value: &str) -> Result<(Option<String>, String), String> {
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
+    };
+    match value.trim().split_once('/') {
+        None if is_name(value.trim()) => Ok((None, value.trim().to_owned())),
+        Some((namespace, name)) if is_name(namespace) && is_name(name) => {
+            Ok((Some(namespace.to_owned()), name.to_owned()))
+        }
+        _ => Err(format!("{value:?} is not NAME or NAMESPACE/NAME")),
+    }
+}
+
+pub fn parse_backend_protocol(value: &str) -> Result<super::BackendProtocol, String> {
+    use super::BackendProtocol::*;
+    Ok(match value.trim() {
+        "HTTP" => Http,
+        "HTTPS" => Https,
+        "H2C" => H2c,
+        "GRPC" => Grpc,
+        "GRPCS" => Grpcs,
+        other => return Err(format!("{other:?} is not HTTP, HTTPS, H2C, GRPC or GRPCS")),
+    })
 }
 
 /// A balancing algorithm named by `vane.dev/load-balance`.
@@ -267,6 +387,50 @@ mod tests {
         for bad in ["", "30", "0s", "2h", "soon"] {
             assert!(parse_slow_start(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hsts_parses_into_a_canonical_header_or_is_rejected() {
+        let hsts = parse_hsts("max-age=31536000; includeSubDomains; preload").unwrap();
+        assert_eq!(
+            hsts.header_value(),
+            "max-age=31536000; includeSubDomains; preload"
+        );
+        assert_eq!(
+            parse_hsts(" MAX-AGE=60 ").unwrap().header_value(),
+            "max-age=60"
+        );
+        for bad in [
+            "",
+            "includeSubDomains",
+            "max-age=-1",
+            "max-age=99999999999",
+            "max-age=1; max-age=2",
+            "max-age=1; preload=yes",
+            "max-age=1\r\nx: y",
+            "max-age=1; evil",
+        ] {
+            assert!(parse_hsts(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secret_refs_and_protocols_parse_or_are_rejected() {
+        assert_eq!(parse_secret_ref("ca"), Ok((None, "ca".into())));
+        assert_eq!(
+            parse_secret_ref("web/ca"),
+            Ok((Some("web".into()), "ca".into()))
+        );
+        for bad in ["", "a/b/c", "/ca", "Web/ca", "ca;x"] {
+            assert!(parse_secret_ref(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_backend_protocol("GRPCS"),
+            Ok(super::super::BackendProtocol::Grpcs)
+        );
+        assert!(parse_backend_protocol("grpc").is_err());
+        assert_eq!(parse_verify_client("optional"), Ok(VerifyClient::Optional));
+        assert!(parse_verify_client("optional_no_ca").is_err());
     }
 
     #[test]

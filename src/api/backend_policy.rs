@@ -61,6 +61,65 @@ pub struct BackendPolicySpec {
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
+
+    /// How vane talks to the endpoints (default: the Service port's `appProtocol`, else HTTP).
+    /// The Ingress annotation `vane.dev/backend-protocol` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_protocol: Option<BackendProtocol>,
+
+    /// How vane verifies endpoints with protocol HTTPS or GRPCS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTls>,
+}
+
+// === backendProtocol, tls ===
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendProtocol {
+    /// HTTP/1.1 in the clear.
+    #[serde(rename = "HTTP")]
+    Http,
+    /// HTTP/1.1 over TLS.
+    #[serde(rename = "HTTPS")]
+    Https,
+    /// HTTP/2 in the clear (prior knowledge).
+    #[serde(rename = "H2C")]
+    H2c,
+    /// gRPC over HTTP/2 in the clear.
+    #[serde(rename = "GRPC")]
+    Grpc,
+    /// gRPC over HTTP/2 over TLS.
+    #[serde(rename = "GRPCS")]
+    Grpcs,
+}
+
+/// Verification of upstream certificates. Without `caCertificateRefs`, certificates must chain
+/// to a public root (the Mozilla root program).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.insecureSkipVerify) && self.insecureSkipVerify && has(self.caCertificateRefs))").message("insecureSkipVerify and caCertificateRefs exclude each other"))]
+pub struct BackendTls {
+    /// Secrets (type kubernetes.io/tls, in the policy's namespace) whose `ca.crt` holds the
+    /// CA certificates that endpoint certificates must chain to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub ca_certificate_refs: Vec<SecretRef>,
+    /// The name sent as SNI and verified in the endpoint's certificate (default: the Service's
+    /// cluster DNS name, `SERVICE.NAMESPACE.svc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub hostname: Option<String>,
+    /// Do not verify endpoint certificates at all. Insecure: anyone on the path can read and
+    /// change the traffic. vane reports it as a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// A Secret in the policy's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// A Service, or one port of it, in the policy's own namespace.

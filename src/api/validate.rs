@@ -75,6 +75,25 @@ pub fn validate(spec: &BackendPolicySpec) -> Vec<String> {
             u32::MAX,
         );
     }
+    if let Some(tls) = &spec.tls {
+        if tls.insecure_skip_verify == Some(true) && !tls.ca_certificate_refs.is_empty() {
+            errors.add(
+                "spec.tls",
+                "insecureSkipVerify and caCertificateRefs exclude each other",
+            );
+        }
+        if tls.ca_certificate_refs.len() > 8 {
+            errors.add("spec.tls.caCertificateRefs", "may name at most 8 Secrets");
+        }
+        if let Some(hostname) = &tls.hostname {
+            if rustls::pki_types::ServerName::try_from(hostname.as_str()).is_err() {
+                errors.add(
+                    "spec.tls.hostname",
+                    format!("{hostname:?} is not a DNS name or IP address"),
+                );
+            }
+        }
+    }
     errors.0
 }
 
@@ -331,6 +350,8 @@ healthCheck:
 retry: {attempts: 3, perTryTimeout: 2s, retryOn: [ConnectFailure, '503'], budget: {percent: 20}}
 timeouts: {connect: 2s, responseHeaders: 30s, idle: 1m, request: 5m}
 circuitBreaker: {maxConnections: 100, maxRequests: 1000}
+backendProtocol: GRPCS
+tls: {caCertificateRefs: [{name: ca}], hostname: api.internal}
 ",
         ));
         assert!(errors.is_empty(), "{errors:?}");
@@ -343,6 +364,7 @@ circuitBreaker: {maxConnections: 100, maxRequests: 1000}
 loadBalancer: {type: RoundRobin, consistentHash: {hashOn: Cookie, tableSize: 1000}}
 healthCheck: {active: {type: TCP, http: {path: nope}, interval: 5 seconds}}
 retry: {attempts: 0}
+tls: {insecureSkipVerify: true, caCertificateRefs: [{name: ca}], hostname: 'a b'}
 ",
         ));
         let expected = [
@@ -355,6 +377,8 @@ retry: {attempts: 0}
             "spec.healthCheck.active.interval: \"5 seconds\" is not a duration",
             "spec.healthCheck.active.http.path: must start with /",
             "spec.retry.attempts: 0 is not between 1 and 10",
+            "spec.tls: insecureSkipVerify and caCertificateRefs exclude each other",
+            "spec.tls.hostname: \"a b\" is not a DNS name",
         ];
         for fragment in expected {
             assert!(

@@ -111,7 +111,7 @@ fn backend_ref(backend: &IngressBackend) -> BackendRef<'_> {
 }
 
 /// A DNS-1123 subdomain, optionally with a leading `*.` (a wildcard of exactly one label).
-fn validate_host(host: &str) -> Result<(), String> {
+pub fn validate_host(host: &str) -> Result<(), String> {
     let name = host.strip_prefix("*.").unwrap_or(host);
     if name.is_empty() || name.len() > 253 {
         return Err("is not a valid DNS name".into());

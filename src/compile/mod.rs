@@ -16,8 +16,10 @@ mod ingress;
 mod policy;
 mod resilience;
 mod service;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -25,9 +27,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::api::BackendPolicy;
 use crate::snapshot::Snapshot;
 use crate::table::{
-    Backend, BackendTarget, Canary, CircuitBreaker, CookieAffinity, Diagnostic, Endpoint,
-    HealthCheck, HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route, RoutingTable,
-    SlowStart,
+    Backend, BackendProtocol, BackendTarget, Canary, Certificate, CircuitBreaker, CookieAffinity,
+    Diagnostic, Endpoint, HealthCheck, HostPattern, LoadBalancing, ObjectRef, PathRule,
+    RetryPolicy, Route, RoutingTable, SlowStart, UpstreamTls,
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
@@ -55,6 +57,13 @@ pub mod reasons {
     pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
     pub const CANARY_WITHOUT_MAIN: &str = "CanaryWithoutMainIngress";
     pub const CANARY_CONFLICT: &str = "CanaryConflict";
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// A Secret of the wrong type, or whose certificate, key or CA bundle cannot be used.
+    pub const INVALID_SECRET: &str = "InvalidSecret";
+    pub const CERTIFICATE_EXPIRED: &str = "CertificateExpired";
+    pub const TLS_CONFLICT: &str = "TLSConflict";
+    /// A BackendPolicy turned off upstream certificate verification.
+    pub const INSECURE_UPSTREAM_TLS: &str = "InsecureUpstreamTLS";
 }
 
 /// Settings of compile that come from the command line.
@@ -62,6 +71,14 @@ pub mod reasons {
 pub struct Options {
     pub ingress_class: String,
     pub controller_name: String,
+    /// `--default-ssl-certificate`: the Secret (namespace, name) served for unknown or missing
+    /// SNI.
+    pub default_certificate: Option<(String, String)>,
+    /// The certificate served when there is no usable default Secret (the self-signed one
+    /// generated at start). Without either, such handshakes are refused.
+    pub fallback_certificate: Option<Arc<Certificate>>,
+    /// Seconds since the Unix epoch, to refuse expired certificates; `None`: not checked.
+    pub now: Option<i64>,
 }
 
 impl Default for Options {
@@ -69,6 +86,9 @@ impl Default for Options {
         Self {
             ingress_class: DEFAULT_INGRESS_CLASS.into(),
             controller_name: DEFAULT_CONTROLLER_NAME.into(),
+            default_certificate: None,
+            fallback_certificate: None,
+            now: None,
         }
     }
 }
@@ -169,18 +189,24 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
     oldest_first(&mut ours, |ingress| &ingress.metadata);
 
     let (attachments, policies) = policy::attach(&snapshot.backend_policies, &services, &mut sink);
-    let mut builder = TableBuilder::new(&services, &attachments);
+    let certificates =
+        tls::TlsBuilder::new(snapshot.secrets.iter().map(|s| &**s), options, &mut sink);
+    let mut builder = TableBuilder::new(&services, &attachments, certificates);
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
     for (ingress, object) in &ours {
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
-        let config = IngressConfig {
+        let mut config = IngressConfig {
             balancing: balancing::IngressBalancing::parse(&annotations, &mut sink),
             timeouts: resilience::IngressTimeouts::parse(&annotations, &mut sink),
+            tls: tls::IngressTls::parse(&annotations, object, &mut sink),
         };
         match canary::parse(&annotations, &mut sink) {
             Some(settings) => canaries.push((ingress, object, config, settings)),
             None => {
+                builder
+                    .tls
+                    .add_ingress(ingress, object, &mut config.tls, &mut sink);
                 for candidate in ingress::candidates(ingress, object, &mut sink) {
                     builder.add(object, &config, candidate, &mut sink);
                 }
@@ -193,7 +219,7 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
         }
     }
     Compiled {
-        table: RoutingTable::new(builder.routes, builder.backends),
+        table: RoutingTable::new(builder.routes, builder.backends).with_tls(builder.tls.finish()),
         diagnostics: sink.diagnostics,
         ingresses: ours.into_iter().map(|(_, object)| object).collect(),
         policies,
@@ -212,10 +238,12 @@ fn ingress_ref(ingress: &Ingress) -> Option<ObjectRef> {
 struct IngressConfig {
     balancing: balancing::IngressBalancing,
     timeouts: resilience::IngressTimeouts,
+    tls: tls::IngressTls,
 }
 
-/// What makes two backends the same: the Service port and how it is balanced. (Health checks,
-/// retries and circuit breaking come from the port's policy alone, so the name settles them.)
+/// What makes two backends the same: the Service port, how it is balanced and how it is
+/// spoken to. (Health checks, retries and circuit breaking come from the port's policy alone,
+/// so the name settles them.)
 #[derive(PartialEq, Eq, Hash)]
 struct BackendKey {
     name: String,
@@ -225,6 +253,8 @@ struct BackendKey {
     health: HealthCheck,
     retry: RetryPolicy,
     circuit_breaker: CircuitBreaker,
+    protocol: BackendProtocol,
+    upstream_tls: Option<UpstreamTls>,
 }
 
 impl BackendKey {
@@ -242,6 +272,8 @@ impl BackendKey {
             health: resilience::health(policy),
             retry: resilience::retry(policy),
             circuit_breaker: resilience::circuit_breaker(policy),
+            protocol: BackendProtocol::Http,
+            upstream_tls: None,
         }
     }
 }
@@ -250,6 +282,7 @@ impl BackendKey {
 struct TableBuilder<'a> {
     services: &'a service::ServiceIndex<'a>,
     policies: &'a policy::Attachments<'a>,
+    tls: tls::TlsBuilder<'a>,
     routes: Vec<Route>,
     backends: Vec<Backend>,
     /// Backends by name and algorithm (Ingresses may balance one Service port differently).
@@ -261,10 +294,15 @@ struct TableBuilder<'a> {
 }
 
 impl<'a> TableBuilder<'a> {
-    fn new(services: &'a service::ServiceIndex<'a>, policies: &'a policy::Attachments<'a>) -> Self {
+    fn new(
+        services: &'a service::ServiceIndex<'a>,
+        policies: &'a policy::Attachments<'a>,
+        tls: tls::TlsBuilder<'a>,
+    ) -> Self {
         Self {
             services,
             policies,
+            tls,
             routes: Vec::new(),
             backends: Vec::new(),
             backend_by_key: HashMap::new(),
@@ -306,8 +344,15 @@ impl<'a> TableBuilder<'a> {
             return;
         }
         self.owners.insert(key, (object.clone(), self.routes.len()));
-        let (backend, policy) = self.backend(object, &config.balancing, &candidate.backend, sink);
+        let (backend, policy) = self.backend(
+            object,
+            &config.balancing,
+            &config.tls,
+            &candidate.backend,
+            sink,
+        );
         self.routes.push(Route {
+            tls: config.tls.route(&candidate.host),
             ingress: object.clone(),
             host: candidate.host,
             path: candidate.path,
@@ -352,7 +397,13 @@ impl<'a> TableBuilder<'a> {
         }
         // The route's timeouts stay the main Ingress's: they bound the request before the
         // canary decision is made.
-        let (backend, _) = self.backend(object, &config.balancing, &candidate.backend, sink);
+        let (backend, _) = self.backend(
+            object,
+            &config.balancing,
+            &config.tls,
+            &candidate.backend,
+            sink,
+        );
         if let Some(route) = self.routes.get_mut(route) {
             route.canary = Some(Canary {
                 ingress: object.clone(),
@@ -372,6 +423,7 @@ impl<'a> TableBuilder<'a> {
         &mut self,
         object: &ObjectRef,
         balancing: &balancing::IngressBalancing,
+        tls: &tls::IngressTls,
         target: &ingress::BackendRef<'_>,
         sink: &mut Sink,
     ) -> (usize, Option<&'a BackendPolicy>) {
@@ -402,7 +454,23 @@ impl<'a> TableBuilder<'a> {
         };
         let policies = self.policies;
         let policy = policies.for_port(namespace, service, found.port_name());
-        let key = BackendKey::new(found.name.clone(), balancing, policy.map(|(p, _)| *p));
+        let mut key = BackendKey::new(found.name.clone(), balancing, policy.map(|(p, _)| *p));
+        key.protocol = tls::backend_protocol(
+            tls.backend_protocol,
+            policy.map(|(p, _)| *p),
+            found.app_protocol(),
+        );
+        let upstream = policy.map(|(p, o)| (*p, o));
+        match self
+            .tls
+            .upstream(key.protocol, upstream, namespace, service, sink)
+        {
+            Ok(upstream_tls) => key.upstream_tls = upstream_tls,
+            Err(problem) => {
+                key.name.push_str(" (upstream TLS)");
+                return (self.intern(object, key, None, sink, || Err(problem)), None);
+            }
+        }
         let weight = |port_name: Option<&str>, endpoint: &_, address: &str| {
             let policy = policies
                 .for_port(namespace, service, port_name)
@@ -451,6 +519,8 @@ impl<'a> TableBuilder<'a> {
             retry: key.retry,
             circuit_breaker: key.circuit_breaker,
             policy,
+            protocol: key.protocol,
+            upstream_tls: key.upstream_tls.clone(),
         });
         self.backend_by_key.insert(key, index);
         index

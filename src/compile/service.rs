@@ -34,6 +34,11 @@ impl<'a> ServicePortRef<'a> {
     pub fn port_name(&self) -> Option<&'a str> {
         self.port.name.as_deref()
     }
+
+    /// The Service port's `appProtocol` (`kubernetes.io/h2c`, `https`, ...).
+    pub fn app_protocol(&self) -> Option<&'a str> {
+        self.port.app_protocol.as_deref()
+    }
 }
 
 /// Why a backend did not resolve: the reason (an Event reason) and a message.

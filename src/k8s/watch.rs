@@ -25,8 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::api::BackendPolicy;
-use crate::manifests::TLS_SECRET_TYPE;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, TLS_SECRET_TYPE};
 
 /// The stores of every watched kind. Cheap to clone.
 #[derive(Clone)]

@@ -22,8 +22,6 @@ use crate::snapshot::Snapshot;
 
 /// Files larger than this are refused rather than read into memory.
 pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
-/// The only Secret type vane reads.
-pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
 /// A document (or file) that could not be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,10 +203,8 @@ fn add_object(value: Value, snapshot: &mut Snapshot) -> Result<(), String> {
         }
         ("v1", "Secret") => {
             let mut secret: Secret = parse(value).map_err(described)?;
-            if secret.type_.as_deref() == Some(TLS_SECRET_TYPE) {
-                default_namespace(&mut secret.metadata);
-                snapshot.secrets.push(Arc::new(secret));
-            }
+            default_namespace(&mut secret.metadata);
+            snapshot.secrets.push(Arc::new(secret));
         }
         ("vane.dev/v1alpha1", "BackendPolicy") => {
             let mut policy: BackendPolicy = parse(value).map_err(described)?;
@@ -311,7 +307,7 @@ metadata: {name: skipped}
     }
 
     #[test]
-    fn lists_are_unpacked_and_non_tls_secrets_skipped() {
+    fn lists_are_unpacked_with_secrets_of_every_type() {
         let text = "\
 apiVersion: v1
 kind: List
@@ -328,10 +324,12 @@ items:
         let mut loaded = Loaded::default();
         load_str(text, Path::new("list.yaml"), &mut loaded);
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        assert_eq!(loaded.snapshot.secrets.len(), 1);
-        assert_eq!(
-            loaded.snapshot.secrets[0].metadata.name.as_deref(),
-            Some("tls")
-        );
+        let names: Vec<_> = loaded
+            .snapshot
+            .secrets
+            .iter()
+            .map(|s| s.metadata.name.as_deref().unwrap())
+            .collect();
+        assert_eq!(names, ["tls", "opaque"]);
     }
 }

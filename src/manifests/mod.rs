@@ -12,9 +12,7 @@ use std::time::Duration;
 use notify::{EventKind, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-pub use load::{
-    is_manifest, load_dir, load_str, LoadError, Loaded, MAX_FILE_BYTES, TLS_SECRET_TYPE,
-};
+pub use load::{is_manifest, load_dir, load_str, LoadError, Loaded, MAX_FILE_BYTES};
 
 /// Interval of the polling fallback, used where inotify is unavailable (or out of watches).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);

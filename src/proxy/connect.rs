@@ -34,10 +34,7 @@ struct ConnectTimeout {
 }
 
 impl TimedConnector {
-    pub fn new(tables: Arc<TableHandle>) -> Self {
-        let mut inner = HttpConnector::new();
-        inner.set_nodelay(true);
-        inner.enforce_http(true);
+    pub fn new(inner: HttpConnector, tables: Arc<TableHandle>) -> Self {
         Self { inner, tables }
     }
 }

@@ -31,6 +31,8 @@ pub enum ProxyError {
     ClientBody(#[source] hyper::Error),
     #[error("the client did not send the request body in time")]
     ClientBodyTimeout,
+    #[error("the request's host is served with another certificate than this connection's")]
+    Misdirected,
 }
 
 impl ProxyError {
@@ -48,6 +50,7 @@ impl ProxyError {
             ProxyError::CircuitOpen(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -65,10 +68,11 @@ impl ProxyError {
             ProxyError::CircuitOpen(_) => "circuit_open",
             ProxyError::ClientBody(_) => "client_body",
             ProxyError::ClientBodyTimeout => "client_body_timeout",
+            ProxyError::Misdirected => "misdirected",
         }
     }
 
-    fn body(&self) -> &'static str {
+    pub(super) fn body(&self) -> &'static str {
         match self {
             ProxyError::NotReady => "503 Service Unavailable: vane is starting\n",
             ProxyError::NoRoute => "404 Not Found: no route for this host and path\n",
@@ -91,6 +95,9 @@ impl ProxyError {
             ProxyError::ClientBody(_) => "400 Bad Request: the request body could not be read\n",
             ProxyError::ClientBodyTimeout => {
                 "408 Request Timeout: the request body did not arrive in time\n"
+            }
+            ProxyError::Misdirected => {
+                "421 Misdirected Request: open a new connection for this host\n"
             }
         }
     }

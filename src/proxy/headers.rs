@@ -3,17 +3,25 @@
 //! Hop-by-hop headers describe one connection and are never forwarded, nor are headers that a
 //! `Connection` header names. The client-facing `X-Forwarded-*` headers are set by vane, not
 //! trusted from the client, except `X-Forwarded-For`, to which the client address is appended
-//! (as ingress-nginx and most proxies do).
+//! (as ingress-nginx and most proxies do). The client-certificate headers (mTLS) are likewise
+//! always vane's: a client-sent copy is removed on every listener, so it cannot be spoofed.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::tls::ConnectionTls;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// The verified client certificate's subject (ingress-nginx's name for it).
+pub static SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-client-subject-dn");
+/// `SUCCESS` (a verified client certificate) or `NONE`, on TLS connections.
+pub static SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -94,6 +102,8 @@ pub struct ClientInfo {
     port_header: HeaderValue,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// What the TLS handshake established; `None` on plain connections.
+    pub tls: Option<Arc<ConnectionTls>>,
 }
 
 impl ClientInfo {
@@ -104,6 +114,16 @@ impl ClientInfo {
                 .expect("an IP address is a valid header value"),
             port_header: HeaderValue::from(local_port),
             scheme,
+            tls: None,
+        }
+    }
+
+    /// The same client on a TLS connection.
+    pub fn with_tls(self, tls: ConnectionTls) -> Self {
+        Self {
+            scheme: "https",
+            tls: Some(Arc::new(tls)),
+            ..self
         }
     }
 }
@@ -135,6 +155,18 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: &Header
     );
     headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     headers.insert(X_FORWARDED_PORT.clone(), client.port_header.clone());
+    headers.remove(&SSL_CLIENT_SUBJECT_DN);
+    headers.remove(&SSL_CLIENT_VERIFY);
+    if let Some(tls) = &client.tls {
+        let verify = match &tls.client_subject {
+            Some(subject) => {
+                headers.insert(SSL_CLIENT_SUBJECT_DN.clone(), subject.clone());
+                "SUCCESS"
+            }
+            None => "NONE",
+        };
+        headers.insert(SSL_CLIENT_VERIFY.clone(), HeaderValue::from_static(verify));
+    }
 }
 
 #[cfg(test)]
@@ -192,5 +224,37 @@ mod tests {
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "example.com");
         assert_eq!(h.get("x-forwarded-port").unwrap(), "8080");
+    }
+
+    #[test]
+    fn client_certificate_headers_are_never_taken_from_the_client() {
+        let spoofed = || {
+            headers(&[
+                ("ssl-client-subject-dn", "CN=admin"),
+                ("ssl-client-verify", "SUCCESS"),
+            ])
+        };
+        let host = HeaderValue::from_static("example.com");
+        let plain = ClientInfo::new("192.0.2.7".parse().unwrap(), 8080, "http");
+        let mut h = spoofed();
+        set_forwarded(&mut h, &plain, &host);
+        assert!(!h.contains_key("ssl-client-subject-dn"));
+        assert!(!h.contains_key("ssl-client-verify"));
+
+        let anonymous = plain.clone().with_tls(ConnectionTls::default());
+        let mut h = spoofed();
+        set_forwarded(&mut h, &anonymous, &host);
+        assert!(!h.contains_key("ssl-client-subject-dn"));
+        assert_eq!(h.get("ssl-client-verify").unwrap(), "NONE");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+
+        let verified = plain.with_tls(ConnectionTls {
+            server_name: None,
+            client_subject: Some(HeaderValue::from_static("CN=client")),
+        });
+        let mut h = spoofed();
+        set_forwarded(&mut h, &verified, &host);
+        assert_eq!(h.get("ssl-client-subject-dn").unwrap(), "CN=client");
+        assert_eq!(h.get("ssl-client-verify").unwrap(), "SUCCESS");
     }
 }

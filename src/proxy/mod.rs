@@ -3,12 +3,16 @@
 //!
 //! Per request: load the table once ([`TableHandle::load`]), look up host and path, let the
 //! backend's balancer pick an endpoint, rewrite headers, forward. Bodies stream both ways with
-//! hyper's backpressure and are never buffered whole. The upstream client's connection pools
-//! are keyed by endpoint address and live as long as the proxy, so they survive table swaps.
+//! hyper's backpressure and are never buffered whole (request bodies up to 64 KiB are, so that
+//! a retry can replay them). The upstream clients' connection pools are keyed by endpoint
+//! address and protocol and live as long as the proxy, so they survive table swaps (see
+//! `upstream`). Retries and their budget are in `retry`, circuit breaking in `guard`, TLS
+//! decisions (redirects, HSTS, 421) in `tls_policy`, gRPC error mapping in `grpc`.
 
 mod body;
 mod connect;
 mod error;
+mod grpc;
 mod guard;
 mod handle;
 mod headers;
@@ -16,7 +20,9 @@ mod idle;
 mod request_body;
 mod retry;
 mod server;
+mod tls_policy;
 mod upgrade;
+mod upstream;
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -24,12 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{PathAndQuery, Scheme};
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -38,15 +42,15 @@ use crate::balance::{cookie_value, BackendBalancer, PickContext, RequestInfo};
 use crate::health::Outcome;
 use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route};
 use body::{Hold, Tracked};
-use connect::TimedConnector;
 use guard::{Admission, BackendGuard};
 use request_body::{RequestBody, Uploaded, UpstreamBody};
 use retry::{is_retryable, Failure};
+use upstream::{scheme_for, version_for, Upstreams};
 
 pub use error::ProxyError;
 pub use handle::{ActiveTable, TableHandle};
 pub use headers::ClientInfo;
-pub use server::{serve, ServerLimits};
+pub use server::{serve, serve_tls, ServerLimits};
 
 /// The body of every response the proxy sends: streamed from an upstream, or generated here.
 pub type ProxyBody = Either<Tracked, Full<Bytes>>;
@@ -71,7 +75,7 @@ impl Default for UpstreamConfig {
 /// Routes and forwards requests. Shared by every connection of a listener.
 pub struct Proxy {
     tables: Arc<TableHandle>,
-    client: Client<TimedConnector, UpstreamBody>,
+    upstreams: Upstreams<UpstreamBody>,
     /// Upgraded (WebSocket) connections, which outlive the HTTP connections they came from.
     tunnels: TaskTracker,
 }
@@ -114,17 +118,9 @@ struct Target<'t> {
 
 impl Proxy {
     pub fn new(tables: Arc<TableHandle>, config: &UpstreamConfig) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_endpoint)
-            // vane sets Host itself: the client's Host must be the one the user sent.
-            .set_host(false)
-            .build(TimedConnector::new(tables.clone()));
         Self {
+            upstreams: Upstreams::new(config, tables.clone()),
             tables,
-            client,
             tunnels: TaskTracker::new(),
         }
     }
@@ -140,8 +136,10 @@ impl Proxy {
         request: Request<Incoming>,
         client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        let is_grpc = grpc::is_grpc(request.headers());
         Ok(match self.route_and_forward(request, client).await {
             Ok(response) => response,
+            Err(error) if is_grpc => grpc::error_response(&error).map(Either::Right),
             Err(error) => error.to_response().map(Either::Right),
         })
     }
@@ -157,10 +155,16 @@ impl Proxy {
             return Err(ProxyError::NotReady);
         }
         let host = request_host(&request).unwrap_or_default();
+        if tls_policy::is_misdirected(&active.table, client, host) {
+            return Err(ProxyError::Misdirected);
+        }
         let Some(route) = active.table.lookup(host, request.uri().path()) else {
             debug!(host, path = request.uri().path(), "no route");
             return Err(ProxyError::NoRoute);
         };
+        if let Some(redirect) = tls_policy::redirect(route, client, &request, host) {
+            return Ok(redirect.map(Either::Right));
+        }
         let backend_index = match &route.canary {
             None => route.backend,
             Some(canary) => choose_canary(canary, route.backend, request.headers()),
@@ -193,7 +197,9 @@ impl Proxy {
                 warn!(route = %route, backend = %backend.name, "circuit breaker open: {tripped}")
             })
             .map_err(ProxyError::CircuitOpen)?;
-        self.forward(request, &target, admission, client).await
+        let mut response = self.forward(request, &target, admission, client).await?;
+        tls_policy::add_hsts(route, client, &mut response);
+        Ok(response)
     }
 
     /// Sends the request to an endpoint of the target's backend, and again to others while the
@@ -265,12 +271,15 @@ impl Proxy {
             let upstream = upstream_request(
                 &parts.method,
                 &path_and_query,
+                backend,
                 endpoint,
                 headers,
                 upstream_body,
             );
             let wait = policy.per_try_timeout.unwrap_or(timeouts.response_headers);
-            let result = self.exchange(upstream, uploaded, wait, deadline).await;
+            let result = self
+                .exchange(backend, upstream, uploaded, wait, deadline)
+                .await;
 
             let failure = match &result {
                 Ok(response) if response.status().is_server_error() => {
@@ -320,6 +329,7 @@ impl Proxy {
     /// the end of the upload) and before the request's deadline (when, and the total timeout).
     async fn exchange(
         &self,
+        backend: &Backend,
         request: Request<UpstreamBody>,
         uploaded: Option<Uploaded>,
         wait: Duration,
@@ -341,7 +351,7 @@ impl Proxy {
             }
         };
         tokio::select! {
-            result = self.client.request(request) => result.map_err(|error| {
+            result = self.upstreams.request(backend, request) => result.map_err(|error| {
                 if error.is_connect() {
                     AttemptError::Connect(error)
                 } else {
@@ -398,7 +408,7 @@ impl Proxy {
 
 /// Rewrites the client's headers for the upstream, once for all attempts: hop-by-hop headers
 /// out, forwarding headers in, and Host set (HTTP/2 requests carry it in `:authority`, and
-/// upstreams speak HTTP/1.1).
+/// HTTP/1.1 upstreams need it).
 fn prepare_headers(parts: &mut http::request::Parts, client: &ClientInfo, upgrade: bool) {
     let host = match parts.headers.get(header::HOST) {
         Some(host) => host.clone(),
@@ -419,18 +429,19 @@ fn prepare_headers(parts: &mut http::request::Parts, client: &ClientInfo, upgrad
 fn upstream_request(
     method: &Method,
     path_and_query: &PathAndQuery,
+    backend: &Backend,
     endpoint: &Endpoint,
     headers: HeaderMap,
     body: UpstreamBody,
 ) -> Request<UpstreamBody> {
     let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
+    uri.scheme = Some(scheme_for(backend));
     uri.authority = Some(endpoint.authority.clone());
     uri.path_and_query = Some(path_and_query.clone());
     let mut request = Request::new(body);
     *request.method_mut() = method.clone();
     *request.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
-    *request.version_mut() = Version::HTTP_11;
+    *request.version_mut() = version_for(backend);
     *request.headers_mut() = headers;
     request
 }

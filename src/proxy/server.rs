@@ -1,5 +1,5 @@
-//! The listener: accepts connections within limits, serves HTTP/1.1 and h2c (prior knowledge)
-//! with upgrades, and shuts down gracefully.
+//! The listeners: accept connections within limits, serve HTTP/1.1 and h2c (prior knowledge)
+//! with upgrades, or the same over TLS (h2 by ALPN), and shut down gracefully.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::{ClientInfo, Proxy};
+use crate::tls;
 
 /// Bounds on what one client can make the proxy hold.
 #[derive(Clone, Debug)]
@@ -28,6 +30,8 @@ pub struct ServerLimits {
     /// Once the listener stops, how long in-flight requests and upgraded connections may take
     /// before they are cut.
     pub shutdown_grace: Duration,
+    /// Time a client has to complete a TLS handshake.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -38,6 +42,7 @@ impl Default for ServerLimits {
             max_header_bytes: 64 * 1024,
             max_concurrent_streams: 256,
             shutdown_grace: Duration::from_secs(25),
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -65,6 +70,27 @@ pub async fn serve(
     proxy: Arc<Proxy>,
     limits: ServerLimits,
     shutdown: CancellationToken,
+) {
+    accept_loop(listener, proxy, limits, shutdown, false).await
+}
+
+/// Like [`serve`], with TLS: each connection's SNI picks its certificate from the current
+/// table, and X-Forwarded-Proto is `https`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    accept_loop(listener, proxy, limits, shutdown, true).await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+    with_tls: bool,
 ) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     let builder = Arc::new(connection_builder(&limits));
@@ -97,25 +123,28 @@ pub async fn serve(
         let proxy = proxy.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();
+        let handshake_timeout = limits.tls_handshake_timeout;
         connections.spawn(async move {
             let _permit = permit;
-            // One allocation per connection; each request clones one Arc.
-            let connection = Arc::new((proxy, client));
-            let service = service_fn(move |request| {
-                let connection = connection.clone();
-                async move { connection.0.handle(request, &connection.1).await }
+            if !with_tls {
+                return serve_connection(&builder, stream, proxy, client, &shutdown).await;
+            }
+            let tables = proxy.tables.clone();
+            let handshake = tls::accept(stream, |server_name| {
+                let active = tables.load();
+                let site = active.table.tls().site(server_name)?;
+                site.config.clone()
             });
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
+            let handshake = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                handshake = tokio::time::timeout(handshake_timeout, handshake) => handshake,
             };
-            if let Err(error) = result {
-                debug!(%peer, %error, "connection ended with an error");
+            match handshake {
+                Ok(Ok((stream, tls))) => {
+                    serve_connection(&builder, stream, proxy, client.with_tls(tls), &shutdown).await
+                }
+                Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
+                Err(_elapsed) => debug!(%peer, "TLS handshake timed out"),
             }
         });
     }
@@ -139,5 +168,36 @@ pub async fn serve(
             upgraded = tunnels.len(),
             "shutdown grace period over; closing remaining connections"
         );
+    }
+}
+
+/// Serves one connection until it ends, or until shutdown asks it to finish.
+async fn serve_connection<IO>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: IO,
+    proxy: Arc<Proxy>,
+    client: ClientInfo,
+    shutdown: &CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = client.ip;
+    // One allocation per connection; each request clones one Arc.
+    let connection = Arc::new((proxy, client));
+    let service = service_fn(move |request| {
+        let connection = connection.clone();
+        async move { connection.0.handle(request, &connection.1).await }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        debug!(%peer, %error, "connection ended with an error");
     }
 }

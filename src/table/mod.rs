@@ -6,8 +6,10 @@
 //! ├── wildcard_hosts: "example.com" (for *.example.com) ─▶ PathMatcher
 //! ├── any_host:       PathMatcher of host-less rules
 //! ├── default_route:  the oldest Ingress's spec.defaultBackend
-//! ├── routes[]:       Route { ingress, host, path, backend index, timeouts }
-//! └── backends[]:     Backend { name, Endpoints([Endpoint]) | Invalid(reason), load balancing }
+//! ├── routes[]:       Route { ingress, host, path, backend index, timeouts, tls }
+//! ├── backends[]:     Backend { name, Endpoints([Endpoint]) | Invalid(reason), load balancing,
+//! │                             protocol, upstream TLS }
+//! └── tls:            TlsHosts (certificates by SNI host, see `tls.rs`)
 //! ```
 //!
 //! Lookup tries the exact host, then the wildcard, then host-less rules, then the default
@@ -20,6 +22,7 @@ mod diagnostic;
 mod host;
 mod path;
 mod resilience;
+mod tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,6 +38,10 @@ pub use resilience::{
     ActiveCheck, CircuitBreaker, HealthCheck, OutlierDetection, Probe, RetryOn, RetryPolicy,
     Timeouts,
 };
+pub use tls::{
+    BackendProtocol, Certificate, ClientAuth, ClientAuthMode, RouteTls, TlsHosts, TlsSite,
+    UpstreamTls,
+};
 
 /// One routable rule: a host pattern and path (or the default backend) leading to a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +56,7 @@ pub struct Route {
     pub timeouts: Timeouts,
     /// A canary Ingress that takes part of this route's traffic.
     pub canary: Option<Canary>,
+    pub tls: RouteTls,
 }
 
 /// A canary on a route, with ingress-nginx's semantics: the header decides first (`always`,
@@ -206,6 +214,9 @@ pub struct Backend {
     pub circuit_breaker: CircuitBreaker,
     /// The BackendPolicy that configures this backend, if any.
     pub policy: Option<ObjectRef>,
+    pub protocol: BackendProtocol,
+    /// Set exactly when `protocol` uses TLS.
+    pub upstream_tls: Option<UpstreamTls>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -254,6 +265,7 @@ pub struct RoutingTable {
     default_route: Option<usize>,
     routes: Vec<Route>,
     backends: Vec<Backend>,
+    tls: TlsHosts,
 }
 
 impl RoutingTable {
@@ -329,6 +341,15 @@ impl RoutingTable {
     pub fn backend(&self, index: usize) -> Option<&Backend> {
         self.backends.get(index)
     }
+
+    /// The table with these TLS sites.
+    pub fn with_tls(self, tls: TlsHosts) -> Self {
+        Self { tls, ..self }
+    }
+
+    pub fn tls(&self) -> &TlsHosts {
+        &self.tls
+    }
 }
 
 #[cfg(test)]
@@ -343,6 +364,7 @@ mod tests {
             backend,
             timeouts: Timeouts::default(),
             canary: None,
+            tls: RouteTls::default(),
         }
     }
 
@@ -357,6 +379,8 @@ mod tests {
             retry: RetryPolicy::default(),
             circuit_breaker: CircuitBreaker::default(),
             policy: None,
+            protocol: BackendProtocol::Http,
+            upstream_tls: None,
         }
     }
 

@@ -615,6 +615,7 @@ fn rendered_objects_reference_each_other() {
             );
         }
         assert_eq!(ports.get("http"), Some(&8080), "{combination}");
+        assert_eq!(ports.get("https"), Some(&8443), "{combination}");
         assert_eq!(ports.get("admin"), Some(&9090), "{combination}");
 
         // The ServiceAccount, and RBAC bound to it.
@@ -876,6 +877,7 @@ fn container_args_follow_the_values() {
             "--publish-service=vane/vane",
             "--log-format=json",
             "--http-addr=0.0.0.0:8080",
+            "--https-addr=0.0.0.0:8443",
             "--admin-addr=0.0.0.0:9090",
             "--lease-name=vane-leader",
             "--lease-namespace=vane",
@@ -901,7 +903,7 @@ fn container_args_follow_the_values() {
         Some("2")
     );
 
-    // --default-ssl-certificate needs a vane with TLS: passed only when set.
+    // --default-ssl-certificate is passed only when set.
     for (combination, r) in renders() {
         assert_eq!(r.arg("--default-ssl-certificate"), None, "{combination}");
     }
@@ -984,13 +986,13 @@ fn each_values_file_renders_what_it_asks_for() {
     assert_eq!(budget.min_available, Some(IntOrString::Int(1)));
     let proxy = defaults.service(RELEASE).spec.as_ref().unwrap();
     assert_eq!(proxy.type_.as_deref(), Some("LoadBalancer"));
-    let http = &proxy.ports.as_ref().unwrap()[0];
-    assert_eq!((http.name.as_deref(), http.port), (Some("http"), 80));
-    assert_eq!(
-        proxy.ports.as_ref().unwrap().len(),
-        1,
-        "no port without a listener"
-    );
+    let ports: Vec<_> = proxy
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.port))
+        .collect();
+    assert_eq!(ports, [(Some("http"), 80), (Some("https"), 443)]);
     assert_eq!(defaults.ingress_classes[0].metadata.annotations, None);
 
     // DaemonSet: no replicas, budget or spread constraints.
@@ -1006,7 +1008,8 @@ fn each_values_file_renders_what_it_asks_for() {
     let spec = nodeport.service(RELEASE).spec.as_ref().unwrap();
     assert_eq!(spec.type_.as_deref(), Some("NodePort"));
     assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
-    assert_eq!(spec.ports.as_ref().unwrap()[0].node_port, Some(30080));
+    let node_ports: Vec<_> = spec.ports.iter().flatten().map(|p| p.node_port).collect();
+    assert_eq!(node_ports, [Some(30080), Some(30443)]);
     assert!(nodeport.pod_disruption_budgets.is_empty());
 
     // Metrics: a Service on the admin port, and a ServiceMonitor for /metrics.

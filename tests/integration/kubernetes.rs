@@ -55,6 +55,8 @@ impl Vane {
             ingress_class: "vane".into(),
             controller_name: "vane.dev/ingress-controller".into(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
+            https_addr: "127.0.0.1:0".parse().unwrap(),
+            default_ssl_certificate: None,
             admin_addr: "127.0.0.1:0".parse().unwrap(),
             workers: 1,
             log_format: LogFormat::Text,

@@ -6,7 +6,9 @@
 //! - `kubernetes`: tier 3, the Kubernetes source against the in-process API server;
 //! - `apiserver`: the in-process API server itself, checked with the real kube client;
 //! - `generated`: committed generated files match the code;
-//! - `standalone`: tier 4, the built `vane` binary on a manifests directory.
+//! - `standalone`: tier 4, the built `vane` binary on a manifests directory;
+//! - `tls`: TLS termination, redirects, mTLS, upstream TLS, h2c and gRPC through the proxy,
+//!   and TLS compile.
 
 mod apiserver;
 mod balancing;
@@ -18,3 +20,4 @@ mod proxy;
 mod resilience;
 mod standalone;
 mod support;
+mod tls;

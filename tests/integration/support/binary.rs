@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 pub struct Vane {
     pub http: SocketAddr,
+    pub https: SocketAddr,
     pub admin: SocketAddr,
     child: Child,
     logs: mpsc::UnboundedReceiver<serde_json::Value>,
@@ -29,6 +30,8 @@ impl Vane {
             .args(source)
             .args([
                 "--http-addr",
+                "127.0.0.1:0",
+                "--https-addr",
                 "127.0.0.1:0",
                 "--admin-addr",
                 "127.0.0.1:0",
@@ -71,6 +74,7 @@ impl Vane {
         let field = |name: &str| serving["fields"][name].as_str().unwrap().parse().unwrap();
         Vane {
             http: field("http"),
+            https: field("https"),
             admin: field("admin"),
             child,
             logs,

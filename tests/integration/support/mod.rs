@@ -8,5 +8,7 @@ pub mod apiserver;
 pub mod binary;
 pub mod client;
 pub mod fixtures;
+pub mod grpc;
 pub mod origin;
 pub mod proxy;
+pub mod tls;

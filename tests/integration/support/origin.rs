@@ -10,7 +10,10 @@
 //! - `/status/N`: answers with status N;
 //! - `/delay/MS`: answers after MS milliseconds;
 //! - `/healthz`: the health check (counted in `probes`, not in `hits`);
-//! - anything else: 200 with a JSON echo of the request (`name`, `method`, `path`, `headers`).
+//! - anything else: 200 with a JSON echo of the request (`name`, `method`, `path`, `query`,
+//!   `version`, `headers`).
+//!
+//! [`start_tls`] starts origins that speak TLS (ALPN `h2` and `http/1.1`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -111,6 +114,15 @@ impl Origins {
 
 /// Starts `n` origins named `origin-0`, `origin-1`, ...
 pub async fn start(n: usize) -> Origins {
+    start_with(n, None).await
+}
+
+/// Starts `n` origins that serve TLS with `config`.
+pub async fn start_tls(n: usize, config: Arc<rustls::ServerConfig>) -> Origins {
+    start_with(n, Some(tokio_rustls::TlsAcceptor::from(config))).await
+}
+
+async fn start_with(n: usize, tls: Option<tokio_rustls::TlsAcceptor>) -> Origins {
     'attempt: for _ in 0..20 {
         let first = TcpListener::bind((next_loopback(), 0))
             .await
@@ -126,14 +138,18 @@ pub async fn start(n: usize) -> Origins {
         let origins = listeners
             .into_iter()
             .enumerate()
-            .map(|(i, listener)| spawn(format!("origin-{i}"), listener))
+            .map(|(i, listener)| spawn(format!("origin-{i}"), listener, tls.clone()))
             .collect();
         return Origins { port, origins };
     }
     panic!("could not find a free port shared by {n} loopback addresses");
 }
 
-fn spawn(name: String, listener: TcpListener) -> Origin {
+/// A connection, in the clear or over TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+fn spawn(name: String, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let delay_ms = Arc::new(AtomicU64::new(0));
@@ -164,7 +180,15 @@ fn spawn(name: String, listener: TcpListener) -> Origin {
             let failing = failing.clone();
             let probes = probes.clone();
             let stop = stop.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
+                let stream: Box<dyn Io> = match tls {
+                    None => Box::new(stream),
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => Box::new(stream),
+                        Err(_) => return,
+                    },
+                };
                 let service = service_fn(move |request: Request<Incoming>| {
                     if request.uri().path() == "/healthz" {
                         probes.fetch_add(1, Ordering::SeqCst);
@@ -263,6 +287,7 @@ async fn respond(
         "method": request.method().as_str(),
         "path": path,
         "query": request.uri().query(),
+        "version": format!("{:?}", request.version()),
         "headers": headers,
     });
     full(StatusCode::OK, echo.to_string())

@@ -12,6 +12,8 @@ use super::fixtures::snapshot;
 
 pub struct TestProxy {
     pub addr: SocketAddr,
+    /// The TLS listener.
+    pub https: SocketAddr,
     pub tables: Arc<TableHandle>,
     pub options: Options,
     stop: CancellationToken,
@@ -22,20 +24,34 @@ impl TestProxy {
         Self::start_with(yaml, Options::default()).await
     }
 
-    pub async fn start_with(yaml: &str, options: Options) -> Self {
+    /// Starts with `options`; without a fallback certificate in them, a self-signed one is
+    /// generated, as `vane` does at start.
+    pub async fn start_with(yaml: &str, mut options: Options) -> Self {
+        if options.fallback_certificate.is_none() {
+            options.fallback_certificate = Some(Arc::new(vane::tls::self_signed().unwrap()));
+        }
         let tables = Arc::new(TableHandle::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let test_proxy = Self {
             addr,
+            https: tls_listener.local_addr().unwrap(),
             tables: tables.clone(),
             options,
             stop: stop.clone(),
         };
         test_proxy.publish(yaml);
         let proxy = Arc::new(Proxy::new(tables, &UpstreamConfig::default()));
-        tokio::spawn(proxy::serve(listener, proxy, ServerLimits::default(), stop));
+        let limits = ServerLimits::default();
+        tokio::spawn(proxy::serve(
+            listener,
+            proxy.clone(),
+            limits.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(proxy::serve_tls(tls_listener, proxy, limits, stop));
         test_proxy
     }
 

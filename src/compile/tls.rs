@@ -1,0 +1,578 @@
+//! TLS: certificates from Ingress `spec.tls` and their Secrets, the default certificate, client
+//! certificate verification (mTLS), redirects and HSTS per route, and upstream TLS per backend.
+//!
+//! - A `spec.tls` entry with `hosts` serves its Secret's certificate for those hosts. Without
+//!   `hosts`, it serves it for the Ingress's rule hosts that the certificate covers (its DNS
+//!   names, wildcards included), as ingress-nginx does. Without `secretName`, its hosts use the
+//!   default certificate.
+//! - A Secret that is missing, not of type `kubernetes.io/tls`, unparsable, expired, or whose
+//!   key does not match its certificate is reported on the Ingress; its hosts fall back to the
+//!   default certificate. Each Secret is parsed once per compile, however many Ingresses use it.
+//! - The first (oldest) Ingress to claim a TLS host decides its certificate and client
+//!   verification; a younger one asking for a different one gets `TLSConflict`.
+//! - Client verification whose CA cannot be used fails closed: that host's handshakes are
+//!   refused rather than served without the verification asked for.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::Ingress;
+use rustls::pki_types::CertificateDer;
+use rustls::server::danger::ClientCertVerifier;
+
+use super::service::Unresolved;
+use super::{ingress, reasons, Annotations, Options, Sink};
+use crate::api::annotations::{self, keys, VerifyClient};
+use crate::api::{self, BackendPolicy};
+use crate::snapshot::TLS_SECRET_TYPE;
+use crate::table::{
+    BackendProtocol, Certificate, ClientAuth, ClientAuthMode, HostPattern, ObjectRef, RouteTls,
+    TlsHosts, TlsSite, UpstreamTls,
+};
+use crate::tls::certificate::{self, CertificateError};
+use crate::tls::client::{client_config, Roots};
+
+/// What an Ingress's annotations say about TLS and the upstream protocol.
+#[derive(Debug, Default)]
+pub struct IngressTls {
+    ssl_redirect: Option<bool>,
+    force_ssl_redirect: bool,
+    hsts: Option<http::HeaderValue>,
+    client_auth: Option<(String, ClientAuthMode)>,
+    pub backend_protocol: Option<api::BackendProtocol>,
+    /// The hosts this Ingress has TLS for (filled in by [`TlsBuilder::add_ingress`]).
+    hosts: Vec<HostPattern>,
+}
+
+impl IngressTls {
+    pub fn parse(annotations: &Annotations<'_>, object: &ObjectRef, sink: &mut Sink) -> Self {
+        let verify = annotations.parse(
+            keys::AUTH_TLS_VERIFY_CLIENT,
+            annotations::parse_verify_client,
+            sink,
+        );
+        let ca = annotations
+            .parse(keys::AUTH_TLS_SECRET, annotations::parse_secret_ref, sink)
+            .and_then(|(namespace, name)| match namespace {
+                Some(namespace) if namespace != object.namespace => {
+                    sink.report(
+                        object,
+                        reasons::INVALID_ANNOTATION,
+                        format!(
+                            "{}: the Secret must be in the Ingress's namespace {:?}, not {namespace:?}; the annotation is ignored",
+                            keys::AUTH_TLS_SECRET, object.namespace
+                        ),
+                    );
+                    None
+                }
+                _ => Some(name),
+            });
+        let client_auth = match (ca, verify) {
+            (_, Some(VerifyClient::Off)) | (None, _) => None,
+            (Some(ca), Some(VerifyClient::Optional)) => Some((ca, ClientAuthMode::Optional)),
+            (Some(ca), Some(VerifyClient::On) | None) => Some((ca, ClientAuthMode::Required)),
+        };
+        Self {
+            ssl_redirect: annotations.parse(keys::SSL_REDIRECT, annotations::parse_bool, sink),
+            force_ssl_redirect: annotations
+                .parse(keys::FORCE_SSL_REDIRECT, annotations::parse_bool, sink)
+                .unwrap_or(false),
+            hsts: annotations
+                .parse(keys::HSTS, annotations::parse_hsts, sink)
+                .map(|hsts| hsts.header_value()),
+            client_auth,
+            backend_protocol: annotations.parse(
+                keys::BACKEND_PROTOCOL,
+                annotations::parse_backend_protocol,
+                sink,
+            ),
+            hosts: Vec::new(),
+        }
+    }
+
+    /// What a route of this Ingress on `host` does about TLS. Hosts with TLS redirect plain
+    /// HTTP unless `ssl-redirect: "false"`, except that a host requiring client certificates
+    /// always does (plain HTTP would bypass the verification); `force-ssl-redirect` redirects
+    /// any host.
+    pub fn route(&self, host: &HostPattern) -> RouteTls {
+        let has_tls = self.hosts.contains(host);
+        let requires_client_certificate =
+            matches!(self.client_auth, Some((_, ClientAuthMode::Required)));
+        RouteTls {
+            redirect_to_https: self.force_ssl_redirect
+                || (has_tls && (self.ssl_redirect.unwrap_or(true) || requires_client_certificate)),
+            hsts: self.hsts.clone(),
+        }
+    }
+}
+
+/// Why a Secret cannot be used: an Event reason and a message naming the Secret.
+#[derive(Debug, Clone)]
+struct SecretProblem {
+    reason: &'static str,
+    message: String,
+}
+
+/// The CA certificates of a Secret's `ca.crt`.
+type CaBundle = Arc<[CertificateDer<'static>]>;
+
+/// Which sites exist, deduplicated: one `ServerConfig` per certificate and client verification.
+type SiteKey = (*const Certificate, Option<ClientAuth>);
+
+/// How a site treats client certificates.
+enum Verification {
+    None,
+    Verify(ClientAuth, Arc<dyn ClientCertVerifier>),
+    /// The CA cannot be used: fail closed.
+    Refuse(ClientAuth),
+}
+
+/// Builds the [`TlsHosts`] of a table and the upstream TLS of its backends.
+pub struct TlsBuilder<'a> {
+    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    now: Option<i64>,
+    certificates: HashMap<(String, String), Result<Arc<Certificate>, SecretProblem>>,
+    cas: HashMap<(String, String), Result<CaBundle, SecretProblem>>,
+    sites: HashMap<SiteKey, Arc<TlsSite>>,
+    default: Option<Arc<TlsSite>>,
+    /// Each TLS host, the Ingress that claimed it first, and its site.
+    hosts: HashMap<HostPattern, (ObjectRef, Arc<TlsSite>)>,
+    /// Host order of first claim, so that the table does not depend on hash order.
+    order: Vec<HostPattern>,
+}
+
+impl<'a> TlsBuilder<'a> {
+    pub fn new(
+        secrets: impl IntoIterator<Item = &'a Secret>,
+        options: &Options,
+        sink: &mut Sink,
+    ) -> Self {
+        let secrets = secrets
+            .into_iter()
+            .filter_map(|s| {
+                let namespace = s.metadata.namespace.as_deref()?;
+                Some(((namespace, s.metadata.name.as_deref()?), s))
+            })
+            .collect();
+        let mut builder = Self {
+            secrets,
+            now: options.now,
+            certificates: HashMap::new(),
+            cas: HashMap::new(),
+            sites: HashMap::new(),
+            default: None,
+            hosts: HashMap::new(),
+            order: Vec::new(),
+        };
+        let configured = options.default_certificate.as_ref().and_then(|(ns, name)| {
+            builder
+                .certificate(ns, name)
+                .map_err(|problem| {
+                    sink.report(
+                        &ObjectRef::new("Secret", ns.as_str(), name.as_str()),
+                        problem.reason,
+                        format!(
+                            "--default-ssl-certificate: {}; the self-signed certificate is used instead",
+                            problem.message
+                        ),
+                    )
+                })
+                .ok()
+        });
+        builder.default = configured
+            .or_else(|| options.fallback_certificate.clone())
+            .and_then(|certificate| builder.site(certificate, &Verification::None).ok());
+        builder
+    }
+
+    /// Registers the TLS hosts of `ingress` and records them in `settings`.
+    pub fn add_ingress(
+        &mut self,
+        ingress: &Ingress,
+        object: &ObjectRef,
+        settings: &mut IngressTls,
+        sink: &mut Sink,
+    ) {
+        let Some(spec) = ingress.spec.as_ref() else {
+            return;
+        };
+        let entries = spec.tls.as_deref().unwrap_or_default();
+        if entries.is_empty() {
+            if settings.client_auth.is_some() {
+                sink.report(
+                    object,
+                    reasons::INVALID_ANNOTATION,
+                    format!("{}: the Ingress has no spec.tls, so there is no handshake to verify clients in; the annotation is ignored", keys::AUTH_TLS_SECRET),
+                );
+            }
+            return;
+        }
+        let verification = match &settings.client_auth {
+            None => Verification::None,
+            Some((name, mode)) => self.verification(object, name, *mode, sink),
+        };
+        let rule_hosts: Vec<HostPattern> = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|rule| rule.host.as_deref())
+            .filter(|host| ingress::validate_host(host).is_ok())
+            .map(|host| HostPattern::from_rule(Some(host)))
+            .collect();
+        for (index, entry) in entries.iter().enumerate() {
+            let at = format!("spec.tls[{index}]");
+            let certificate = match entry.secret_name.as_deref().filter(|n| !n.is_empty()) {
+                None => None,
+                Some(name) => match self.certificate(&object.namespace, name) {
+                    Ok(certificate) => Some(certificate),
+                    Err(problem) => {
+                        sink.report(
+                            object,
+                            problem.reason,
+                            format!(
+                                "{at}: {}; its hosts get the default certificate",
+                                problem.message
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            let hosts: Vec<HostPattern> = match entry.hosts.as_deref().unwrap_or_default() {
+                [] => rule_hosts
+                    .iter()
+                    .filter(|host| {
+                        certificate
+                            .as_ref()
+                            .is_some_and(|c| c.covers(&host.to_string()))
+                    })
+                    .cloned()
+                    .collect(),
+                hosts => hosts
+                    .iter()
+                    .filter_map(|host| match ingress::validate_host(host) {
+                        Ok(()) => Some(HostPattern::from_rule(Some(host))),
+                        Err(why) => {
+                            sink.report(
+                                object,
+                                reasons::INVALID_HOST,
+                                format!("{at}.hosts: {host:?} {why}; the host is ignored"),
+                            );
+                            None
+                        }
+                    })
+                    .collect(),
+            };
+            settings.hosts.extend(hosts.iter().cloned());
+            // Without a usable certificate of its own, a host gets the default one (and without
+            // that either, no site: its handshakes are refused).
+            let Some(certificate) =
+                certificate.or_else(|| self.default.as_ref().map(|site| site.certificate.clone()))
+            else {
+                continue;
+            };
+            let site = match self.site(certificate, &verification) {
+                Ok(site) => site,
+                Err(problem) => {
+                    sink.report(object, problem.reason, format!("{at}: {}", problem.message));
+                    continue;
+                }
+            };
+            for host in hosts {
+                self.claim(object, host, site.clone(), sink);
+            }
+        }
+    }
+
+    /// The client verification of an Ingress; when its CA cannot be used, refusal.
+    fn verification(
+        &mut self,
+        object: &ObjectRef,
+        name: &str,
+        mode: ClientAuthMode,
+        sink: &mut Sink,
+    ) -> Verification {
+        let auth = ClientAuth {
+            ca: ObjectRef::new("Secret", object.namespace.as_str(), name),
+            mode,
+        };
+        let verifier = self.ca(&object.namespace, name).and_then(|roots| {
+            crate::tls::client_cert_verifier(&roots, mode == ClientAuthMode::Optional).map_err(
+                |message| SecretProblem {
+                    reason: reasons::INVALID_SECRET,
+                    message: format!("Secret {}/{name}: {message}", object.namespace),
+                },
+            )
+        });
+        match verifier {
+            Ok(verifier) => Verification::Verify(auth, verifier),
+            Err(problem) => {
+                sink.report(
+                    object,
+                    problem.reason,
+                    format!(
+                        "{}: {}; handshakes for the Ingress's TLS hosts are refused",
+                        keys::AUTH_TLS_SECRET,
+                        problem.message
+                    ),
+                );
+                Verification::Refuse(auth)
+            }
+        }
+    }
+
+    fn claim(
+        &mut self,
+        object: &ObjectRef,
+        host: HostPattern,
+        site: Arc<TlsSite>,
+        sink: &mut Sink,
+    ) {
+        match self.hosts.get(&host) {
+            Some((_, existing)) if Arc::ptr_eq(existing, &site) => {}
+            Some((owner, _)) => sink.report(
+                object,
+                reasons::TLS_CONFLICT,
+                format!(
+                    "TLS host {host} already has its certificate and client verification from older Ingress {}/{}; this one's are ignored",
+                    owner.namespace, owner.name
+                ),
+            ),
+            None => {
+                self.order.push(host.clone());
+                self.hosts.insert(host, (object.clone(), site));
+            }
+        }
+    }
+
+    /// The site of a certificate and client verification, built once.
+    fn site(
+        &mut self,
+        certificate: Arc<Certificate>,
+        verification: &Verification,
+    ) -> Result<Arc<TlsSite>, SecretProblem> {
+        let client_auth = match verification {
+            Verification::None => None,
+            Verification::Verify(auth, _) | Verification::Refuse(auth) => Some(auth.clone()),
+        };
+        let key = (Arc::as_ptr(&certificate), client_auth.clone());
+        if let Some(site) = self.sites.get(&key) {
+            return Ok(site.clone());
+        }
+        let config = match verification {
+            Verification::Refuse(_) => None,
+            Verification::None => Some(crate::tls::server_config(certificate.key.clone(), None)),
+            Verification::Verify(_, verifier) => Some(crate::tls::server_config(
+                certificate.key.clone(),
+                Some(verifier.clone()),
+            )),
+        }
+        .transpose()
+        .map_err(|e| SecretProblem {
+            reason: reasons::INVALID_SECRET,
+            message: format!("the certificate cannot be served: {e}"),
+        })?;
+        let site = Arc::new(TlsSite {
+            certificate,
+            client_auth,
+            config,
+        });
+        self.sites.insert(key, site.clone());
+        Ok(site)
+    }
+
+    fn secret(&self, namespace: &str, name: &str) -> Result<&'a Secret, SecretProblem> {
+        let secret = self
+            .secrets
+            .get(&(namespace, name))
+            .ok_or_else(|| SecretProblem {
+                reason: reasons::SECRET_NOT_FOUND,
+                message: format!(
+                    "Secret {namespace}/{name} not found (vane reads Secrets of type {TLS_SECRET_TYPE} only)"
+                ),
+            })?;
+        match secret.type_.as_deref() {
+            Some(TLS_SECRET_TYPE) => Ok(secret),
+            other => Err(SecretProblem {
+                reason: reasons::INVALID_SECRET,
+                message: format!(
+                    "Secret {namespace}/{name} is of type {:?}, not {TLS_SECRET_TYPE}",
+                    other.unwrap_or("Opaque")
+                ),
+            }),
+        }
+    }
+
+    /// The server certificate of a Secret (`tls.crt`, `tls.key`), parsed once.
+    fn certificate(
+        &mut self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<Certificate>, SecretProblem> {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(cached) = self.certificates.get(&key) {
+            return cached.clone();
+        }
+        let parsed = self.secret(namespace, name).and_then(|secret| {
+            let value = |key| value(secret, key).unwrap_or_default();
+            certificate::parse(
+                value("tls.crt"),
+                value("tls.key"),
+                Some(ObjectRef::new("Secret", namespace, name)),
+                self.now,
+            )
+            .map(Arc::new)
+            .map_err(|error| SecretProblem {
+                reason: match error {
+                    CertificateError::Expired(_) => reasons::CERTIFICATE_EXPIRED,
+                    _ => reasons::INVALID_SECRET,
+                },
+                message: format!("Secret {namespace}/{name}: {error}"),
+            })
+        });
+        self.certificates.insert(key, parsed.clone());
+        parsed
+    }
+
+    /// The CA certificates in a Secret's `ca.crt`, parsed once.
+    fn ca(&mut self, namespace: &str, name: &str) -> Result<CaBundle, SecretProblem> {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(cached) = self.cas.get(&key) {
+            return cached.clone();
+        }
+        let parsed = self.secret(namespace, name).and_then(|secret| {
+            certificate::ca_bundle(value(secret, "ca.crt").unwrap_or_default())
+                .map(Into::into)
+                .map_err(|message| SecretProblem {
+                    reason: reasons::INVALID_SECRET,
+                    message: format!("Secret {namespace}/{name}: {message}"),
+                })
+        });
+        self.cas.insert(key, parsed.clone());
+        parsed
+    }
+
+    /// The TLS client side of a backend with `protocol` (none for plain protocols). Endpoints
+    /// are verified against the policy's CA Secrets, else the public web PKI, under the
+    /// policy's `hostname`, else the Service's cluster DNS name.
+    pub fn upstream(
+        &mut self,
+        protocol: BackendProtocol,
+        policy: Option<(&BackendPolicy, &ObjectRef)>,
+        namespace: &str,
+        service: &str,
+        sink: &mut Sink,
+    ) -> Result<Option<UpstreamTls>, Unresolved> {
+        if !protocol.uses_tls() {
+            return Ok(None);
+        }
+        let settings = policy.and_then(|(p, object)| Some((p.spec.tls.as_ref()?, object)));
+        let server_name = settings
+            .and_then(|(tls, _)| tls.hostname.clone())
+            .unwrap_or_else(|| format!("{service}.{namespace}.svc"));
+        let (config, ca, roots, insecure) = match settings {
+            Some((tls, object)) if tls.insecure_skip_verify == Some(true) => {
+                sink.report(
+                    object,
+                    reasons::INSECURE_UPSTREAM_TLS,
+                    format!("spec.tls.insecureSkipVerify: certificates of {namespace}/{service} are not verified; anyone on the path can read and change this traffic"),
+                );
+                (client_config(Roots::Insecure), None, Vec::new(), true)
+            }
+            Some((tls, object)) if !tls.ca_certificate_refs.is_empty() => {
+                let mut roots = Vec::new();
+                for reference in &tls.ca_certificate_refs {
+                    let ca = self
+                        .ca(namespace, &reference.name)
+                        .map_err(|problem| Unresolved {
+                            reason: problem.reason,
+                            message: format!(
+                                "BackendPolicy {}/{} spec.tls.caCertificateRefs: {}",
+                                object.namespace, object.name, problem.message
+                            ),
+                        })?;
+                    roots.extend(ca.iter().cloned());
+                }
+                let refs = tls
+                    .ca_certificate_refs
+                    .iter()
+                    .map(|r| ObjectRef::new("Secret", namespace, r.name.as_str()))
+                    .collect();
+                (
+                    client_config(Roots::Custom(&roots)),
+                    Some(refs),
+                    roots,
+                    false,
+                )
+            }
+            _ => (client_config(Roots::WebPki), None, Vec::new(), false),
+        };
+        let config = config.map_err(|message| Unresolved {
+            reason: reasons::INVALID_SECRET,
+            message,
+        })?;
+        let roots_der: Vec<&[u8]> = roots.iter().map(|r| r.as_ref()).collect();
+        Ok(Some(UpstreamTls::new(
+            config,
+            &server_name,
+            protocol.is_http2(),
+            insecure,
+            ca,
+            &roots_der,
+        )))
+    }
+
+    pub fn finish(self) -> TlsHosts {
+        let mut hosts = self.hosts;
+        let ordered = self
+            .order
+            .into_iter()
+            .filter_map(|host| {
+                let (_, site) = hosts.remove(&host)?;
+                Some((host, site))
+            })
+            .collect();
+        TlsHosts::new(ordered, self.default)
+    }
+}
+
+/// A Secret value from `data`, else from `stringData` (manifests that never passed an API
+/// server may use it).
+fn value<'s>(secret: &'s Secret, key: &str) -> Option<&'s [u8]> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .map(|bytes| bytes.0.as_slice())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|data| data.get(key))
+                .map(|text| text.as_bytes())
+        })
+}
+
+/// The upstream protocol of a backend: the annotation, then the attached policy, then the
+/// Service port's `appProtocol`, then HTTP.
+pub fn backend_protocol(
+    annotation: Option<api::BackendProtocol>,
+    policy: Option<&BackendPolicy>,
+    app_protocol: Option<&str>,
+) -> BackendProtocol {
+    let configured = annotation.or_else(|| policy.and_then(|p| p.spec.backend_protocol));
+    match configured {
+        Some(api::BackendProtocol::Http) => BackendProtocol::Http,
+        Some(api::BackendProtocol::Https) => BackendProtocol::Https,
+        Some(api::BackendProtocol::H2c) => BackendProtocol::H2c,
+        Some(api::BackendProtocol::Grpc) => BackendProtocol::Grpc,
+        Some(api::BackendProtocol::Grpcs) => BackendProtocol::Grpcs,
+        None => match app_protocol {
+            Some("kubernetes.io/h2c") => BackendProtocol::H2c,
+            Some("kubernetes.io/https" | "https") => BackendProtocol::Https,
+            Some("grpc") => BackendProtocol::Grpc,
+            _ => BackendProtocol::Http,
+        },
+    }
+}

@@ -1,0 +1,151 @@
+//! How vane talks to endpoints: one pooled hyper client per protocol, so that connection pools
+//! are per endpoint and protocol and outlive table swaps.
+//!
+//! ```text
+//! Upstreams
+//! ├── http1: HTTP/1.1 in the clear (Http)
+//! ├── h2c:   HTTP/2 in the clear, prior knowledge (H2c, Grpc)
+//! └── tls:   UpstreamTls (roots, server name, ALPN) ─▶ client over rustls (Https, Grpcs)
+//! ```
+//!
+//! The TLS configurations come ready-made from the table; a client (and its pool) is created
+//! the first time a configuration is used and found again by content on later tables, so an
+//! unchanged backend keeps its connections across swaps. The request body type is generic, so
+//! the forwarding code may wrap bodies (e.g. to replay them) without touching this file.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::uri::Scheme;
+use http::{Request, Version};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Builder, Client, ResponseFuture};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::ServerName;
+use tracing::warn;
+
+use super::connect::TimedConnector;
+use super::{TableHandle, UpstreamConfig};
+use crate::table::{Backend, UpstreamTls};
+
+/// Distinct TLS configurations kept at once. Beyond it (only under extreme CA churn) the cache
+/// starts over, which costs idle connections and nothing else.
+const MAX_TLS_CLIENTS: usize = 256;
+
+type TlsClient<B> = Client<HttpsConnector<TimedConnector>, B>;
+
+/// The upstream clients. Shared by every connection of the proxy.
+pub struct Upstreams<B> {
+    config: UpstreamConfig,
+    /// The connectors look up each endpoint's connect timeout in the current table.
+    tables: Arc<TableHandle>,
+    http1: Client<TimedConnector, B>,
+    h2c: Client<TimedConnector, B>,
+    tls: ArcSwap<HashMap<UpstreamTls, TlsClient<B>>>,
+}
+
+impl<B> Upstreams<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    pub fn new(config: &UpstreamConfig, tables: Arc<TableHandle>) -> Self {
+        Self {
+            config: config.clone(),
+            http1: builder(config).build(connector(&tables, true)),
+            h2c: builder(config)
+                .http2_only(true)
+                .build(connector(&tables, true)),
+            tables,
+            tls: ArcSwap::default(),
+        }
+    }
+
+    /// Sends `request` (its URI built with [`scheme_for`] and the endpoint's authority) the
+    /// way `backend` is spoken to.
+    pub fn request(&self, backend: &Backend, request: Request<B>) -> ResponseFuture {
+        match &backend.upstream_tls {
+            None if backend.protocol.is_http2() => self.h2c.request(request),
+            None => self.http1.request(request),
+            Some(tls) => {
+                if let Some(client) = self.tls.load().get(tls) {
+                    return client.request(request);
+                }
+                let client = self.tls_client(tls);
+                self.tls.rcu(|clients| {
+                    let mut clients = if clients.len() >= MAX_TLS_CLIENTS {
+                        HashMap::new()
+                    } else {
+                        HashMap::clone(clients)
+                    };
+                    clients.entry(tls.clone()).or_insert_with(|| client.clone());
+                    clients
+                });
+                client.request(request)
+            }
+        }
+    }
+
+    fn tls_client(&self, tls: &UpstreamTls) -> TlsClient<B> {
+        if tls.insecure {
+            warn!(server_name = %tls.server_name, "upstream TLS without certificate verification (insecureSkipVerify)");
+        }
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(rustls::ClientConfig::clone(&tls.config))
+            .https_only();
+        let name = ServerName::try_from(tls.server_name.to_string())
+            .unwrap_or_else(|_| ServerName::try_from("invalid.invalid").expect("a DNS name"));
+        let https = https.with_server_name_resolver(FixedServerNameResolver::new(name));
+        let http = connector(&self.tables, false);
+        let mut builder = builder(&self.config);
+        if tls.http2 {
+            builder
+                .http2_only(true)
+                .build(https.enable_http2().wrap_connector(http))
+        } else {
+            builder.build(https.enable_http1().wrap_connector(http))
+        }
+    }
+}
+
+/// The scheme of upstream request URIs for `backend`.
+pub fn scheme_for(backend: &Backend) -> Scheme {
+    if backend.upstream_tls.is_some() {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    }
+}
+
+/// The HTTP version of upstream requests for `backend`.
+pub fn version_for(backend: &Backend) -> Version {
+    if backend.protocol.is_http2() {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    }
+}
+
+/// TCP with the endpoint's connect timeout; `plain`: refuses `https` URIs (TLS wraps it).
+fn connector(tables: &Arc<TableHandle>, plain: bool) -> TimedConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(plain);
+    TimedConnector::new(connector, tables.clone())
+}
+
+fn builder(config: &UpstreamConfig) -> Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(config.pool_max_idle_per_endpoint)
+        // vane sets Host itself: the client's Host must be the one the user sent.
+        .set_host(false);
+    builder
+}

@@ -1,0 +1,117 @@
+//! Client configurations for TLS to upstreams: verification against the public web PKI
+//! (webpki-roots, compiled in, so building them is pure), against the CAs of a BackendPolicy,
+//! or, when a policy explicitly says so, no verification at all.
+
+use std::sync::{Arc, LazyLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use super::provider;
+
+/// Whom an upstream's certificate must chain to.
+pub enum Roots<'a> {
+    /// The Mozilla root program (webpki-roots).
+    WebPki,
+    /// These CA certificates only.
+    Custom(&'a [CertificateDer<'static>]),
+    /// Anyone: `insecureSkipVerify`.
+    Insecure,
+}
+
+static WEB_PKI: LazyLock<Result<Arc<ClientConfig>, String>> =
+    LazyLock::new(|| with_roots(webpki_roots::TLS_SERVER_ROOTS.iter().cloned().collect()));
+
+/// A client configuration (TLS 1.2 and 1.3; ALPN is set by the connector).
+pub fn client_config(roots: Roots<'_>) -> Result<Arc<ClientConfig>, String> {
+    match roots {
+        Roots::WebPki => WEB_PKI.clone(),
+        Roots::Custom(certificates) => {
+            let mut store = RootCertStore::empty();
+            for certificate in certificates {
+                store
+                    .add(certificate.clone())
+                    .map_err(|e| format!("unusable CA certificate: {e}"))?;
+            }
+            with_roots(store)
+        }
+        Roots::Insecure => Ok(Arc::new(
+            builder()?
+                .dangerous()
+                .with_custom_certificate_verifier(accept_any_server_certificate())
+                .with_no_client_auth(),
+        )),
+    }
+}
+
+fn builder() -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>, String> {
+    ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())
+}
+
+fn with_roots(roots: RootCertStore) -> Result<Arc<ClientConfig>, String> {
+    Ok(Arc::new(
+        builder()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// A verifier that accepts any certificate for any name, but still checks that the peer holds
+/// its key (the handshake signatures), so the connection is at least encrypted to whoever
+/// answered. Only for `insecureSkipVerify`.
+pub fn accept_any_server_certificate() -> Arc<dyn ServerCertVerifier> {
+    Arc::new(AcceptAnyServerCertificate)
+}
+
+#[derive(Debug)]
+struct AcceptAnyServerCertificate;
+
+impl ServerCertVerifier for AcceptAnyServerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

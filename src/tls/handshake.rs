@@ -1,0 +1,64 @@
+//! The server side of a handshake: the ClientHello's SNI picks the host's `ServerConfig`.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+use super::certificate;
+use crate::table::normalize_request_host;
+
+/// What one TLS connection established, for every request on it.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionTls {
+    /// The SNI the client sent (normalized like a Host header), if any.
+    pub server_name: Option<Box<str>>,
+    /// The subject of the client certificate, verified by the host's CA (mTLS).
+    pub client_subject: Option<HeaderValue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("TLS handshake failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no certificate for server name {0:?} and no default certificate")]
+    NoCertificate(Option<Box<str>>),
+}
+
+/// Reads the ClientHello, asks `select` for the configuration of its server name, and finishes
+/// the handshake with it.
+pub async fn accept<IO, F>(
+    stream: IO,
+    select: F,
+) -> Result<(TlsStream<IO>, ConnectionTls), HandshakeError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(Option<&str>) -> Option<Arc<ServerConfig>>,
+{
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let server_name: Option<Box<str>> = start
+        .client_hello()
+        .server_name()
+        .map(|name| normalize_request_host(name).into());
+    let Some(config) = select(server_name.as_deref()) else {
+        return Err(HandshakeError::NoCertificate(server_name));
+    };
+    let stream = start.into_stream(config).await?;
+    let client_subject = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(certificate::subject)
+        .and_then(|subject| HeaderValue::from_str(&subject).ok());
+    Ok((
+        stream,
+        ConnectionTls {
+            server_name,
+            client_subject,
+        },
+    ))
+}

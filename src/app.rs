@@ -293,16 +293,19 @@ impl Compiler {
             .duration_since(SystemTime::UNIX_EPOCH)
             .ok()
             .and_then(|d| i64::try_from(d.as_secs()).ok());
-        let compiled: Compiled =
-            tokio::task::spawn_blocking(move || compile::compile(&snapshot, &options))
-                .await
-                .context("compile task failed")?;
+        // Compiling and publishing a large table takes milliseconds (building the balancers,
+        // dropping the previous table): off the async workers that serve traffic.
+        let tables = self.tables.clone();
+        let (compiled, generation, routes, backends) = tokio::task::spawn_blocking(move || {
+            let mut compiled: Compiled = compile::compile(&snapshot, &options);
+            let table = std::mem::take(&mut compiled.table);
+            let (routes, backends) = (table.routes().len(), table.backends().len());
+            let generation = tables.publish(table, compiled.diagnostics.clone());
+            (compiled, generation, routes, backends)
+        })
+        .await
+        .context("compile task failed")?;
         self.reported.log(load_errors, &compiled.diagnostics);
-        let routes = compiled.table.routes().len();
-        let backends = compiled.table.backends().len();
-        let generation = self
-            .tables
-            .publish(compiled.table, compiled.diagnostics.clone());
         info!(generation, routes, backends, "routing table published");
         Ok(Outcome {
             ingresses: compiled.ingresses,

@@ -23,7 +23,7 @@ mod random;
 mod round_robin;
 mod stats;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -36,8 +36,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::health::{in_panic, may_eject, Outcome, Verdict};
 use crate::table::{
-    Backend, BackendTarget, CookieAffinity, LoadBalancing, OutlierDetection, RoutingTable,
-    SameSite, SlowStart,
+    Backend, CookieAffinity, LoadBalancing, OutlierDetection, RoutingTable, SameSite, SlowStart,
 };
 
 pub use consistent_hash::ConsistentHashBalancer;
@@ -447,29 +446,31 @@ pub struct Balancers {
 }
 
 impl Balancers {
-    /// Builds balancers for `table`. A backend identical to one of `previous` keeps its
-    /// balancer; all others get new balancers over the registry's (surviving) endpoint state.
+    /// Builds balancers for `table`. `same[i]` is the index in `previous` of a backend
+    /// identical to backend `i` (see [`RoutingTable::same_backends`]): it keeps its balancer;
+    /// all others get new balancers over the registry's (surviving) endpoint state.
     pub fn build(
         table: &RoutingTable,
-        previous: Option<(&RoutingTable, &Balancers)>,
+        same: &[Option<usize>],
+        previous: &Balancers,
         registry: &EndpointRegistry,
         now: Instant,
     ) -> Self {
-        let addresses = table.backends().iter().flat_map(|b| match &b.target {
-            BackendTarget::Endpoints(endpoints) => endpoints.iter().map(|e| e.address).collect(),
-            BackendTarget::Invalid(_) => Vec::new(),
-        });
+        let addresses = table
+            .backends()
+            .iter()
+            .flat_map(|b| b.endpoints().iter().map(|e| e.address));
         let stats = registry.retain(addresses, now);
-        let reusable: HashMap<&Backend, &Arc<BackendBalancer>> = previous
-            .map(|(old_table, old)| old_table.backends().iter().zip(&old.per_backend).collect())
-            .unwrap_or_default();
         let per_backend = table
             .backends()
             .iter()
-            .map(|backend| match reusable.get(backend) {
-                Some(balancer) => Arc::clone(balancer),
-                None => Arc::new(new_balancer(backend, &stats, now)),
-            })
+            .zip(same)
+            .map(
+                |(backend, same)| match same.and_then(|old| previous.per_backend.get(old)) {
+                    Some(balancer) => Arc::clone(balancer),
+                    None => Arc::new(new_balancer(backend, &stats, now)),
+                },
+            )
             .collect();
         Self { per_backend }
     }
@@ -485,21 +486,19 @@ fn new_balancer(
     stats: &HashMap<SocketAddr, Arc<EndpointStats>>,
     now: Instant,
 ) -> BackendBalancer {
-    let members = match &backend.target {
-        BackendTarget::Endpoints(endpoints) => endpoints
-            .iter()
-            .map(|e| Member {
-                address: e.address,
-                weight: e.weight,
-                // The registry holds every address of the table; detached is only a fallback.
-                stats: stats
-                    .get(&e.address)
-                    .cloned()
-                    .unwrap_or_else(|| EndpointStats::detached(now)),
-            })
-            .collect(),
-        BackendTarget::Invalid(_) => Vec::new(),
-    };
+    let members = backend
+        .endpoints()
+        .iter()
+        .map(|e| Member {
+            address: e.address,
+            weight: e.weight,
+            // The registry holds every address of the table; detached is only a fallback.
+            stats: stats
+                .get(&e.address)
+                .cloned()
+                .unwrap_or_else(|| EndpointStats::detached(now)),
+        })
+        .collect();
     let affinity = backend
         .affinity
         .as_ref()

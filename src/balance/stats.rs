@@ -7,7 +7,7 @@
 //! left are dropped from the registry, while requests still in flight to them keep their own
 //! `Arc` until they finish.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -6,7 +6,7 @@
 //! older one keeps it and the younger one is `Conflicted` there. For a backend, a policy on its
 //! port beats a policy on the whole Service.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::api::{self, conditions, BackendPolicy};
 use crate::table::ObjectRef;

@@ -8,7 +8,9 @@
 //! traffic; serving and terminating ones only when no ready endpoint is left (as kube-proxy
 //! does); all others none.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};

@@ -13,7 +13,7 @@
 //! - Client verification whose CA cannot be used fails closed: that host's handshakes are
 //!   refused rather than served without the verification asked for.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;

@@ -4,7 +4,7 @@
 //! one [`ActiveTable`] behind one `ArcSwap`, so a request, the TLS resolver and the admin
 //! endpoint never see a mix of two generations.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::guard::BackendGuard;
 use crate::balance::{Balancers, EndpointRegistry};
 use crate::health::{Prober, Target};
-use crate::table::{Backend, BackendTarget, Diagnostic, RoutingTable};
+use crate::table::{Diagnostic, RoutingTable};
 
 /// One published generation of the routing table, with its runtime balancers.
 #[derive(Debug, Default)]
@@ -67,16 +67,20 @@ impl TableHandle {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let previous = self.current.load_full();
         let now = Instant::now();
-        let balancers = Balancers::build(
-            &table,
-            Some((&previous.table, &previous.balancers)),
-            &self.endpoints,
-            now,
-        );
+        let same = table.same_backends(&previous.table);
+        let balancers = Balancers::build(&table, &same, &previous.balancers, &self.endpoints, now);
         self.prober.reconcile(probe_targets(&table, &balancers));
-        let guards = carry_over(&table, &previous, |backend| {
-            Arc::new(BackendGuard::new(&backend.circuit_breaker, now))
-        });
+        let guards = table
+            .backends()
+            .iter()
+            .zip(&same)
+            .map(
+                |(backend, same)| match same.and_then(|old| previous.guards.get(old)) {
+                    Some(guard) => Arc::clone(guard),
+                    None => Arc::new(BackendGuard::new(&backend.circuit_breaker, now)),
+                },
+            )
+            .collect();
         let generation = previous.generation + 1;
         self.current.store(Arc::new(ActiveTable {
             generation,
@@ -90,42 +94,17 @@ impl TableHandle {
     }
 }
 
-/// The guards of `table`'s backends: those of an identical backend of the previous table, new
-/// ones for the rest.
-fn carry_over(
-    table: &RoutingTable,
-    previous: &ActiveTable,
-    new: impl Fn(&Backend) -> Arc<BackendGuard>,
-) -> Vec<Arc<BackendGuard>> {
-    let old: HashMap<&Backend, &Arc<BackendGuard>> = previous
-        .table
-        .backends()
-        .iter()
-        .zip(&previous.guards)
-        .collect();
-    table
-        .backends()
-        .iter()
-        .map(|backend| {
-            old.get(backend)
-                .map_or_else(|| new(backend), |g| Arc::clone(g))
-        })
-        .collect()
-}
-
 fn connect_timeouts(table: &RoutingTable) -> HashMap<SocketAddr, Duration> {
     let mut timeouts: HashMap<SocketAddr, Duration> = HashMap::new();
     for route in table.routes() {
         let backends =
             std::iter::once(route.backend).chain(route.canary.as_ref().map(|c| c.backend));
         for backend in backends.filter_map(|b| table.backend(b)) {
-            if let BackendTarget::Endpoints(endpoints) = &backend.target {
-                for endpoint in endpoints {
-                    timeouts
-                        .entry(endpoint.address)
-                        .and_modify(|t| *t = (*t).min(route.timeouts.connect))
-                        .or_insert(route.timeouts.connect);
-                }
+            for endpoint in backend.endpoints() {
+                timeouts
+                    .entry(endpoint.address)
+                    .and_modify(|t| *t = (*t).min(route.timeouts.connect))
+                    .or_insert(route.timeouts.connect);
             }
         }
     }

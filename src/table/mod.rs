@@ -24,7 +24,7 @@ mod path;
 mod resilience;
 mod tls;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -219,6 +219,16 @@ pub struct Backend {
     pub upstream_tls: Option<UpstreamTls>,
 }
 
+impl Backend {
+    /// The endpoints; none for an invalid backend.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        match &self.target {
+            BackendTarget::Endpoints(endpoints) => endpoints,
+            BackendTarget::Invalid(_) => &[],
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum BackendTarget {
     /// Resolved. May be empty when the Service has no ready endpoint right now (answers 503).
@@ -340,6 +350,18 @@ impl RoutingTable {
 
     pub fn backend(&self, index: usize) -> Option<&Backend> {
         self.backends.get(index)
+    }
+
+    /// For each backend, the index of an identical backend of `previous`, if any: runtime
+    /// state built for it (balancers, guards) can be kept across the swap.
+    pub fn same_backends(&self, previous: &RoutingTable) -> Vec<Option<usize>> {
+        let old: HashMap<&Backend, usize> = previous
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, backend)| (backend, i))
+            .collect();
+        self.backends.iter().map(|b| old.get(b).copied()).collect()
     }
 
     /// The table with these TLS sites.

@@ -9,7 +9,7 @@
 //! the whole request path, so it is at least as long as any prefix match: checking exact rules
 //! first and then prefixes longest-first gives precisely that order.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use serde::Serialize;
 

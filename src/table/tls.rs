@@ -11,7 +11,7 @@
 //! Everything is built by compile, rustls configurations included, so a handshake only looks
 //! up a prepared `Arc<ServerConfig>`; certificates change with the table, in the same swap.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

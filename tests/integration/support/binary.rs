@@ -37,8 +37,9 @@ impl Vane {
                 "127.0.0.1:0",
                 "--log-format",
                 "json",
+                // One worker: the single-threaded runtime, as `make bench` runs vane.
                 "--workers",
-                "2",
+                "1",
             ])
             .env("RUST_LOG", "info")
             // Tests stop vane often; a test of the delay sets it with the flag.

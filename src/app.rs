@@ -27,7 +27,7 @@ use crate::compile::{self, Compiled, Options};
 use crate::debounce;
 use crate::k8s::{self, KubeSettings, Outcome, StatusWriter};
 use crate::manifests::{self, LoadError};
-use crate::proxy::{self, Proxy, ServerLimits, TableHandle, UpstreamConfig};
+use crate::proxy::{workers, ServerLimits, TableHandle};
 use crate::snapshot::Snapshot;
 use crate::table::Diagnostic;
 use crate::tls;
@@ -81,17 +81,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         ..Options::default()
     };
 
-    let http = TcpListener::bind(config.http_addr)
-        .await
+    let http = workers::bind(config.http_addr, config.workers)
         .with_context(|| format!("cannot listen on --http-addr {}", config.http_addr))?;
-    let https = TcpListener::bind(config.https_addr)
-        .await
+    let https = workers::bind(config.https_addr, config.workers)
         .with_context(|| format!("cannot listen on --https-addr {}", config.https_addr))?;
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("cannot listen on --admin-addr {}", config.admin_addr))?;
-    let http_addr = http.local_addr()?;
-    let https_addr = https.local_addr()?;
+    let (http_addr, https_addr) = (http.addr, https.addr);
     let admin_addr = admin_listener.local_addr()?;
 
     let mut tasks = JoinSet::new();
@@ -116,18 +113,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         admin_state.clone(),
         shutdown.clone(),
     ));
-    let proxy = Arc::new(Proxy::new(tables.clone(), &UpstreamConfig::default()));
     let limits = ServerLimits {
         shutdown_grace: config.shutdown_grace,
         ..ServerLimits::default()
     };
-    tasks.spawn(proxy::serve(
-        http,
-        proxy.clone(),
-        limits.clone(),
-        shutdown.clone(),
-    ));
-    tasks.spawn(proxy::serve_tls(https, proxy, limits, shutdown.clone()));
+    let threads = workers::spawn(http, https, tables.clone(), limits, shutdown.clone())
+        .context("cannot start the proxy workers")?;
+    for thread in threads {
+        tasks.spawn(async move {
+            // Returns once the worker served out its grace period after `shutdown`.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        });
+    }
     info!(http = %http_addr, https = %https_addr, admin = %admin_addr, workers = config.workers, "vane is serving");
     Ok(Running {
         http: http_addr,

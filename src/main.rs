@@ -40,16 +40,11 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
 
-    // One worker: the single-threaded scheduler, which has no work-stealing queues and no
-    // cross-thread wakeups to pay for. Blocking work (compiles) goes to the blocking pool either way.
-    let mut runtime = if config.workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(config.workers);
-        builder
-    };
-    let runtime = runtime.enable_all().build();
+    // The control plane (sources, compiles, probes, admin) needs one thread; the proxy runs
+    // on its own `--workers` threads (see `proxy::workers`), and compiles on the blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let result = match runtime {
         Ok(runtime) => runtime.block_on(vane::app::run(config)),
         Err(error) => Err(anyhow::Error::new(error).context("cannot start the runtime")),

@@ -23,6 +23,7 @@ mod server;
 mod tls_policy;
 mod upgrade;
 mod upstream;
+pub mod workers;
 
 use std::cell::RefCell;
 use std::convert::Infallible;

@@ -58,7 +58,8 @@ impl Vane {
             https_addr: "127.0.0.1:0".parse().unwrap(),
             default_ssl_certificate: None,
             admin_addr: "127.0.0.1:0".parse().unwrap(),
-            workers: 1,
+            // Two workers: two threads share the listeners (SO_REUSEPORT).
+            workers: 2,
             log_format: LogFormat::Text,
             shutdown_delay: std::time::Duration::ZERO,
             shutdown_grace: std::time::Duration::from_secs(5),

@@ -61,7 +61,6 @@ pub fn candidates<'a>(
             .map(|h| h.paths.as_slice())
             .unwrap_or_default();
         for (path_index, path) in paths.iter().enumerate() {
-            let at = format!("spec.rules[{rule_index}].http.paths[{path_index}]");
             let value = path.path.as_deref().unwrap_or("/");
             let rule = match path.path_type.as_str() {
                 "Exact" => validate_path(value).map(|()| PathRule::exact(value)),
@@ -81,7 +80,10 @@ pub fn candidates<'a>(
                 Err(why) => sink.report(
                     object,
                     reasons::INVALID_PATH,
-                    format!("{at} (path {value:?}) {why}; the path is ignored"),
+                    format!(
+                        "spec.rules[{rule_index}].http.paths[{path_index}] (path {value:?}) {why}; \
+                         the path is ignored"
+                    ),
                 ),
             }
         }

@@ -28,7 +28,7 @@ pub enum ProxyError {
     #[error("circuit breaker open: {0}")]
     CircuitOpen(#[source] super::guard::Tripped),
     #[error("reading the request body failed: {0}")]
-    ClientBody(#[source] hyper::Error),
+    ClientBody(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the client did not send the request body in time")]
     ClientBodyTimeout,
     #[error("the request's host is served with another certificate than this connection's")]

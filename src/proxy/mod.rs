@@ -86,14 +86,32 @@ enum AttemptError {
     Connect(hyper_util::client::legacy::Error),
     Broken(hyper_util::client::legacy::Error),
     Timeout(Duration),
+    /// The client's request body failed (the client went away or stalled): not the endpoint's
+    /// fault, so it neither counts against the endpoint nor is retried.
+    ClientBody(hyper_util::client::legacy::Error),
 }
 
 impl AttemptError {
-    fn failure(&self) -> Failure {
+    fn of(error: hyper_util::client::legacy::Error) -> Self {
+        let body_failed = std::error::Error::source(&error)
+            .and_then(|source| source.downcast_ref::<hyper::Error>())
+            .is_some_and(hyper::Error::is_user);
+        if error.is_connect() {
+            AttemptError::Connect(error)
+        } else if body_failed {
+            AttemptError::ClientBody(error)
+        } else {
+            AttemptError::Broken(error)
+        }
+    }
+
+    /// The endpoint's failure, if it is one.
+    fn failure(&self) -> Option<Failure> {
         match self {
-            AttemptError::Connect(_) => Failure::Connect,
-            AttemptError::Broken(_) => Failure::Reset,
-            AttemptError::Timeout(_) => Failure::Timeout,
+            AttemptError::Connect(_) => Some(Failure::Connect),
+            AttemptError::Broken(_) => Some(Failure::Reset),
+            AttemptError::Timeout(_) => Some(Failure::Timeout),
+            AttemptError::ClientBody(_) => None,
         }
     }
 }
@@ -104,6 +122,7 @@ impl From<AttemptError> for ProxyError {
             AttemptError::Connect(e) => ProxyError::UpstreamConnect(e),
             AttemptError::Broken(e) => ProxyError::Upstream(e),
             AttemptError::Timeout(after) => ProxyError::UpstreamTimeout(after),
+            AttemptError::ClientBody(e) => ProxyError::ClientBody(Box::new(e)),
         }
     }
 }
@@ -287,10 +306,14 @@ impl Proxy {
                     Some(Failure::Status(response.status()))
                 }
                 Ok(_) => None,
-                Err(error) => Some(error.failure()),
+                Err(error) => error.failure(),
             };
-            let outcome = failure.map_or(Outcome::Success, Failure::outcome);
-            if let Some(until) = balancer.report(index, outcome, Instant::now()) {
+            // A failed client body says nothing about the endpoint.
+            let outcome = match &result {
+                Err(AttemptError::ClientBody(_)) => None,
+                _ => Some(failure.map_or(Outcome::Success, Failure::outcome)),
+            };
+            if let Some(until) = outcome.and_then(|o| balancer.report(index, o, Instant::now())) {
                 warn!(backend = %backend.name, endpoint = %endpoint.address, ejected_for = ?until.saturating_duration_since(Instant::now()), "endpoint ejected after consecutive failures");
             }
             let retry = failure.filter(|&failure| {
@@ -352,13 +375,7 @@ impl Proxy {
             }
         };
         tokio::select! {
-            result = self.upstreams.request(backend, request) => result.map_err(|error| {
-                if error.is_connect() {
-                    AttemptError::Connect(error)
-                } else {
-                    AttemptError::Broken(error)
-                }
-            }),
+            result = self.upstreams.request(backend, request) => result.map_err(AttemptError::of),
             _ = headers_due => Err(AttemptError::Timeout(wait)),
             total = total_due => Err(AttemptError::Timeout(total)),
         }

@@ -55,7 +55,7 @@ impl RequestBody {
                 let collected = tokio::time::timeout(send_idle, body.collect())
                     .await
                     .map_err(|_| ProxyError::ClientBodyTimeout)?
-                    .map_err(ProxyError::ClientBody)?;
+                    .map_err(|e| ProxyError::ClientBody(e.into()))?;
                 Ok(RequestBody::Buffered(collected.to_bytes()))
             }
             _ => Ok(RequestBody::Streamed(Arc::new(Mutex::new(Some(body))))),

@@ -438,3 +438,63 @@ async fn probes_follow_the_endpoints_of_the_current_table() {
     )
     .await;
 }
+
+/// Sends a POST to `/upload` whose body breaks off after one chunk, as a client that goes away
+/// mid-upload; returns once the exchange is over on the client's side.
+async fn aborted_upload(proxy: std::net::SocketAddr) {
+    use futures_util::stream;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(connection);
+    // A first chunk, then (once the request is on its way upstream) the end of the client.
+    let chunks = stream::unfold(0, |sent| async move {
+        let frame = match sent {
+            0 => Ok(Frame::data(Bytes::from(vec![b'x'; 100_000]))),
+            1 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Err(std::io::Error::other("the client went away"))
+            }
+            _ => return None,
+        };
+        Some((frame, sent + 1))
+    });
+    let request = Request::post("/upload")
+        .header("host", "x")
+        .header("content-length", "1000000")
+        .body(StreamBody::new(chunks))
+        .unwrap();
+    let _ = sender.send_request(request).await;
+    let _ = driver.await;
+}
+
+#[tokio::test]
+async fn a_client_abandoning_its_upload_does_not_count_against_the_endpoint() {
+    let origins = origin::start(1).await;
+    // One gateway error would eject the endpoint at once.
+    let spec = "healthCheck:\n  passive: {consecutiveGatewayErrors: 1}\n";
+    let proxy = TestProxy::start(&route_with_policy(&origins, spec)).await;
+    let origin = &origins.origins[0];
+    for attempt in 1..=3 {
+        aborted_upload(proxy.addr).await;
+        eventually(
+            "the proxy finished with the upload",
+            Duration::from_secs(5),
+            || async {
+                origin.hits() == attempt && endpoint_view(&proxy, origin.addr)["inFlight"] == 0
+            },
+        )
+        .await;
+    }
+    let view = endpoint_view(&proxy, origin.addr);
+    assert_eq!(view["inRotation"], true, "{view}");
+    assert_eq!(origin.hits(), 3, "a broken upload is not retried");
+    assert_eq!(
+        get(&client(), proxy.addr, "x", "/").await.status,
+        StatusCode::OK
+    );
+}

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 HTTP_ADDR=${VANE_HTTP_ADDR:-127.0.0.1:8080}
 ADMIN_ADDR=${VANE_ADMIN_ADDR:-127.0.0.1:9090}
+HTTPS_ADDR=${VANE_HTTPS_ADDR:-127.0.0.1:8443}
 
 cargo build --quiet --bin vane --example demo-origins
 
@@ -20,12 +21,13 @@ trap cleanup EXIT INT TERM
 ./target/debug/examples/demo-origins 5678 &
 pids+=($!)
 ./target/debug/vane --manifests deploy/examples/standalone \
-    --http-addr "$HTTP_ADDR" --admin-addr "$ADMIN_ADDR" &
+    --http-addr "$HTTP_ADDR" --https-addr "$HTTPS_ADDR" --admin-addr "$ADMIN_ADDR" &
 pids+=($!)
 
 cat <<EOF
 
-vane is running on http://$HTTP_ADDR with the manifests in deploy/examples/standalone/.
+vane is running on http://$HTTP_ADDR (and https://$HTTPS_ADDR, with a self-signed
+certificate) with the manifests in deploy/examples/standalone/.
 Try, in another terminal:
 
   curl http://$HTTP_ADDR/hello           # run it three times: origin-1, origin-2, origin-3 take turns

@@ -30,27 +30,21 @@ pub struct Hold {
 pub struct Tracked {
     body: Incoming,
     hold: Option<Hold>,
-    read_idle: Duration,
     idle: Idle,
     /// The end of the request's total time, if it has one.
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
-enum Cut {
-    #[error("the upstream sent no response data for {0:?}")]
-    Idle(Duration),
-    #[error("the request timeout ran out while the response was being sent")]
-    Deadline,
-}
+#[error("the request timeout ran out while the response was being sent")]
+struct DeadlinePassed;
 
 impl Tracked {
     pub fn new(body: Incoming, hold: Hold, read_idle: Duration, deadline: Option<Instant>) -> Self {
         Self {
             body,
             hold: Some(hold),
-            read_idle,
-            idle: Idle::new(),
+            idle: Idle::new(read_idle, "the upstream sent no response data"),
             deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
         }
     }
@@ -65,26 +59,16 @@ impl Body for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled = match Pin::new(&mut this.body).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.idle.progress();
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
+        let polled = match this.idle.poll_frame(&mut this.body, cx) {
+            Poll::Pending
                 if this
                     .deadline
                     .as_mut()
-                    .is_some_and(|d| d.as_mut().poll(cx).is_ready())
-                {
-                    Poll::Ready(Some(Err(Cut::Deadline.into())))
-                } else if this.idle.expired(this.read_idle, cx) {
-                    Poll::Ready(Some(Err(Cut::Idle(this.read_idle).into())))
-                } else {
-                    Poll::Pending
-                }
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready()) =>
+            {
+                Poll::Ready(Some(Err(DeadlinePassed.into())))
             }
+            polled => polled,
         };
         if let Poll::Ready(None | Some(Err(_))) = &polled {
             // Done (or broken): the request no longer loads the endpoint or the backend.

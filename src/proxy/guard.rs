@@ -21,7 +21,7 @@ pub struct BackendGuard {
 struct Breaker {
     limits: CircuitBreaker,
     requests: Arc<AtomicU32>,
-    pending: AtomicU32,
+    pending: Arc<AtomicU32>,
     /// One permit per upstream exchange in progress (`max_connections`).
     connections: Option<Arc<Semaphore>>,
 }
@@ -40,15 +40,25 @@ pub enum Tripped {
 /// A request admitted by the circuit breaker; it counts until dropped.
 #[derive(Debug)]
 pub struct Admission {
-    requests: Option<Arc<AtomicU32>>,
+    _request: Counted,
     _connection: Option<OwnedSemaphorePermit>,
 }
 
-impl Drop for Admission {
+/// One unit of a shared count, given back on drop.
+#[derive(Debug)]
+struct Counted(Arc<AtomicU32>);
+
+impl Counted {
+    /// Counts one more; returns the unit and the new count.
+    fn enter(count: &Arc<AtomicU32>) -> (Self, u32) {
+        let now = count.fetch_add(1, Ordering::Relaxed) + 1;
+        (Counted(count.clone()), now)
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
-        if let Some(requests) = &self.requests {
-            requests.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -59,7 +69,7 @@ impl BackendGuard {
             breaker: limits.is_set().then(|| Breaker {
                 limits: *limits,
                 requests: Arc::default(),
-                pending: AtomicU32::new(0),
+                pending: Arc::default(),
                 connections: limits
                     .max_connections
                     .map(|max| Arc::new(Semaphore::new(max as usize))),
@@ -74,43 +84,33 @@ impl BackendGuard {
             return Ok(None);
         };
         let limits = &breaker.limits;
-        let in_progress = breaker.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        // From here on, dropping `admission` gives the request count back.
-        let mut admission = Admission {
-            requests: Some(breaker.requests.clone()),
-            _connection: None,
-        };
+        let (request, in_progress) = Counted::enter(&breaker.requests);
         if let Some(max) = limits.max_requests.filter(|&max| in_progress > max) {
             return Err(Tripped::Requests(max));
         }
-        let Some(connections) = &breaker.connections else {
-            return Ok(Some(admission));
-        };
-        let max_connections = limits.max_connections.unwrap_or_default();
-        let permit = match connections.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let pending = breaker.pending.fetch_add(1, Ordering::Relaxed) + 1;
-                let _waiting = Decrement(&breaker.pending);
-                if let Some(max) = limits.max_pending_requests.filter(|&max| pending > max) {
-                    return Err(Tripped::Pending(max));
+        let connection = match &breaker.connections {
+            None => None,
+            Some(connections) => Some(match connections.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    let (_waiting, pending) = Counted::enter(&breaker.pending);
+                    if let Some(max) = limits.max_pending_requests.filter(|&max| pending > max) {
+                        return Err(Tripped::Pending(max));
+                    }
+                    tokio::time::timeout(wait, connections.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .ok_or(Tripped::Connections(
+                            limits.max_connections.unwrap_or_default(),
+                        ))?
                 }
-                match tokio::time::timeout(wait, connections.clone().acquire_owned()).await {
-                    Ok(Ok(permit)) => permit,
-                    _ => return Err(Tripped::Connections(max_connections)),
-                }
-            }
+            }),
         };
-        admission._connection = Some(permit);
-        Ok(Some(admission))
-    }
-}
-
-struct Decrement<'a>(&'a AtomicU32);
-
-impl Drop for Decrement<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        Ok(Some(Admission {
+            _request: request,
+            _connection: connection,
+        }))
     }
 }
 

@@ -240,9 +240,11 @@ impl Proxy {
         } = target;
         let timeouts = &route.timeouts;
         let policy = &backend.retry;
-        let started = Instant::now();
-        let deadline = timeouts.request.map(|total| (started + total, total));
-        guard.budget.deposit(started);
+        let wait = policy.per_try_timeout.unwrap_or(timeouts.response_headers);
+        // One clock read per step: the pick, then the end of each attempt.
+        let mut now = Instant::now();
+        let deadline = timeouts.request.map(|total| (now + total, total));
+        guard.budget.deposit(now);
 
         let upgrade = headers::is_upgrade_request(request.headers())
             .then(|| hyper::upgrade::on(&mut request));
@@ -258,7 +260,6 @@ impl Proxy {
         let mut tried = Vec::new();
         let mut attempt = 1;
         loop {
-            let now = Instant::now();
             let picked = RNG.with_borrow_mut(|rng| {
                 let info = RequestInfo {
                     client_ip: client.ip,
@@ -278,10 +279,7 @@ impl Proxy {
                 warn!(route = %route, backend = %backend.name, "no ready endpoint");
                 return Err(ProxyError::NoEndpoint);
             };
-            let Some((upstream_body, uploaded)) = body.attempt(timeouts.send_idle) else {
-                // Only retries ask again, and they check first that the body can be replayed.
-                return Err(ProxyError::NoEndpoint);
-            };
+            let (upstream_body, uploaded) = body.attempt(timeouts.send_idle);
             let last = attempt >= policy.attempts;
             let headers = if last {
                 std::mem::take(&mut parts.headers)
@@ -296,10 +294,10 @@ impl Proxy {
                 headers,
                 upstream_body,
             );
-            let wait = policy.per_try_timeout.unwrap_or(timeouts.response_headers);
             let result = self
                 .exchange(backend, upstream, uploaded, wait, deadline)
                 .await;
+            now = Instant::now();
 
             let failure = match &result {
                 Ok(response) if response.status().is_server_error() => {
@@ -313,15 +311,15 @@ impl Proxy {
                 Err(AttemptError::ClientBody(_)) => None,
                 _ => Some(failure.map_or(Outcome::Success, Failure::outcome)),
             };
-            if let Some(until) = outcome.and_then(|o| balancer.report(index, o, Instant::now())) {
-                warn!(backend = %backend.name, endpoint = %endpoint.address, ejected_for = ?until.saturating_duration_since(Instant::now()), "endpoint ejected after consecutive failures");
+            if let Some(until) = outcome.and_then(|o| balancer.report(index, o, now)) {
+                warn!(backend = %backend.name, endpoint = %endpoint.address, ejected_for = ?until.saturating_duration_since(now), "endpoint ejected after consecutive failures");
             }
             let retry = failure.filter(|&failure| {
                 !last
                     && body.replayable()
-                    && deadline.is_none_or(|(at, _)| Instant::now() < at)
+                    && deadline.is_none_or(|(at, _)| now < at)
                     && is_retryable(policy, failure, &parts.method, body.sent())
-                    && guard.budget.withdraw(policy, Instant::now())
+                    && guard.budget.withdraw(policy, now)
             });
             match (result, retry) {
                 (_, Some(failure)) => {
@@ -330,15 +328,20 @@ impl Proxy {
                     attempt += 1;
                 }
                 (Ok(response), None) => {
-                    in_flight.record_response(Instant::now(), balancer.decay());
+                    in_flight.record_response(now, balancer.decay());
+                    let response = self.respond(response, route, endpoint, upgrade, set_cookie)?;
+                    // The total timeout does not apply to upgraded connections, only their idle
+                    // timeout.
+                    let deadline = deadline
+                        .map(|(at, _)| at)
+                        .filter(|_| response.status() != http::StatusCode::SWITCHING_PROTOCOLS);
                     let hold = Hold {
                         in_flight,
                         admission,
                     };
-                    let deadline = deadline.map(|(at, _)| at);
-                    return self.respond(
-                        response, route, endpoint, upgrade, set_cookie, hold, deadline,
-                    );
+                    return Ok(response.map(|body| {
+                        Either::Left(Tracked::new(body, hold, timeouts.read_idle, deadline))
+                    }));
                 }
                 (Err(error), None) => {
                     let error = ProxyError::from(error);
@@ -381,9 +384,8 @@ impl Proxy {
         }
     }
 
-    /// The client's response: hop-by-hop headers removed, the affinity cookie added, the body
-    /// tracked; or, for a protocol switch, the tunnel set up.
-    #[allow(clippy::too_many_arguments)]
+    /// The client's response: hop-by-hop headers removed and the affinity cookie added; for a
+    /// protocol switch, the tunnel set up.
     fn respond(
         &self,
         mut response: Response<Incoming>,
@@ -391,9 +393,7 @@ impl Proxy {
         endpoint: &Endpoint,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
         set_cookie: Option<HeaderValue>,
-        hold: Hold,
-        deadline: Option<Instant>,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+    ) -> Result<Response<Incoming>, ProxyError> {
         let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         match (switching, upgrade) {
             (true, Some(client_side)) => {
@@ -417,10 +417,7 @@ impl Proxy {
         if let Some(cookie) = set_cookie {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
-        // The total timeout does not apply to upgraded connections, only their idle timeout.
-        let deadline = deadline.filter(|_| !switching);
-        let read_idle = route.timeouts.read_idle;
-        Ok(response.map(|body| Either::Left(Tracked::new(body, hold, read_idle, deadline))))
+        Ok(response)
     }
 }
 

@@ -62,26 +62,23 @@ impl RequestBody {
         }
     }
 
-    /// A body for the next attempt, or `None` if the stream already went to an earlier one.
-    /// For a streamed body, also a receiver that resolves when the upload has ended.
-    pub fn attempt(&self, send_idle: Duration) -> Option<(UpstreamBody, Option<Uploaded>)> {
+    /// A body for the next attempt (retries check [`replayable`](Self::replayable) first: a
+    /// stream that went to an earlier attempt fails this one). For a streamed body, also a
+    /// receiver that resolves when the upload has ended.
+    pub fn attempt(&self, send_idle: Duration) -> (UpstreamBody, Option<Uploaded>) {
         match self {
-            RequestBody::Buffered(bytes) => Some((UpstreamBody::full(bytes.clone()), None)),
+            RequestBody::Buffered(bytes) => (UpstreamBody::full(bytes.clone()), None),
             RequestBody::Streamed(shared) => {
-                if self.sent() {
-                    return None;
-                }
                 let (done, uploaded) = oneshot::channel();
                 let body = UpstreamBody {
                     kind: Kind::Stream {
                         shared: shared.clone(),
                         taken: None,
-                        send_idle,
-                        idle: Idle::new(),
+                        idle: Idle::new(send_idle, "the client sent no request body data"),
                         done: Some(done),
                     },
                 };
-                Some((body, Some(Uploaded(uploaded))))
+                (body, Some(Uploaded(uploaded)))
             }
         }
     }
@@ -123,7 +120,6 @@ enum Kind {
         shared: Arc<Mutex<Option<Incoming>>>,
         /// The client's body, once this attempt took it.
         taken: Option<Incoming>,
-        send_idle: Duration,
         idle: Idle,
         done: Option<oneshot::Sender<()>>,
     },
@@ -136,10 +132,6 @@ impl UpstreamBody {
         }
     }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("the client sent no request body data for {0:?}")]
-struct SendIdle(Duration);
 
 impl Body for UpstreamBody {
     type Data = Bytes;
@@ -154,7 +146,6 @@ impl Body for UpstreamBody {
             Kind::Stream {
                 shared,
                 taken,
-                send_idle,
                 idle,
                 done,
             } => {
@@ -168,22 +159,13 @@ impl Body for UpstreamBody {
                     // Another attempt took the stream: this one cannot send it.
                     return Poll::Ready(Some(Err("request body already sent".into())));
                 };
-                match Pin::new(body).poll_frame(cx) {
-                    Poll::Ready(None) => {
-                        if let Some(done) = done.take() {
-                            let _ = done.send(());
-                        }
-                        Poll::Ready(None)
+                let polled = idle.poll_frame(body, cx);
+                if let Poll::Ready(None) = polled {
+                    if let Some(done) = done.take() {
+                        let _ = done.send(());
                     }
-                    Poll::Ready(Some(frame)) => {
-                        idle.progress();
-                        Poll::Ready(Some(frame.map_err(Into::into)))
-                    }
-                    Poll::Pending if idle.expired(*send_idle, cx) => {
-                        Poll::Ready(Some(Err(SendIdle(*send_idle).into())))
-                    }
-                    Poll::Pending => Poll::Pending,
                 }
+                polled
             }
         }
     }

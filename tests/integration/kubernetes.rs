@@ -1,7 +1,6 @@
 //! Tier 3: vane's Kubernetes source, with the real kube client talking HTTP to the in-process
 //! API server (list, watch, resourceVersion, 410 Gone, status patches, Leases, Events).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use crate::support::apiserver::ApiServer;
 use crate::support::client::{client, get, status_of};
 use crate::support::fixtures::{backend, docs, ingress, INGRESS_CLASS};
 use crate::support::origin::{self, Origins};
+use crate::support::wait::eventually;
 
 /// A vane instance running in this process against the test API server.
 struct Vane {
@@ -92,21 +92,6 @@ impl Drop for Vane {
 }
 
 /// Polls `check` until it holds, for at most 10 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn status(vane: &Vane, host: &str) -> StatusCode {
     status_of(&client(), vane.http, host, "/").await
 }

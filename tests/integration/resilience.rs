@@ -5,7 +5,6 @@
 //! (the paused clock jumps to the next timer whenever the runtime waits on I/O). Waits are
 //! bounded polls of a condition, never sleeps that hope.
 
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,19 +17,7 @@ use crate::support::client::{client, get, send};
 use crate::support::fixtures::{backend, docs, ingress, policy, single_route, INGRESS_CLASS};
 use crate::support::origin::{self, Origins};
 use crate::support::proxy::TestProxy;
-
-/// Polls `condition` every 10 ms until it holds; fails the test after `within`.
-async fn eventually<F: Future<Output = bool>>(
-    what: &str,
-    within: Duration,
-    condition: impl Fn() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use crate::support::wait::eventually;
 
 /// Our class, Service `app` over `origins`, an Ingress for every host, and a policy.
 fn route_with_policy(origins: &Origins, spec: &str) -> String {
@@ -109,14 +96,10 @@ async fn an_origin_answering_500s_is_ejected_and_comes_back_after_the_ejection_t
     assert_eq!(sick.hits(), 3, "no traffic while ejected");
 
     sick.fail_with(None);
-    eventually(
-        "the ejected origin gets traffic again",
-        Duration::from_secs(5),
-        || async {
-            get(&client, proxy.addr, "x", "/").await;
-            sick.hits() > 3
-        },
-    )
+    eventually("the ejected origin gets traffic again", || async {
+        get(&client, proxy.addr, "x", "/").await;
+        sick.hits() > 3
+    })
     .await;
     assert!(
         ejected_at.elapsed() >= Duration::from_millis(500),
@@ -132,19 +115,20 @@ async fn an_active_probe_takes_an_origin_out_and_brings_it_back() {
     let proxy = TestProxy::start(&route_with_policy(&origins, spec)).await;
     let client = client();
     let sick = &origins.origins[0];
-    eventually("probes run", Duration::from_secs(5), || async {
-        sick.probes() >= 2
-    })
-    .await;
+    eventually("probes run", || async { sick.probes() >= 2 }).await;
     assert_eq!(endpoint_view(&proxy, sick.addr)["probe"], "Healthy");
 
     sick.fail_with(Some(503));
-    eventually(
-        "the probe marks it down",
-        Duration::from_secs(5),
-        || async { endpoint_view(&proxy, sick.addr)["probe"] == "Unhealthy" },
-    )
+    eventually("the probe marks it down", || async {
+        endpoint_view(&proxy, sick.addr)["probe"] == "Unhealthy"
+    })
     .await;
+    // The verdict outlives a table swap (here: another Ingress appears).
+    proxy.publish(&docs(&[
+        route_with_policy(&origins, spec),
+        ingress("other", Some("other.example.com"), "/", "app"),
+    ]));
+    assert_eq!(endpoint_view(&proxy, sick.addr)["probe"], "Unhealthy");
     let before = sick.hits();
     for _ in 0..20 {
         assert_eq!(
@@ -155,11 +139,9 @@ async fn an_active_probe_takes_an_origin_out_and_brings_it_back() {
     assert_eq!(sick.hits(), before, "no traffic while the probe fails");
 
     sick.fail_with(None);
-    eventually(
-        "the probe brings it back",
-        Duration::from_secs(5),
-        || async { endpoint_view(&proxy, sick.addr)["probe"] == "Healthy" },
-    )
+    eventually("the probe brings it back", || async {
+        endpoint_view(&proxy, sick.addr)["probe"] == "Healthy"
+    })
     .await;
     for _ in 0..20 {
         get(&client, proxy.addr, "x", "/").await;
@@ -352,15 +334,13 @@ async fn sigterm_lets_a_slow_request_finish_and_refuses_connections_after_the_de
     .await;
     let (http, admin) = (vane.http, vane.admin);
     let slow = tokio::spawn(async move { get(&client(), http, "x", "/delay/2000").await });
-    eventually(
-        "the slow request reached the origin",
-        Duration::from_secs(5),
-        || async { origins.origins[0].hits() == 1 },
-    )
+    eventually("the slow request reached the origin", || async {
+        origins.origins[0].hits() == 1
+    })
     .await;
     let signalled = Instant::now();
     vane.send_sigterm();
-    eventually("/readyz fails", Duration::from_secs(5), || async {
+    eventually("/readyz fails", || async {
         get(&client(), admin, "x", "/readyz").await.status == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
@@ -370,11 +350,9 @@ async fn sigterm_lets_a_slow_request_finish_and_refuses_connections_after_the_de
         signalled.elapsed() < Duration::from_secs(1),
         "checked within the delay"
     );
-    eventually(
-        "new connections are refused",
-        Duration::from_secs(5),
-        || async { tokio::net::TcpStream::connect(http).await.is_err() },
-    )
+    eventually("new connections are refused", || async {
+        tokio::net::TcpStream::connect(http).await.is_err()
+    })
     .await;
     assert!(
         signalled.elapsed() >= Duration::from_secs(1),
@@ -395,7 +373,7 @@ async fn probes_follow_the_endpoints_of_the_current_table() {
     let spec = "healthCheck:\n  active: {type: HTTP, http: {path: /healthz}, interval: 20ms}\n";
     let proxy = TestProxy::start(&route_with_policy(&origins, spec)).await;
     let (kept, removed) = (&origins.origins[0], &origins.origins[1]);
-    eventually("both are probed", Duration::from_secs(5), || async {
+    eventually("both are probed", || async {
         kept.probes() >= 2 && removed.probes() >= 2
     })
     .await;
@@ -410,11 +388,9 @@ async fn probes_follow_the_endpoints_of_the_current_table() {
     proxy.publish(&only_kept);
     let settled = removed.probes();
     let kept_before = kept.probes();
-    eventually(
-        "the kept endpoint is still probed",
-        Duration::from_secs(5),
-        || async { kept.probes() >= kept_before + 5 },
-    )
+    eventually("the kept endpoint is still probed", || async {
+        kept.probes() >= kept_before + 5
+    })
     .await;
     assert!(
         removed.probes() <= settled + 1,
@@ -431,11 +407,9 @@ async fn probes_follow_the_endpoints_of_the_current_table() {
     ]));
     assert_eq!(endpoint_view(&proxy, kept.addr)["probe"], "Healthy");
     kept.kill();
-    eventually(
-        "the TCP probe marks it down",
-        Duration::from_secs(5),
-        || async { endpoint_view(&proxy, kept.addr)["probe"] == "Unhealthy" },
-    )
+    eventually("the TCP probe marks it down", || async {
+        endpoint_view(&proxy, kept.addr)["probe"] == "Unhealthy"
+    })
     .await;
 }
 
@@ -481,13 +455,9 @@ async fn a_client_abandoning_its_upload_does_not_count_against_the_endpoint() {
     let origin = &origins.origins[0];
     for attempt in 1..=3 {
         aborted_upload(proxy.addr).await;
-        eventually(
-            "the proxy finished with the upload",
-            Duration::from_secs(5),
-            || async {
-                origin.hits() == attempt && endpoint_view(&proxy, origin.addr)["inFlight"] == 0
-            },
-        )
+        eventually("the proxy finished with the upload", || async {
+            origin.hits() == attempt && endpoint_view(&proxy, origin.addr)["inFlight"] == 0
+        })
         .await;
     }
     let view = endpoint_view(&proxy, origin.addr);
@@ -496,5 +466,66 @@ async fn a_client_abandoning_its_upload_does_not_count_against_the_endpoint() {
     assert_eq!(
         get(&client(), proxy.addr, "x", "/").await.status,
         StatusCode::OK
+    );
+}
+
+/// `origins` behind one Ingress with the given timeout annotations.
+fn route_with_timeouts(origins: &Origins, timeouts: &[(&str, &str)]) -> String {
+    docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        crate::support::fixtures::annotate(&ingress("app", None, "/", "app"), timeouts),
+    ])
+}
+
+#[tokio::test]
+async fn a_response_body_that_stalls_is_cut_after_the_read_timeout() {
+    use http_body_util::BodyExt;
+    let origins = origin::start(1).await;
+    let yaml = route_with_timeouts(&origins, &[("vane.dev/proxy-read-timeout", "300ms")]);
+    let proxy = TestProxy::start(&yaml).await;
+    let request = Request::get(proxy.url("/stall"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the headers came in time"
+    );
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "first chunk\n");
+    let stalled_at = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("vane cut the stalled body");
+    assert!(
+        !matches!(end, Some(Ok(_))),
+        "the stalled body ends without more data: {end:?}"
+    );
+    assert!(
+        stalled_at.elapsed() >= Duration::from_millis(250),
+        "not before the timeout"
+    );
+}
+
+#[tokio::test]
+async fn the_request_timeout_bounds_the_whole_exchange_and_is_not_retried_past() {
+    let origins = origin::start(2).await;
+    let yaml = route_with_timeouts(&origins, &[("vane.dev/proxy-request-timeout", "300ms")]);
+    let proxy = TestProxy::start(&yaml).await;
+    let started = Instant::now();
+    let reply = get(&client(), proxy.addr, "x", "/delay/2000").await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "well before the origin answered"
+    );
+    assert_eq!(
+        origins.origins.iter().map(|o| o.hits()).sum::<usize>(),
+        1,
+        "no retry once the total time is spent"
     );
 }

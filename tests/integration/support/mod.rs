@@ -12,3 +12,4 @@ pub mod grpc;
 pub mod origin;
 pub mod proxy;
 pub mod tls;
+pub mod wait;

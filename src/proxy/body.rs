@@ -16,6 +16,8 @@ use tokio::time::{Instant, Sleep};
 
 use super::guard::Admission;
 use super::idle::Idle;
+use super::pool::Reusable;
+use super::request_body::UpstreamBody;
 use crate::balance::InFlight;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -24,6 +26,17 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Hold {
     pub in_flight: InFlight,
     pub admission: Option<Admission>,
+    /// The HTTP/1.1 connection the body comes over, back to its pool when the body has ended.
+    pub connection: Option<Reusable<UpstreamBody>>,
+}
+
+impl Hold {
+    /// The body ended well: its connection can serve the next request.
+    fn release(mut self) {
+        if let Some(connection) = self.connection.take() {
+            connection.release();
+        }
+    }
 }
 
 /// An upstream body plus what it holds, and its timeouts.
@@ -41,9 +54,16 @@ struct DeadlinePassed;
 
 impl Tracked {
     pub fn new(body: Incoming, hold: Hold, read_idle: Duration, deadline: Option<Instant>) -> Self {
+        // Without a body (HEAD, 204, 304, empty) the exchange is over already.
+        let hold = if body.is_end_stream() {
+            hold.release();
+            None
+        } else {
+            Some(hold)
+        };
         Self {
             body,
-            hold: Some(hold),
+            hold,
             idle: Idle::new(read_idle, "the upstream sent no response data"),
             deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
         }
@@ -70,9 +90,15 @@ impl Body for Tracked {
             }
             polled => polled,
         };
-        if let Poll::Ready(None | Some(Err(_))) = &polled {
-            // Done (or broken): the request no longer loads the endpoint or the backend.
-            this.hold.take();
+        // Done (or broken): the request no longer loads the endpoint or the backend. hyper's
+        // server stops polling after a frame that ends the body, so the end is noticed there.
+        match &polled {
+            Poll::Ready(None) => this.hold.take().map_or((), Hold::release),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => {
+                this.hold.take().map_or((), Hold::release)
+            }
+            Poll::Ready(Some(Err(_))) => drop(this.hold.take()),
+            _ => {}
         }
         polled
     }

@@ -1,4 +1,6 @@
-//! The upstream connector: TCP with the connect timeout of the endpoint being dialled.
+//! The connector of hyper-util's clients (HTTP/2 and TLS upstreams; HTTP/1.1 in the clear has
+//! its own pool, `pool`, which is handed the route's connect timeout): TCP with the connect
+//! timeout of the endpoint being dialled.
 //!
 //! Connection pools are per endpoint, and so are connect timeouts: the published table maps
 //! each endpoint address to the shortest connect timeout of the routes that lead to it. The

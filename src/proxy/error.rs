@@ -18,9 +18,9 @@ pub enum ProxyError {
     #[error("backend has no ready endpoint")]
     NoEndpoint,
     #[error("connecting to the upstream failed: {0}")]
-    UpstreamConnect(#[source] hyper_util::client::legacy::Error),
+    UpstreamConnect(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("upstream request failed: {0}")]
-    Upstream(#[source] hyper_util::client::legacy::Error),
+    Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("upstream switched protocols without being asked to")]
     UnexpectedUpgrade,
     #[error("upstream did not answer within {0:?}")]

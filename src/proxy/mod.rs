@@ -1,12 +1,14 @@
 //! The data plane: a hyper server that routes each request through the current
-//! [`RoutingTable`](crate::table::RoutingTable) and forwards it over a pooled hyper client.
+//! [`RoutingTable`](crate::table::RoutingTable) and forwards it over pooled upstream
+//! connections.
 //!
 //! Per request: load the table once ([`TableHandle::load`]), look up host and path, let the
 //! backend's balancer pick an endpoint, rewrite headers, forward. Bodies stream both ways with
 //! hyper's backpressure and are never buffered whole (request bodies up to 64 KiB are, so that
-//! a retry can replay them). The upstream clients' connection pools are keyed by endpoint
-//! address and protocol and live as long as the proxy, so they survive table swaps (see
-//! `upstream`). Retries and their budget are in `retry`, circuit breaking in `guard`, TLS
+//! a retry can replay them). The upstream connection pools are keyed by endpoint address
+//! and protocol and live as long as the proxy, so they survive table swaps (see `upstream`;
+//! HTTP/1.1 connections go back to theirs when the response body has been forwarded, see
+//! `pool` and `body`). Retries and their budget are in `retry`, circuit breaking in `guard`, TLS
 //! decisions (redirects, HSTS, 421) in `tls_policy`, gRPC error mapping in `grpc`.
 
 mod body;
@@ -17,6 +19,7 @@ mod guard;
 mod handle;
 mod headers;
 mod idle;
+mod pool;
 mod request_body;
 mod retry;
 mod server;
@@ -44,9 +47,10 @@ use crate::health::Outcome;
 use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route};
 use body::{Hold, Tracked};
 use guard::{Admission, BackendGuard};
+use pool::Reusable;
 use request_body::{RequestBody, Uploaded, UpstreamBody};
 use retry::{is_retryable, Failure};
-use upstream::{scheme_for, version_for, Upstreams};
+use upstream::{version_for, SendError, Upstreams};
 
 pub use error::ProxyError;
 pub use handle::{ActiveTable, TableHandle};
@@ -83,35 +87,19 @@ pub struct Proxy {
 
 /// How one attempt to get a response from an endpoint failed.
 enum AttemptError {
-    Connect(hyper_util::client::legacy::Error),
-    Broken(hyper_util::client::legacy::Error),
+    Send(SendError),
     Timeout(Duration),
-    /// The client's request body failed (the client went away or stalled): not the endpoint's
-    /// fault, so it neither counts against the endpoint nor is retried.
-    ClientBody(hyper_util::client::legacy::Error),
 }
 
 impl AttemptError {
-    fn of(error: hyper_util::client::legacy::Error) -> Self {
-        let body_failed = std::error::Error::source(&error)
-            .and_then(|source| source.downcast_ref::<hyper::Error>())
-            .is_some_and(hyper::Error::is_user);
-        if error.is_connect() {
-            AttemptError::Connect(error)
-        } else if body_failed {
-            AttemptError::ClientBody(error)
-        } else {
-            AttemptError::Broken(error)
-        }
-    }
-
-    /// The endpoint's failure, if it is one.
+    /// The endpoint's failure, if it is one: a failed client body (the client went away or
+    /// stalled) is not the endpoint's fault, so it neither counts against it nor is retried.
     fn failure(&self) -> Option<Failure> {
         match self {
-            AttemptError::Connect(_) => Some(Failure::Connect),
-            AttemptError::Broken(_) => Some(Failure::Reset),
+            AttemptError::Send(SendError::Connect(_)) => Some(Failure::Connect),
+            AttemptError::Send(SendError::Broken(_)) => Some(Failure::Reset),
+            AttemptError::Send(SendError::ClientBody(_)) => None,
             AttemptError::Timeout(_) => Some(Failure::Timeout),
-            AttemptError::ClientBody(_) => None,
         }
     }
 }
@@ -119,10 +107,10 @@ impl AttemptError {
 impl From<AttemptError> for ProxyError {
     fn from(error: AttemptError) -> Self {
         match error {
-            AttemptError::Connect(e) => ProxyError::UpstreamConnect(e),
-            AttemptError::Broken(e) => ProxyError::Upstream(e),
+            AttemptError::Send(SendError::Connect(e)) => ProxyError::UpstreamConnect(e),
+            AttemptError::Send(SendError::Broken(e)) => ProxyError::Upstream(e),
+            AttemptError::Send(SendError::ClientBody(e)) => ProxyError::ClientBody(e),
             AttemptError::Timeout(after) => ProxyError::UpstreamTimeout(after),
-            AttemptError::ClientBody(e) => ProxyError::ClientBody(Box::new(e)),
         }
     }
 }
@@ -290,17 +278,21 @@ impl Proxy {
                 &parts.method,
                 &path_and_query,
                 backend,
-                endpoint,
                 headers,
                 upstream_body,
             );
             let result = self
-                .exchange(backend, upstream, uploaded, wait, deadline)
+                .exchange(
+                    (backend, endpoint),
+                    (upstream, uploaded),
+                    (timeouts.connect, wait),
+                    deadline,
+                )
                 .await;
             now = Instant::now();
 
             let failure = match &result {
-                Ok(response) if response.status().is_server_error() => {
+                Ok((response, _)) if response.status().is_server_error() => {
                     Some(Failure::Status(response.status()))
                 }
                 Ok(_) => None,
@@ -308,7 +300,7 @@ impl Proxy {
             };
             // A failed client body says nothing about the endpoint.
             let outcome = match &result {
-                Err(AttemptError::ClientBody(_)) => None,
+                Err(AttemptError::Send(SendError::ClientBody(_))) => None,
                 _ => Some(failure.map_or(Outcome::Success, Failure::outcome)),
             };
             if let Some(until) = outcome.and_then(|o| balancer.report(index, o, now)) {
@@ -327,17 +319,17 @@ impl Proxy {
                     tried.push(index);
                     attempt += 1;
                 }
-                (Ok(response), None) => {
+                (Ok((response, connection)), None) => {
                     in_flight.record_response(now, balancer.decay());
                     let response = self.respond(response, route, endpoint, upgrade, set_cookie)?;
-                    // The total timeout does not apply to upgraded connections, only their idle
-                    // timeout.
-                    let deadline = deadline
-                        .map(|(at, _)| at)
-                        .filter(|_| response.status() != http::StatusCode::SWITCHING_PROTOCOLS);
+                    // An upgraded connection belongs to its tunnel: neither the total timeout
+                    // (only the idle one) nor the pool applies to it.
+                    let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+                    let deadline = deadline.map(|(at, _)| at).filter(|_| !switching);
                     let hold = Hold {
                         in_flight,
                         admission,
+                        connection: connection.filter(|_| !switching),
                     };
                     return Ok(response.map(|body| {
                         Either::Left(Tracked::new(body, hold, timeouts.read_idle, deadline))
@@ -352,16 +344,16 @@ impl Proxy {
         }
     }
 
-    /// One attempt: the request to the endpoint, and its response headers within `wait` (from
-    /// the end of the upload) and before the request's deadline (when, and the total timeout).
+    /// One attempt: the request to the endpoint (connected within `connect`), and its response
+    /// headers within `wait` (from the end of the upload) and before the request's deadline
+    /// (when, and the total timeout).
     async fn exchange(
         &self,
-        backend: &Backend,
-        request: Request<UpstreamBody>,
-        uploaded: Option<Uploaded>,
-        wait: Duration,
+        (backend, endpoint): (&Backend, &Endpoint),
+        (request, uploaded): (Request<UpstreamBody>, Option<Uploaded>),
+        (connect, wait): (Duration, Duration),
         deadline: Option<(Instant, Duration)>,
-    ) -> Result<Response<Incoming>, AttemptError> {
+    ) -> Result<(Response<Incoming>, Option<Reusable<UpstreamBody>>), AttemptError> {
         let headers_due = async {
             if let Some(uploaded) = uploaded {
                 uploaded.wait().await;
@@ -378,7 +370,9 @@ impl Proxy {
             }
         };
         tokio::select! {
-            result = self.upstreams.request(backend, request) => result.map_err(AttemptError::of),
+            result = self.upstreams.send(backend, endpoint, connect, request) => {
+                result.map_err(AttemptError::Send)
+            }
             _ = headers_due => Err(AttemptError::Timeout(wait)),
             total = total_due => Err(AttemptError::Timeout(total)),
         }
@@ -441,21 +435,17 @@ fn prepare_headers(parts: &mut http::request::Parts, client: &ClientInfo, upgrad
     parts.headers.insert(header::HOST, host);
 }
 
+/// The request for one attempt, with an origin-form URI (`/path?query`).
 fn upstream_request(
     method: &Method,
     path_and_query: &PathAndQuery,
     backend: &Backend,
-    endpoint: &Endpoint,
     headers: HeaderMap,
     body: UpstreamBody,
 ) -> Request<UpstreamBody> {
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(scheme_for(backend));
-    uri.authority = Some(endpoint.authority.clone());
-    uri.path_and_query = Some(path_and_query.clone());
     let mut request = Request::new(body);
     *request.method_mut() = method.clone();
-    *request.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a valid URI");
+    *request.uri_mut() = Uri::from(path_and_query.clone());
     *request.version_mut() = version_for(backend);
     *request.headers_mut() = headers;
     request

@@ -1,9 +1,10 @@
-//! How vane talks to endpoints: one pooled hyper client per protocol, so that connection pools
-//! are per endpoint and protocol and outlive table swaps.
+//! How vane talks to endpoints: its own HTTP/1.1 pool for the common case, and one pooled
+//! hyper-util client per other protocol, so that connection pools are per endpoint and
+//! protocol and outlive table swaps.
 //!
 //! ```text
 //! Upstreams
-//! ├── http1: HTTP/1.1 in the clear (Http)
+//! ├── http1: HTTP/1.1 in the clear (Http): `pool::Http1Pool`
 //! ├── h2c:   HTTP/2 in the clear, prior knowledge (H2c, Grpc)
 //! └── tls:   UpstreamTls (roots, server name, ALPN) ─▶ client over rustls (Https, Grpcs)
 //! ```
@@ -16,21 +17,26 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::Scheme;
-use http::{Request, Version};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Builder, Client, ResponseFuture};
+use hyper_util::client::legacy::{Builder, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::ServerName;
 use tracing::warn;
 
 use super::connect::TimedConnector;
+use super::pool::{Http1Pool, Reusable};
 use super::{TableHandle, UpstreamConfig};
-use crate::table::{Backend, UpstreamTls};
+use crate::table::{Backend, Endpoint, UpstreamTls};
+
+type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Distinct TLS configurations kept at once. Beyond it (only under extreme CA churn) the cache
 /// starts over, which costs idle connections and nothing else.
@@ -38,12 +44,48 @@ const MAX_TLS_CLIENTS: usize = 256;
 
 type TlsClient<B> = Client<HttpsConnector<TimedConnector>, B>;
 
-/// The upstream clients. Shared by every connection of the proxy.
+/// How sending a request to an endpoint failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made: nothing was sent.
+    Connect(BoxError),
+    /// The exchange broke after the request went out (reset, closed, malformed response).
+    Broken(BoxError),
+    /// The client's request body failed while it was being sent.
+    ClientBody(BoxError),
+}
+
+impl SendError {
+    /// Classifies an error of hyper's connection-level client (the connection exists).
+    pub fn of_hyper(error: hyper::Error) -> Self {
+        // A user error here is the request body's: the client went away or stalled.
+        if error.is_user() {
+            SendError::ClientBody(error.into())
+        } else {
+            SendError::Broken(error.into())
+        }
+    }
+
+    fn of_legacy(error: hyper_util::client::legacy::Error) -> Self {
+        let body_failed = StdError::source(&error)
+            .and_then(|source| source.downcast_ref::<hyper::Error>())
+            .is_some_and(hyper::Error::is_user);
+        if error.is_connect() {
+            SendError::Connect(error.into())
+        } else if body_failed {
+            SendError::ClientBody(error.into())
+        } else {
+            SendError::Broken(error.into())
+        }
+    }
+}
+
+/// The upstream clients of one proxy worker, shared by its connections.
 pub struct Upstreams<B> {
     config: UpstreamConfig,
     /// The connectors look up each endpoint's connect timeout in the current table.
     tables: Arc<TableHandle>,
-    http1: Client<TimedConnector, B>,
+    http1: Http1Pool<B>,
     h2c: Client<TimedConnector, B>,
     tls: ArcSwap<HashMap<UpstreamTls, TlsClient<B>>>,
 }
@@ -51,12 +93,12 @@ pub struct Upstreams<B> {
 impl<B> Upstreams<B>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
     pub fn new(config: &UpstreamConfig, tables: Arc<TableHandle>) -> Self {
         Self {
             config: config.clone(),
-            http1: builder(config).build(connector(&tables, true)),
+            http1: Http1Pool::new(config),
             h2c: builder(config)
                 .http2_only(true)
                 .build(connector(&tables, true)),
@@ -65,32 +107,56 @@ where
         }
     }
 
-    /// Sends `request` (its URI built with [`scheme_for`] and the endpoint's authority) the
-    /// way `backend` is spoken to.
-    pub fn request(&self, backend: &Backend, request: Request<B>) -> ResponseFuture {
-        match &backend.upstream_tls {
-            None if backend.protocol.is_http2() => self.h2c.request(request),
-            None => self.http1.request(request),
-            Some(tls) => {
-                if let Some(client) = self.tls.load().get(tls) {
-                    return client.request(request);
-                }
-                let client = self.tls_client(tls);
-                self.tls.rcu(|clients| {
-                    let mut clients = if clients.len() >= MAX_TLS_CLIENTS {
-                        HashMap::new()
-                    } else {
-                        HashMap::clone(clients)
-                    };
-                    clients.entry(tls.clone()).or_insert_with(|| client.clone());
-                    clients
-                });
-                client.request(request)
-            }
+    /// Sends `request` (origin-form URI, Host set) to `endpoint` the way `backend` is spoken
+    /// to. An HTTP/1.1 connection in the clear comes back with the response, to be released
+    /// when the response body has been forwarded; the other clients pool by themselves.
+    pub async fn send(
+        &self,
+        backend: &Backend,
+        endpoint: &Endpoint,
+        connect_timeout: Duration,
+        mut request: Request<B>,
+    ) -> Result<(Response<Incoming>, Option<Reusable<B>>), SendError> {
+        if backend.upstream_tls.is_none() && !backend.protocol.is_http2() {
+            let (response, connection) = self
+                .http1
+                .send(endpoint.address, connect_timeout, request)
+                .await?;
+            return Ok((response, Some(connection)));
         }
+        // hyper-util's client finds its pool by the absolute URI.
+        let mut uri = http::uri::Parts::from(std::mem::take(request.uri_mut()));
+        uri.scheme = Some(scheme_for(backend));
+        uri.authority = Some(endpoint.authority.clone());
+        *request.uri_mut() = Uri::from_parts(uri).map_err(|e| SendError::Connect(e.into()))?;
+        let response = match &backend.upstream_tls {
+            None => self.h2c.request(request).await,
+            Some(tls) => self.tls_client(tls).request(request).await,
+        };
+        response
+            .map(|response| (response, None))
+            .map_err(SendError::of_legacy)
     }
 
+    /// The client for `tls`, created on first use.
     fn tls_client(&self, tls: &UpstreamTls) -> TlsClient<B> {
+        if let Some(client) = self.tls.load().get(tls) {
+            return client.clone();
+        }
+        let client = self.new_tls_client(tls);
+        self.tls.rcu(|clients| {
+            let mut clients = if clients.len() >= MAX_TLS_CLIENTS {
+                HashMap::new()
+            } else {
+                HashMap::clone(clients)
+            };
+            clients.entry(tls.clone()).or_insert_with(|| client.clone());
+            clients
+        });
+        client
+    }
+
+    fn new_tls_client(&self, tls: &UpstreamTls) -> TlsClient<B> {
         if tls.insecure {
             warn!(server_name = %tls.server_name, "upstream TLS without certificate verification (insecureSkipVerify)");
         }
@@ -113,7 +179,7 @@ where
 }
 
 /// The scheme of upstream request URIs for `backend`.
-pub fn scheme_for(backend: &Backend) -> Scheme {
+fn scheme_for(backend: &Backend) -> Scheme {
     if backend.upstream_tls.is_some() {
         Scheme::HTTPS
     } else {

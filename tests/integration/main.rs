@@ -2,6 +2,7 @@
 //!
 //! - `compile`: tier 1, manifests to table, no I/O;
 //! - `proxy`: tier 2, the real proxy on loopback with real origins and clients;
+//! - `pool`: the HTTP/1.1 upstream connection pool, seen from the origins;
 //! - `balancing`: balancing configuration through compile, and the algorithms through the proxy;
 //! - `kubernetes`: tier 3, the Kubernetes source against the in-process API server;
 //! - `apiserver`: the in-process API server itself, checked with the real kube client;
@@ -16,6 +17,7 @@ mod chart;
 mod compile;
 mod generated;
 mod kubernetes;
+mod pool;
 mod proxy;
 mod resilience;
 mod standalone;

@@ -11,6 +11,7 @@
 //! - `/status/N`: answers with status N;
 //! - `/delay/MS`: answers after MS milliseconds;
 //! - `/healthz`: the health check (counted in `probes`, not in `hits`);
+//! - `/close`: answers with `Connection: close`, and closes the connection;
 //! - anything else: 200 with a JSON echo of the request (`name`, `method`, `path`, `query`,
 //!   `version`, `headers`).
 //!
@@ -55,7 +56,15 @@ pub struct Origin {
     delay_ms: Arc<AtomicU64>,
     failing: Arc<AtomicU32>,
     probes: Arc<AtomicUsize>,
+    connections: Connections,
     stop: CancellationToken,
+}
+
+/// Connections an origin has accepted, and how many of them are still open.
+#[derive(Clone, Default)]
+struct Connections {
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
 }
 
 impl Origin {
@@ -74,6 +83,16 @@ impl Origin {
     /// Requests this origin has received.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open.load(Ordering::SeqCst)
     }
 
     /// Makes every later answer wait this long first (a slow origin).
@@ -156,6 +175,7 @@ fn spawn(name: String, listener: TcpListener, tls: Option<tokio_rustls::TlsAccep
     let delay_ms = Arc::new(AtomicU64::new(0));
     let failing = Arc::new(AtomicU32::new(0));
     let probes = Arc::new(AtomicUsize::new(0));
+    let connections = Connections::default();
     let stop = CancellationToken::new();
     let origin = Origin {
         name: name.clone(),
@@ -164,6 +184,7 @@ fn spawn(name: String, listener: TcpListener, tls: Option<tokio_rustls::TlsAccep
         delay_ms: delay_ms.clone(),
         failing: failing.clone(),
         probes: probes.clone(),
+        connections: connections.clone(),
         stop: stop.clone(),
     };
     tokio::spawn(async move {
@@ -182,7 +203,14 @@ fn spawn(name: String, listener: TcpListener, tls: Option<tokio_rustls::TlsAccep
             let probes = probes.clone();
             let stop = stop.clone();
             let tls = tls.clone();
+            let connections = connections.clone();
+            connections.accepted.fetch_add(1, Ordering::SeqCst);
+            connections.open.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
+                // Counted closed when this task ends, however it ends.
+                let _open = OnDrop(move || {
+                    connections.open.fetch_sub(1, Ordering::SeqCst);
+                });
                 let stream: Box<dyn Io> = match tls {
                     None => Box::new(stream),
                     Some(acceptor) => match acceptor.accept(stream).await {
@@ -224,6 +252,14 @@ fn spawn(name: String, listener: TcpListener, tls: Option<tokio_rustls::TlsAccep
         }
     });
     origin
+}
+
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
 }
 
 async fn respond(
@@ -271,6 +307,13 @@ async fn respond(
             StatusCode::from_u16(code).unwrap(),
             format!("{name} status {code}\n"),
         );
+    }
+    if path == "/close" {
+        let mut response = full(StatusCode::OK, format!("{name} closes\n"))?;
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, "close".parse().unwrap());
+        return Ok(response);
     }
     if path == "/upload" {
         let mut body = request.into_body();

@@ -26,7 +26,16 @@ impl TestProxy {
 
     /// Starts with `options`; without a fallback certificate in them, a self-signed one is
     /// generated, as `vane` does at start.
-    pub async fn start_with(yaml: &str, mut options: Options) -> Self {
+    pub async fn start_with(yaml: &str, options: Options) -> Self {
+        Self::start_full(yaml, options, &UpstreamConfig::default()).await
+    }
+
+    /// Starts with these upstream connection settings.
+    pub async fn start_with_upstream(yaml: &str, upstream: &UpstreamConfig) -> Self {
+        Self::start_full(yaml, Options::default(), upstream).await
+    }
+
+    async fn start_full(yaml: &str, mut options: Options, upstream: &UpstreamConfig) -> Self {
         if options.fallback_certificate.is_none() {
             options.fallback_certificate = Some(Arc::new(vane::tls::self_signed().unwrap()));
         }
@@ -43,7 +52,7 @@ impl TestProxy {
             stop: stop.clone(),
         };
         test_proxy.publish(yaml);
-        let proxy = Arc::new(Proxy::new(tables, &UpstreamConfig::default()));
+        let proxy = Arc::new(Proxy::new(tables, upstream));
         let limits = ServerLimits::default();
         tokio::spawn(proxy::serve(
             listener,

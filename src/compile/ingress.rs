@@ -25,6 +25,21 @@ pub struct Candidate<'a> {
     pub backend: BackendRef<'a>,
 }
 
+/// How many routes `ingress` asks for at most (its paths and default backend), so that the
+/// table's collections are allocated once rather than grown.
+pub fn route_count(ingress: &Ingress) -> usize {
+    ingress.spec.as_ref().map_or(0, |spec| {
+        let paths: usize = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|rule| rule.http.as_ref())
+            .map(|http| http.paths.len())
+            .sum();
+        paths + usize::from(spec.default_backend.is_some())
+    })
+}
+
 /// The route candidates of `ingress`, in the order they are written. Invalid rules are reported
 /// and left out; valid rules of the same Ingress are unaffected.
 pub fn candidates<'a>(

@@ -193,7 +193,11 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
     let (attachments, policies) = policy::attach(&snapshot.backend_policies, &services, &mut sink);
     let certificates =
         tls::TlsBuilder::new(snapshot.secrets.iter().map(|s| &**s), options, &mut sink);
-    let mut builder = TableBuilder::new(&services, &attachments, certificates);
+    let routes = ours
+        .iter()
+        .map(|(ingress, _)| ingress::route_count(ingress))
+        .sum();
+    let mut builder = TableBuilder::new(&services, &attachments, certificates, routes);
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
     for (ingress, object) in &ours {
@@ -300,16 +304,18 @@ impl<'a> TableBuilder<'a> {
         services: &'a service::ServiceIndex<'a>,
         policies: &'a policy::Attachments<'a>,
         tls: tls::TlsBuilder<'a>,
+        routes: usize,
     ) -> Self {
+        // Sized for the common case of a backend per route.
         Self {
             services,
             policies,
             tls,
-            routes: Vec::new(),
-            backends: Vec::new(),
-            backend_by_key: HashMap::new(),
+            routes: Vec::with_capacity(routes),
+            backends: Vec::with_capacity(routes),
+            backend_by_key: HashMap::with_capacity(routes),
             problems: HashMap::new(),
-            owners: HashMap::new(),
+            owners: HashMap::with_capacity(routes),
         }
     }
 

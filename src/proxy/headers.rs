@@ -203,6 +203,18 @@ mod tests {
     }
 
     #[test]
+    fn end_to_end_headers_are_left_alone() {
+        let pairs = [("host", "example.com"), ("x-a", "1"), ("accept", "*/*")];
+        let mut h = headers(&pairs);
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h, headers(&pairs));
+        // `close` names no header; `keep-alive` names a listed one.
+        let mut h = headers(&[("connection", "close, Keep-Alive"), ("x-a", "1")]);
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h, headers(&[("x-a", "1")]));
+    }
+
+    #[test]
     fn upgrade_survives_when_kept() {
         let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_upgrade_request(&h));

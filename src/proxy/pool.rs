@@ -36,6 +36,12 @@ use tracing::debug;
 use super::upstream::SendError;
 use super::UpstreamConfig;
 
+/// The largest read buffer of an upstream connection, which also bounds its response head.
+/// hyper's default (about 400 KiB) lets every connection that streams a large body grow its
+/// buffer that far, which for a pool of busy connections is most of the proxy's memory; 64 KiB
+/// reads stream as fast on loopback and leave ingress-nginx's 4-8 KiB header limit far behind.
+const MAX_READ_BUFFER: usize = 64 * 1024;
+
 /// The idle HTTP/1.1 connections of one proxy worker, by endpoint.
 pub struct Http1Pool<B> {
     shared: Arc<Shared<B>>,
@@ -149,7 +155,9 @@ where
         stream
             .set_nodelay(true)
             .map_err(|e: io::Error| SendError::Connect(e.into()))?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(MAX_READ_BUFFER)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Connect(e.into()))?;
         tokio::spawn(async move {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::uri::Scheme;
+use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
@@ -127,7 +127,10 @@ where
         // hyper-util's client finds its pool by the absolute URI.
         let mut uri = http::uri::Parts::from(std::mem::take(request.uri_mut()));
         uri.scheme = Some(scheme_for(backend));
-        uri.authority = Some(endpoint.authority.clone());
+        uri.authority = Some(
+            Authority::try_from(endpoint.address.to_string())
+                .map_err(|e| SendError::Connect(e.into()))?,
+        );
         *request.uri_mut() = Uri::from_parts(uri).map_err(|e| SendError::Connect(e.into()))?;
         let response = match &backend.upstream_tls {
             None => self.h2c.request(request).await,

@@ -29,8 +29,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::uri::Authority;
-
 pub use diagnostic::{Diagnostic, ObjectRef};
 pub use host::{normalize_request_host, wildcard_parent, HostPattern};
 pub use path::{PathKind, PathMatcher, PathRule};
@@ -242,7 +240,6 @@ pub enum BackendTarget {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub address: SocketAddr,
-    pub authority: Authority,
     /// Relative share of traffic (1 unless a BackendPolicy says otherwise).
     pub weight: u32,
     /// Serving but terminating: in the table only because no ready endpoint is left.
@@ -255,11 +252,8 @@ impl Endpoint {
     }
 
     pub fn weighted(address: SocketAddr, weight: u32) -> Self {
-        let authority = Authority::try_from(address.to_string())
-            .expect("a socket address is always a valid URI authority");
         Self {
             address,
-            authority,
             weight: weight.max(1),
             terminating: false,
         }
@@ -283,7 +277,8 @@ impl RoutingTable {
     /// that at most one route has no path (the default backend); should that not hold, the
     /// first one wins. Route backend indexes must be valid indexes into `backends`.
     pub fn new(routes: Vec<Route>, backends: Vec<Backend>) -> Self {
-        let mut by_host: HashMap<&HostPattern, Vec<(PathRule, usize)>> = HashMap::new();
+        let mut by_host: HashMap<&HostPattern, Vec<(PathRule, usize)>> =
+            HashMap::with_capacity(routes.len());
         let mut default_route = None;
         for (index, route) in routes.iter().enumerate() {
             debug_assert!(
@@ -302,6 +297,7 @@ impl RoutingTable {
         }
         let mut table = RoutingTable {
             default_route,
+            exact_hosts: HashMap::with_capacity(by_host.len()),
             ..Default::default()
         };
         for (host, rules) in by_host {

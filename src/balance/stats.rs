@@ -7,7 +7,7 @@
 //! left are dropped from the registry, while requests still in flight to them keep their own
 //! `Arc` until they finish.
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -153,7 +153,8 @@ struct Known {
     /// Whether a table was registered before: endpoints of the first table are warm, not
     /// joining (a restart must not put a whole fleet into slow start).
     seeded: bool,
-    by_address: HashMap<SocketAddr, Arc<EndpointStats>>,
+    /// Shared with the caller of [`EndpointRegistry::retain`] rather than copied.
+    by_address: Arc<HashMap<SocketAddr, Arc<EndpointStats>>>,
 }
 
 impl Default for EndpointRegistry {
@@ -172,29 +173,28 @@ impl EndpointRegistry {
         &self,
         addresses: impl IntoIterator<Item = SocketAddr>,
         now: Instant,
-    ) -> HashMap<SocketAddr, Arc<EndpointStats>> {
+    ) -> Arc<HashMap<SocketAddr, Arc<EndpointStats>>> {
         let mut known = self
             .endpoints
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let joined = known.seeded.then_some(now);
-        let current: HashMap<SocketAddr, Arc<EndpointStats>> = addresses
-            .into_iter()
-            .map(|address| {
-                let stats = known.by_address.get(&address).cloned().unwrap_or_else(|| {
-                    Arc::new(EndpointStats::new(
-                        self.epoch,
-                        now,
-                        joined,
-                        self.health_changes.clone(),
-                    ))
-                });
-                (address, stats)
-            })
-            .collect();
-        known.by_address.clone_from(&current);
+        // Tables mostly keep their endpoints: the last one's count is the best size guess.
+        let mut current = HashMap::with_capacity(known.by_address.len());
+        current.extend(addresses.into_iter().map(|address| {
+            let stats = known.by_address.get(&address).cloned().unwrap_or_else(|| {
+                Arc::new(EndpointStats::new(
+                    self.epoch,
+                    now,
+                    joined,
+                    self.health_changes.clone(),
+                ))
+            });
+            (address, stats)
+        }));
+        known.by_address = Arc::new(current);
         known.seeded = true;
-        current
+        Arc::clone(&known.by_address)
     }
 }
 

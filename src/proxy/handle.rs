@@ -95,7 +95,8 @@ impl TableHandle {
 }
 
 fn connect_timeouts(table: &RoutingTable) -> HashMap<SocketAddr, Duration> {
-    let mut timeouts: HashMap<SocketAddr, Duration> = HashMap::new();
+    let endpoints = table.backends().iter().map(|b| b.endpoints().len()).sum();
+    let mut timeouts: HashMap<SocketAddr, Duration> = HashMap::with_capacity(endpoints);
     for route in table.routes() {
         let backends =
             std::iter::once(route.backend).chain(route.canary.as_ref().map(|c| c.backend));

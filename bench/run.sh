@@ -341,17 +341,23 @@ generation() {
 }
 
 log "e. route churn: $CHURN_RATE rewrites/s during scenario a against vane, $ROUNDS rounds"
+# Each round runs vane without churn, then with it, so that the drop compares runs minutes
+# apart at most (the machine's speed drifts over a whole run more than churn costs).
 GEN_BEFORE=$(generation)
-$REPORT churn "$T/vane/manifests/routes.yaml" "$CHURN_RATE" "$T/vane/routes.yaml.a" "$T/vane/routes.yaml.b" >"$RAW/churn.out" &
-CHURN_PID=$!
-PIDS+=("$CHURN_PID")
-sleep 1
-for r in $(seq 1 "$ROUNDS"); do run e vane "$r" -t2 -c64 -d"$DURATION" --latency "http://$VANE_ADDR/"; done
-kill -TERM "$CHURN_PID" 2>/dev/null || log "the churn writer had stopped early"
-wait "$CHURN_PID" || true
+: >"$RAW/churn.out"
+for r in $(seq 1 "$ROUNDS"); do
+    run e0 vane "$r" -t2 -c64 -d"$DURATION" --latency "http://$VANE_ADDR/"
+    $REPORT churn "$T/vane/manifests/routes.yaml" "$CHURN_RATE" "$T/vane/routes.yaml.a" "$T/vane/routes.yaml.b" >>"$RAW/churn.out" &
+    CHURN_PID=$!
+    PIDS+=("$CHURN_PID")
+    sleep 1
+    run e vane "$r" -t2 -c64 -d"$DURATION" --latency "http://$VANE_ADDR/"
+    kill -TERM "$CHURN_PID" 2>/dev/null || log "the churn writer had stopped early"
+    wait "$CHURN_PID" || true
+done
 sleep 0.5
 GEN_AFTER=$(generation)
-read -r WRITES SECONDS_ < "$RAW/churn.out" || true
+read -r WRITES SECONDS_ < <(awk '{w += $1; s += $2} END {printf "%d %.2f\n", w, s}' "$RAW/churn.out") || true
 {
     echo "writes=${WRITES:-?}"
     echo "seconds=${SECONDS_:-?}"

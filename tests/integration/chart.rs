@@ -30,8 +30,6 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Release name and namespace of every render, as in deploy/vane.yaml.
 const RELEASE: &str = "vane";
 const NAMESPACE: &str = "vane";
-/// vane gives open connections this long after SIGTERM (`ServerLimits::default`).
-const SHUTDOWN_GRACE_SECONDS: i64 = 25;
 /// The combinations the chart must support, at the least (files in charts/tests/values/).
 const REQUIRED_COMBINATIONS: [&str; 4] = ["daemonset", "watch-namespace", "nodeport", "metrics"];
 
@@ -881,9 +879,13 @@ fn container_args_follow_the_values() {
             "--admin-addr=0.0.0.0:9090",
             "--lease-name=vane-leader",
             "--lease-namespace=vane",
+            "--shutdown-delay=5s",
+            "--shutdown-grace=25s",
         ]
     );
     let customized = rendered("customized");
+    assert_eq!(customized.arg("--shutdown-delay").as_deref(), Some("10s"));
+    assert_eq!(customized.arg("--shutdown-grace").as_deref(), Some("45s"));
     assert_eq!(
         customized.arg("--publish-status-address").as_deref(),
         Some("203.0.113.10,lb.example.com")
@@ -948,9 +950,16 @@ fn pods_run_restricted_and_outlast_vanes_shutdown_grace() {
             security.seccomp_profile.as_ref().unwrap().type_,
             "RuntimeDefault"
         );
+        let seconds = |flag: &str| -> i64 {
+            let value = r
+                .arg(flag)
+                .unwrap_or_else(|| panic!("{combination}: no {flag}"));
+            value.strip_suffix('s').unwrap().parse().unwrap()
+        };
+        let shutdown = seconds("--shutdown-delay") + seconds("--shutdown-grace");
         assert!(
-            pod.termination_grace_period_seconds.unwrap() > SHUTDOWN_GRACE_SECONDS,
-            "{combination}: Kubernetes must not kill vane before its shutdown grace is over"
+            pod.termination_grace_period_seconds.unwrap() > shutdown,
+            "{combination}: Kubernetes must not kill vane before its shutdown is over"
         );
         assert_eq!(pod.automount_service_account_token, Some(true));
         let resources = r.container().resources.as_ref().unwrap();
@@ -1090,6 +1099,15 @@ fn schema_rejects_unknown_keys_and_wrong_types() {
     ]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("want integer"));
+    // A pod that Kubernetes would kill before vane's own shutdown is over.
+    let output = render_py(&[
+        "template",
+        "--set-json",
+        r#"{"controller": {"shutdownGraceSeconds": 40}}"#,
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("terminationGracePeriodSeconds (40) must be more than"));
 }
 
 #[test]

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 pub use diagnostic::{Diagnostic, ObjectRef};
 pub use host::{normalize_request_host, wildcard_parent, HostPattern};
+use path::normalize_request_path;
 pub use path::{PathKind, PathMatcher, PathRule};
 pub use resilience::{
     ActiveCheck, CircuitBreaker, HealthCheck, OutlierDetection, Probe, RetryOn, RetryPolicy,
@@ -318,10 +319,13 @@ impl RoutingTable {
     }
 
     /// Finds the route for a request. `host` is the raw Host header or `:authority` (port and
-    /// case are handled here); `path` excludes the query.
+    /// case are handled here); `path` is the raw request path, without the query (it is
+    /// matched in normal form: dot segments resolved, slashes merged).
     pub fn lookup(&self, host: &str, path: &str) -> Option<&Route> {
         let host = normalize_request_host(host);
         let host: &str = &host;
+        let path = normalize_request_path(path);
+        let path: &str = &path;
         let index = self
             .exact_hosts
             .get(host)

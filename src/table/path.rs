@@ -8,6 +8,12 @@
 //! The longest match wins, and Exact beats Prefix on the same path. An exact match always covers
 //! the whole request path, so it is at least as long as any prefix match: checking exact rules
 //! first and then prefixes longest-first gives precisely that order.
+//!
+//! Request paths are matched in normal form ([`normalize_request_path`]), as nginx matches its
+//! locations: otherwise `/public/../admin` would match a `/public` route and reach a backend
+//! that resolves it to `/admin`. The request still goes upstream as the client wrote it.
+
+use std::borrow::Cow;
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -110,9 +116,122 @@ impl PathMatcher {
     }
 }
 
+/// The form of a request path that routes are matched against:
+/// - percent-encoded unreserved characters (`%2e`, `%61`, ...) decoded; other escapes, `%2F`
+///   among them, stay as they are, since decoding them would change the path's structure;
+/// - runs of slashes merged;
+/// - `.` and `..` segments resolved, never above the root (RFC 3986 section 5.2.4).
+///
+/// A path already in normal form (nearly every request) is returned as it is, unallocated.
+/// Paths that do not start with `/` (`*` of `OPTIONS *`) are left alone.
+pub fn normalize_request_path(path: &str) -> Cow<'_, str> {
+    let suspect = path.contains("//") || path.contains("/.") || path.contains('%');
+    if !suspect || !path.starts_with('/') {
+        return Cow::Borrowed(path);
+    }
+    let decoded = decode_unreserved(path);
+    let mut segments: Vec<&str> = Vec::new();
+    // Whether the normal form ends with a slash: `/a/`, `/a/.` and `/a/b/..` all name a
+    // directory, which matters to Exact rules.
+    let mut directory = false;
+    for segment in decoded.split('/').skip(1) {
+        directory = matches!(segment, "" | "." | "..");
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            name => segments.push(name),
+        }
+    }
+    let mut normal = String::with_capacity(decoded.len());
+    for segment in &segments {
+        normal.push('/');
+        normal.push_str(segment);
+    }
+    if directory || normal.is_empty() {
+        normal.push('/');
+    }
+    if normal == path {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(normal)
+    }
+}
+
+/// Decodes `%XX` where XX is an unreserved character (ALPHA, DIGIT, `-`, `.`, `_`, `~`).
+fn decode_unreserved(path: &str) -> Cow<'_, str> {
+    let bytes = path.as_bytes();
+    let unreserved_at = |i: usize| -> Option<u8> {
+        let hex = bytes.get(i + 1..i + 3)?;
+        let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+        (value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~'))
+            .then_some(value)
+    };
+    if !(0..bytes.len()).any(|i| bytes[i] == b'%' && unreserved_at(i).is_some()) {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], unreserved_at(i)) {
+            (b'%', Some(value)) => {
+                out.push(char::from(value));
+                i += 3;
+            }
+            _ => {
+                // Copy up to the next '%' at once: `i` and the next '%' are character
+                // boundaries, so multi-byte characters stay whole.
+                let next = bytes[i + 1..]
+                    .iter()
+                    .position(|&b| b == b'%')
+                    .map_or(bytes.len(), |n| i + 1 + n);
+                out.push_str(&path[i..next]);
+                i = next;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_paths_are_matched_in_normal_form() {
+        let cases = [
+            ("/", "/"),
+            ("/api/v1", "/api/v1"),
+            (
+                "/.well-known/acme-challenge/x",
+                "/.well-known/acme-challenge/x",
+            ),
+            ("/public/../admin", "/admin"),
+            ("/public/./x", "/public/x"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/../../etc", "/etc"),
+            ("/..", "/"),
+            ("//admin", "/admin"),
+            ("/a//b///", "/a/b/"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public/%2E./admin", "/admin"),
+            ("/%61pi", "/api"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/a%2f..", "/a%2f.."),
+            ("/100%", "/100%"),
+            ("/%zz/é/%41é", "/%zz/é/Aé"),
+            ("*", "*"),
+        ];
+        for (path, normal) in cases {
+            assert_eq!(normalize_request_path(path), normal, "{path}");
+        }
+        assert!(matches!(
+            normalize_request_path("/api/v1/items"),
+            Cow::Borrowed(_)
+        ));
+    }
 
     /// Whether `rule` alone matches `path`, through the matcher routing uses.
     fn matches(rule: &PathRule, path: &str) -> bool {

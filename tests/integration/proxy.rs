@@ -232,3 +232,45 @@ async fn in_flight_request_finishes_on_its_table_after_a_swap() {
     assert_eq!(reply.origin().as_deref(), Some("origin-0"));
     assert_eq!(new.origins[0].hits(), 1);
 }
+
+#[tokio::test]
+async fn paths_are_routed_in_normal_form_and_forwarded_as_sent() {
+    let public = origin::start(1).await;
+    let admin = origin::start(1).await;
+    let proxy = TestProxy::start(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("public", public.port, &public.ips()),
+        backend("admin", admin.port, &admin.ips()),
+        ingress("public", None, "/public", "public"),
+        ingress("admin", None, "/admin", "admin"),
+    ]))
+    .await;
+    let client = client();
+    // Each of these names /admin once dot segments, encoded dots and double slashes are
+    // resolved, so none of them may pass for a /public request.
+    let sneaky = [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E/admin/x",
+        "//admin",
+        "/public/./../admin/",
+    ];
+    for (n, path) in sneaky.iter().enumerate() {
+        let reply = get(&client, proxy.addr, "x", path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert_eq!(admin.origins[0].hits(), n + 1, "{path} went elsewhere");
+        // The backend gets the path as the client wrote it, as nginx forwards it.
+        assert_eq!(reply.json()["path"], *path);
+    }
+    assert_eq!(public.origins[0].hits(), 0);
+    let reply = get(&client, proxy.addr, "x", "/public/./x").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(public.origins[0].hits(), 1);
+    let reply = get(&client, proxy.addr, "x", "/public/%2Fadmin").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        public.origins[0].hits(),
+        2,
+        "an encoded slash is not a separator"
+    );
+}

@@ -35,17 +35,19 @@ pub struct PathRule {
 }
 
 impl PathRule {
+    /// Request paths are compared decoded (see [`normalize_request_path`]), so rules are too:
+    /// `/%61pi` is the rule `/api`. (Compile has rejected dot segments, `//` and `%2F`.)
     pub fn exact(path: &str) -> Self {
         Self {
             kind: PathKind::Exact,
-            path: path.into(),
+            path: decode_unreserved(path).into(),
         }
     }
 
     pub fn prefix(path: &str) -> Self {
         Self {
             kind: PathKind::Prefix,
-            path: path.trim_end_matches('/').into(),
+            path: decode_unreserved(path).trim_end_matches('/').into(),
         }
     }
 
@@ -231,6 +233,14 @@ mod tests {
             normalize_request_path("/api/v1/items"),
             Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn rules_with_encoded_unreserved_characters_match_like_requests() {
+        let rule = PathRule::prefix("/%61pi/");
+        assert_eq!(rule, PathRule::prefix("/api"));
+        assert!(matches(&rule, &normalize_request_path("/%61pi/x")));
+        assert!(matches(&PathRule::exact("/%7Euser"), "/~user"));
     }
 
     /// Whether `rule` alone matches `path`, through the matcher routing uses.

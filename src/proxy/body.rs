@@ -92,13 +92,18 @@ impl Body for Tracked {
         };
         // Done (or broken): the request no longer loads the endpoint or the backend. hyper's
         // server stops polling after a frame that ends the body, so the end is noticed there.
-        match &polled {
-            Poll::Ready(None) => this.hold.take().map_or((), Hold::release),
-            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => {
-                this.hold.take().map_or((), Hold::release)
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            if let Some(hold) = this.hold.take() {
+                hold.release();
             }
-            Poll::Ready(Some(Err(_))) => drop(this.hold.take()),
-            _ => {}
+        } else if let Poll::Ready(Some(Err(_))) = &polled {
+            // Broken: let go of the load, and of the connection, which is not reused.
+            this.hold = None;
         }
         polled
     }

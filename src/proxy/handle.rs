@@ -27,7 +27,9 @@ pub struct ActiveTable {
     pub balancers: Balancers,
     /// Circuit breaker and retry budget of each backend, indexed like the backends.
     pub guards: Vec<Arc<BackendGuard>>,
-    /// The connect timeout of each endpoint: the shortest of the routes leading to it.
+    /// The connect timeout of each endpoint that hyper-util's clients dial (HTTP/2 and TLS
+    /// backends): the shortest of the routes leading to it. Plain HTTP/1.1 takes the route's
+    /// own timeout.
     pub connect_timeouts: HashMap<SocketAddr, Duration>,
 }
 
@@ -95,12 +97,14 @@ impl TableHandle {
 }
 
 fn connect_timeouts(table: &RoutingTable) -> HashMap<SocketAddr, Duration> {
-    let endpoints = table.backends().iter().map(|b| b.endpoints().len()).sum();
-    let mut timeouts: HashMap<SocketAddr, Duration> = HashMap::with_capacity(endpoints);
+    let mut timeouts: HashMap<SocketAddr, Duration> = HashMap::new();
     for route in table.routes() {
         let backends =
             std::iter::once(route.backend).chain(route.canary.as_ref().map(|c| c.backend));
-        for backend in backends.filter_map(|b| table.backend(b)) {
+        let dialled_by_hyper_util = backends
+            .filter_map(|b| table.backend(b))
+            .filter(|backend| !backend.is_plain_http1());
+        for backend in dialled_by_hyper_util {
             for endpoint in backend.endpoints() {
                 timeouts
                     .entry(endpoint.address)

@@ -26,7 +26,7 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Builder, Client};
+use hyper_util::client::legacy::{Builder, Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::ServerName;
 use tracing::warn;
@@ -117,7 +117,7 @@ where
         connect_timeout: Duration,
         mut request: Request<B>,
     ) -> Result<(Response<Incoming>, Option<Reusable<B>>), SendError> {
-        if backend.upstream_tls.is_none() && !backend.protocol.is_http2() {
+        if backend.is_plain_http1() {
             let (response, connection) = self
                 .http1
                 .send(endpoint.address, connect_timeout, request)
@@ -133,18 +133,20 @@ where
         );
         *request.uri_mut() = Uri::from_parts(uri).map_err(|e| SendError::Connect(e.into()))?;
         let response = match &backend.upstream_tls {
-            None => self.h2c.request(request).await,
-            Some(tls) => self.tls_client(tls).request(request).await,
+            None => self.h2c.request(request),
+            Some(tls) => self.tls_request(tls, request),
         };
         response
+            .await
             .map(|response| (response, None))
             .map_err(SendError::of_legacy)
     }
 
-    /// The client for `tls`, created on first use.
-    fn tls_client(&self, tls: &UpstreamTls) -> TlsClient<B> {
+    /// Sends `request` with the client for `tls`, created on first use. The response future
+    /// owns what it needs, so a known client is used in place, not cloned.
+    fn tls_request(&self, tls: &UpstreamTls, request: Request<B>) -> ResponseFuture {
         if let Some(client) = self.tls.load().get(tls) {
-            return client.clone();
+            return client.request(request);
         }
         let client = self.new_tls_client(tls);
         self.tls.rcu(|clients| {
@@ -156,7 +158,7 @@ where
             clients.entry(tls.clone()).or_insert_with(|| client.clone());
             clients
         });
-        client
+        client.request(request)
     }
 
     fn new_tls_client(&self, tls: &UpstreamTls) -> TlsClient<B> {

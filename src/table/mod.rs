@@ -219,6 +219,12 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Whether the backend is spoken to in HTTP/1.1 without TLS (the proxy's own upstream
+    /// pool; the other protocols go through hyper-util's clients).
+    pub fn is_plain_http1(&self) -> bool {
+        self.upstream_tls.is_none() && !self.protocol.is_http2()
+    }
+
     /// The endpoints; none for an invalid backend.
     pub fn endpoints(&self) -> &[Endpoint] {
         match &self.target {

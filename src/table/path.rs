@@ -127,7 +127,12 @@ impl PathMatcher {
 /// A path already in normal form (nearly every request) is returned as it is, unallocated.
 /// Paths that do not start with `/` (`*` of `OPTIONS *`) are left alone.
 pub fn normalize_request_path(path: &str) -> Cow<'_, str> {
-    let suspect = path.contains("//") || path.contains("/.") || path.contains('%');
+    // One pass over the bytes: this runs for every request.
+    let bytes = path.as_bytes();
+    let suspect = bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'%' || (b == b'/' && matches!(bytes.get(i + 1), Some(b'/' | b'.'))));
     if !suspect || !path.starts_with('/') {
         return Cow::Borrowed(path);
     }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use vane::args::{Config, LogFormat, Source};
 use vane::compile::{compile, Options};
 use vane::manifests::{self, Loaded};
-use vane::proxy::TableHandle;
+use vane::proxy::{ServerLimits, TableHandle};
 
 const SIZES: [usize; 3] = [1_000, 5_000, 10_000];
 const SWAPS: usize = 5;
@@ -189,7 +189,10 @@ async fn propagation() {
         workers: 2,
         log_format: LogFormat::Text,
         shutdown_delay: Duration::ZERO,
-        shutdown_grace: Duration::from_secs(1),
+        limits: ServerLimits {
+            shutdown_grace: Duration::from_secs(1),
+            ..ServerLimits::default()
+        },
     };
     let shutdown = CancellationToken::new();
     let running = vane::app::start(config, shutdown.clone()).await.unwrap();

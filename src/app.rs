@@ -27,7 +27,7 @@ use crate::compile::{self, Compiled, Options};
 use crate::debounce;
 use crate::k8s::{self, KubeSettings, Outcome, StatusWriter};
 use crate::manifests::{self, LoadError};
-use crate::proxy::{workers, ServerLimits, TableHandle};
+use crate::proxy::{workers, TableHandle};
 use crate::snapshot::Snapshot;
 use crate::table::Diagnostic;
 use crate::tls;
@@ -113,11 +113,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         admin_state.clone(),
         shutdown.clone(),
     ));
-    let limits = ServerLimits {
-        shutdown_grace: config.shutdown_grace,
-        ..ServerLimits::default()
-    };
-    let threads = workers::spawn(http, https, tables.clone(), limits, shutdown.clone())
+    let threads = workers::spawn(http, https, tables.clone(), config.limits, shutdown.clone())
         .context("cannot start the proxy workers")?;
     for thread in threads {
         tasks.spawn(async move {

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::compile::{DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
 use crate::k8s::{KubeSettings, LeaseSettings, Publish};
+use crate::proxy::ServerLimits;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,6 +127,83 @@ pub struct Args {
     /// Then stop accepting, and give in-flight requests and upgraded connections this long.
     #[arg(long, env = "VANE_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Bounds on what clients can make the proxy hold (README "Limits").
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Client connections open at once, over all workers and listeners. At the cap, the
+    /// longest-idle connections are closed to make room for new ones.
+    #[arg(long, env = "VANE_MAX_CONNECTIONS", value_name = "N", default_value = "16384", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub max_connections: u32,
+
+    /// Time a new connection has to send its first request bytes, or to complete the TLS
+    /// handshake.
+    #[arg(long, env = "VANE_HANDSHAKE_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub handshake_timeout: Duration,
+
+    /// Time a client has to send a request's headers; on HTTP/1.1 it also bounds the wait for
+    /// the next request on a keep-alive connection.
+    #[arg(long, env = "VANE_HEADER_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+
+    /// A connection with no request in progress (an HTTP/2 connection without streams) is
+    /// closed after this.
+    #[arg(long, env = "VANE_IDLE_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+
+    /// A client that accepts no response data for this long is disconnected.
+    #[arg(long, env = "VANE_SEND_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub send_timeout: Duration,
+
+    /// Largest request head in bytes (request line and headers; HTTP/2 header list); larger is
+    /// answered 431.
+    #[arg(long, env = "VANE_MAX_HEADER_BYTES", value_name = "BYTES", default_value = "65536", value_parser = clap::value_parser!(u32).range(8192..=1_048_576))]
+    pub max_header_bytes: u32,
+
+    /// Most header fields in an HTTP/1.1 request; more is answered 431.
+    #[arg(long, env = "VANE_MAX_HEADERS", value_name = "N", default_value = "100", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_headers: u32,
+
+    /// Longest request target (path and query) in bytes; longer is answered 414.
+    #[arg(long, env = "VANE_MAX_URI_BYTES", value_name = "BYTES", default_value = "8192", value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
+    pub max_uri_bytes: u32,
+
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, env = "VANE_HTTP2_MAX_STREAMS", value_name = "N", default_value = "256", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub http2_max_streams: u32,
+}
+
+impl LimitArgs {
+    fn into_limits(self, shutdown_grace: Duration) -> ServerLimits {
+        // u32 to usize never truncates on the 32- and 64-bit targets vane builds for.
+        let size = |value: u32| usize::try_from(value).unwrap_or(usize::MAX);
+        ServerLimits {
+            max_connections: size(self.max_connections),
+            handshake_timeout: self.handshake_timeout,
+            header_read_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            send_timeout: self.send_timeout,
+            max_header_bytes: size(self.max_header_bytes),
+            max_headers: size(self.max_headers),
+            max_uri_bytes: size(self.max_uri_bytes),
+            max_concurrent_streams: self.http2_max_streams,
+            shutdown_grace,
+        }
+    }
+}
+
+/// A timeout of the proxy's listeners: more than zero and at most a day (a longer one is a
+/// mistake, and a deadline that far off could overflow a clock).
+fn parse_timeout(value: &str) -> Result<Duration, String> {
+    match parse_duration(value)? {
+        Duration::ZERO => Err("must be more than 0".into()),
+        timeout if timeout > Duration::from_secs(24 * 3600) => Err("must be at most 24h".into()),
+        timeout => Ok(timeout),
+    }
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -180,7 +258,7 @@ pub struct Config {
     pub workers: usize,
     pub log_format: LogFormat,
     pub shutdown_delay: Duration,
-    pub shutdown_grace: Duration,
+    pub limits: ServerLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,7 +336,7 @@ impl Args {
             workers,
             log_format: self.log_format,
             shutdown_delay: self.shutdown_delay,
-            shutdown_grace: self.shutdown_grace,
+            limits: self.limits.into_limits(self.shutdown_grace),
         })
     }
 }
@@ -315,7 +393,48 @@ mod tests {
         assert_eq!(config.workers, 4);
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.shutdown_delay, Duration::from_secs(5));
-        assert_eq!(config.shutdown_grace, Duration::from_secs(25));
+        let limits = config.limits;
+        let documented = ServerLimits::default();
+        assert_eq!(limits.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(limits.max_connections, 16_384);
+        assert_eq!(limits.max_connections, documented.max_connections);
+        assert_eq!(limits.handshake_timeout, documented.handshake_timeout);
+        assert_eq!(limits.header_read_timeout, documented.header_read_timeout);
+        assert_eq!(limits.idle_timeout, documented.idle_timeout);
+        assert_eq!(limits.send_timeout, documented.send_timeout);
+        assert_eq!(limits.max_header_bytes, documented.max_header_bytes);
+        assert_eq!(limits.max_headers, documented.max_headers);
+        assert_eq!(limits.max_uri_bytes, documented.max_uri_bytes);
+        assert_eq!(limits.max_concurrent_streams, documented.max_concurrent_streams);
+    }
+
+    #[test]
+    fn limits_are_flags_with_bounds() {
+        let parse = |extra: &[&str]| {
+            Args::try_parse_from(["vane", "--manifests", "/m"].iter().chain(extra))
+                .map(|args| args.into_config(1, &env()).unwrap().limits)
+        };
+        let limits = parse(&[
+            "--max-connections=100",
+            "--idle-timeout=5m",
+            "--max-uri-bytes=4096",
+            "--http2-max-streams=64",
+        ])
+        .unwrap();
+        assert_eq!(limits.max_connections, 100);
+        assert_eq!(limits.idle_timeout, Duration::from_secs(300));
+        assert_eq!(limits.max_uri_bytes, 4096);
+        assert_eq!(limits.max_concurrent_streams, 64);
+        for bad in [
+            "--max-connections=0",
+            "--idle-timeout=0",
+            "--send-timeout=25h",
+            "--max-header-bytes=1024",
+            "--max-headers=0",
+            "--handshake-timeout=soon",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

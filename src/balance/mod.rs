@@ -403,6 +403,12 @@ impl BackendBalancer {
             .unwrap_or(index)
     }
 
+    /// Whether a member in rotation is left that `tried` does not name.
+    pub fn has_untried(&self, tried: &[usize], now: Instant) -> bool {
+        let rotation = self.rotation(now);
+        (0..self.members.len()).any(|i| rotation.admits(i) && !tried.contains(&i))
+    }
+
     /// Reports what became of a request to member `index`; returns the end of the ejection
     /// when this outcome ejected the endpoint.
     pub fn report(&self, index: usize, outcome: Outcome, now: Instant) -> Option<Instant> {

@@ -113,7 +113,7 @@ const PROBE_UNHEALTHY_THRESHOLD: u32 = 3;
 const PASSIVE_THRESHOLD: u32 = 5;
 
 /// Health checking of a backend: the policy's `healthCheck` over the defaults (passive
-/// detection of gateway errors, no probes).
+/// detection of every 5xx and gateway error, no probes).
 pub fn health(policy: Option<&BackendPolicy>) -> HealthCheck {
     let check = policy.and_then(|p| p.spec.health_check.as_ref());
     HealthCheck {

@@ -33,6 +33,12 @@ pub enum ProxyError {
     ClientBodyTimeout,
     #[error("the request's host is served with another certificate than this connection's")]
     Misdirected,
+    #[error("the request target is longer than the limit")]
+    UriTooLong,
+    #[error("the request has no valid Host: {0}")]
+    BadHost(&'static str),
+    #[error("CONNECT is not supported")]
+    ConnectMethod,
 }
 
 impl ProxyError {
@@ -51,6 +57,9 @@ impl ProxyError {
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::BadHost(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -69,6 +78,9 @@ impl ProxyError {
             ProxyError::ClientBody(_) => "client_body",
             ProxyError::ClientBodyTimeout => "client_body_timeout",
             ProxyError::Misdirected => "misdirected",
+            ProxyError::UriTooLong => "uri_too_long",
+            ProxyError::BadHost(_) => "bad_host",
+            ProxyError::ConnectMethod => "connect_method",
         }
     }
 
@@ -99,6 +111,9 @@ impl ProxyError {
             ProxyError::Misdirected => {
                 "421 Misdirected Request: open a new connection for this host\n"
             }
+            ProxyError::UriTooLong => "414 URI Too Long: the request target is too long\n",
+            ProxyError::BadHost(_) => "400 Bad Request: missing, repeated or invalid Host\n",
+            ProxyError::ConnectMethod => "405 Method Not Allowed: CONNECT is not supported\n",
         }
     }
 
@@ -109,6 +124,15 @@ impl ProxyError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if let ProxyError::ConnectMethod = self {
+            // A 405 names the methods that are allowed (RFC 9110 section 15.5.6).
+            response.headers_mut().insert(
+                header::ALLOW,
+                header::HeaderValue::from_static(
+                    "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE",
+                ),
+            );
+        }
         response
     }
 }

@@ -26,10 +26,14 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 }
 
 /// The gRPC form of `error`. A 421 stays a 421: it asks the client for a new connection, which
-/// gRPC clients do on their own.
+/// gRPC clients do on their own. Malformed requests (400, 405, 414) stay HTTP errors too: they
+/// are the client's protocol errors, not the service's answer.
 pub fn error_response(error: &ProxyError) -> Response<Full<Bytes>> {
     let code = match error {
-        ProxyError::Misdirected => return error.to_response(),
+        ProxyError::Misdirected
+        | ProxyError::BadHost(_)
+        | ProxyError::ConnectMethod
+        | ProxyError::UriTooLong => return error.to_response(),
         ProxyError::NoRoute => UNIMPLEMENTED,
         ProxyError::UpstreamTimeout(_) | ProxyError::ClientBodyTimeout => DEADLINE_EXCEEDED,
         ProxyError::ClientBody(_) => INTERNAL,

@@ -24,9 +24,12 @@ pub static SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-clie
 pub static SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// The settings of an `Upgrade: h2c` request (RFC 7540 section 3.2.1).
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
-/// Headers that are hop-by-hop whatever `Connection` says.
-fn hop_by_hop() -> [&'static HeaderName; 9] {
+/// Headers that are hop-by-hop whatever `Connection` says. `HTTP2-Settings` among them: it
+/// only ever accompanies `Upgrade: h2c`, which vane never forwards.
+fn hop_by_hop() -> [&'static HeaderName; 10] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -37,13 +40,25 @@ fn hop_by_hop() -> [&'static HeaderName; 9] {
         &header::TRAILER,
         &header::TRANSFER_ENCODING,
         &header::UPGRADE,
+        &HTTP2_SETTINGS,
     ]
 }
 
-/// Whether the request asks to switch protocols (WebSocket and the like): an `Upgrade` header
-/// and the `upgrade` token in `Connection`.
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_has_token(headers, "upgrade")
+/// Whether the request asks to switch to WebSocket: `websocket` among the `Upgrade` tokens, and
+/// `upgrade` in `Connection`.
+///
+/// No other protocol is tunnelled. An endpoint that accepted `Upgrade: h2c` would speak HTTP/2
+/// with the client directly, and every later request on that connection would reach any path of
+/// the endpoint past routing, header rewriting and access rules ("h2c smuggling"); Envoy strips
+/// h2c upgrades for the same reason.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let websocket = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("websocket"));
+    websocket && connection_has_token(headers, "upgrade")
 }
 
 fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
@@ -60,8 +75,8 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Removes hop-by-hop headers. With `keep_upgrade`, `Upgrade` and `Connection: upgrade` are
-/// kept, since a protocol switch must pass through the proxy.
+/// Removes hop-by-hop headers. With `keep_upgrade` (a WebSocket handshake), `Upgrade:
+/// websocket` and `Connection: upgrade` stay, since the protocol switch must pass through.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
@@ -78,17 +93,72 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         })
     });
-    let upgrade = headers.get(header::UPGRADE).cloned();
+    let upgrade = keep_upgrade && headers.contains_key(header::UPGRADE);
     for name in hop_by_hop() {
         headers.remove(name);
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if let (true, Some(upgrade)) = (keep_upgrade, upgrade) {
-        headers.insert(header::UPGRADE, upgrade);
+    if upgrade {
+        // Only the protocol vane tunnels, whatever else the client listed.
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// Why a request's host is refused (400).
+pub type BadHost = &'static str;
+
+/// The host a request is for: the authority of its target when it has one (HTTP/2's
+/// `:authority`, or an HTTP/1.1 absolute-form target, which RFC 9112 section 3.2.2 says
+/// overrides `Host`), else its one `Host` header. Missing, repeated and malformed hosts are
+/// refused rather than routed: an origin that reads the host differently than vane does could
+/// otherwise be reached under a name vane never routed.
+pub fn request_host<B>(request: &http::Request<B>) -> Result<&str, BadHost> {
+    let host = match request.uri().authority() {
+        Some(authority) => authority.as_str(),
+        None => {
+            let mut hosts = request.headers().get_all(header::HOST).iter();
+            let host = hosts.next().ok_or("no Host header")?;
+            if hosts.next().is_some() {
+                return Err("more than one Host header");
+            }
+            host.to_str().map_err(|_| "Host is not ASCII")?
+        }
+    };
+    if is_valid_host(host) {
+        Ok(host)
+    } else {
+        Err("Host is not a host name or address with an optional port")
+    }
+}
+
+/// `host[:port]` where host is a DNS-style name (letters, digits, `-`, `.`, `_`, `~`), an IPv4
+/// address or a bracketed IPv6 address, and port is 1 to 5 digits. Narrower than RFC 3986's
+/// reg-name on purpose: user info (`user@host`), percent-encoding and the sub-delimiters never
+/// appear in a name an Ingress can route, and are what parser differentials are made of.
+fn is_valid_host(host: &str) -> bool {
+    let (name_ok, port) = match host.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((ipv6, port)) => (ipv6.parse::<std::net::Ipv6Addr>().is_ok(), port),
+            None => return false,
+        },
+        None => {
+            let (name, port) = host.split_at(host.find(':').unwrap_or(host.len()));
+            let name_ok = !name.is_empty()
+                && !name.contains("..")
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            (name_ok, port)
+        }
+    };
+    let port_ok = match port.strip_prefix(':') {
+        Some(digits) => (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()),
+        None => port.is_empty(),
+    };
+    name_ok && port_ok
 }
 
 /// What the proxy knows about the client side of a connection. The header values are built
@@ -216,11 +286,82 @@ mod tests {
 
     #[test]
     fn upgrade_survives_when_kept() {
-        let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        assert!(is_upgrade_request(&h));
+        let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "WebSocket")]);
+        assert!(is_websocket_upgrade(&h));
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn only_websocket_is_an_upgrade_and_h2c_never_passes() {
+        for upgrade in ["h2c", "TLS/1.0", "websocketx"] {
+            let h = headers(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", upgrade)]);
+            assert!(!is_websocket_upgrade(&h), "{upgrade}");
+        }
+        let mut h = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+        // A client listing h2c beside websocket gets only the WebSocket handshake through.
+        let mut h = headers(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
+        assert!(is_websocket_upgrade(&h));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+    }
+
+    #[test]
+    fn hosts_are_validated() {
+        for good in [
+            "example.com",
+            "Example.COM.",
+            "a-b_c.example:8080",
+            "192.0.2.1",
+            "192.0.2.1:80",
+            "[2001:db8::1]",
+            "[::1]:8443",
+        ] {
+            assert!(is_valid_host(good), "{good}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "user@example.com",
+            "a b",
+            "example.com:",
+            "example.com:123456",
+            "example.com:8o",
+            "exa%6dple.com",
+            "a..b",
+            "2001:db8::1",
+            "[not-ipv6]",
+            "example.com/path",
+            "example.com\\x",
+        ] {
+            assert!(!is_valid_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_request_host_is_the_authority_else_the_one_host_header() {
+        let request = |uri: &str, hosts: &[&str]| {
+            let mut builder = http::Request::builder().uri(uri);
+            for host in hosts {
+                builder = builder.header("host", *host);
+            }
+            builder.body(()).unwrap()
+        };
+        let r = request("/", &["example.com"]);
+        assert_eq!(request_host(&r), Ok("example.com"));
+        let r = request("http://target.example/x", &["other.example"]);
+        assert_eq!(request_host(&r), Ok("target.example"));
+        assert!(request_host(&request("/", &[])).is_err());
+        assert!(request_host(&request("/", &["a.example", "b.example"])).is_err());
+        assert!(request_host(&request("/", &["user@a.example"])).is_err());
+        assert!(request_host(&request("http://user@a.example/", &[])).is_err());
     }
 
     #[test]

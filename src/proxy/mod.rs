@@ -12,7 +12,9 @@
 //! decisions (redirects, HSTS, 421) in `tls_policy`, gRPC error mapping in `grpc`.
 
 mod body;
+mod client_io;
 mod connect;
+mod connection;
 mod error;
 mod grpc;
 mod guard;
@@ -55,6 +57,7 @@ use upstream::{version_for, SendError, Upstreams};
 pub use error::ProxyError;
 pub use handle::{ActiveTable, TableHandle};
 pub use headers::ClientInfo;
+pub use connection::Connections;
 pub use server::{serve, serve_tls, ServerLimits};
 
 /// The body of every response the proxy sends: streamed from an upstream, or generated here.
@@ -115,8 +118,10 @@ impl From<AttemptError> for ProxyError {
     }
 }
 
-/// What one request resolved to: its route, backend and their runtime parts.
+/// What one request resolved to: its host, route, backend and their runtime parts.
 struct Target<'t> {
+    /// The `Host` the upstream gets: the request's validated host.
+    host: HeaderValue,
     route: &'t Route,
     backend: &'t Backend,
     endpoints: &'t [Endpoint],
@@ -162,7 +167,14 @@ impl Proxy {
             // Nothing published yet: an empty table is not the truth, so no 404s either.
             return Err(ProxyError::NotReady);
         }
-        let host = request_host(&request).unwrap_or_default();
+        if request.method() == Method::CONNECT {
+            // vane is a reverse proxy: it opens no tunnels to arbitrary authorities.
+            return Err(ProxyError::ConnectMethod);
+        }
+        let host = headers::request_host(&request).map_err(|why| {
+            debug!(why, "bad host");
+            ProxyError::BadHost(why)
+        })?;
         if tls_policy::is_misdirected(&active.table, client, host) {
             return Err(ProxyError::Misdirected);
         }
@@ -192,6 +204,10 @@ impl Proxy {
             }
         };
         let target = Target {
+            host: match request.headers().get(header::HOST) {
+                Some(header) if header.as_bytes() == host.as_bytes() => header.clone(),
+                _ => HeaderValue::from_str(host).map_err(|_| ProxyError::BadHost("invalid"))?,
+            },
             route,
             backend,
             endpoints,
@@ -220,6 +236,7 @@ impl Proxy {
         client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let Target {
+            host,
             route,
             backend,
             endpoints,
@@ -234,7 +251,7 @@ impl Proxy {
         let deadline = timeouts.request.map(|total| (now + total, total));
         guard.budget.deposit(now);
 
-        let upgrade = headers::is_upgrade_request(request.headers())
+        let upgrade = headers::is_websocket_upgrade(request.headers())
             .then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         let path_and_query = parts
@@ -242,7 +259,7 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        prepare_headers(&mut parts, client, upgrade.is_some());
+        prepare_headers(&mut parts, client, upgrade.is_some(), host.clone());
         let body = RequestBody::read(body, &parts.headers, timeouts.send_idle).await?;
 
         let mut tried = Vec::new();
@@ -306,17 +323,23 @@ impl Proxy {
             if let Some(until) = outcome.and_then(|o| balancer.report(index, o, now)) {
                 warn!(backend = %backend.name, endpoint = %endpoint.address, ejected_for = ?until.saturating_duration_since(now), "endpoint ejected after consecutive failures");
             }
+            if failure.is_some() {
+                tried.push(index);
+            }
             let retry = failure.filter(|&failure| {
                 !last
                     && body.replayable()
                     && deadline.is_none_or(|(at, _)| now < at)
                     && is_retryable(policy, failure, &parts.method, body.sent())
+                    // An endpoint that let one try time out would most likely let the next
+                    // one time out too: a timeout is retried only on another endpoint, so
+                    // that the client waits about the timeout it set, not a multiple of it.
+                    && (failure != Failure::Timeout || balancer.has_untried(&tried, now))
                     && guard.budget.withdraw(policy, now)
             });
             match (result, retry) {
                 (_, Some(failure)) => {
                     debug!(route = %route, backend = %backend.name, endpoint = %endpoint.address, attempt, ?failure, "retrying on another endpoint");
-                    tried.push(index);
                     attempt += 1;
                 }
                 (Ok((response, connection)), None) => {
@@ -407,6 +430,11 @@ impl Proxy {
             }
             _ => {}
         }
+        // A response framed by Transfer-Encoding had its Content-Length ignored (RFC 9112
+        // section 6.3); forwarded with the decoded body, it would misframe it for the client.
+        if response.headers().contains_key(header::TRANSFER_ENCODING) {
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+        }
         headers::remove_hop_by_hop(response.headers_mut(), switching);
         if let Some(cookie) = set_cookie {
             response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -416,20 +444,14 @@ impl Proxy {
 }
 
 /// Rewrites the client's headers for the upstream, once for all attempts: hop-by-hop headers
-/// out, forwarding headers in, and Host set (HTTP/2 requests carry it in `:authority`, and
-/// HTTP/1.1 upstreams need it).
-fn prepare_headers(parts: &mut http::request::Parts, client: &ClientInfo, upgrade: bool) {
-    let host = match parts.headers.get(header::HOST) {
-        Some(host) => host.clone(),
-        None => match parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            Some(host) => host,
-            None => HeaderValue::from_static(""),
-        },
-    };
+/// out, forwarding headers in, and Host set to the host vane routed by (HTTP/2 requests carry
+/// it in `:authority`, and HTTP/1.1 upstreams need it).
+fn prepare_headers(
+    parts: &mut http::request::Parts,
+    client: &ClientInfo,
+    upgrade: bool,
+    host: HeaderValue,
+) {
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
     headers::set_forwarded(&mut parts.headers, client, &host);
     parts.headers.insert(header::HOST, host);
@@ -474,12 +496,4 @@ fn choose_canary(canary: &Canary, main: usize, headers: &http::HeaderMap) -> usi
 thread_local! {
     /// The balancers' random source: one per worker thread, so picks never contend.
     static RNG: RefCell<fastrand::Rng> = RefCell::new(fastrand::Rng::new());
-}
-
-/// The request's host: the Host header, else the URI authority (HTTP/2).
-fn request_host<B>(request: &Request<B>) -> Option<&str> {
-    match request.headers().get(header::HOST) {
-        Some(host) => host.to_str().ok(),
-        None => request.uri().authority().map(|a| a.as_str()),
-    }
 }

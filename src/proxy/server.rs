@@ -1,203 +1,324 @@
 //! The listeners: accept connections within limits, serve HTTP/1.1 and h2c (prior knowledge)
 //! with upgrades, or the same over TLS (h2 by ALPN), and shut down gracefully.
+//!
+//! Every phase of a connection has a deadline: its first bytes and TLS handshake
+//! (`handshake_timeout`), each request head (hyper's `header_read_timeout`), each pause in
+//! accepting response data (`send_timeout`), and time without a request (`idle_timeout`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use http_body_util::Either;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::{ClientInfo, Proxy};
+use super::client_io::{sniff, Protocol, SendTimeout};
+use super::connection::{Admitted, Connections, Counted};
+use super::{ClientInfo, Proxy, ProxyError};
 use crate::tls;
 
-/// Bounds on what one client can make the proxy hold.
+/// Bounds on what clients can make the proxy hold. Each is a flag (see `args`).
 #[derive(Clone, Debug)]
 pub struct ServerLimits {
-    /// Connections served at once; more wait in the kernel's accept queue.
+    /// Client connections open at once, across every worker and listener. At the cap, the
+    /// longest-idle connections are closed to make room (see `connection`).
     pub max_connections: usize,
-    /// Time a client has to send complete request headers (slowloris protection).
+    /// Time a new connection has to say which protocol it speaks (its first bytes), and, with
+    /// TLS, to complete the handshake.
+    pub handshake_timeout: Duration,
+    /// Time a client has to send complete request headers (slowloris protection). hyper starts
+    /// it when it waits for a request, so it also bounds an idle HTTP/1.1 keep-alive connection.
     pub header_read_timeout: Duration,
+    /// A connection with no request in progress (an HTTP/2 connection without streams, say) is
+    /// closed after this, HTTP/2 with a GOAWAY.
+    pub idle_timeout: Duration,
+    /// A client that accepts no response data for this long is disconnected.
+    pub send_timeout: Duration,
     /// Largest request head (HTTP/1.1 read buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1.1 request; more is answered 431.
+    pub max_headers: usize,
+    /// Longest request target (path and query); longer is answered 414.
+    pub max_uri_bytes: usize,
     pub max_concurrent_streams: u32,
     /// Once the listener stops, how long in-flight requests and upgraded connections may take
     /// before they are cut.
     pub shutdown_grace: Duration,
-    /// Time a client has to complete a TLS handshake.
-    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             max_connections: 16_384,
+            handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
             max_concurrent_streams: 256,
             shutdown_grace: Duration::from_secs(25),
-            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
 
-fn connection_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    builder
+/// HTTP/2 keep-alive: a PING after this long without a frame from the client, and the
+/// connection is closed when its answer takes longer than [`HTTP2_PING_TIMEOUT`]. Catches
+/// clients that vanished without a FIN while a stream (a gRPC stream, say) stays open.
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The connection builders of a listener: one per protocol, so that neither sniffs (the
+/// protocol is known from the first bytes, or from ALPN, before a builder sees the connection).
+struct Builders {
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &ServerLimits) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(limits.max_headers)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(HTTP2_PING_INTERVAL)
+            .keep_alive_timeout(HTTP2_PING_TIMEOUT);
+        Self {
+            http1: builder.clone().http1_only(),
+            http2: builder.http2_only(),
+        }
+    }
+
+    fn get(&self, protocol: Protocol) -> &auto::Builder<TokioExecutor> {
+        match protocol {
+            Protocol::Http1 => &self.http1,
+            Protocol::Http2 => &self.http2,
+        }
+    }
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then stops accepting, asks open connections
 /// to finish (HTTP/1.1 `Connection: close` after the current request, HTTP/2 GOAWAY) and waits
-/// up to `limits.shutdown_grace` for them.
+/// up to `limits.shutdown_grace` for them. `connections` is shared by every listener, so its cap
+/// is the process's.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    limits: ServerLimits,
+    connections: Arc<Connections>,
     shutdown: CancellationToken,
 ) {
-    accept_loop(listener, proxy, limits, shutdown, false).await
+    accept_loop(listener, proxy, connections, shutdown, false).await
 }
 
 /// Like [`serve`], with TLS: each connection's SNI picks its certificate from the current
-/// table, and X-Forwarded-Proto is `https`.
+/// table, ALPN its protocol, and X-Forwarded-Proto is `https`.
 pub async fn serve_tls(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    limits: ServerLimits,
+    connections: Arc<Connections>,
     shutdown: CancellationToken,
 ) {
-    accept_loop(listener, proxy, limits, shutdown, true).await
+    accept_loop(listener, proxy, connections, shutdown, true).await
 }
 
 async fn accept_loop(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    limits: ServerLimits,
+    connections: Arc<Connections>,
     shutdown: CancellationToken,
     with_tls: bool,
 ) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-    let builder = Arc::new(connection_builder(&limits));
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let connections = TaskTracker::new();
+    let limits = connections.limits.clone();
+    let builders = Arc::new(Builders::new(&limits));
+    let tasks = TaskTracker::new();
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_closed) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // Usually EMFILE: back off briefly instead of spinning on the error.
-                    warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    accept_failed(&error).await;
                     continue;
                 }
             },
         };
+        // Accepted before admitted: a client is really waiting when idle ones are shed.
+        let Some(admitted) = connections.admit().await else {
+            debug!(%peer, "connection limit reached and every connection busy; closed");
+            continue;
+        };
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%error, "could not set TCP_NODELAY");
         }
+        let stream = SendTimeout::new(stream, limits.send_timeout);
         let client = ClientInfo::new(peer.ip(), local_port, "http");
-        let proxy = proxy.clone();
-        let builder = builder.clone();
-        let shutdown = shutdown.clone();
-        let handshake_timeout = limits.tls_handshake_timeout;
-        connections.spawn(async move {
-            let _permit = permit;
-            if !with_tls {
-                return serve_connection(&builder, stream, proxy, client, &shutdown).await;
-            }
-            let tables = proxy.tables.clone();
-            let handshake = tls::accept(stream, |server_name| {
-                let active = tables.load();
-                let site = active.table.tls().site(server_name)?;
-                site.config.clone()
-            });
-            let handshake = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                handshake = tokio::time::timeout(handshake_timeout, handshake) => handshake,
-            };
-            match handshake {
-                Ok(Ok((stream, tls))) => {
-                    serve_connection(&builder, stream, proxy, client.with_tls(tls), &shutdown).await
-                }
-                Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
-                Err(_elapsed) => debug!(%peer, "TLS handshake timed out"),
+        let connection = Connection {
+            proxy: proxy.clone(),
+            builders: builders.clone(),
+            limits: limits.clone(),
+            shutdown: shutdown.clone(),
+            admitted,
+        };
+        tasks.spawn(async move {
+            if with_tls {
+                connection.serve_tls(stream, client).await
+            } else {
+                connection.serve_plain(stream, client).await
             }
         });
     }
     drop(listener);
-    connections.close();
+    tasks.close();
     // Upgraded connections left their HTTP connections behind: they get the same grace.
     let tunnels = proxy.tunnels();
     tunnels.close();
     info!(
-        open = connections.len(),
+        open = tasks.len(),
         upgraded = tunnels.len(),
         "listener closed; waiting for open connections"
     );
-    let drained = async { tokio::join!(connections.wait(), tunnels.wait()) };
+    let drained = async { tokio::join!(tasks.wait(), tunnels.wait()) };
     if tokio::time::timeout(limits.shutdown_grace, drained)
         .await
         .is_err()
     {
         warn!(
-            open = connections.len(),
+            open = tasks.len(),
             upgraded = tunnels.len(),
             "shutdown grace period over; closing remaining connections"
         );
     }
 }
 
-/// Serves one connection until it ends, or until shutdown asks it to finish.
-async fn serve_connection<IO>(
-    builder: &auto::Builder<TokioExecutor>,
-    stream: IO,
+/// Usually EMFILE or ENFILE: backs off briefly instead of spinning on the error, and says so at
+/// most once a second, since the condition lasts.
+pub(crate) async fn accept_failed(error: &std::io::Error) {
+    static LAST_LOGGED: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    if LAST_LOGGED.swap(now, Ordering::Relaxed) != now {
+        warn!(%error, "accepting a connection failed; backing off");
+    }
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
+}
+
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// One accepted client connection and what serving it needs.
+struct Connection {
     proxy: Arc<Proxy>,
-    client: ClientInfo,
-    shutdown: &CancellationToken,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = client.ip;
-    // One allocation per connection; each request clones one Arc.
-    let connection = Arc::new((proxy, client));
-    let service = service_fn(move |request| {
-        let connection = connection.clone();
-        async move { connection.0.handle(request, &connection.1).await }
-    });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    builders: Arc<Builders>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+    admitted: Admitted,
+}
+
+impl Connection {
+    async fn serve_plain(self, stream: SendTimeout<TcpStream>, client: ClientInfo) {
+        let peer = client.ip;
+        let sniffed = tokio::select! {
+            sniffed = sniff(stream, self.limits.handshake_timeout) => sniffed,
+            _ = self.admitted.activity.shed() => return,
+            _ = self.shutdown.cancelled() => return,
+        };
+        match sniffed {
+            Ok((protocol, stream)) => self.serve(protocol, stream, client).await,
+            Err(error) => debug!(%peer, %error, "connection dropped"),
         }
-    };
-    if let Err(error) = result {
-        debug!(%peer, %error, "connection ended with an error");
+    }
+
+    async fn serve_tls(self, stream: SendTimeout<TcpStream>, client: ClientInfo) {
+        let peer = client.ip;
+        let tables = self.proxy.tables.clone();
+        let handshake = tls::accept(stream, |server_name| {
+            let active = tables.load();
+            let site = active.table.tls().site(server_name)?;
+            site.config.clone()
+        });
+        let handshake = tokio::select! {
+            _ = self.shutdown.cancelled() => return,
+            _ = self.admitted.activity.shed() => return,
+            handshake = tokio::time::timeout(self.limits.handshake_timeout, handshake) => handshake,
+        };
+        match handshake {
+            Ok(Ok((stream, tls))) => {
+                // HTTP/2 over TLS is chosen by ALPN (RFC 9113 section 3.2), never by sniffing.
+                let protocol = match stream.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Protocol::Http2,
+                    _ => Protocol::Http1,
+                };
+                self.serve(protocol, stream, client.with_tls(tls)).await
+            }
+            Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
+            Err(_elapsed) => debug!(%peer, "TLS handshake timed out"),
+        }
+    }
+
+    /// Serves HTTP on the connection until it ends, it has been idle for the idle timeout, or
+    /// shutdown asks it to finish.
+    async fn serve<IO>(self, protocol: Protocol, stream: IO, client: ClientInfo)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = client.ip;
+        let activity = self.admitted.activity.clone();
+        let max_uri_bytes = self.limits.max_uri_bytes;
+        // One allocation per connection; each request clones one Arc.
+        let shared = Arc::new((self.proxy, client, activity.clone()));
+        let service = service_fn(move |request: Request<Incoming>| {
+            let shared = shared.clone();
+            async move {
+                let (proxy, client, activity) = &*shared;
+                let in_progress = activity.start();
+                let response = match request.uri().path_and_query() {
+                    // Checked here, not by hyper: hyper answers 431 for any head too large.
+                    Some(target) if target.as_str().len() > max_uri_bytes => {
+                        Ok(ProxyError::UriTooLong.to_response().map(Either::Right))
+                    }
+                    _ => proxy.handle(request, client).await,
+                };
+                response.map(|response| response.map(|body| Counted::new(body, in_progress)))
+            }
+        });
+        let builder = self.builders.get(protocol);
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let finish = tokio::select! {
+            result = connection.as_mut() => Err(result),
+            _ = self.shutdown.cancelled() => Ok("shutdown"),
+            _ = activity.idle_for(self.limits.idle_timeout) => Ok("idle timeout"),
+            _ = activity.shed() => Ok("making room for a new connection"),
+        };
+        let result = match finish {
+            Err(result) => result,
+            Ok(why) => {
+                debug!(%peer, why, "closing connection gracefully");
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(error) = result {
+            debug!(%peer, %error, "connection ended with an error");
+        }
     }
 }

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use super::{serve, serve_tls, Proxy, ServerLimits, TableHandle, UpstreamConfig};
+use super::{serve, serve_tls, Connections, Proxy, ServerLimits, TableHandle, UpstreamConfig};
 
 /// One listening socket per worker, all on the same address.
 pub struct Listeners {
@@ -50,7 +50,8 @@ pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Listeners> {
 }
 
 /// Starts one thread per pair of sockets, serving plain HTTP and TLS until `shutdown` (then
-/// the graceful shutdown of [`serve`]). Join the handles to wait for them.
+/// the graceful shutdown of [`serve`]). The workers share one connection cap. Join the handles
+/// to wait for them.
 pub fn spawn(
     http: Listeners,
     https: Listeners,
@@ -58,15 +59,17 @@ pub fn spawn(
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> io::Result<Vec<JoinHandle<()>>> {
+    let connections = Arc::new(Connections::new(limits));
     http.sockets
         .into_iter()
         .zip(https.sockets)
         .enumerate()
         .map(|(index, (http, https))| {
-            let (tables, limits, shutdown) = (tables.clone(), limits.clone(), shutdown.clone());
+            let (tables, connections, shutdown) =
+                (tables.clone(), connections.clone(), shutdown.clone());
             std::thread::Builder::new()
                 .name(format!("vane-worker-{index}"))
-                .spawn(move || worker(http, https, tables, limits, shutdown))
+                .spawn(move || worker(http, https, tables, connections, shutdown))
         })
         .collect()
 }
@@ -75,7 +78,7 @@ fn worker(
     http: std::net::TcpListener,
     https: std::net::TcpListener,
     tables: Arc<TableHandle>,
-    limits: ServerLimits,
+    connections: Arc<Connections>,
     shutdown: CancellationToken,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -101,8 +104,8 @@ fn worker(
         };
         let proxy = Arc::new(Proxy::new(tables, &UpstreamConfig::default()));
         tokio::join!(
-            serve(http, proxy.clone(), limits.clone(), shutdown.clone()),
-            serve_tls(https, proxy, limits, shutdown),
+            serve(http, proxy.clone(), connections.clone(), shutdown.clone()),
+            serve_tls(https, proxy, connections, shutdown),
         );
     });
 }

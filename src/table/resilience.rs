@@ -154,12 +154,15 @@ pub struct OutlierDetection {
     pub panic_threshold_percent: u32,
 }
 
-/// On for gateway errors only: an endpoint that refuses connections is taken out after 5 in a
-/// row, while application 5xx (which may be the request's fault) eject only when configured.
+/// On for every 5xx, as Envoy's defaults are: an endpoint that answers 5 requests in a row
+/// with a 5xx (a 500 included) or a gateway error is taken out for a while. An endpoint that
+/// fails everything while its peers serve is broken, and keeping it would fail a share of the
+/// traffic forever. When the fault is shared (every endpoint answers 500 because a database is
+/// down), `max_ejection_percent` and the panic threshold keep the backend in service.
 impl Default for OutlierDetection {
     fn default() -> Self {
         Self {
-            consecutive_5xx: None,
+            consecutive_5xx: Some(5),
             consecutive_gateway_errors: Some(5),
             base_ejection_time: Duration::from_secs(30),
             max_ejection_time: Duration::from_secs(300),

@@ -62,7 +62,10 @@ impl Vane {
             workers: 2,
             log_format: LogFormat::Text,
             shutdown_delay: std::time::Duration::ZERO,
-            shutdown_grace: std::time::Duration::from_secs(5),
+            limits: vane::proxy::ServerLimits {
+                shutdown_grace: std::time::Duration::from_secs(5),
+                ..Default::default()
+            },
         };
         let shutdown = CancellationToken::new();
         let running = app::start(config, shutdown.clone())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vane::compile::{compile, Options};
-use vane::proxy::{self, Proxy, ServerLimits, TableHandle, UpstreamConfig};
+use vane::proxy::{self, Connections, Proxy, ServerLimits, TableHandle, UpstreamConfig};
 
 use super::fixtures::snapshot;
 
@@ -27,15 +27,25 @@ impl TestProxy {
     /// Starts with `options`; without a fallback certificate in them, a self-signed one is
     /// generated, as `vane` does at start.
     pub async fn start_with(yaml: &str, options: Options) -> Self {
-        Self::start_full(yaml, options, &UpstreamConfig::default()).await
+        Self::start_full(yaml, options, &UpstreamConfig::default(), ServerLimits::default()).await
     }
 
     /// Starts with these upstream connection settings.
     pub async fn start_with_upstream(yaml: &str, upstream: &UpstreamConfig) -> Self {
-        Self::start_full(yaml, Options::default(), upstream).await
+        Self::start_full(yaml, Options::default(), upstream, ServerLimits::default()).await
     }
 
-    async fn start_full(yaml: &str, mut options: Options, upstream: &UpstreamConfig) -> Self {
+    /// Starts with these client-side limits.
+    pub async fn start_with_limits(yaml: &str, limits: ServerLimits) -> Self {
+        Self::start_full(yaml, Options::default(), &UpstreamConfig::default(), limits).await
+    }
+
+    async fn start_full(
+        yaml: &str,
+        mut options: Options,
+        upstream: &UpstreamConfig,
+        limits: ServerLimits,
+    ) -> Self {
         if options.fallback_certificate.is_none() {
             options.fallback_certificate = Some(Arc::new(vane::tls::self_signed().unwrap()));
         }
@@ -53,14 +63,14 @@ impl TestProxy {
         };
         test_proxy.publish(yaml);
         let proxy = Arc::new(Proxy::new(tables, upstream));
-        let limits = ServerLimits::default();
+        let connections = Arc::new(Connections::new(limits));
         tokio::spawn(proxy::serve(
             listener,
             proxy.clone(),
-            limits.clone(),
+            connections.clone(),
             stop.clone(),
         ));
-        tokio::spawn(proxy::serve_tls(tls_listener, proxy, limits, stop));
+        tokio::spawn(proxy::serve_tls(tls_listener, proxy, connections, stop));
         test_proxy
     }
 

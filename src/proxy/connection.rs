@@ -1,0 +1,291 @@
+//! Client connections as a shared, bounded resource: the connection cap across every worker
+//! and listener, each connection's activity (requests in progress, idle since when), and
+//! shedding idle connections when the cap is reached.
+//!
+//! Without shedding, one client that opens thousands of connections and sends nothing fills
+//! the cap and locks every other client out until its sockets time out. At the cap, vane closes
+//! the connections that have been idle longest first (no request in progress: before the first
+//! request, between keep-alive requests, or an HTTP/2 connection without streams); busy ones are
+//! never touched.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::ServerLimits;
+
+/// Marks "not idle" in [`Activity::idle_since`].
+const BUSY: u64 = u64::MAX;
+
+/// Every client connection of the process, and the cap on them.
+pub struct Connections {
+    pub limits: ServerLimits,
+    permits: Arc<Semaphore>,
+    open: Mutex<Registry>,
+    /// Where idle times are measured from.
+    epoch: Instant,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    by_id: HashMap<u64, Arc<Activity>, foldhash::fast::RandomState>,
+}
+
+/// A connection's place under the cap; dropping it frees the place.
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    id: u64,
+    pub activity: Arc<Activity>,
+    connections: Arc<Connections>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.connections.registry().by_id.remove(&self.id);
+    }
+}
+
+impl Connections {
+    pub fn new(limits: ServerLimits) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            limits,
+            open: Mutex::new(Registry::default()),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // The registry holds no invariant a panic could break halfway.
+        self.open.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// A place for a newly accepted connection. At the cap, the longest-idle connections are
+    /// asked to close, and the new one waits for a place up to the handshake timeout; `None`
+    /// when none frees up (every connection is busy), and the new connection should be closed.
+    pub async fn admit(self: &Arc<Self>) -> Option<Admitted> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.shed_idle();
+                let wait = self.permits.clone().acquire_owned();
+                tokio::time::timeout(self.limits.handshake_timeout, wait)
+                    .await
+                    .ok()?
+                    .ok()?
+            }
+        };
+        let activity = Arc::new(Activity {
+            in_progress: AtomicU32::new(0),
+            idle_since: AtomicU64::new(self.millis(Instant::now())),
+            shed: Notify::new(),
+            epoch: self.epoch,
+        });
+        let id = {
+            let mut registry = self.registry();
+            let id = registry.next_id;
+            registry.next_id += 1;
+            registry.by_id.insert(id, activity.clone());
+            id
+        };
+        Some(Admitted {
+            _permit: permit,
+            id,
+            activity,
+            connections: self.clone(),
+        })
+    }
+
+    /// Asks the longest-idle connections to close: a batch, so that a burst of new clients does
+    /// not scan the registry once each.
+    fn shed_idle(&self) {
+        let batch = (self.limits.max_connections / 64).clamp(1, 256);
+        let mut idle: Vec<(u64, Arc<Activity>)> = self
+            .registry()
+            .by_id
+            .values()
+            .filter_map(|activity| {
+                let since = activity.idle_since.load(Ordering::Relaxed);
+                (since != BUSY).then(|| (since, activity.clone()))
+            })
+            .collect();
+        if idle.len() > batch {
+            idle.select_nth_unstable_by_key(batch, |(since, _)| *since);
+            idle.truncate(batch);
+        }
+        tracing::debug!(
+            shed = idle.len(),
+            "connection limit reached; closing the longest-idle connections"
+        );
+        for (_, activity) in idle {
+            activity.shed.notify_one();
+        }
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(BUSY - 1)
+    }
+}
+
+/// What one connection is doing, shared by its requests and the listener.
+pub struct Activity {
+    in_progress: AtomicU32,
+    /// Milliseconds since `epoch` at which the last request ended (or the connection opened);
+    /// [`BUSY`] while a request is in progress.
+    idle_since: AtomicU64,
+    /// Notified when the connection should close because the cap was reached.
+    shed: Notify,
+    epoch: Instant,
+}
+
+impl Activity {
+    /// A request started; the returned guard ends it when dropped.
+    pub fn start(self: &Arc<Self>) -> InProgress {
+        if self.in_progress.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.idle_since.store(BUSY, Ordering::Relaxed);
+        }
+        InProgress(self.clone())
+    }
+
+    /// Resolves when the connection has had no request in progress for `limit`.
+    pub async fn idle_for(&self, limit: Duration) {
+        loop {
+            let since = self.idle_since.load(Ordering::Relaxed);
+            if since == BUSY {
+                // Busy: look again later. A request ending restarts the idle period anyway.
+                tokio::time::sleep(limit).await;
+                continue;
+            }
+            let due = self.epoch + Duration::from_millis(since) + limit;
+            if due <= Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+
+    /// Resolves when the listener asks this connection to make room.
+    pub async fn shed(&self) {
+        self.shed.notified().await
+    }
+}
+
+/// A request in progress on its connection, until its response body is done.
+pub struct InProgress(Arc<Activity>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        if activity.in_progress.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let since = Instant::now().saturating_duration_since(activity.epoch);
+            let since = u64::try_from(since.as_millis()).unwrap_or(BUSY - 1);
+            activity.idle_since.store(since, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A response body that keeps its request in progress until hyper has sent it (or dropped it).
+pub struct Counted<B> {
+    body: B,
+    _request: InProgress,
+}
+
+impl<B> Counted<B> {
+    pub fn new(body: B, request: InProgress) -> Self {
+        Self {
+            body,
+            _request: request,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Counted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connections(max: usize) -> Arc<Connections> {
+        Arc::new(Connections::new(ServerLimits {
+            max_connections: max,
+            handshake_timeout: Duration::from_secs(1),
+            ..ServerLimits::default()
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_cap_the_longest_idle_connection_is_shed_and_busy_ones_never() {
+        let connections = connections(3);
+        let oldest_idle = connections.admit().await.unwrap();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let busy = connections.admit().await.unwrap();
+        let _request = busy.activity.start();
+        let newer_idle = connections.admit().await.unwrap();
+
+        let oldest_shed = oldest_idle.activity.clone();
+        let closer = tokio::spawn(async move {
+            oldest_shed.shed().await;
+            drop(oldest_idle);
+        });
+        let admitted = connections.admit().await;
+        assert!(admitted.is_some(), "the idle connection made room");
+        closer.await.unwrap();
+        // The busy one and the newer idle one were left alone.
+        for kept in [&busy, &newer_idle] {
+            let notified = tokio::time::timeout(Duration::from_millis(1), kept.activity.shed());
+            assert!(notified.await.is_err());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_every_connection_is_busy_a_new_one_is_refused_after_the_handshake_timeout() {
+        let connections = connections(1);
+        let busy = connections.admit().await.unwrap();
+        let _request = busy.activity.start();
+        let started = Instant::now();
+        assert!(connections.admit().await.is_none());
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_time_counts_from_the_end_of_the_last_request() {
+        let connections = connections(1);
+        let admitted = connections.admit().await.unwrap();
+        let activity = admitted.activity.clone();
+        let request = activity.start();
+        let watch = tokio::spawn(async move {
+            activity.idle_for(Duration::from_secs(10)).await;
+            Instant::now()
+        });
+        tokio::time::advance(Duration::from_secs(25)).await;
+        let ended = Instant::now();
+        drop(request);
+        assert_eq!(watch.await.unwrap() - ended, Duration::from_secs(10));
+    }
+}

@@ -341,6 +341,21 @@ impl Args {
     }
 }
 
+/// The log filter: `RUST_LOG` (default `info`), with rustls held to errors unless `RUST_LOG`
+/// names it. rustls warns about what a peer sent (an IP address as SNI, which wrk and many
+/// scanners send on every handshake): a client's mistake, not vane's, and any client could
+/// flood the log with it.
+pub fn log_directives(rust_log: Option<String>) -> String {
+    let directives = rust_log
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| "info".into());
+    if directives.contains("rustls") {
+        directives
+    } else {
+        format!("{directives},rustls=error")
+    }
+}
+
 /// `NAMESPACE/NAME`, both non-empty.
 fn namespaced_name(value: &str) -> Option<(String, String)> {
     match value.split_once('/') {
@@ -405,7 +420,10 @@ mod tests {
         assert_eq!(limits.max_header_bytes, documented.max_header_bytes);
         assert_eq!(limits.max_headers, documented.max_headers);
         assert_eq!(limits.max_uri_bytes, documented.max_uri_bytes);
-        assert_eq!(limits.max_concurrent_streams, documented.max_concurrent_streams);
+        assert_eq!(
+            limits.max_concurrent_streams,
+            documented.max_concurrent_streams
+        );
     }
 
     #[test]
@@ -460,6 +478,16 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn rustls_warnings_about_peers_stay_out_of_the_log_unless_asked_for() {
+        assert_eq!(log_directives(None), "info,rustls=error");
+        assert_eq!(log_directives(Some("debug".into())), "debug,rustls=error");
+        assert_eq!(
+            log_directives(Some("info,rustls=debug".into())),
+            "info,rustls=debug"
+        );
     }
 
     #[test]

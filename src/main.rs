@@ -33,7 +33,8 @@ fn main() -> ExitCode {
     };
     // vane's own TLS configurations name their provider; this covers every other rustls user.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let directives = vane::args::log_directives(std::env::var("RUST_LOG").ok());
+    let filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log_format {
         LogFormat::Text => logs.init(),

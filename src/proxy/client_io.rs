@@ -153,9 +153,12 @@ impl<IO> SendTimeout<IO> {
         }
     }
 
-
     /// Passes on a write's result, failing a wait that has lasted the limit.
-    fn watch<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
             self.waiting = false;
             return polled;

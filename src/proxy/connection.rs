@@ -65,7 +65,9 @@ impl Connections {
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         // The registry holds no invariant a panic could break halfway.
-        self.open.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.open
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// A place for a newly accepted connection. At the cap, the longest-idle connections are
@@ -85,7 +87,7 @@ impl Connections {
         };
         let activity = Arc::new(Activity {
             in_progress: AtomicU32::new(0),
-            idle_since: AtomicU64::new(self.millis(Instant::now())),
+            idle_since: AtomicU64::new(micros_since(self.epoch, Instant::now())),
             shed: Notify::new(),
             epoch: self.epoch,
         });
@@ -129,16 +131,18 @@ impl Connections {
             activity.shed.notify_one();
         }
     }
+}
 
-    fn millis(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(BUSY - 1)
-    }
+/// Microseconds from `epoch` to `at`, rounded up, so that an idle period is never cut short.
+fn micros_since(epoch: Instant, at: Instant) -> u64 {
+    let nanos = at.saturating_duration_since(epoch).as_nanos();
+    u64::try_from(nanos.div_ceil(1000)).unwrap_or(BUSY - 1)
 }
 
 /// What one connection is doing, shared by its requests and the listener.
 pub struct Activity {
     in_progress: AtomicU32,
-    /// Milliseconds since `epoch` at which the last request ended (or the connection opened);
+    /// Microseconds since `epoch` at which the last request ended (or the connection opened);
     /// [`BUSY`] while a request is in progress.
     idle_since: AtomicU64,
     /// Notified when the connection should close because the cap was reached.
@@ -164,7 +168,7 @@ impl Activity {
                 tokio::time::sleep(limit).await;
                 continue;
             }
-            let due = self.epoch + Duration::from_millis(since) + limit;
+            let due = self.epoch + Duration::from_micros(since) + limit;
             if due <= Instant::now() {
                 return;
             }
@@ -185,8 +189,7 @@ impl Drop for InProgress {
     fn drop(&mut self) {
         let activity = &self.0;
         if activity.in_progress.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let since = Instant::now().saturating_duration_since(activity.epoch);
-            let since = u64::try_from(since.as_millis()).unwrap_or(BUSY - 1);
+            let since = micros_since(activity.epoch, Instant::now());
             activity.idle_since.store(since, Ordering::Relaxed);
         }
     }

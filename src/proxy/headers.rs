@@ -155,7 +155,9 @@ fn is_valid_host(host: &str) -> bool {
         }
     };
     let port_ok = match port.strip_prefix(':') {
-        Some(digits) => (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()),
+        Some(digits) => {
+            (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+        }
         None => port.is_empty(),
     };
     name_ok && port_ok
@@ -296,7 +298,10 @@ mod tests {
     #[test]
     fn only_websocket_is_an_upgrade_and_h2c_never_passes() {
         for upgrade in ["h2c", "TLS/1.0", "websocketx"] {
-            let h = headers(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", upgrade)]);
+            let h = headers(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", upgrade),
+            ]);
             assert!(!is_websocket_upgrade(&h), "{upgrade}");
         }
         let mut h = headers(&[

@@ -54,10 +54,10 @@ use request_body::{RequestBody, Uploaded, UpstreamBody};
 use retry::{is_retryable, Failure};
 use upstream::{version_for, SendError, Upstreams};
 
+pub use connection::Connections;
 pub use error::ProxyError;
 pub use handle::{ActiveTable, TableHandle};
 pub use headers::ClientInfo;
-pub use connection::Connections;
 pub use server::{serve, serve_tls, ServerLimits};
 
 /// The body of every response the proxy sends: streamed from an upstream, or generated here.

@@ -118,9 +118,11 @@ impl PathMatcher {
     }
 }
 
-/// The form of a request path that routes are matched against:
-/// - percent-encoded unreserved characters (`%2e`, `%61`, ...) decoded; other escapes, `%2F`
-///   among them, stay as they are, since decoding them would change the path's structure;
+/// The form of a request path that routes are matched against, nginx's (its `$uri`):
+/// - percent-encoded unreserved characters (`%2e`, `%61`, ...) and slashes (`%2F`) decoded; a
+///   decoded slash separates segments like any other, so `/public%2F..%2Fadmin` is `/admin`
+///   (nginx decodes before it merges slashes and resolves dot segments, and an origin that
+///   decodes `%2F` would serve `/admin` too); other escapes stay as they are, on both sides;
 /// - runs of slashes merged;
 /// - `.` and `..` segments resolved, never above the root (RFC 3986 section 5.2.4).
 ///
@@ -166,13 +168,13 @@ pub fn normalize_request_path(path: &str) -> Cow<'_, str> {
     }
 }
 
-/// Decodes `%XX` where XX is an unreserved character (ALPHA, DIGIT, `-`, `.`, `_`, `~`).
+/// Decodes `%XX` where XX is an unreserved character (ALPHA, DIGIT, `-`, `.`, `_`, `~`) or `/`.
 fn decode_unreserved(path: &str) -> Cow<'_, str> {
     let bytes = path.as_bytes();
     let unreserved_at = |i: usize| -> Option<u8> {
         let hex = bytes.get(i + 1..i + 3)?;
         let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-        (value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~'))
+        (value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~' | b'/'))
             .then_some(value)
     };
     if !(0..bytes.len()).any(|i| bytes[i] == b'%' && unreserved_at(i).is_some()) {
@@ -225,8 +227,10 @@ mod tests {
             ("/public/%2e%2e/admin", "/admin"),
             ("/public/%2E./admin", "/admin"),
             ("/%61pi", "/api"),
-            ("/a%2Fb", "/a%2Fb"),
-            ("/a%2f..", "/a%2f.."),
+            ("/a%2Fb", "/a/b"),
+            ("/a%2f..", "/"),
+            ("/public%2F..%2Fadmin", "/admin"),
+            ("/%2F%2Fadmin", "/admin"),
             ("/100%", "/100%"),
             ("/%zz/é/%41é", "/%zz/é/Aé"),
             ("*", "*"),

@@ -2,6 +2,7 @@
 //!
 //! - `compile`: tier 1, manifests to table, no I/O;
 //! - `proxy`: tier 2, the real proxy on loopback with real origins and clients;
+//! - `edge`: the proxy against hostile and careless clients and origins (hardening);
 //! - `pool`: the HTTP/1.1 upstream connection pool, seen from the origins;
 //! - `balancing`: balancing configuration through compile, and the algorithms through the proxy;
 //! - `kubernetes`: tier 3, the Kubernetes source against the in-process API server;
@@ -15,6 +16,7 @@ mod apiserver;
 mod balancing;
 mod chart;
 mod compile;
+mod edge;
 mod generated;
 mod kubernetes;
 mod pool;

@@ -108,6 +108,24 @@ async fn an_origin_answering_500s_is_ejected_and_comes_back_after_the_ejection_t
 }
 
 #[tokio::test]
+async fn with_default_settings_an_origin_answering_500_to_everything_leaves_rotation() {
+    let origins = origin::start(3).await;
+    let proxy = TestProxy::start(&single_route(&origins, None)).await;
+    let client = client();
+    let sick = &origins.origins[0];
+    sick.fail_with(Some(500));
+    while sick.hits() < 5 {
+        get(&client, proxy.addr, "x", "/").await;
+    }
+    assert_eq!(endpoint_view(&proxy, sick.addr)["inRotation"], false);
+    for _ in 0..30 {
+        let reply = get(&client, proxy.addr, "x", "/").await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    assert_eq!(sick.hits(), 5, "no traffic once ejected");
+}
+
+#[tokio::test]
 async fn an_active_probe_takes_an_origin_out_and_brings_it_back() {
     let origins = origin::start(2).await;
     let spec = "healthCheck:\n  active:\n    type: HTTP\n    http: {path: /healthz}\n    \

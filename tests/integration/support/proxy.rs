@@ -27,7 +27,13 @@ impl TestProxy {
     /// Starts with `options`; without a fallback certificate in them, a self-signed one is
     /// generated, as `vane` does at start.
     pub async fn start_with(yaml: &str, options: Options) -> Self {
-        Self::start_full(yaml, options, &UpstreamConfig::default(), ServerLimits::default()).await
+        Self::start_full(
+            yaml,
+            options,
+            &UpstreamConfig::default(),
+            ServerLimits::default(),
+        )
+        .await
     }
 
     /// Starts with these upstream connection settings.

@@ -1,0 +1,236 @@
+//! The proxy as an attacker or a careless client meets it: connections that send nothing,
+//! clients that never read, h2c smuggling, malformed hosts and request lines, and origins that
+//! frame responses badly. Each test here failed before the defect it names was fixed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use vane::proxy::ServerLimits;
+
+use crate::support::client::{client, get};
+use crate::support::fixtures::{backend, docs, ingress, single_route, INGRESS_CLASS};
+use crate::support::origin;
+use crate::support::proxy::TestProxy;
+use crate::support::tls::handshake;
+use crate::support::wait::eventually;
+
+/// Short timeouts, so that the tests see them fire.
+fn short() -> ServerLimits {
+    ServerLimits {
+        handshake_timeout: Duration::from_millis(300),
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(300),
+        send_timeout: Duration::from_millis(300),
+        ..ServerLimits::default()
+    }
+}
+
+/// Reads until the peer closes; fails the test if that takes 10 s.
+async fn closed_by_peer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut read = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut read))
+        .await
+        .expect("the proxy should close the connection")
+        .ok();
+    read
+}
+
+/// Sends `raw` on a new connection and returns everything the proxy answers until it closes.
+async fn exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    String::from_utf8_lossy(&closed_by_peer(&mut stream).await).into_owned()
+}
+
+#[tokio::test]
+async fn connections_that_send_nothing_or_half_a_preface_are_closed() {
+    let origins = origin::start(1).await;
+    let proxy = TestProxy::start_with_limits(&single_route(&origins, None), short()).await;
+    for sent in [&b""[..], b"PRI * HTTP/2.0\r\n", b"GET / HT"] {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+        stream.write_all(sent).await.unwrap();
+        closed_by_peer(&mut stream).await;
+        assert!(started.elapsed() >= Duration::from_millis(300), "{sent:?}");
+    }
+    // A TLS handshake, then silence, with either protocol.
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let started = Instant::now();
+        let mut stream = handshake(proxy.https, None, &[alpn], None).await.unwrap();
+        closed_by_peer(&mut stream).await;
+        assert!(started.elapsed() >= Duration::from_millis(300), "{alpn:?}");
+    }
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_idle_connections_make_room_for_new_clients() {
+    let origins = origin::start(1).await;
+    let limits = ServerLimits {
+        max_connections: 8,
+        // Long enough that only shedding can free a place in time.
+        handshake_timeout: Duration::from_secs(30),
+        ..ServerLimits::default()
+    };
+    let proxy = TestProxy::start_with_limits(&single_route(&origins, None), limits).await;
+    let mut idle = vec![TcpStream::connect(proxy.addr).await.unwrap()];
+    // Make the first connection the oldest for certain, whatever the clock's resolution.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 1..8 {
+        idle.push(TcpStream::connect(proxy.addr).await.unwrap());
+    }
+    let started = Instant::now();
+    let reply = get(&client(), proxy.addr, "x", "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // The oldest idle sockets were the ones closed.
+    let mut first = idle.remove(0);
+    closed_by_peer(&mut first).await;
+}
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed_with_goaway() {
+    let origins = origin::start(1).await;
+    let proxy = TestProxy::start_with_limits(&single_route(&origins, None), short()).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = Request::get("http://h2.example.com/")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let last_request = Instant::now();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap();
+    // A graceful close: GOAWAY, then the connection ends without an error.
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the idle connection should be closed");
+    let ended = ended.unwrap();
+    assert!(ended.is_ok(), "closed with GOAWAY, not reset: {ended:?}");
+    assert!(last_request.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn h2c_upgrades_are_never_forwarded_but_websocket_handshakes_are() {
+    let origins = origin::start(1).await;
+    let proxy = TestProxy::start(&single_route(&origins, None)).await;
+    let answer = exchange(
+        proxy.addr,
+        b"GET /smuggle HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let echo = &answer[answer.find("\r\n\r\n").unwrap()..].to_ascii_lowercase();
+    assert!(!echo.contains("h2c"), "{echo}");
+    assert!(!echo.contains("http2-settings"), "{echo}");
+    assert!(!echo.contains("upgrade"), "{echo}");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_and_frees_the_upstream_connection() {
+    let origins = origin::start(1).await;
+    let proxy = TestProxy::start_with_limits(&single_route(&origins, None), short()).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // 64 MiB, far more than the socket buffers on the way hold; never read.
+    stream
+        .write_all(b"GET /bytes/67108864 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let origin = &origins.origins[0];
+    eventually("the origin serves the download", || async {
+        origin.hits() == 1
+    })
+    .await;
+    eventually("the upstream connection is closed", || async {
+        origin.open_connections() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_hosts_connect_and_long_targets_are_refused() {
+    let origins = origin::start(1).await;
+    let proxy = TestProxy::start(&single_route(&origins, None)).await;
+    let long_path = format!("/{}", "a".repeat(9000));
+    let too_many_headers: String = (0..101).map(|i| format!("x-h{i}: 1\r\n")).collect();
+    let cases: [(String, &str); 9] = [
+        ("GET / HTTP/1.1\r\n".into(), "400"),
+        ("GET / HTTP/1.0\r\n".into(), "400"),
+        (
+            "GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n".into(),
+            "400",
+        ),
+        ("GET / HTTP/1.1\r\nHost: user@a.example\r\n".into(), "400"),
+        ("GET / HTTP/1.1\r\nHost: a b\r\n".into(), "400"),
+        (
+            "GET http://user@a.example/ HTTP/1.1\r\nHost: a.example\r\n".into(),
+            "400",
+        ),
+        (
+            "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n".into(),
+            "405",
+        ),
+        (format!("GET {long_path} HTTP/1.1\r\nHost: x\r\n"), "414"),
+        (
+            format!("GET / HTTP/1.1\r\nHost: x\r\n{too_many_headers}"),
+            "431",
+        ),
+    ];
+    for (head, status) in cases {
+        let request = format!("{head}Connection: close\r\n\r\n");
+        let answer = exchange(proxy.addr, request.as_bytes()).await;
+        let first_line = answer.lines().next().unwrap_or_default();
+        assert!(
+            first_line.contains(status),
+            "{:?}: {first_line}",
+            &head[..head.len().min(60)]
+        );
+    }
+    assert_eq!(origins.origins[0].hits(), 0, "nothing reached the origin");
+}
+
+#[tokio::test]
+async fn a_response_with_content_length_and_chunked_reaches_the_client_whole() {
+    // An origin that frames its body with chunked encoding and also sends a wrong
+    // Content-Length (RFC 9112 section 6.3: chunked wins, and a proxy drops the length).
+    let listener = TcpListener::bind("127.0.2.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = [0; 4096];
+                let _ = stream.read(&mut head).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+                          a\r\n0123456789\r\n0\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let proxy = TestProxy::start(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", addr.port(), &[addr.ip()]),
+        ingress("app", None, "/", "app"),
+    ]))
+    .await;
+    let reply = get(&client(), proxy.addr, "x", "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "0123456789");
+}

@@ -881,9 +881,31 @@ fn container_args_follow_the_values() {
             "--lease-namespace=vane",
             "--shutdown-delay=5s",
             "--shutdown-grace=25s",
+            "--max-connections=16384",
+            "--handshake-timeout=10s",
+            "--header-timeout=30s",
+            "--idle-timeout=60s",
+            "--send-timeout=60s",
+            "--max-header-bytes=65536",
+            "--max-headers=100",
+            "--max-uri-bytes=8192",
+            "--http2-max-streams=256",
         ]
     );
     let customized = rendered("customized");
+    for (flag, value) in [
+        ("--max-connections", "50000"),
+        ("--handshake-timeout", "5s"),
+        ("--header-timeout", "20s"),
+        ("--idle-timeout", "2m"),
+        ("--send-timeout", "30s"),
+        ("--max-header-bytes", "32768"),
+        ("--max-headers", "200"),
+        ("--max-uri-bytes", "16384"),
+        ("--http2-max-streams", "100"),
+    ] {
+        assert_eq!(customized.arg(flag).as_deref(), Some(value), "{flag}");
+    }
     assert_eq!(customized.arg("--shutdown-delay").as_deref(), Some("10s"));
     assert_eq!(customized.arg("--shutdown-grace").as_deref(), Some("45s"));
     assert_eq!(

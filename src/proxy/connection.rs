@@ -39,9 +39,10 @@ struct Registry {
     by_id: HashMap<u64, Arc<Activity>, foldhash::fast::RandomState>,
 }
 
-/// A connection's place under the cap; dropping it frees the place.
+/// A connection in the registry of those that may be shed; dropping it takes it out. Its place
+/// under the cap is its [`Activity`]'s, which a WebSocket tunnel keeps after the HTTP
+/// connection ended.
 pub struct Admitted {
-    _permit: OwnedSemaphorePermit,
     id: u64,
     pub activity: Arc<Activity>,
     connections: Arc<Connections>,
@@ -90,6 +91,7 @@ impl Connections {
             idle_since: AtomicU64::new(micros_since(self.epoch, Instant::now())),
             shed: Notify::new(),
             epoch: self.epoch,
+            _place: permit,
         });
         let id = {
             let mut registry = self.registry();
@@ -99,7 +101,6 @@ impl Connections {
             id
         };
         Some(Admitted {
-            _permit: permit,
             id,
             activity,
             connections: self.clone(),
@@ -140,6 +141,7 @@ fn micros_since(epoch: Instant, at: Instant) -> u64 {
 }
 
 /// What one connection is doing, shared by its requests and the listener.
+#[derive(Debug)]
 pub struct Activity {
     in_progress: AtomicU32,
     /// Microseconds since `epoch` at which the last request ended (or the connection opened);
@@ -148,6 +150,8 @@ pub struct Activity {
     /// Notified when the connection should close because the cap was reached.
     shed: Notify,
     epoch: Instant,
+    /// The connection's place under the cap, freed when the last holder lets go.
+    _place: OwnedSemaphorePermit,
 }
 
 impl Activity {

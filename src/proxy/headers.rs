@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use super::connection::Activity;
 use crate::tls::ConnectionTls;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -176,6 +177,9 @@ pub struct ClientInfo {
     pub scheme: &'static str,
     /// What the TLS handshake established; `None` on plain connections.
     pub tls: Option<Arc<ConnectionTls>>,
+    /// The connection's activity, which holds its place under the connection cap: a WebSocket
+    /// tunnel keeps it, so upgraded connections count against the cap until they close.
+    pub connection: Option<Arc<Activity>>,
 }
 
 impl ClientInfo {
@@ -187,6 +191,15 @@ impl ClientInfo {
             port_header: HeaderValue::from(local_port),
             scheme,
             tls: None,
+            connection: None,
+        }
+    }
+
+    /// The same client, on a connection admitted under the cap.
+    pub fn on(self, connection: Arc<Activity>) -> Self {
+        Self {
+            connection: Some(connection),
+            ..self
         }
     }
 

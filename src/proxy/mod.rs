@@ -118,6 +118,13 @@ impl From<AttemptError> for ProxyError {
     }
 }
 
+/// A WebSocket handshake on its way: the client's side of the switch, and the client
+/// connection, whose place under the connection cap the tunnel keeps.
+struct Upgrade {
+    client_side: hyper::upgrade::OnUpgrade,
+    connection: Option<Arc<connection::Activity>>,
+}
+
 /// What one request resolved to: its host, route, backend and their runtime parts.
 struct Target<'t> {
     /// The `Host` the upstream gets: the request's validated host.
@@ -251,8 +258,10 @@ impl Proxy {
         let deadline = timeouts.request.map(|total| (now + total, total));
         guard.budget.deposit(now);
 
-        let upgrade = headers::is_websocket_upgrade(request.headers())
-            .then(|| hyper::upgrade::on(&mut request));
+        let upgrade = headers::is_websocket_upgrade(request.headers()).then(|| Upgrade {
+            client_side: hyper::upgrade::on(&mut request),
+            connection: client.connection.clone(),
+        });
         let (mut parts, body) = request.into_parts();
         let path_and_query = parts
             .uri
@@ -408,20 +417,31 @@ impl Proxy {
         mut response: Response<Incoming>,
         route: &Route,
         endpoint: &Endpoint,
-        upgrade: Option<hyper::upgrade::OnUpgrade>,
+        upgrade: Option<Upgrade>,
         set_cookie: Option<HeaderValue>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         match (switching, upgrade) {
-            (true, Some(client_side)) => {
+            (
+                true,
+                Some(Upgrade {
+                    client_side,
+                    connection,
+                }),
+            ) => {
                 let upstream_side = hyper::upgrade::on(&mut response);
-                self.tunnels.spawn(upgrade::tunnel(
+                let tunnel = upgrade::tunnel(
                     client_side,
                     upstream_side,
                     route.to_string(),
                     endpoint.address,
                     route.timeouts.read_idle,
-                ));
+                );
+                self.tunnels.spawn(async move {
+                    tunnel.await;
+                    // The client connection's place under the cap is free only now.
+                    drop(connection);
+                });
             }
             (true, None) => {
                 // An upstream may not switch protocols unasked; refuse rather than hang.

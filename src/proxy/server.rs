@@ -162,7 +162,11 @@ async fn accept_loop(
             },
         };
         // Accepted before admitted: a client is really waiting when idle ones are shed.
-        let Some(admitted) = connections.admit().await else {
+        let admitted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            admitted = connections.admit() => admitted,
+        };
+        let Some(admitted) = admitted else {
             debug!(%peer, "connection limit reached and every connection busy; closed");
             continue;
         };
@@ -170,7 +174,7 @@ async fn accept_loop(
             debug!(%error, "could not set TCP_NODELAY");
         }
         let stream = SendTimeout::new(stream, limits.send_timeout);
-        let client = ClientInfo::new(peer.ip(), local_port, "http");
+        let client = ClientInfo::new(peer.ip(), local_port, "http").on(admitted.activity.clone());
         let connection = Connection {
             proxy: proxy.clone(),
             builders: builders.clone(),

@@ -234,3 +234,33 @@ async fn a_response_with_content_length_and_chunked_reaches_the_client_whole() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.text(), "0123456789");
 }
+
+#[tokio::test]
+async fn websocket_tunnels_count_against_the_connection_cap_until_they_close() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let origins = origin::start(1).await;
+    let limits = ServerLimits {
+        max_connections: 1,
+        // How long a new connection waits for a place: ample for the closed tunnel to free it.
+        handshake_timeout: Duration::from_secs(2),
+        ..ServerLimits::default()
+    };
+    let proxy = TestProxy::start_with_limits(&single_route(&origins, None), limits).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::client_async("ws://x/ws", stream)
+        .await
+        .expect("WebSocket handshake through vane");
+    socket.send(Message::text("ping")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("ping"));
+    // The tunnel holds the only place, and is busy: a new connection is turned away.
+    let answer = exchange(proxy.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(answer, "", "no place for a second connection");
+    socket.close(None).await.unwrap();
+    drop(socket);
+    eventually("the tunnel's place is free again", || async {
+        get(&client(), proxy.addr, "x", "/").await.status == StatusCode::OK
+    })
+    .await;
+}

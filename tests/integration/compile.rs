@@ -700,3 +700,45 @@ fn health_retry_and_circuit_breaker_come_from_the_policy() {
     assert_eq!(plain.retry, RetryPolicy::default());
     assert_eq!(plain.circuit_breaker, CircuitBreaker::default());
 }
+
+#[test]
+fn out_of_bounds_policies_are_reported_by_field_and_bound_and_never_applied() {
+    use crate::support::fixtures::policy;
+    use vane::table::LoadBalancing;
+    // The largest prime below 2^32: a Maglev table of 17 GB had it been accepted; the old
+    // prime test overflowed on it, and a timeout of 99999h is a deadline years away.
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", 8080, &[ip(1)]),
+        ingress("app", Some("a.example.com"), "/", "app"),
+        policy(
+            "huge",
+            "app",
+            "loadBalancer: {type: ConsistentHash, consistentHash: {hashOn: SourceIP, tableSize: 4294967291}}\n\
+             timeouts: {request: 99999h}\n",
+        ),
+    ]);
+    let compiled = compile_yaml(&yaml);
+    let invalid: Vec<_> = compiled
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == reasons::INVALID_POLICY)
+        .collect();
+    assert_eq!(invalid.len(), 1, "{:?}", compiled.diagnostics);
+    assert_eq!(invalid[0].object.name, "huge");
+    for fragment in [
+        "spec.loadBalancer.consistentHash.tableSize: 4294967291 is not between 251 and 1310719",
+        "spec.timeouts.request: 99999h is not between 1ms and 24h",
+    ] {
+        assert!(
+            invalid[0].message.contains(fragment),
+            "{}",
+            invalid[0].message
+        );
+    }
+    // The invalid policy is not attached: the backend keeps the defaults.
+    let route = compiled.table.lookup("a.example.com", "/").unwrap();
+    assert_eq!(route.timeouts, vane::table::Timeouts::default());
+    let backend = compiled.table.backend(route.backend).unwrap();
+    assert_eq!(backend.load_balancing, LoadBalancing::RoundRobin);
+}

@@ -18,6 +18,7 @@ mod compile;
 mod generated;
 mod kubernetes;
 mod pool;
+mod properties;
 mod proxy;
 mod resilience;
 mod standalone;

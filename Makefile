@@ -1,5 +1,5 @@
 # The two commands: `make run` (standalone demo, no cluster) and `make test` (every check).
-.PHONY: run test fmt lint build manifests chart bench
+.PHONY: run test fmt lint build manifests chart bench fuzz
 
 # Renders charts/vane with Helm's Go SDK (the wheel in charts/tests/requirements.txt).
 RENDER := python3 charts/tests/render.py
@@ -18,6 +18,11 @@ lint:
 
 build:
 	cargo build --release --bin vane
+
+# The property tests (tests/integration/properties.rs, every `prop_*`), 20,000 cases each
+# instead of make test's 64; CASES=N to change.
+fuzz:
+	PROPTEST_CASES=$${CASES:-20000} cargo test --test integration prop_
 
 # Benchmarks (not tests): vane vs HAProxy vs nginx on this machine (bench/README.md; WORKERS=2
 # for two worker threads each), then the balancers' pick at 10, 100 and 1,000 endpoints.

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::net::AcceptBackoff;
 use crate::proxy::{ActiveTable, TableHandle};
 use crate::table::{BackendTarget, ClientAuthMode, PathKind, Timeouts, TlsSite};
 
@@ -47,13 +48,14 @@ impl AdminState {
 }
 
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+    let mut failures = AcceptBackoff::default();
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    debug!(%error, "admin accept failed");
+                    failures.failed("admin", &error).await;
                     continue;
                 }
             },

@@ -15,6 +15,7 @@ pub mod debounce;
 pub mod health;
 pub mod k8s;
 pub mod manifests;
+pub mod net;
 pub mod proxy;
 pub mod snapshot;
 pub mod table;

@@ -1,5 +1,9 @@
 //! `vane.dev/` annotations on Ingresses, and their typed parsers. An annotation is parsed into
 //! a typed value or rejected with a message; nothing is ever pasted into configuration text.
+//! Every number is bounded (see [`bounds`]), so no annotation can ask for an unbounded amount
+//! of anything.
+
+use super::bounds;
 
 /// Annotation keys.
 pub mod keys {
@@ -60,7 +64,7 @@ pub mod keys {
 /// A percentage, 0 to 100.
 pub fn parse_percent(value: &str) -> Result<u32, String> {
     match value.trim().parse::<u32>() {
-        Ok(percent) if percent <= 100 => Ok(percent),
+        Ok(percent) if bounds::PERCENT.contains(percent) => Ok(percent),
         _ => Err(format!("{value:?} is not a whole number from 0 to 100")),
     }
 }
@@ -113,14 +117,19 @@ pub fn parse_cookie_path(value: &str) -> Result<String, String> {
     }
 }
 
-/// Max-Age in whole seconds, up to a year.
+/// Max-Age in whole seconds, within [`bounds::COOKIE_LIFETIME`] (up to a year).
 pub fn parse_max_age(value: &str) -> Result<std::time::Duration, String> {
-    match value.trim().parse::<u64>() {
-        Ok(seconds) if (1..=31_536_000).contains(&seconds) => {
-            Ok(std::time::Duration::from_secs(seconds))
-        }
+    let bound = bounds::COOKIE_LIFETIME;
+    match value
+        .trim()
+        .parse::<u64>()
+        .map(std::time::Duration::from_secs)
+    {
+        Ok(max_age) if bound.contains(max_age) => Ok(max_age),
         _ => Err(format!(
-            "{value:?} is not a number of seconds between 1 and 31536000"
+            "{value:?} is not a number of seconds between {} and {}",
+            bound.min.as_secs(),
+            bound.max.as_secs()
         )),
     }
 }
@@ -322,7 +331,7 @@ pub fn parse_hash_by(value: &str) -> Result<HashBy, String> {
 }
 
 /// A timeout: whole seconds as ingress-nginx writes them (`60`), or a duration (`1m`, `500ms`),
-/// between 1 ms and 24 h.
+/// within [`bounds::TIMEOUT`], as the policy's timeouts.
 pub fn parse_timeout(value: &str) -> Result<std::time::Duration, String> {
     let value = value.trim();
     let timeout = match value.parse::<u64>() {
@@ -332,21 +341,19 @@ pub fn parse_timeout(value: &str) -> Result<std::time::Duration, String> {
     .ok_or_else(|| {
         format!("{value:?} is not a number of seconds or a duration like 500ms or 30s")
     })?;
-    if !(std::time::Duration::from_millis(1)..=std::time::Duration::from_secs(86_400))
-        .contains(&timeout)
-    {
-        return Err(format!("{value:?} is not between 1ms and 24h"));
+    if !bounds::TIMEOUT.contains(timeout) {
+        return Err(format!("{value:?} is not {}", bounds::TIMEOUT));
     }
     Ok(timeout)
 }
 
-/// A slow-start window: a Gateway API duration between 1 s and 1 h.
+/// A slow-start window: a Gateway API duration within [`bounds::SLOW_START_WINDOW`], as the
+/// policy's.
 pub fn parse_slow_start(value: &str) -> Result<std::time::Duration, String> {
     let window = super::duration::parse(value.trim())
         .ok_or_else(|| format!("{value:?} is not a duration like 30s or 2m"))?;
-    if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3600)).contains(&window)
-    {
-        return Err(format!("{value:?} is not between 1s and 1h"));
+    if !bounds::SLOW_START_WINDOW.contains(window) {
+        return Err(format!("{value:?} is not {}", bounds::SLOW_START_WINDOW));
     }
     Ok(window)
 }

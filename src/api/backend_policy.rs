@@ -12,6 +12,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::bounds;
 use super::duration::Duration;
 
 /// BackendPolicy tunes load balancing, session persistence, health checking, retries, timeouts
@@ -41,7 +42,7 @@ use super::duration::Duration;
 #[serde(rename_all = "camelCase")]
 pub struct BackendPolicySpec {
     /// The Services (or Service ports) this policy applies to, in the policy's namespace.
-    #[schemars(length(min = 1, max = 16))]
+    #[schemars(length(min = bounds::TARGET_REFS.min, max = bounds::TARGET_REFS.max))]
     pub target_refs: Vec<TargetRef>,
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,7 +103,7 @@ pub struct BackendTls {
     /// Secrets (type kubernetes.io/tls, in the policy's namespace) whose `ca.crt` holds the
     /// CA certificates that endpoint certificates must chain to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
+    #[schemars(length(max = bounds::CA_CERTIFICATE_REFS.max))]
     pub ca_certificate_refs: Vec<SecretRef>,
     /// The name sent as SNI and verified in the endpoint's certificate (default: the Service's
     /// cluster DNS name, `SERVICE.NAMESPACE.svc`).
@@ -166,7 +167,7 @@ pub struct LoadBalancer {
     /// Weights for endpoints picked by zone, node, hostname or address; endpoints that no
     /// entry selects keep weight 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = bounds::ENDPOINT_WEIGHTS.max))]
     pub endpoint_weights: Vec<EndpointWeight>,
 }
 
@@ -188,25 +189,27 @@ pub struct WeightedSettings {
 }
 
 /// Ramps the weight of a joining endpoint up over `window`.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SlowStart {
+    #[x_kube(validation = bounds::SLOW_START_WINDOW.rule())]
     pub window: Duration,
     /// How fast the ramp rises: 1.0 is linear, larger values rise faster at first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.1, max = 10.0))]
+    #[schemars(range(min = bounds::SLOW_START_AGGRESSION.min, max = bounds::SLOW_START_AGGRESSION.max))]
     pub aggression: Option<f64>,
     /// The weight a new endpoint starts at, in percent of its full weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = bounds::SLOW_START_MIN_WEIGHT_PERCENT.min, max = bounds::SLOW_START_MIN_WEIGHT_PERCENT.max))]
     pub min_weight_percent: Option<u32>,
 }
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct LeastResponseTime {
     /// How long a latency sample keeps influencing the average (the EWMA decay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::LATENCY_DECAY.rule())]
     pub decay: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_start: Option<SlowStart>,
@@ -226,11 +229,11 @@ pub struct ConsistentHash {
     pub algorithm: Option<HashAlgorithm>,
     /// Maglev lookup table size; must be a prime (default 65537).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 251, max = 5000011))]
+    #[schemars(range(min = bounds::MAGLEV_TABLE_SIZE.min, max = bounds::MAGLEV_TABLE_SIZE.max))]
     pub table_size: Option<u32>,
     /// Bounded load: no endpoint takes more than this factor times the mean load (e.g. 1.25).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1.0, max = 10.0))]
+    #[schemars(range(min = bounds::BOUNDED_LOAD_FACTOR.min, max = bounds::BOUNDED_LOAD_FACTOR.max))]
     pub bounded_load_factor: Option<f64>,
 }
 
@@ -262,7 +265,7 @@ pub struct EndpointWeight {
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = bounds::ENDPOINT_WEIGHT.min, max = bounds::ENDPOINT_WEIGHT.max))]
     pub weight: u32,
 }
 
@@ -270,7 +273,7 @@ pub struct EndpointWeight {
 
 /// Keeps a client on one endpoint. The shape of Gateway API's SessionPersistence, plus cookie
 /// attributes.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionPersistence {
     /// The cookie (or header) name; default `vane-affinity`.
@@ -278,8 +281,10 @@ pub struct SessionPersistence {
     #[schemars(length(min = 1, max = 128))]
     pub session_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::COOKIE_LIFETIME.rule())]
     pub absolute_timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::COOKIE_LIFETIME.rule())]
     pub idle_timeout: Option<Duration>,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<SessionPersistenceType>,
@@ -345,23 +350,26 @@ pub struct ActiveHealthCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpProbe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::PROBE_INTERVAL.rule())]
     pub interval: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::PROBE_TIMEOUT.rule())]
     pub timeout: Option<Duration>,
     /// Consecutive successes that mark an endpoint healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = bounds::PROBE_THRESHOLD.min, max = bounds::PROBE_THRESHOLD.max))]
     pub healthy_threshold: Option<u32>,
     /// Consecutive failures that mark an endpoint unhealthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = bounds::PROBE_THRESHOLD.min, max = bounds::PROBE_THRESHOLD.max))]
     pub unhealthy_threshold: Option<u32>,
     /// Spreads the first probes of many endpoints over up to this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::PROBE_INITIAL_JITTER.rule())]
     pub initial_jitter: Option<Duration>,
     /// Probe this port instead of the endpoint's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = bounds::PORT.min, max = bounds::PORT.max))]
     pub port: Option<u16>,
 }
 
@@ -388,7 +396,7 @@ pub struct HttpProbe {
     pub method: Option<ProbeMethod>,
     /// Status ranges that count as healthy; default 200-399.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = bounds::EXPECTED_STATUSES.max))]
     pub expected_statuses: Vec<StatusRange>,
 }
 
@@ -402,48 +410,51 @@ pub enum ProbeMethod {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[x_kube(validation = Rule::new("self.min <= self.max").message("min must not exceed max"))]
 pub struct StatusRange {
-    #[schemars(range(min = 100, max = 599))]
+    #[schemars(range(min = bounds::STATUS_CODE.min, max = bounds::STATUS_CODE.max))]
     pub min: u16,
-    #[schemars(range(min = 100, max = 599))]
+    #[schemars(range(min = bounds::STATUS_CODE.min, max = bounds::STATUS_CODE.max))]
     pub max: u16,
 }
 
 /// Outlier detection from live traffic.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PassiveHealthCheck {
     /// Consecutive 5xx responses that eject an endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = bounds::OUTLIER_THRESHOLD.min, max = bounds::OUTLIER_THRESHOLD.max))]
     pub consecutive_5xx: Option<u32>,
     /// Consecutive 502/503/504 and connect errors that eject an endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = bounds::OUTLIER_THRESHOLD.min, max = bounds::OUTLIER_THRESHOLD.max))]
     pub consecutive_gateway_errors: Option<u32>,
     /// Ejection time is this times the number of ejections so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::EJECTION_TIME.rule())]
     pub base_ejection_time: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::EJECTION_TIME.rule())]
     pub max_ejection_time: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = bounds::PERCENT.min, max = bounds::PERCENT.max))]
     pub max_ejection_percent: Option<u32>,
     /// Below this share of healthy endpoints, traffic goes to all endpoints (panic mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = bounds::PERCENT.min, max = bounds::PERCENT.max))]
     pub panic_threshold_percent: Option<u32>,
 }
 
 // === retry, timeouts, circuitBreaker ===
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Retry {
     /// Total tries, the first included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 10))]
+    #[schemars(range(min = bounds::RETRY_ATTEMPTS.min, max = bounds::RETRY_ATTEMPTS.max))]
     pub attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::TIMEOUT.rule())]
     pub per_try_timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry_on: Vec<RetryOn>,
@@ -468,27 +479,31 @@ pub enum RetryOn {
 pub struct RetryBudget {
     /// Retries may add at most this percentage to the requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = bounds::PERCENT.min, max = bounds::PERCENT.max))]
     pub percent: Option<u32>,
     /// Retries always allowed per second, whatever the percentage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 10000))]
+    #[schemars(range(min = bounds::MIN_RETRIES_PER_SECOND.min, max = bounds::MIN_RETRIES_PER_SECOND.max))]
     pub min_retries_per_second: Option<u32>,
 }
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::TIMEOUT.rule())]
     pub connect: Option<Duration>,
     /// From the request sent to the response headers received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::TIMEOUT.rule())]
     pub response_headers: Option<Duration>,
     /// Longest pause between two reads or writes of a body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::TIMEOUT.rule())]
     pub idle: Option<Duration>,
     /// The whole exchange.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = bounds::TIMEOUT.rule())]
     pub request: Option<Duration>,
 }
 
@@ -496,13 +511,13 @@ pub struct Timeouts {
 #[serde(rename_all = "camelCase")]
 pub struct CircuitBreaker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = bounds::CIRCUIT_BREAKER_LIMIT.min, max = bounds::CIRCUIT_BREAKER_LIMIT.max))]
     pub max_connections: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = bounds::CIRCUIT_BREAKER_PENDING.min, max = bounds::CIRCUIT_BREAKER_PENDING.max))]
     pub max_pending_requests: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = bounds::CIRCUIT_BREAKER_LIMIT.min, max = bounds::CIRCUIT_BREAKER_LIMIT.max))]
     pub max_requests: Option<u32>,
 }
 

@@ -53,6 +53,8 @@ impl JsonSchema for Duration {
         json_schema!({
             "type": "string",
             "pattern": DURATION_PATTERN,
+            // What the pattern allows at most; it also bounds the cost of CEL rules on it.
+            "maxLength": 28,
             "description": "A duration such as 500ms, 30s, 5m or 1h30m.",
         })
     }

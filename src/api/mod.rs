@@ -5,6 +5,7 @@
 
 pub mod annotations;
 mod backend_policy;
+pub mod bounds;
 pub mod duration;
 mod validate;
 

@@ -175,12 +175,26 @@ fn maglev_table(names: &[String], weights: &[u32], size: u32) -> Box<[u32]> {
     table.into_boxed_slice()
 }
 
+/// The most points a ring holds (16 MiB), as Envoy's `maximum_ring_size` caps it: 160 points
+/// per unit of weight for a thousand endpoints of weight 1000 would be 160 million points,
+/// gigabytes and minutes of hashing per rebuild.
+pub const MAX_RING_POINTS: u64 = 1 << 20;
+
 /// Ketama: each endpoint owns `points_per_weight` × weight points, each at the hash of
-/// `address_k`.
+/// `address_k`; scaled down in proportion (at least one point each) when the ring would exceed
+/// [`MAX_RING_POINTS`].
 fn ring(names: &[String], weights: &[u32], points_per_weight: u32) -> Box<[(u64, u32)]> {
-    let mut points: Vec<(u64, u32)> = Vec::new();
+    // u128: a product of two u32 times the cap, summed over the endpoints, fits.
+    let wanted = |i: usize| u128::from(points_per_weight) * u128::from(weights[i]);
+    let total: u128 = (0..names.len()).map(wanted).sum();
+    let cap = u128::from(MAX_RING_POINTS);
+    let points_of = |i: usize| match total > cap {
+        true => (wanted(i) * cap / total).max(1) as u64,
+        false => wanted(i) as u64,
+    };
+    let mut points: Vec<(u64, u32)> = Vec::with_capacity(total.min(cap) as usize);
     for (i, name) in names.iter().enumerate() {
-        for k in 0..u64::from(points_per_weight) * u64::from(weights[i]) {
+        for k in 0..points_of(i) {
             let point = xxh3_64_with_seed(format!("{name}_{k}").as_bytes(), RING_SEED);
             points.push((point, i as u32));
         }
@@ -217,6 +231,21 @@ mod tests {
         keys.iter()
             .map(|&k| members[b.place(k).unwrap()].address)
             .collect()
+    }
+
+    #[test]
+    fn a_ring_never_holds_more_than_its_cap_and_keeps_the_weights() {
+        // 20 endpoints of weight 1000 would want 3.2 million points.
+        let mut weights = vec![1000; 19];
+        weights.push(1);
+        let names: Vec<String> = (0..20).map(|i| format!("10.0.0.{i}:80")).collect();
+        let points = ring(&names, &weights, 160);
+        assert!(points.len() as u64 <= MAX_RING_POINTS, "{}", points.len());
+        let owned = |i: u32| points.iter().filter(|p| p.1 == i).count();
+        assert_eq!(owned(0), owned(18));
+        // Scaled in proportion: the weights still count 1000 to 1 (up to rounding).
+        let ratio = owned(0) as f64 / owned(19) as f64;
+        assert!((ratio - 1000.0).abs() < 10.0, "{ratio}");
     }
 
     #[test]

@@ -30,14 +30,14 @@ use crate::api::BackendPolicy;
 use crate::snapshot::Snapshot;
 use crate::table::{
     Backend, BackendProtocol, BackendTarget, Canary, Certificate, CircuitBreaker, CookieAffinity,
-    Diagnostic, Endpoint, HealthCheck, HostPattern, LoadBalancing, ObjectRef, PathRule,
-    RetryPolicy, Route, RoutingTable, SlowStart, UpstreamTls,
+    Diagnostic, HealthCheck, HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route,
+    RoutingTable, SlowStart, UpstreamTls,
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
 pub use policy::{ConditionSpec, PolicyStatus};
-use service::Unresolved;
 pub use service::SERVICE_NAME_LABEL;
+use service::{Resolved, Unresolved};
 
 pub const DEFAULT_INGRESS_CLASS: &str = "vane";
 pub const DEFAULT_CONTROLLER_NAME: &str = "vane.dev/ingress-controller";
@@ -66,6 +66,10 @@ pub mod reasons {
     pub const TLS_CONFLICT: &str = "TLSConflict";
     /// A BackendPolicy turned off upstream certificate verification.
     pub const INSECURE_UPSTREAM_TLS: &str = "InsecureUpstreamTLS";
+    /// A Service port, EndpointSlice port or endpoint address that cannot be used (out of
+    /// range, not an IP of the slice's addressType, an unsupported addressType); the rest of
+    /// the backend's endpoints still serve.
+    pub const INVALID_ENDPOINT: &str = "InvalidEndpoint";
 }
 
 /// Settings of compile that come from the command line.
@@ -293,8 +297,8 @@ struct TableBuilder<'a> {
     backends: Vec<Backend>,
     /// Backends by name and algorithm (Ingresses may balance one Service port differently).
     backend_by_key: HashMap<BackendKey, usize>,
-    /// Why a backend (by index) could not be resolved.
-    problems: HashMap<usize, Unresolved>,
+    /// Why a backend (by index) could not be resolved, or what it had to skip.
+    problems: HashMap<usize, Vec<Unresolved>>,
     /// Who owns each (host, path) so far, and its route; `None` path is the default backend.
     owners: HashMap<(HostPattern, Option<PathRule>), (ObjectRef, usize)>,
 }
@@ -492,31 +496,46 @@ impl<'a> TableBuilder<'a> {
     }
 
     /// The backend for `key`, created with `resolve`'s endpoints on first use. An unresolvable
-    /// backend is reported to every Ingress that uses it, not just the first.
+    /// backend, or one that had to skip endpoints, is reported to every Ingress that uses it,
+    /// not just the first.
     fn intern(
         &mut self,
         object: &ObjectRef,
         key: BackendKey,
         policy: Option<ObjectRef>,
         sink: &mut Sink,
-        resolve: impl FnOnce() -> Result<Vec<Endpoint>, Unresolved>,
+        resolve: impl FnOnce() -> Result<Resolved, Unresolved>,
     ) -> usize {
         if let Some(&index) = self.backend_by_key.get(&key) {
-            if let Some(problem) = self.problems.get(&index) {
+            for problem in self.problems.get(&index).into_iter().flatten() {
                 sink.report(object, problem.reason, problem.message.clone());
             }
             return index;
         }
         let index = self.backends.len();
-        let target = match resolve() {
-            Ok(endpoints) => BackendTarget::Endpoints(endpoints),
-            Err(problem) => {
-                sink.report(object, problem.reason, problem.message.clone());
-                let target = BackendTarget::Invalid(problem.message.clone());
-                self.problems.insert(index, problem);
-                target
-            }
+        let (target, problems) = match resolve() {
+            Ok(resolved) => (
+                BackendTarget::Endpoints(resolved.endpoints),
+                resolved
+                    .skipped
+                    .into_iter()
+                    .map(|message| Unresolved {
+                        reason: reasons::INVALID_ENDPOINT,
+                        message,
+                    })
+                    .collect(),
+            ),
+            Err(problem) => (
+                BackendTarget::Invalid(problem.message.clone()),
+                vec![problem],
+            ),
         };
+        for problem in &problems {
+            sink.report(object, problem.reason, problem.message.clone());
+        }
+        if !problems.is_empty() {
+            self.problems.insert(index, problems);
+        }
         self.backends.push(Backend {
             name: key.name.clone().into(),
             target,

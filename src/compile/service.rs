@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::table::Endpoint;
 
@@ -48,6 +49,19 @@ impl<'a> ServicePortRef<'a> {
 pub struct Unresolved {
     pub reason: &'static str,
     pub message: String,
+}
+
+/// The endpoints of a backend, and what had to be skipped to get them (each an
+/// `InvalidEndpoint` message naming the Service or EndpointSlice and the field).
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub endpoints: Vec<Endpoint>,
+    pub skipped: Vec<String>,
+}
+
+/// A port number as the API declares it (int32), if it is a TCP port.
+fn valid_port(number: i32) -> Option<u16> {
+    u16::try_from(number).ok().filter(|&port| port != 0)
 }
 
 fn ports(service: &Service) -> &[ServicePort] {
@@ -187,7 +201,7 @@ impl<'a> ServiceIndex<'a> {
         &self,
         port: &ServicePortRef<'a>,
         weight: &dyn Fn(Option<&str>, &SliceEndpoint, &str) -> u32,
-    ) -> Result<Vec<Endpoint>, Unresolved> {
+    ) -> Result<Resolved, Unresolved> {
         let unresolved = |reason, message| Err(Unresolved { reason, message });
         let namespace = port
             .service
@@ -198,6 +212,22 @@ impl<'a> ServiceIndex<'a> {
         let service_name = port.service.metadata.name.as_deref().unwrap_or_default();
         let service_port = port.port;
         let port_name = service_port.name.as_deref().unwrap_or_default();
+        // Only an object that skipped the API server's validation (a manifest) gets here with
+        // these; endpoints come from the EndpointSlices, so the route still works.
+        let mut skipped = Vec::new();
+        if valid_port(service_port.port).is_none() {
+            skipped.push(format!(
+                "Service {namespace}/{service_name}: port {} is not between 1 and 65535",
+                service_port.port
+            ));
+        }
+        if let Some(IntOrString::Int(target)) = &service_port.target_port {
+            if valid_port(*target).is_none() {
+                skipped.push(format!(
+                    "Service {namespace}/{service_name}: targetPort {target} is not between 1 and 65535"
+                ));
+            }
+        }
         let Some(slices) = self.slices.get(&(namespace, service_name)) else {
             return unresolved(
                 super::reasons::NO_ENDPOINT_SLICES,
@@ -210,7 +240,10 @@ impl<'a> ServiceIndex<'a> {
         let mut any_endpoint = false;
         let mut port_found = false;
         for slice in slices {
-            let ip_family_ok = matches!(slice.address_type.as_str(), "IPv4" | "IPv6");
+            let slice_name = format!(
+                "EndpointSlice {namespace}/{}",
+                slice.metadata.name.as_deref().unwrap_or_default()
+            );
             any_endpoint |= !slice.endpoints.is_empty();
             let slice_port = slice.ports.as_deref().unwrap_or_default().iter().find(|p| {
                 p.name.as_deref().unwrap_or_default() == port_name
@@ -220,12 +253,25 @@ impl<'a> ServiceIndex<'a> {
                 continue;
             };
             port_found = true;
-            let Ok(number) = u16::try_from(number) else {
+            let Some(number) = valid_port(number) else {
+                skipped.push(format!(
+                    "{slice_name}: port {port_name:?} is {number}, not between 1 and 65535; its endpoints are skipped"
+                ));
                 continue;
             };
-            if !ip_family_ok {
-                continue;
-            }
+            let is_family: fn(&IpAddr) -> bool = match slice.address_type.as_str() {
+                "IPv4" => IpAddr::is_ipv4,
+                "IPv6" => IpAddr::is_ipv6,
+                other => {
+                    if !slice.endpoints.is_empty() {
+                        skipped.push(format!(
+                            "{slice_name}: addressType {other} is not supported (only IPv4 and IPv6); its endpoints are skipped"
+                        ));
+                    }
+                    continue;
+                }
+            };
+            let mut bad_addresses = Vec::new();
             for endpoint in &slice.endpoints {
                 let conditions = endpoint.conditions.as_ref();
                 // An unset condition means "unknown", which the API says to read as true.
@@ -240,10 +286,21 @@ impl<'a> ServiceIndex<'a> {
                 let Some(address) = endpoint.addresses.first() else {
                     continue;
                 };
-                if let Ok(ip) = address.parse::<IpAddr>() {
-                    let name = service_port.name.as_deref();
-                    into.insert(SocketAddr::new(ip, number), weight(name, endpoint, address));
+                match address.parse::<IpAddr>() {
+                    Ok(ip) if is_family(&ip) => {
+                        let name = service_port.name.as_deref();
+                        into.insert(SocketAddr::new(ip, number), weight(name, endpoint, address));
+                    }
+                    _ => bad_addresses.push(address.as_str()),
                 }
+            }
+            // One message per slice, however many addresses are bad.
+            if let Some(first) = bad_addresses.first() {
+                skipped.push(format!(
+                    "{slice_name}: {} address(es) are not {} addresses (the first: {first:?}); those endpoints are skipped",
+                    bad_addresses.len(),
+                    slice.address_type
+                ));
             }
         }
         if any_endpoint && !port_found {
@@ -261,12 +318,13 @@ impl<'a> ServiceIndex<'a> {
         } else {
             (addresses, false)
         };
-        Ok(addresses
+        let endpoints = addresses
             .into_iter()
             .map(|(address, weight)| Endpoint {
                 terminating,
                 ..Endpoint::weighted(address, weight)
             })
-            .collect())
+            .collect();
+        Ok(Resolved { endpoints, skipped })
     }
 }

@@ -1,6 +1,7 @@
 //! The Kubernetes source: the only code that holds a `kube::Client`.
 //!
 //! - [`watch`]: reflector stores for every kind vane reads, and change signals;
+//! - [`backoff`]: how the watches retry while the API server is away;
 //! - [`lease`]: leader election on a Lease;
 //! - [`status`]: what the leader writes back (Ingress status, BackendPolicy conditions, Events).
 //!
@@ -10,6 +11,7 @@
 //! `patch` on `events.k8s.io` Events; `get`, `create`, `update` on its Lease; and `get` on the
 //! published Service.
 
+pub mod backoff;
 pub mod lease;
 pub mod status;
 pub mod watch;

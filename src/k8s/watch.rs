@@ -1,8 +1,8 @@
 //! Watches with reflector stores for every kind vane reads.
 //!
 //! Each kind is listed and then watched by kube-runtime's watcher, which relists on `410 Gone`
-//! and retries failures with backoff; while it does, the store keeps its last state, so traffic
-//! is served from the last table. Objects that fail to deserialize are logged by name and left
+//! and retries failures with a capped, jittered backoff ([`ReconnectBackoff`]); while it does,
+//! the store keeps its last state, so traffic is served from the last table. Objects that fail to deserialize are logged by name and left
 //! out (a previously valid version is removed), so one bad object never stops a watch.
 
 use std::fmt::Debug;
@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::backoff::ReconnectBackoff;
 use crate::api::BackendPolicy;
 use crate::snapshot::{Snapshot, TLS_SECRET_TYPE};
 
@@ -160,7 +161,7 @@ where
     let (reader, writer) = reflector::store::<K>();
     let kind = K::kind(&()).into_owned();
     let events = watcher::watcher(api, config)
-        .default_backoff()
+        .backoff(ReconnectBackoff::new())
         .filter_map(move |event| ready(unguard(event)));
     let changes = changes.clone();
     let shutdown = shutdown.clone();

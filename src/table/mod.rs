@@ -31,7 +31,7 @@ use std::time::Duration;
 
 pub use diagnostic::{Diagnostic, ObjectRef};
 pub use host::{normalize_request_host, wildcard_parent, HostPattern};
-use path::normalize_request_path;
+pub use path::normalize_request_path;
 pub use path::{PathKind, PathMatcher, PathRule};
 pub use resilience::{
     ActiveCheck, CircuitBreaker, HealthCheck, OutlierDetection, Probe, RetryOn, RetryPolicy,

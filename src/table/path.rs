@@ -181,10 +181,19 @@ fn decode_unreserved(path: &str) -> Cow<'_, str> {
         return Cow::Borrowed(path);
     }
     let mut out = String::with_capacity(path.len());
+    // A decoded hex digit right after `%` or `%H` would spell a new escape (`%3%32` would
+    // become `%32`), which a second decoding (ours, or the backend's) turns into something
+    // else: it stays encoded, so that the normal form is stable.
+    let spells_escape = |out: &str, value: u8| {
+        let tail = out.as_bytes();
+        value.is_ascii_hexdigit()
+            && (tail.last() == Some(&b'%')
+                || matches!(tail, [.., b'%', h] if h.is_ascii_hexdigit()))
+    };
     let mut i = 0;
     while i < bytes.len() {
         match (bytes[i], unreserved_at(i)) {
-            (b'%', Some(value)) => {
+            (b'%', Some(value)) if !spells_escape(&out, value) => {
                 out.push(char::from(value));
                 i += 3;
             }
@@ -232,6 +241,9 @@ mod tests {
             ("/public%2F..%2Fadmin", "/admin"),
             ("/%2F%2Fadmin", "/admin"),
             ("/100%", "/100%"),
+            ("/%3%32", "/%3%32"),
+            ("/%%32e%%32e/admin", "/%%32e%%32e/admin"),
+            ("/%2%65", "/%2%65"),
             ("/%zz/é/%41é", "/%zz/é/Aé"),
             ("*", "*"),
         ];

@@ -700,3 +700,102 @@ fn health_retry_and_circuit_breaker_come_from_the_policy() {
     assert_eq!(plain.retry, RetryPolicy::default());
     assert_eq!(plain.circuit_breaker, CircuitBreaker::default());
 }
+
+#[test]
+fn out_of_bounds_policies_are_reported_by_field_and_bound_and_never_applied() {
+    use crate::support::fixtures::policy;
+    use vane::table::LoadBalancing;
+    // The largest prime below 2^32: a Maglev table of 17 GB had it been accepted; the old
+    // prime test overflowed on it, and a timeout of 99999h is a deadline years away.
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", 8080, &[ip(1)]),
+        ingress("app", Some("a.example.com"), "/", "app"),
+        policy(
+            "huge",
+            "app",
+            "loadBalancer: {type: ConsistentHash, consistentHash: {hashOn: SourceIP, tableSize: 4294967291}}\n\
+             timeouts: {request: 99999h}\n",
+        ),
+    ]);
+    let compiled = compile_yaml(&yaml);
+    let invalid: Vec<_> = compiled
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == reasons::INVALID_POLICY)
+        .collect();
+    assert_eq!(invalid.len(), 1, "{:?}", compiled.diagnostics);
+    assert_eq!(invalid[0].object.name, "huge");
+    for fragment in [
+        "spec.loadBalancer.consistentHash.tableSize: 4294967291 is not between 251 and 1310719",
+        "spec.timeouts.request: 99999h is not between 1ms and 24h",
+    ] {
+        assert!(
+            invalid[0].message.contains(fragment),
+            "{}",
+            invalid[0].message
+        );
+    }
+    // The invalid policy is not attached: the backend keeps the defaults.
+    let route = compiled.table.lookup("a.example.com", "/").unwrap();
+    assert_eq!(route.timeouts, vane::table::Timeouts::default());
+    let backend = compiled.table.backend(route.backend).unwrap();
+    assert_eq!(backend.load_balancing, LoadBalancing::RoundRobin);
+}
+
+#[test]
+fn bad_endpoint_ports_and_addresses_are_reported_and_the_rest_still_serves() {
+    let slice = |name: &str, address_type: &str, port: i64, addresses: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: default\n  labels: {{kubernetes.io/service-name: app}}\n\
+             addressType: {address_type}\nports: [{{name: http, port: {port}}}]\nendpoints:\n- {{addresses: {addresses}}}\n"
+        )
+    };
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: default}\n\
+         spec:\n  ports:\n  - {name: http, port: 80, targetPort: 70000}\n"
+            .to_string(),
+        slice("good", "IPv4", 8080, "[10.0.0.1]"),
+        slice("mixed", "IPv4", 8080, "[not-an-ip]"),
+        slice("v6-in-v4", "IPv4", 8080, "['::1']"),
+        slice("huge-port", "IPv4", 99999, "[10.0.0.2]"),
+        slice("negative-port", "IPv4", -1, "[10.0.0.3]"),
+        slice("fqdn", "FQDN", 8080, "[app.example.com]"),
+        ingress("app", Some("a.example.com"), "/", "app"),
+        ingress("again", Some("b.example.com"), "/", "app"),
+    ]);
+    let compiled = compile_yaml(&yaml);
+    let route = compiled.table.lookup("a.example.com", "/").unwrap();
+    let endpoints: Vec<String> = compiled
+        .table
+        .backend(route.backend)
+        .unwrap()
+        .endpoints()
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(endpoints, ["10.0.0.1:8080"]);
+    for ingress in ["app", "again"] {
+        let messages: Vec<&str> = compiled
+            .diagnostics
+            .iter()
+            .filter(|d| d.object.name == ingress && d.reason == reasons::INVALID_ENDPOINT)
+            .map(|d| d.message.as_str())
+            .collect();
+        for fragment in [
+            "Service default/app: targetPort 70000 is not between 1 and 65535",
+            "EndpointSlice default/mixed: 1 address(es) are not IPv4 addresses (the first: \"not-an-ip\")",
+            "EndpointSlice default/v6-in-v4: 1 address(es) are not IPv4 addresses (the first: \"::1\")",
+            "EndpointSlice default/huge-port: port \"http\" is 99999, not between 1 and 65535",
+            "EndpointSlice default/negative-port: port \"http\" is -1, not between 1 and 65535",
+            "EndpointSlice default/fqdn: addressType FQDN is not supported",
+        ] {
+            assert!(
+                messages.iter().any(|m| m.contains(fragment)),
+                "{ingress}: missing {fragment:?} in {messages:#?}"
+            );
+        }
+        assert_eq!(messages.len(), 6, "{ingress}: {messages:#?}");
+    }
+}

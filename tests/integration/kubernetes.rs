@@ -550,3 +550,58 @@ async fn the_binary_routes_from_a_kubeconfig_and_releases_its_lease_on_sigterm()
         "lease not released: {lease}"
     );
 }
+
+/// Under paused time (one thread, so the clock jumps only when every task waits): a minute of
+/// outage would grow kube-runtime's default backoff to 13-60 s per watch; the capped one still
+/// retries within 4 s, so every watch is back, and a new Ingress seen, within 5 s of the restart.
+#[tokio::test(start_paused = true)]
+async fn watches_reconnect_within_5s_of_the_api_server_returning_after_a_long_outage() {
+    use tokio::time::Instant;
+    let api = ApiServer::start().await;
+    api.apply_yaml(INGRESS_CLASS);
+    let client = kube::Client::try_from(api.kube_config()).unwrap();
+    let (changes, _changed) = tokio::sync::mpsc::channel(1);
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let stores = vane::k8s::watch::start(&client, None, changes, &shutdown, &mut tasks);
+    stores.wait_until_ready().await;
+
+    api.stop().await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let resources = [
+        "/ingressclasses?",
+        "/ingresses?",
+        "/services?",
+        "/endpointslices?",
+        "/secrets?",
+        "/backendpolicies?",
+    ];
+    let requests = |resource: &str| api.count_requests(|_, path| path.contains(resource));
+    let before: Vec<usize> = resources.iter().map(|r| requests(r)).collect();
+    api.restart().await;
+    let restarted = Instant::now();
+    api.apply_yaml(&ingress("new", Some("new.example.com"), "/", "app"));
+
+    let back = || {
+        let every_watch_asked = resources
+            .iter()
+            .zip(&before)
+            .all(|(resource, before)| requests(resource) > *before);
+        let seen = stores
+            .ingresses
+            .state()
+            .iter()
+            .any(|i| i.metadata.name.as_deref() == Some("new"));
+        every_watch_asked && seen
+    };
+    while !back() && restarted.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = restarted.elapsed();
+    assert!(back(), "not reconnected a minute after the restart");
+    assert!(
+        took <= Duration::from_secs(5),
+        "reconnected {took:?} after the API server returned"
+    );
+    shutdown.cancel();
+}

@@ -20,6 +20,7 @@ mod edge;
 mod generated;
 mod kubernetes;
 mod pool;
+mod properties;
 mod proxy;
 mod resilience;
 mod standalone;

@@ -1,0 +1,308 @@
+//! Property tests (`prop_*`): compile (and building the balancers of its table), the annotation
+//! parsers and request-path normalization never panic and stay fast on arbitrary, hostile
+//! input; normal paths are stable. `make fuzz` runs them longer (`PROPTEST_CASES`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use vane::balance::{Balancers, EndpointRegistry};
+use vane::compile::{compile, Options};
+use vane::snapshot::Snapshot;
+use vane::table::RoutingTable;
+
+/// 64 cases in `make test`; `PROPTEST_CASES` (as `make fuzz` sets it) overrides.
+pub fn config() -> ProptestConfig {
+    let default = ProptestConfig::default();
+    match std::env::var_os("PROPTEST_CASES") {
+        Some(_) => default,
+        None => ProptestConfig {
+            cases: 64,
+            ..default
+        },
+    }
+}
+
+/// Names, hosts and paths as a hostile user might write them.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9]{1,6}",
+        Just(String::new()),
+        Just("..".to_string()),
+        Just("%2F".to_string()),
+        Just("*.example.com".to_string()),
+        Just("/a/../b".to_string()),
+        Just("//x".to_string()),
+        "/[a-z%./]{0,12}",
+        "\\PC{0,8}",
+    ]
+}
+
+/// Numbers around every boundary.
+fn number() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        -2i64..70_000,
+        Just(0),
+        Just(65_535),
+        Just(65_536),
+        Just(i64::from(i32::MAX)),
+        Just(i64::from(u32::MAX)),
+        Just(4_294_967_291), // the largest prime below 2^32
+        Just(50_000_017),
+        any::<i64>(),
+    ]
+}
+
+/// Mostly the Service that policies and Ingresses name, so that they meet.
+fn service_name() -> impl Strategy<Value = String> {
+    prop_oneof![3 => Just("app".to_string()), 1 => text()]
+}
+
+/// Mostly the port Ingresses name, so that backends resolve.
+fn port() -> impl Strategy<Value = i64> {
+    prop_oneof![3 => Just(80), 1 => number()]
+}
+
+fn duration() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9]{1,5}(h|m|s|ms)",
+        Just("99999h99999h99999h99999h".to_string()),
+        Just("0s".to_string()),
+        text(),
+    ]
+}
+
+fn annotations() -> impl Strategy<Value = Value> {
+    let key = prop_oneof![
+        Just("vane.dev/load-balance"),
+        Just("vane.dev/hash-by"),
+        Just("vane.dev/slow-start"),
+        Just("vane.dev/affinity"),
+        Just("vane.dev/session-cookie-max-age"),
+        Just("vane.dev/canary"),
+        Just("vane.dev/canary-weight"),
+        Just("vane.dev/canary-by-header"),
+        Just("vane.dev/proxy-connect-timeout"),
+        Just("vane.dev/proxy-request-timeout"),
+        Just("vane.dev/hsts"),
+        Just("vane.dev/auth-tls-secret"),
+        Just("vane.dev/backend-protocol"),
+        Just("kubernetes.io/ingress.class"),
+    ];
+    let value = prop_oneof![
+        text(),
+        number().prop_map(|n| n.to_string()),
+        duration(),
+        Just("consistent-hash".to_string()),
+        Just("true".to_string()),
+        Just("cookie".to_string()),
+    ];
+    proptest::collection::btree_map(key, value, 0..4).prop_map(|m| json!(m))
+}
+
+fn ingress() -> impl Strategy<Value = Value> {
+    let path = (
+        text(),
+        prop_oneof![
+            Just("Exact"),
+            Just("Prefix"),
+            Just("ImplementationSpecific"),
+            Just("Bogus")
+        ],
+        service_name(),
+        port(),
+    );
+    (
+        text(),
+        annotations(),
+        proptest::option::of(text()),
+        proptest::collection::vec(path, 0..4),
+    )
+        .prop_map(|(name, annotations, host, paths)| {
+            let paths: Vec<Value> = paths
+                .into_iter()
+                .map(|(path, kind, service, port)| {
+                    json!({"path": path, "pathType": kind,
+                           "backend": {"service": {"name": service, "port": {"number": port.clamp(i32::MIN.into(), i32::MAX.into())}}}})
+                })
+                .collect();
+            json!({
+                "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+                "spec": {"ingressClassName": "vane",
+                         "tls": [{"hosts": [host.clone().unwrap_or_default()], "secretName": "tls"}],
+                         "rules": [{"host": host, "http": {"paths": paths}}]}
+            })
+        })
+}
+
+fn service_and_slice() -> impl Strategy<Value = (Value, Value)> {
+    let address = prop_oneof![
+        Just("10.0.0.1".to_string()),
+        Just("::1".to_string()),
+        Just("999.1.1.1".to_string()),
+        text(),
+    ];
+    (
+        service_name(),
+        port(),
+        number(),
+        prop_oneof![Just("IPv4"), Just("IPv6"), Just("FQDN"), Just("")],
+        proptest::collection::vec(address, 0..4),
+    )
+        .prop_map(|(name, port, target, address_type, addresses)| {
+            let int32 = |n: i64| n.clamp(i32::MIN.into(), i32::MAX.into());
+            let service = json!({
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"ports": [{"name": "http", "port": int32(port), "targetPort": int32(target)}]}
+            });
+            let endpoints: Vec<Value> = addresses.into_iter().map(|a| json!({"addresses": [a]})).collect();
+            let slice = json!({
+                "metadata": {"name": format!("{name}-x"), "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": name}},
+                "addressType": address_type,
+                "ports": [{"name": "http", "port": int32(port)}],
+                "endpoints": endpoints,
+            });
+            (service, slice)
+        })
+}
+
+fn policy() -> impl Strategy<Value = Value> {
+    (
+        service_name(),
+        number(),
+        number(),
+        duration(),
+        duration(),
+        prop_oneof![Just("Maglev"), Just("RingHash")],
+    )
+        .prop_map(|(service, size, count, timeout, interval, algorithm)| {
+            let u32_of = |n: i64| n.clamp(0, u32::MAX.into());
+            json!({
+                "metadata": {"name": format!("p-{service}"), "namespace": "default"},
+                "spec": {
+                    "targetRefs": [{"group": "", "kind": "Service", "name": service}],
+                    "loadBalancer": {"type": "ConsistentHash",
+                                     "consistentHash": {"hashOn": "SourceIP", "algorithm": algorithm, "tableSize": u32_of(size)},
+                                     "endpointWeights": [{"address": "10.0.0.1", "weight": u32_of(count)}]},
+                    "healthCheck": {"active": {"type": "TCP", "interval": interval, "healthyThreshold": u32_of(count)},
+                                    "passive": {"maxEjectionTime": timeout, "maxEjectionPercent": u32_of(count)}},
+                    "retry": {"attempts": u32_of(count), "perTryTimeout": timeout},
+                    "timeouts": {"connect": timeout, "request": interval},
+                    "circuitBreaker": {"maxConnections": u32_of(count), "maxPendingRequests": u32_of(size)}
+                }
+            })
+        })
+}
+
+/// Typed objects from JSON; what does not deserialize is left out, as the sources do.
+fn typed<T: serde::de::DeserializeOwned>(values: Vec<Value>) -> Vec<Arc<T>> {
+    values
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .map(Arc::new)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn prop_compile_is_total_and_fast_on_hostile_snapshots(
+        ingresses in proptest::collection::vec(ingress(), 0..5),
+        backends in proptest::collection::vec(service_and_slice(), 0..4),
+        policies in proptest::collection::vec(policy(), 0..3),
+    ) {
+        let class = json!({"metadata": {"name": "vane"}, "spec": {"controller": "vane.dev/ingress-controller"}});
+        let (services, slices): (Vec<Value>, Vec<Value>) = backends.into_iter().unzip();
+        let snapshot = Snapshot {
+            ingress_classes: typed(vec![class]),
+            ingresses: typed(ingresses),
+            services: typed(services),
+            endpoint_slices: typed(slices),
+            secrets: Vec::new(),
+            backend_policies: typed(policies),
+        };
+        let started = Instant::now();
+        let compiled = compile(&snapshot, &Options::default());
+        // The balancers are where a table size or weight turns into memory.
+        let table: &RoutingTable = &compiled.table;
+        let same = vec![None; table.backends().len()];
+        let _balancers = Balancers::build(
+            table,
+            &same,
+            &Balancers::default(),
+            &EndpointRegistry::default(),
+            tokio::time::Instant::now(),
+        );
+        prop_assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        for diagnostic in &compiled.diagnostics {
+            prop_assert!(!diagnostic.message.is_empty());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn prop_annotation_parsers_never_panic(value in prop_oneof![any::<String>(), text(), number().prop_map(|n| n.to_string()), duration()]) {
+        use vane::api::annotations::*;
+        let _ = parse_percent(&value);
+        let _ = parse_header_name(&value);
+        let _ = parse_header_value(&value);
+        let _ = parse_cookie_name(&value);
+        let _ = parse_cookie_path(&value);
+        let _ = parse_affinity(&value);
+        let _ = parse_same_site(&value);
+        let _ = parse_bool(&value);
+        let _ = parse_verify_client(&value);
+        let _ = parse_secret_ref(&value);
+        let _ = parse_backend_protocol(&value);
+        let _ = parse_algorithm(&value);
+        let _ = parse_hash_by(&value);
+        if let Ok(hsts) = parse_hsts(&value) {
+            let _ = hsts.header_value();
+        }
+        // Whatever parses is within the bounds, so `now + timeout` cannot overflow.
+        for parsed in [parse_timeout(&value), parse_slow_start(&value), parse_max_age(&value)].into_iter().flatten() {
+            prop_assert!(parsed <= Duration::from_secs(366 * 86_400));
+        }
+    }
+
+    #[test]
+    fn prop_request_paths_normalize_once_and_for_all(
+        path in prop_oneof![
+            any::<String>(),
+            "(/|//|/\\.|/\\.\\.|/%2[eE]|/%2[fF]|%|%%|%3|%32|%65|[a-z]){0,16}",
+        ]
+    ) {
+        use vane::table::normalize_request_path;
+        let normal = normalize_request_path(&path);
+        let again = normalize_request_path(&normal);
+        prop_assert_eq!(again.as_ref(), normal.as_ref(), "from {:?}", path);
+        if path.starts_with('/') {
+            prop_assert!(normal.starts_with('/'));
+            for bad in ["//", "/../", "/./"] {
+                prop_assert!(!normal.contains(bad), "{:?} from {:?}", normal, path);
+            }
+            prop_assert!(!normal.ends_with("/..") && !normal.ends_with("/."), "{:?}", normal);
+        }
+    }
+
+    #[test]
+    fn prop_path_lookup_matches_the_normal_form(
+        rules in proptest::collection::vec(("/[a-z]{0,3}(/[a-z]{1,3}){0,2}", any::<bool>()), 0..6),
+        path in "(/|//|/\\.\\.|/%2e|/[a-z]{1,3}){0,6}",
+    ) {
+        let matcher = vane::table::PathMatcher::new(rules.iter().enumerate().map(|(i, (rule, exact))| {
+            let rule = if *exact { vane::table::PathRule::exact(rule) } else { vane::table::PathRule::prefix(rule) };
+            (rule, i)
+        }));
+        let normal = vane::table::normalize_request_path(&path);
+        // Matching never panics, and a normal path routes as its normal form does.
+        let again = vane::table::normalize_request_path(&normal);
+        prop_assert_eq!(matcher.lookup(&normal), matcher.lookup(&again));
+    }
+}

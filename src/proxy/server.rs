@@ -5,7 +5,6 @@
 //! (`handshake_timeout`), each request head (hyper's `header_read_timeout`), each pause in
 //! accepting response data (`send_timeout`), and time without a request (`idle_timeout`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use tracing::{debug, info, warn};
 use super::client_io::{sniff, Protocol, SendTimeout};
 use super::connection::{Admitted, Connections, Counted};
 use super::{ClientInfo, Proxy, ProxyError};
+use crate::net::AcceptBackoff;
 use crate::tls;
 
 /// Bounds on what clients can make the proxy hold. Each is a flag (see `args`).
@@ -150,13 +150,15 @@ async fn accept_loop(
     let limits = connections.limits.clone();
     let builders = Arc::new(Builders::new(&limits));
     let tasks = TaskTracker::new();
+    let listener_name = if with_tls { "https" } else { "http" };
+    let mut accept_failures = AcceptBackoff::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    accept_failed(&error).await;
+                    accept_failures.failed(listener_name, &error).await;
                     continue;
                 }
             },
@@ -212,21 +214,6 @@ async fn accept_loop(
         );
     }
 }
-
-/// Usually EMFILE or ENFILE: backs off briefly instead of spinning on the error, and says so at
-/// most once a second, since the condition lasts.
-pub(crate) async fn accept_failed(error: &std::io::Error) {
-    static LAST_LOGGED: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    if LAST_LOGGED.swap(now, Ordering::Relaxed) != now {
-        warn!(%error, "accepting a connection failed; backing off");
-    }
-    tokio::time::sleep(ACCEPT_BACKOFF).await;
-}
-
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// One accepted client connection and what serving it needs.
 struct Connection {

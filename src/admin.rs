@@ -130,6 +130,7 @@ pub fn routes_json(active: &ActiveTable) -> Value {
             "ingress": format!("{}/{}", route.ingress.namespace, route.ingress.name),
             "backend": backend_name(route.backend),
             "timeouts": timeouts_json(&route.timeouts),
+            "upgradeProtocols": route.upgrade_protocols.as_deref().unwrap_or_default(),
         }));
     }
     let backends: Vec<Value> = table

@@ -59,6 +59,45 @@ pub mod keys {
     pub const AUTH_TLS_VERIFY_CLIENT: &str = "vane.dev/auth-tls-verify-client";
     /// `HTTP`, `HTTPS`, `H2C`, `GRPC` or `GRPCS`: how vane talks to the endpoints.
     pub const BACKEND_PROTOCOL: &str = "vane.dev/backend-protocol";
+    /// Comma-separated `Upgrade` protocols the Ingress's routes tunnel besides `websocket`
+    /// (`SPDY/3.1` for `kubectl exec` through a proxied API server, say); never `h2c`.
+    pub const UPGRADE_PROTOCOLS: &str = "vane.dev/upgrade-protocols";
+}
+
+/// Most protocols one `upgrade-protocols` annotation may list.
+const MAX_UPGRADE_PROTOCOLS: usize = 8;
+
+/// `upgrade-protocols`: protocol names as `Upgrade` writes them (RFC 9110 section 7.8: a token,
+/// optionally `/` and a version token), compared without regard to case. `h2c` is refused: a
+/// switch to cleartext HTTP/2 would let the client send the endpoint requests for any path,
+/// past routing and every rule of vane's.
+pub fn parse_upgrade_protocols(value: &str) -> Result<Box<[Box<str>]>, String> {
+    let is_token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let protocols: Vec<Box<str>> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|protocol| {
+            let (name, version) = protocol.split_once('/').unwrap_or((protocol, "x"));
+            if !is_token(name) || !is_token(version) {
+                return Err(format!("{protocol:?} is not a protocol name like SPDY/3.1"));
+            }
+            if name.eq_ignore_ascii_case("h2c") {
+                return Err("h2c is never tunnelled (it would bypass routing)".into());
+            }
+            Ok(protocol.to_ascii_lowercase().into_boxed_str())
+        })
+        .collect::<Result<_, _>>()?;
+    if protocols.is_empty() || protocols.len() > MAX_UPGRADE_PROTOCOLS {
+        return Err(format!(
+            "{value:?} is not a list of 1 to {MAX_UPGRADE_PROTOCOLS} protocols"
+        ));
+    }
+    Ok(protocols.into())
 }
 
 /// A percentage, 0 to 100.

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::api::annotations::{keys, parse_upgrade_protocols};
 use crate::api::BackendPolicy;
 use crate::snapshot::Snapshot;
 use crate::table::{
@@ -210,6 +211,9 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
             balancing: balancing::IngressBalancing::parse(&annotations, &mut sink),
             timeouts: resilience::IngressTimeouts::parse(&annotations, &mut sink),
             tls: tls::IngressTls::parse(&annotations, object, &mut sink),
+            upgrade_protocols: annotations
+                .parse(keys::UPGRADE_PROTOCOLS, parse_upgrade_protocols, &mut sink)
+                .map(Arc::from),
         };
         match canary::parse(&annotations, &mut sink) {
             Some(settings) => canaries.push((ingress, object, config, settings)),
@@ -249,6 +253,7 @@ struct IngressConfig {
     balancing: balancing::IngressBalancing,
     timeouts: resilience::IngressTimeouts,
     tls: tls::IngressTls,
+    upgrade_protocols: Option<Arc<[Box<str>]>>,
 }
 
 /// What makes two backends the same: the Service port, how it is balanced and how it is
@@ -371,6 +376,7 @@ impl<'a> TableBuilder<'a> {
             backend,
             timeouts: config.timeouts.timeouts(policy),
             canary: None,
+            upgrade_protocols: config.upgrade_protocols.clone(),
         });
     }
 

@@ -45,21 +45,30 @@ fn hop_by_hop() -> [&'static HeaderName; 10] {
     ]
 }
 
-/// Whether the request asks to switch to WebSocket: `websocket` among the `Upgrade` tokens, and
-/// `upgrade` in `Connection`.
+/// The protocol the request may switch to, as the client wrote it: the first of its `Upgrade`
+/// protocols that is `websocket` or one the route allows (`upgrade-protocols`), when
+/// `Connection` has `upgrade`.
 ///
-/// No other protocol is tunnelled. An endpoint that accepted `Upgrade: h2c` would speak HTTP/2
-/// with the client directly, and every later request on that connection would reach any path of
-/// the endpoint past routing, header rewriting and access rules ("h2c smuggling"); Envoy strips
-/// h2c upgrades for the same reason.
-pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
-    let websocket = headers
+/// No other protocol is tunnelled, and never `h2c` (the annotation refuses it). An endpoint that
+/// accepted `Upgrade: h2c` would speak HTTP/2 with the client directly, and every later request
+/// on that connection would reach any path of the endpoint past routing, header rewriting and
+/// access rules ("h2c smuggling"); Envoy strips h2c upgrades for the same reason.
+pub fn upgrade_protocol(headers: &HeaderMap, allowed: Option<&[Box<str>]>) -> Option<HeaderValue> {
+    if !connection_has_token(headers, "upgrade") {
+        return None;
+    }
+    let allowed = |protocol: &str| {
+        protocol.eq_ignore_ascii_case("websocket")
+            || allowed.is_some_and(|list| list.iter().any(|a| protocol.eq_ignore_ascii_case(a)))
+    };
+    headers
         .get_all(header::UPGRADE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("websocket"));
-    websocket && connection_has_token(headers, "upgrade")
+        .map(str::trim)
+        .find(|protocol| allowed(protocol))
+        .and_then(|protocol| HeaderValue::from_str(protocol).ok())
 }
 
 fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
@@ -76,16 +85,14 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Removes hop-by-hop headers. With `keep_upgrade` (a WebSocket handshake), `Upgrade:
-/// websocket` and `Connection: upgrade` stay, since the protocol switch must pass through.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// Removes hop-by-hop headers. With `upgrade` (the protocol of an allowed switch), `Upgrade:
+/// <that protocol>` and `Connection: upgrade` are set, since the switch must pass through.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
-        if !(keep_upgrade && name == header::UPGRADE) {
-            headers.remove(name);
-        }
+        headers.remove(name);
     }
     // `TE: trailers` is the one TE value that must reach an upstream (gRPC depends on it).
     let te_trailers = headers.get_all(header::TE).iter().any(|v| {
@@ -94,16 +101,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         })
     });
-    let upgrade = keep_upgrade && headers.contains_key(header::UPGRADE);
     for name in hop_by_hop() {
         headers.remove(name);
     }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if upgrade {
+    if let Some(protocol) = upgrade {
         // Only the protocol vane tunnels, whatever else the client listed.
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::UPGRADE, protocol);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
@@ -279,7 +285,7 @@ mod tests {
             ("te", "gzip, trailers"),
             ("x-kept", "yes"),
         ]);
-        remove_hop_by_hop(&mut h, false);
+        remove_hop_by_hop(&mut h, None);
         assert_eq!(h.get("x-kept").unwrap(), "yes");
         assert_eq!(h.get("te").unwrap(), "trailers");
         for gone in ["connection", "keep-alive", "x-secret", "transfer-encoding"] {
@@ -291,43 +297,54 @@ mod tests {
     fn end_to_end_headers_are_left_alone() {
         let pairs = [("host", "example.com"), ("x-a", "1"), ("accept", "*/*")];
         let mut h = headers(&pairs);
-        remove_hop_by_hop(&mut h, false);
+        remove_hop_by_hop(&mut h, None);
         assert_eq!(h, headers(&pairs));
         // `close` names no header; `keep-alive` names a listed one.
         let mut h = headers(&[("connection", "close, Keep-Alive"), ("x-a", "1")]);
-        remove_hop_by_hop(&mut h, false);
+        remove_hop_by_hop(&mut h, None);
         assert_eq!(h, headers(&[("x-a", "1")]));
     }
 
     #[test]
     fn upgrade_survives_when_kept() {
         let mut h = headers(&[("connection", "Upgrade"), ("upgrade", "WebSocket")]);
-        assert!(is_websocket_upgrade(&h));
-        remove_hop_by_hop(&mut h, true);
-        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        let protocol = upgrade_protocol(&h, None).unwrap();
+        assert_eq!(protocol, "WebSocket");
+        remove_hop_by_hop(&mut h, Some(protocol));
+        assert_eq!(h.get("upgrade").unwrap(), "WebSocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
     }
 
     #[test]
-    fn only_websocket_is_an_upgrade_and_h2c_never_passes() {
-        for upgrade in ["h2c", "TLS/1.0", "websocketx"] {
+    fn only_websocket_and_allowed_protocols_are_upgrades_and_h2c_never_passes() {
+        let allowed: &[Box<str>] = &["spdy/3.1".into()];
+        for upgrade in ["h2c", "TLS/1.0", "websocketx", "SPDY/3.2"] {
             let h = headers(&[
                 ("connection", "Upgrade, HTTP2-Settings"),
                 ("upgrade", upgrade),
             ]);
-            assert!(!is_websocket_upgrade(&h), "{upgrade}");
+            assert_eq!(upgrade_protocol(&h, Some(allowed)), None, "{upgrade}");
         }
+        let h = headers(&[("connection", "Upgrade"), ("upgrade", "SPDY/3.1")]);
+        assert_eq!(
+            upgrade_protocol(&h, None),
+            None,
+            "not allowed by this route"
+        );
+        assert_eq!(upgrade_protocol(&h, Some(allowed)).unwrap(), "SPDY/3.1");
+        let h = headers(&[("upgrade", "websocket")]);
+        assert_eq!(upgrade_protocol(&h, None), None, "no Connection: upgrade");
         let mut h = headers(&[
             ("connection", "Upgrade"),
             ("upgrade", "h2c"),
             ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
         ]);
-        remove_hop_by_hop(&mut h, false);
+        remove_hop_by_hop(&mut h, None);
         assert!(h.is_empty(), "{h:?}");
         // A client listing h2c beside websocket gets only the WebSocket handshake through.
         let mut h = headers(&[("connection", "upgrade"), ("upgrade", "h2c, websocket")]);
-        assert!(is_websocket_upgrade(&h));
-        remove_hop_by_hop(&mut h, true);
+        let protocol = upgrade_protocol(&h, None);
+        remove_hop_by_hop(&mut h, protocol);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
     }
 

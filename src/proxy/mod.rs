@@ -118,9 +118,11 @@ impl From<AttemptError> for ProxyError {
     }
 }
 
-/// A WebSocket handshake on its way: the client's side of the switch, and the client
-/// connection, whose place under the connection cap the tunnel keeps.
+/// A protocol switch on its way (WebSocket, or a protocol the route allows): the protocol, the
+/// client's side of the switch, and the client connection, whose place under the connection
+/// cap the tunnel keeps.
 struct Upgrade {
+    protocol: HeaderValue,
     client_side: hyper::upgrade::OnUpgrade,
     connection: Option<Arc<connection::Activity>>,
 }
@@ -258,17 +260,22 @@ impl Proxy {
         let deadline = timeouts.request.map(|total| (now + total, total));
         guard.budget.deposit(now);
 
-        let upgrade = headers::is_websocket_upgrade(request.headers()).then(|| Upgrade {
-            client_side: hyper::upgrade::on(&mut request),
-            connection: client.connection.clone(),
-        });
+        let upgrade =
+            headers::upgrade_protocol(request.headers(), route.upgrade_protocols.as_deref()).map(
+                |protocol| Upgrade {
+                    protocol,
+                    client_side: hyper::upgrade::on(&mut request),
+                    connection: client.connection.clone(),
+                },
+            );
         let (mut parts, body) = request.into_parts();
         let path_and_query = parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        prepare_headers(&mut parts, client, upgrade.is_some(), host.clone());
+        let protocol = upgrade.as_ref().map(|u| u.protocol.clone());
+        prepare_headers(&mut parts, client, protocol, host.clone());
         let body = RequestBody::read(body, &parts.headers, timeouts.send_idle).await?;
 
         let mut tried = Vec::new();
@@ -427,6 +434,7 @@ impl Proxy {
                 Some(Upgrade {
                     client_side,
                     connection,
+                    ..
                 }),
             ) => {
                 let upstream_side = hyper::upgrade::on(&mut response);
@@ -455,7 +463,11 @@ impl Proxy {
         if response.headers().contains_key(header::TRANSFER_ENCODING) {
             response.headers_mut().remove(header::CONTENT_LENGTH);
         }
-        headers::remove_hop_by_hop(response.headers_mut(), switching);
+        // The 101's `Upgrade` names the protocol the endpoint switched to; the client needs it.
+        let switched_to = switching
+            .then(|| response.headers().get(header::UPGRADE).cloned())
+            .flatten();
+        headers::remove_hop_by_hop(response.headers_mut(), switched_to);
         if let Some(cookie) = set_cookie {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
@@ -469,7 +481,7 @@ impl Proxy {
 fn prepare_headers(
     parts: &mut http::request::Parts,
     client: &ClientInfo,
-    upgrade: bool,
+    upgrade: Option<HeaderValue>,
     host: HeaderValue,
 ) {
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);

@@ -27,6 +27,7 @@ mod tls;
 use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use diagnostic::{Diagnostic, ObjectRef};
@@ -56,6 +57,8 @@ pub struct Route {
     /// A canary Ingress that takes part of this route's traffic.
     pub canary: Option<Canary>,
     pub tls: RouteTls,
+    /// `Upgrade` protocols tunnelled besides WebSocket, lowercase (`upgrade-protocols`).
+    pub upgrade_protocols: Option<Arc<[Box<str>]>>,
 }
 
 /// A canary on a route, with ingress-nginx's semantics: the header decides first (`always`,
@@ -393,6 +396,7 @@ mod tests {
             timeouts: Timeouts::default(),
             canary: None,
             tls: RouteTls::default(),
+            upgrade_protocols: None,
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use vane::proxy::ServerLimits;
 
 use crate::support::client::{client, get};
-use crate::support::fixtures::{backend, docs, ingress, single_route, INGRESS_CLASS};
+use crate::support::fixtures::{annotate, backend, docs, ingress, single_route, INGRESS_CLASS};
 use crate::support::origin;
 use crate::support::proxy::TestProxy;
 use crate::support::tls::handshake;
@@ -263,4 +263,91 @@ async fn websocket_tunnels_count_against_the_connection_cap_until_they_close() {
         get(&client(), proxy.addr, "x", "/").await.status == StatusCode::OK
     })
     .await;
+}
+
+/// An origin that switches to whatever `Upgrade` names and then echoes bytes; without an
+/// `Upgrade`, it answers 200.
+async fn switching_origin() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.2.2:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let Some(protocol) = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("upgrade: "))
+                    .map(str::to_owned)
+                else {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nno upgrade")
+                        .await;
+                    return;
+                };
+                let switch = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: {protocol}\r\n\r\n"
+                );
+                let _ = stream.write_all(switch.as_bytes()).await;
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_route_can_allow_other_upgrade_protocols_but_never_h2c() {
+    let addr = switching_origin().await;
+    let spdy = b"GET /exec HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n";
+    let manifests = |annotation: Option<&str>| {
+        let ingress = ingress("app", None, "/", "app");
+        let ingress = match annotation {
+            Some(value) => annotate(&ingress, &[("vane.dev/upgrade-protocols", value)]),
+            None => ingress,
+        };
+        docs(&[
+            INGRESS_CLASS.to_string(),
+            backend("app", addr.port(), &[addr.ip()]),
+            ingress,
+        ])
+    };
+    let proxy = TestProxy::start(&manifests(None)).await;
+    // Not allowed: the upgrade is dropped on the way, and the origin answers the plain request.
+    let answer = exchange(
+        proxy.addr,
+        b"GET /exec HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: SPDY/3.1\r\n\r\n",
+    )
+    .await;
+    assert!(answer.ends_with("no upgrade"), "{answer}");
+
+    proxy.publish(&manifests(Some("websocket, SPDY/3.1")));
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(spdy).await.unwrap();
+    let mut head = vec![0; 1024];
+    let n = stream.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: spdy/3.1"), "{head}");
+    stream.write_all(b"through the tunnel").await.unwrap();
+    let mut echoed = [0; 18];
+    stream.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"through the tunnel");
+
+    let diagnostics = proxy.publish(&manifests(Some("h2c")));
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.reason == "InvalidAnnotation" && d.message.contains("h2c")),
+        "{diagnostics:?}"
+    );
 }

@@ -25,3 +25,54 @@ fn crdgen_prints_the_committed_crd() {
         vane::api::crd_yaml()
     );
 }
+
+/// Every flag is in README's tables, and each default the README shows in backticks is the one
+/// the code has (the Flags table and the Limits table alike).
+#[test]
+fn readme_flag_defaults_match_the_code() {
+    use clap::CommandFactory;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let command = vane::args::Args::command();
+    let mut shown = std::collections::HashSet::new();
+    for row in readme.lines().filter(|line| line.starts_with("| ")) {
+        let cells: Vec<&str> = row
+            .split(" | ")
+            .map(|c| c.trim_matches(['|', ' ']))
+            .collect();
+        let Some(at) = cells.iter().position(|c| c.starts_with("`--")) else {
+            continue;
+        };
+        let flag = cells[at].trim_matches('`').split(' ').next().unwrap();
+        let argument = command
+            .get_arguments()
+            .find(|a| a.get_long() == flag.strip_prefix("--"))
+            .unwrap_or_else(|| panic!("README names {flag}, which vane does not have"));
+        shown.insert(flag.to_owned());
+        // A default shown as one code span; prose such as "`$X`, else `y`" is not checked.
+        let single = |cell: &str| -> Option<String> {
+            let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
+            (!inner.contains('`')).then(|| inner.to_owned())
+        };
+        let Some(default) = cells.get(at + 1).and_then(|cell| single(cell)) else {
+            continue;
+        };
+        let defaults: Vec<String> = argument
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(defaults, [default], "README's default of {flag}");
+    }
+    for argument in command.get_arguments() {
+        if let Some(long) = argument
+            .get_long()
+            .filter(|l| !["help", "version"].contains(l))
+        {
+            assert!(
+                shown.contains(&format!("--{long}")),
+                "README's Flags table lacks --{long}"
+            );
+        }
+    }
+}

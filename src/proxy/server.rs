@@ -5,15 +5,17 @@
 //! (`handshake_timeout`), each request head (hyper's `header_read_timeout`), each pause in
 //! accepting response data (`send_timeout`), and time without a request (`idle_timeout`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
 use http_body_util::Either;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -78,40 +80,30 @@ impl Default for ServerLimits {
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The connection builders of a listener: one per protocol, so that neither sniffs (the
-/// protocol is known from the first bytes, or from ALPN, before a builder sees the connection).
+/// The connection builders of a listener, one per protocol: the protocol is known from the
+/// first bytes, or from ALPN, before a builder sees the connection, so nothing sniffs again
+/// (hyper-util's `auto` builder would, with no deadline).
 struct Builders {
-    http1: auto::Builder<TokioExecutor>,
-    http2: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
 impl Builders {
     fn new(limits: &ServerLimits) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_headers(limits.max_headers)
             .max_buf_size(limits.max_header_bytes.max(8192));
-        builder
-            .http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_concurrent_streams)
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .keep_alive_interval(HTTP2_PING_INTERVAL)
             .keep_alive_timeout(HTTP2_PING_TIMEOUT);
-        Self {
-            http1: builder.clone().http1_only(),
-            http2: builder.http2_only(),
-        }
-    }
-
-    fn get(&self, protocol: Protocol) -> &auto::Builder<TokioExecutor> {
-        match protocol {
-            Protocol::Http1 => &self.http1,
-            Protocol::Http2 => &self.http2,
-        }
+        Self { http1, http2 }
     }
 }
 
@@ -275,7 +267,7 @@ impl Connection {
         let activity = self.admitted.activity.clone();
         let max_uri_bytes = self.limits.max_uri_bytes;
         // One allocation per connection; each request clones one Arc.
-        let shared = Arc::new((self.proxy, client, activity.clone()));
+        let shared = Arc::new((self.proxy.clone(), client, activity.clone()));
         let service = service_fn(move |request: Request<Incoming>| {
             let shared = shared.clone();
             async move {
@@ -291,25 +283,46 @@ impl Connection {
                 response.map(|response| response.map(|body| Counted::new(body, in_progress)))
             }
         });
-        let builder = self.builders.get(protocol);
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        tokio::pin!(connection);
-        let finish = tokio::select! {
-            result = connection.as_mut() => Err(result),
-            _ = self.shutdown.cancelled() => Ok("shutdown"),
-            _ = activity.idle_for(self.limits.idle_timeout) => Ok("idle timeout"),
-            _ = activity.shed() => Ok("making room for a new connection"),
-        };
-        let result = match finish {
-            Err(result) => result,
-            Ok(why) => {
-                debug!(%peer, why, "closing connection gracefully");
-                connection.as_mut().graceful_shutdown();
-                connection.await
+        let io = TokioIo::new(stream);
+        let result = match protocol {
+            Protocol::Http1 => {
+                let connection = self.builders.http1.serve_connection(io, service);
+                let connection = connection.with_upgrades();
+                self.drive(connection, |c| c.graceful_shutdown()).await
+            }
+            Protocol::Http2 => {
+                let connection = self.builders.http2.serve_connection(io, service);
+                self.drive(connection, |c| c.graceful_shutdown()).await
             }
         };
         if let Err(error) = result {
             debug!(%peer, %error, "connection ended with an error");
         }
+    }
+
+    /// Runs `connection` until it ends, or, once it has been idle for the idle timeout, the
+    /// listener needs its place, or shutdown begins, until it has finished gracefully.
+    async fn drive<C>(&self, connection: C, graceful: fn(Pin<&mut C>)) -> hyper::Result<()>
+    where
+        C: Future<Output = hyper::Result<()>>,
+    {
+        let activity = &self.admitted.activity;
+        tokio::pin!(connection);
+        let idle = tokio::select! {
+            result = connection.as_mut() => return result,
+            _ = self.shutdown.cancelled() => false,
+            _ = activity.idle_for(self.limits.idle_timeout) => true,
+            _ = activity.shed() => true,
+        };
+        graceful(connection.as_mut());
+        if !idle {
+            // In-flight requests finish within the listener's shutdown grace.
+            return connection.await;
+        }
+        // Nothing in progress, so this is quick, unless the client never finished its HTTP/2
+        // handshake: hyper then waits for it before it sends GOAWAY, and the connection is cut.
+        tokio::time::timeout(self.limits.handshake_timeout, connection)
+            .await
+            .unwrap_or(Ok(()))
     }
 }

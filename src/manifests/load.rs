@@ -52,67 +52,11 @@ pub struct Loaded {
     pub errors: Vec<LoadError>,
 }
 
-/// Loads every manifest below `dir`. Fails only when `dir` itself cannot be read; problems with
-/// single files and documents are collected in [`Loaded::errors`].
-pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
-    let mut files = Vec::new();
-    collect_files(dir, &mut files, true)?;
-    files.sort();
-    let mut loaded = Loaded::default();
-    for file in files {
-        match read_file(&file) {
-            Ok(text) => load_str(&text, &file, &mut loaded),
-            Err(message) => loaded.errors.push(LoadError {
-                file,
-                document: None,
-                message,
-            }),
-        }
-    }
-    Ok(loaded)
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, is_root: bool) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        // Below the root, an unreadable directory is skipped, not fatal.
-        Err(error) if !is_root => {
-            tracing::warn!(dir = %dir.display(), %error, "cannot read manifests directory");
-            return Ok(());
-        }
-        Err(error) => return Err(error),
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        // Follows symbolic links, as a mounted ConfigMap needs.
-        let Ok(metadata) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if metadata.is_dir() {
-            collect_files(&path, out, false)?;
-        } else if is_manifest(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// Whether a path names a manifest file (`*.yaml` or `*.yml`).
-pub fn is_manifest(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    )
-}
-
-fn read_file(file: &Path) -> Result<String, String> {
-    let size = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
-    if size > MAX_FILE_BYTES {
+/// Reads a manifest file of `len` bytes (as stat reported it), unless it is too large.
+pub(super) fn read_file(file: &Path, len: u64) -> Result<String, String> {
+    if len > MAX_FILE_BYTES {
         return Err(format!(
-            "file is {size} bytes, more than the limit of {MAX_FILE_BYTES}"
+            "file is {len} bytes, more than the limit of {MAX_FILE_BYTES}"
         ));
     }
     std::fs::read_to_string(file).map_err(|e| e.to_string())

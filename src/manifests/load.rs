@@ -5,7 +5,8 @@
 //! with its file and index and the documents after it still load. `kind: List` is unpacked.
 //! Kinds vane does not use are skipped (including other versions of the kinds it does use)
 //! without being built into values: only `apiVersion`, `kind` and `metadata.name` are read
-//! before deciding. Namespaced objects without a namespace get `default`.
+//! before deciding. Namespaced objects without a namespace get `default`. Documents nested
+//! deeper than [`MAX_NESTING`](super::MAX_NESTING) levels are refused before they are parsed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ use serde::de::{
 };
 use serde::{Deserialize, Deserializer};
 use serde_yaml_ng::Value;
+
+use super::nesting;
 
 use crate::api::BackendPolicy;
 use crate::snapshot::Snapshot;
@@ -85,6 +88,7 @@ pub fn load_str(text: &str, file: &Path, loaded: &mut Loaded) {
 /// straight into its type. A kind vane skips is never built into a value, so a 31 MB document
 /// of another kind costs the parser's events, not a tree of it (which took 1 GB).
 fn add_document(document: &str, snapshot: &mut Snapshot) -> Result<(), String> {
+    nesting::check(document)?;
     match serde_yaml_ng::from_str::<Header>(document) {
         Ok(Header::Empty) => Ok(()),
         Ok(header) => add_object(&header, Source::Text(document), snapshot),
@@ -603,5 +607,32 @@ items:
                 "odd.yaml, document 4: document has no apiVersion or kind",
             ]
         );
+    }
+
+    #[test]
+    fn deeply_nested_documents_are_refused_before_parsing() {
+        let text = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: before}}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\ndata: {}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {{name: after}}\n",
+            "[".repeat(50_000)
+        );
+        // Parsing this took 25 s in a debug build: bounded, on its own thread. (Lines count
+        // from the separator line, as in the parser's own messages.)
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut loaded = Loaded::default();
+            load_str(&text, Path::new("deep.yaml"), &mut loaded);
+            let _ = done.send(loaded);
+        });
+        let loaded = result
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the load ends");
+        let reported: Vec<_> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            reported,
+            ["deep.yaml, document 2: collections nest more than 128 levels deep (line 4); not parsed"]
+        );
+        assert_eq!(loaded.snapshot.services.len(), 2);
     }
 }

@@ -8,6 +8,7 @@
 
 mod cache;
 mod load;
+mod nesting;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 
 pub use cache::ManifestCache;
 pub use load::{load_str, LoadError, Loaded, MAX_FILE_BYTES};
+pub use nesting::MAX_NESTING;
 
 /// Interval of the polling fallback, used where inotify is unavailable (or out of watches).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);

@@ -635,4 +635,39 @@ items:
         );
         assert_eq!(loaded.snapshot.services.len(), 2);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any bytes in a manifest file: no panic, and every error names the file.
+        #[test]
+        fn prop_any_file_loads_or_is_reported(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("any.yaml"), &bytes).unwrap();
+            let loaded = super::super::load_dir(dir.path()).unwrap();
+            for error in &loaded.errors {
+                prop_assert!(error.file.ends_with("any.yaml"), "{}", error);
+            }
+        }
+
+        /// YAML-ish text: no panic; errors name the file and a document that exists.
+        #[test]
+        fn prop_yamlish_documents_load_or_are_reported(
+            text in proptest::collection::vec(
+                proptest::sample::select(super::super::nesting::tests::PIECES),
+                0..400,
+            )
+            .prop_map(|pieces| pieces.concat())
+        ) {
+            let mut loaded = Loaded::default();
+            load_str(&text, Path::new("yamlish.yaml"), &mut loaded);
+            let documents = split_documents(&text).count();
+            for error in &loaded.errors {
+                prop_assert_eq!(&error.file, Path::new("yamlish.yaml"));
+                prop_assert!(error.document.is_some_and(|d| (1..=documents).contains(&d)), "{}", error);
+            }
+        }
+    }
 }

@@ -75,6 +75,13 @@ impl<'a> Scanner<'a> {
                     self.indents.pop();
                 }
             }
+            if column == 0 && self.at_document_marker() {
+                // A document starts or ends: no block collection is open any more.
+                self.indents.clear();
+                self.key = None;
+                self.advance(3);
+                continue;
+            }
             match c {
                 b'[' | b'{' => {
                     self.note_key(column);
@@ -122,6 +129,12 @@ impl<'a> Scanner<'a> {
     fn blankz(&self, offset: usize) -> bool {
         self.peek(offset)
             .is_none_or(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    }
+
+    /// Whether `---` or `...` (and then a blank or the end) is next.
+    fn at_document_marker(&self) -> bool {
+        let rest = &self.text[self.pos..];
+        (rest.starts_with(b"---") || rest.starts_with(b"...")) && self.blankz(3)
     }
 
     fn column(&self) -> usize {
@@ -240,11 +253,7 @@ impl<'a> Scanner<'a> {
                     if self.flow == 0 && self.indents.last().is_some_and(|&i| column <= i) {
                         return;
                     }
-                    let rest = &self.text[self.pos..];
-                    if column == 0
-                        && (rest.starts_with(b"---") || rest.starts_with(b"..."))
-                        && self.blankz(3)
-                    {
+                    if column == 0 && self.at_document_marker() {
                         return;
                     }
                 }
@@ -311,7 +320,7 @@ impl<'a> Scanner<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn nested(depth: usize) -> String {
@@ -378,6 +387,104 @@ data:
             format!("a: !tag {deep}"),
         ] {
             assert!(check(&document).is_err(), "{document}");
+        }
+    }
+
+    /// Pieces of YAML, valid and not, from which the properties build documents.
+    pub(crate) const PIECES: &[&str] = &[
+        "[",
+        "]",
+        "{",
+        "}",
+        ", ",
+        ": ",
+        ":",
+        "- ",
+        "? ",
+        "\n",
+        "  ",
+        "---\n",
+        "# c\n",
+        "'",
+        "\"",
+        "''",
+        "\\\"",
+        "|\n",
+        ">-\n",
+        "|2\n",
+        "&a ",
+        "*a",
+        "!t ",
+        "x",
+        "[x]",
+        "{k: v}",
+        "kind: Ingress\n",
+        "apiVersion: networking.k8s.io/v1\n",
+        "kind: List\nitems:\n",
+        "metadata: {name: n}\n",
+        "a: ",
+        "\t",
+    ];
+
+    fn yamlish() -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::sample::select(PIECES), 0..300).prop_map(|p| p.concat())
+    }
+
+    /// How deeply a parsed value nests collections: at least as deep as its flow collections.
+    fn depth(value: &serde_yaml_ng::Value) -> usize {
+        use serde_yaml_ng::Value;
+        match value {
+            Value::Sequence(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            Value::Mapping(map) => {
+                1 + map
+                    .iter()
+                    .map(|(k, v)| depth(k).max(depth(v)))
+                    .max()
+                    .unwrap_or(0)
+            }
+            Value::Tagged(tagged) => depth(&tagged.value),
+            _ => 0,
+        }
+    }
+
+    /// Pieces of flow collections, including scalars that hold brackets. No `: `: a pair in a
+    /// flow sequence, `[a: b]`, is a mapping without brackets, and so is a flow sequence that
+    /// turns out to be a key, `[a]: b`.
+    const FLOW_PIECES: &[&str] = &[
+        "[", "]", "{", "}", ", ", ", ", "x", "y z", "'[{'", "\"]}\"", "'it''s'", "# [\n", "\n",
+        " ", "&a ", "*a", "!t ", "a'b", "a\"b", "a:b",
+    ];
+
+    /// A flow sequence first: every collection in the document is a flow collection.
+    fn flow_document() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(proptest::sample::select(FLOW_PIECES), 0..60),
+            0..20usize,
+        )
+            .prop_map(|(pieces, closing)| format!("[{}{}", pieces.concat(), "]".repeat(closing)))
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The scanner never finds flow collections nested deeper than the parser does: it
+        /// refuses no document the parser reads.
+        #[test]
+        fn prop_parsed_documents_nest_no_deeper_than_scanned(document in yamlish()) {
+            if let Ok(value) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&document) {
+                prop_assert_eq!(Scanner::new(&document).line_beyond(depth(&value)), None);
+            }
+        }
+
+        /// In a document of flow collections only, the scanner finds every level the parser
+        /// does: no nesting hides from it.
+        #[test]
+        fn prop_flow_collections_nest_no_deeper_than_scanned(document in flow_document()) {
+            if let Ok(value) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&document) {
+                prop_assert!(Scanner::new(&document).line_beyond(depth(&value) - 1).is_some());
+            }
         }
     }
 }

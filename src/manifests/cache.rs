@@ -7,6 +7,10 @@
 //! modification time, identity) differs from the one it was parsed at, or when the watcher
 //! reported its path (a same-size rewrite within the file system's timestamp granularity keeps
 //! the stamp). After a watcher error or overflow, every file is reread.
+//!
+//! The walk skips hidden files and directories (which also skips the `..data` links of a
+//! mounted ConfigMap), follows symbolic links, and reads each directory once: a link loop, or
+//! a second link to a directory, is a load error naming both paths.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::Metadata;

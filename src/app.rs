@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -26,7 +26,7 @@ use crate::args::{Config, Source};
 use crate::compile::{self, Compiled, Options};
 use crate::debounce;
 use crate::k8s::{self, KubeSettings, Outcome, StatusWriter};
-use crate::manifests::{self, LoadError};
+use crate::manifests::{self, Changes, LoadError, ManifestCache};
 use crate::proxy::{workers, TableHandle};
 use crate::snapshot::Snapshot;
 use crate::table::Diagnostic;
@@ -142,15 +142,16 @@ async fn start_manifests(
     // Watch before the first load, so no change between the two is missed.
     let (watch, mut changes) = manifests::watch(&dir)
         .with_context(|| format!("cannot watch --manifests {}", dir.display()))?;
+    let cache = Arc::new(Mutex::new(ManifestCache::new(&dir)));
     // The first load must work: a mistyped directory should stop vane, not serve nothing.
-    reload_manifests(&dir, &mut compiler)
+    reload_manifests(&cache, Changes::default(), &mut compiler)
         .await
         .with_context(|| format!("cannot read --manifests {}", dir.display()))?;
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
-        let _watch = watch;
         while next_batch(&mut changes, &shutdown).await {
-            if let Err(error) = reload_manifests(&dir, &mut compiler).await {
+            if let Err(error) = reload_manifests(&cache, watch.take_changes(), &mut compiler).await
+            {
                 error!(
                     "cannot read --manifests {}: {error:#}; keeping the last routing table",
                     dir.display()
@@ -161,9 +162,20 @@ async fn start_manifests(
     Ok(())
 }
 
-async fn reload_manifests(dir: &std::path::Path, compiler: &mut Compiler) -> anyhow::Result<()> {
-    let dir = dir.to_owned();
-    let loaded = tokio::task::spawn_blocking(move || manifests::load_dir(&dir)).await??;
+/// Rereads what changed below the manifests directory (off the async workers: a first load
+/// parses every file), compiles and publishes.
+async fn reload_manifests(
+    cache: &Arc<Mutex<ManifestCache>>,
+    changes: Changes,
+    compiler: &mut Compiler,
+) -> anyhow::Result<()> {
+    let cache = cache.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        // A reload replaces whole entries; one interrupted by a panic leaves no half-parsed file.
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.reload(&changes)
+    })
+    .await??;
     compiler
         .compile_and_publish(loaded.snapshot, &loaded.errors)
         .await?;

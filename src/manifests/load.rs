@@ -1,10 +1,12 @@
-//! Reading a directory of YAML manifests into a [`Snapshot`].
+//! Reading manifest files into a [`Snapshot`].
 //!
-//! Every `*.yaml` / `*.yml` file below the directory is read (hidden files and directories are
-//! skipped, which also skips the `..data` links of a mounted ConfigMap). A file is split into
+//! A file is split into
 //! documents on `---` lines, as `kubectl` does, so a document that does not parse is reported
 //! with its file and index and the documents after it still load. `kind: List` is unpacked.
-//! Kinds vane does not use are skipped (including other versions of the kinds it does use). Namespaced objects without a namespace get `default`.
+//! Kinds vane does not use are skipped (including other versions of the kinds it does use)
+//! without being built into values: only `apiVersion`, `kind` and `metadata.name` are read
+//! before deciding. Namespaced objects without a namespace get `default`. Documents nested
+//! deeper than [`MAX_NESTING`](super::MAX_NESTING) levels are refused before they are parsed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,8 +16,13 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::de::DeserializeOwned;
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, EnumAccess, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde::{Deserialize, Deserializer};
 use serde_yaml_ng::Value;
+
+use super::nesting;
 
 use crate::api::BackendPolicy;
 use crate::snapshot::Snapshot;
@@ -52,67 +59,11 @@ pub struct Loaded {
     pub errors: Vec<LoadError>,
 }
 
-/// Loads every manifest below `dir`. Fails only when `dir` itself cannot be read; problems with
-/// single files and documents are collected in [`Loaded::errors`].
-pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
-    let mut files = Vec::new();
-    collect_files(dir, &mut files, true)?;
-    files.sort();
-    let mut loaded = Loaded::default();
-    for file in files {
-        match read_file(&file) {
-            Ok(text) => load_str(&text, &file, &mut loaded),
-            Err(message) => loaded.errors.push(LoadError {
-                file,
-                document: None,
-                message,
-            }),
-        }
-    }
-    Ok(loaded)
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, is_root: bool) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        // Below the root, an unreadable directory is skipped, not fatal.
-        Err(error) if !is_root => {
-            tracing::warn!(dir = %dir.display(), %error, "cannot read manifests directory");
-            return Ok(());
-        }
-        Err(error) => return Err(error),
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        // Follows symbolic links, as a mounted ConfigMap needs.
-        let Ok(metadata) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if metadata.is_dir() {
-            collect_files(&path, out, false)?;
-        } else if is_manifest(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// Whether a path names a manifest file (`*.yaml` or `*.yml`).
-pub fn is_manifest(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    )
-}
-
-fn read_file(file: &Path) -> Result<String, String> {
-    let size = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
-    if size > MAX_FILE_BYTES {
+/// Reads a manifest file of `len` bytes (as stat reported it), unless it is too large.
+pub(super) fn read_file(file: &Path, len: u64) -> Result<String, String> {
+    if len > MAX_FILE_BYTES {
         return Err(format!(
-            "file is {size} bytes, more than the limit of {MAX_FILE_BYTES}"
+            "file is {len} bytes, more than the limit of {MAX_FILE_BYTES}"
         ));
     }
     std::fs::read_to_string(file).map_err(|e| e.to_string())
@@ -121,20 +72,27 @@ fn read_file(file: &Path) -> Result<String, String> {
 /// Loads the documents of one file's text into `loaded`.
 pub fn load_str(text: &str, file: &Path, loaded: &mut Loaded) {
     for (index, document) in split_documents(text).enumerate() {
-        let error = |message: String| LoadError {
-            file: file.to_path_buf(),
-            document: Some(index + 1),
-            message,
-        };
-        match serde_yaml_ng::from_str::<Value>(document) {
-            Ok(Value::Null) => {}
-            Ok(value) => {
-                if let Err(message) = add_object(value, &mut loaded.snapshot) {
-                    loaded.errors.push(error(message));
-                }
-            }
-            Err(e) => loaded.errors.push(error(format!("invalid YAML: {e}"))),
+        if let Err(message) = add_document(document, &mut loaded.snapshot) {
+            loaded.errors.push(LoadError {
+                file: file.to_path_buf(),
+                document: Some(index + 1),
+                message,
+            });
         }
+    }
+}
+
+/// Adds one document's object(s) to the snapshot. `Err` carries a message naming the object.
+///
+/// The document is read twice: once for its [`Header`] only, then, if it is a kind vane uses,
+/// straight into its type. A kind vane skips is never built into a value, so a 31 MB document
+/// of another kind costs the parser's events, not a tree of it (which took 1 GB).
+fn add_document(document: &str, snapshot: &mut Snapshot) -> Result<(), String> {
+    nesting::check(document)?;
+    match serde_yaml_ng::from_str::<Header>(document) {
+        Ok(Header::Empty) => Ok(()),
+        Ok(header) => add_object(&header, Source::Text(document), snapshot),
+        Err(e) => Err(format!("invalid YAML: {e}")),
     }
 }
 
@@ -160,81 +118,354 @@ fn split_documents(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Adds one parsed document to the snapshot. `Err` carries a message naming the object.
-fn add_object(value: Value, snapshot: &mut Snapshot) -> Result<(), String> {
-    let api_version = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let kind = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let name = value
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("<unnamed>")
-        .to_owned();
+/// What a document is, read without building the rest of it (see [`Skim`]).
+#[derive(Debug, PartialEq)]
+enum Header {
+    /// An empty document (only comments, or `null`).
+    Empty,
+    /// A mapping; `api_version` and `kind` are empty when missing or not strings.
+    Object {
+        api_version: String,
+        kind: String,
+        name: Option<String>,
+    },
+    /// A sequence or a scalar.
+    NotAnObject,
+}
+
+impl Header {
+    /// The header of an already parsed value (an item of a List).
+    fn of(value: &Value) -> Self {
+        let text = |field: &str| value.get(field).and_then(Value::as_str).unwrap_or_default();
+        match value {
+            Value::Null => Header::Empty,
+            Value::Mapping(_) => Header::Object {
+                api_version: text("apiVersion").to_owned(),
+                kind: text("kind").to_owned(),
+                name: value
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            },
+            _ => Header::NotAnObject,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Header {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Skim::Document.deserialize(deserializer)? {
+            Skimmed::Empty => Header::Empty,
+            Skimmed::Fields {
+                api_version,
+                kind,
+                name,
+            } => Header::Object {
+                api_version,
+                kind,
+                name,
+            },
+            Skimmed::Text(_) | Skimmed::Other => Header::NotAnObject,
+        })
+    }
+}
+
+/// Reads the parts of a document that say what it is, skipping everything else unbuilt: at
+/// the top, `apiVersion`, `kind` and `metadata`; in `metadata`, `name`; those as strings.
+#[derive(Clone, Copy, PartialEq)]
+enum Skim {
+    Document,
+    Metadata,
+    Field,
+}
+
+enum Skimmed {
+    Empty,
+    Text(String),
+    /// A mapping at the top or `metadata` level, with the fields read at that level.
+    Fields {
+        api_version: String,
+        kind: String,
+        name: Option<String>,
+    },
+    Other,
+}
+
+impl Skimmed {
+    fn into_text(self) -> Option<String> {
+        match self {
+            Skimmed::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Skim {
+    type Value = Skimmed;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Skimmed, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skim {
+    type Value = Skimmed;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skimmed, A::Error> {
+        if self == Skim::Field {
+            return IgnoredAny.visit_map(map).map(|_| Skimmed::Other);
+        }
+        let (mut api_version, mut kind, mut name) = (None, None, None);
+        while let Some(key) = map.next_key_seed(Skim::Field)? {
+            match (self, key.into_text().as_deref()) {
+                (Skim::Document, Some("apiVersion")) => {
+                    api_version = map.next_value_seed(Skim::Field)?.into_text();
+                }
+                (Skim::Document, Some("kind")) => {
+                    kind = map.next_value_seed(Skim::Field)?.into_text();
+                }
+                (Skim::Document, Some("metadata")) => {
+                    if let Skimmed::Fields { name: found, .. } =
+                        map.next_value_seed(Skim::Metadata)?
+                    {
+                        name = found;
+                    }
+                }
+                (Skim::Metadata, Some("name")) => {
+                    name = map.next_value_seed(Skim::Field)?.into_text();
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Skimmed::Fields {
+            api_version: api_version.unwrap_or_default(),
+            kind: kind.unwrap_or_default(),
+            name,
+        })
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Skimmed, E> {
+        Ok(Skimmed::Text(text.to_owned()))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Skimmed, E> {
+        Ok(Skimmed::Empty)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Skimmed, E> {
+        Ok(Skimmed::Empty)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Skimmed, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| Skimmed::Other)
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Skimmed, A::Error> {
+        IgnoredAny.visit_enum(data).map(|_| Skimmed::Other)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skimmed, E> {
+        Ok(Skimmed::Other)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skimmed, E> {
+        Ok(Skimmed::Other)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skimmed, E> {
+        Ok(Skimmed::Other)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skimmed, E> {
+        Ok(Skimmed::Other)
+    }
+}
+
+/// Where an object is read from: a whole document's text, or an item of a List.
+enum Source<'a> {
+    Text(&'a str),
+    Value(Value),
+}
+
+impl Source<'_> {
+    fn parse<T: DeserializeOwned>(self) -> Result<T, serde_yaml_ng::Error> {
+        match self {
+            Source::Text(text) => serde_yaml_ng::from_str(text),
+            Source::Value(value) => serde_yaml_ng::from_value(value),
+        }
+    }
+}
+
+/// Adds one object (or the items of a List) to the snapshot. `Err` carries a message naming
+/// the object.
+fn add_object(header: &Header, source: Source, snapshot: &mut Snapshot) -> Result<(), String> {
+    let (api_version, kind, name) = match header {
+        Header::Empty => return Ok(()),
+        Header::NotAnObject => return Err(NO_API_VERSION_OR_KIND.into()),
+        Header::Object {
+            api_version,
+            kind,
+            name,
+        } => (api_version, kind, name.as_deref().unwrap_or("<unnamed>")),
+    };
     let described =
         |e: serde_yaml_ng::Error| format!("{kind} {name:?} ({api_version}) is invalid: {e}");
     match (api_version.as_str(), kind.as_str()) {
         ("networking.k8s.io/v1", "IngressClass") => {
             snapshot
                 .ingress_classes
-                .push(Arc::new(parse::<IngressClass>(value).map_err(described)?));
+                .push(Arc::new(source.parse::<IngressClass>().map_err(described)?));
         }
         ("networking.k8s.io/v1", "Ingress") => {
-            let mut ingress: Ingress = parse(value).map_err(described)?;
+            let mut ingress: Ingress = source.parse().map_err(described)?;
             default_namespace(&mut ingress.metadata);
             snapshot.ingresses.push(Arc::new(ingress));
         }
         ("v1", "Service") => {
-            let mut service: Service = parse(value).map_err(described)?;
+            let mut service: Service = source.parse().map_err(described)?;
             default_namespace(&mut service.metadata);
             snapshot.services.push(Arc::new(service));
         }
         ("discovery.k8s.io/v1", "EndpointSlice") => {
-            let mut slice: EndpointSlice = parse(value).map_err(described)?;
+            let mut slice: EndpointSlice = source.parse().map_err(described)?;
             default_namespace(&mut slice.metadata);
             snapshot.endpoint_slices.push(Arc::new(slice));
         }
         ("v1", "Secret") => {
-            let mut secret: Secret = parse(value).map_err(described)?;
+            let mut secret: Secret = source.parse().map_err(described)?;
             default_namespace(&mut secret.metadata);
             snapshot.secrets.push(Arc::new(secret));
         }
         ("vane.dev/v1alpha1", "BackendPolicy") => {
-            let mut policy: BackendPolicy = parse(value).map_err(described)?;
+            let mut policy: BackendPolicy = source.parse().map_err(described)?;
             default_namespace(&mut policy.metadata);
             snapshot.backend_policies.push(Arc::new(policy));
         }
-        ("v1", "List") => {
-            let items = match value.get("items") {
-                Some(Value::Sequence(items)) => items.clone(),
-                Some(Value::Null) | None => Vec::new(),
-                Some(_) => return Err("List has an items field that is not a list".into()),
-            };
-            let mut errors = Vec::new();
-            for (i, item) in items.into_iter().enumerate() {
-                if let Err(e) = add_object(item, snapshot) {
-                    errors.push(format!("items[{i}]: {e}"));
-                }
-            }
-            if !errors.is_empty() {
-                return Err(errors.join("; "));
-            }
-        }
-        ("", _) | (_, "") => return Err("document has no apiVersion or kind".into()),
+        ("v1", "List") => add_items(source, snapshot)?,
+        ("", _) | (_, "") => return Err(NO_API_VERSION_OR_KIND.into()),
         _ => tracing::debug!(api_version, kind, name, "skipping a kind vane does not use"),
     }
     Ok(())
 }
 
-fn parse<T: DeserializeOwned>(value: Value) -> Result<T, serde_yaml_ng::Error> {
-    serde_yaml_ng::from_value(value)
+const NO_API_VERSION_OR_KIND: &str = "document has no apiVersion or kind";
+
+/// Adds the items of a List. Items are built into values one at a time, so a large List of
+/// kinds vane skips holds one item's tree at most.
+fn add_items(list: Source, snapshot: &mut Snapshot) -> Result<(), String> {
+    let mut items = Items {
+        snapshot,
+        next: 0,
+        errors: Vec::new(),
+    };
+    match list {
+        Source::Text(text) => {
+            (&mut items)
+                .deserialize(serde_yaml_ng::Deserializer::from_str(text))
+                .map_err(|e| e.to_string())?;
+        }
+        Source::Value(mut value) => match value.get_mut("items").map(std::mem::take) {
+            Some(Value::Sequence(list)) => list.into_iter().for_each(|item| items.add(item)),
+            Some(Value::Null) | None => {}
+            Some(_) => return Err(ITEMS_NOT_A_LIST.into()),
+        },
+    }
+    if items.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(items.errors.join("; "))
+    }
+}
+
+const ITEMS_NOT_A_LIST: &str = "List has an items field that is not a list";
+
+/// The items of a List being added, with the errors of those that could not be.
+struct Items<'a> {
+    snapshot: &'a mut Snapshot,
+    next: usize,
+    errors: Vec<String>,
+}
+
+impl Items<'_> {
+    fn add(&mut self, item: Value) {
+        if let Err(e) = add_object(&Header::of(&item), Source::Value(item), self.snapshot) {
+            self.errors.push(format!("items[{}]: {e}", self.next));
+        }
+        self.next += 1;
+    }
+}
+
+/// Reads a List document, adding its items as they are read.
+impl<'de> DeserializeSeed<'de> for &mut Items<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut Items<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a List")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Value>()? {
+            if key.as_str() == Some("items") {
+                map.next_value_seed(ItemSeq(&mut *self))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `items` field of a List document.
+struct ItemSeq<'i, 'a>(&'i mut Items<'a>);
+
+impl<'de> DeserializeSeed<'de> for ItemSeq<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeq<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of items")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<Value>()? {
+            self.0.add(item);
+        }
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(de::Error::custom(ITEMS_NOT_A_LIST))
+    }
 }
 
 fn default_namespace(metadata: &mut ObjectMeta) {
@@ -331,5 +562,112 @@ items:
             .map(|s| s.metadata.name.as_deref().unwrap())
             .collect();
         assert_eq!(names, ["tls", "opaque"]);
+    }
+
+    #[test]
+    fn a_document_of_a_skipped_kind_is_not_built_into_a_value() {
+        // Building a value of this ConfigMap would fail on the duplicate key: that it loads
+        // without an error shows it was skipped unbuilt (which is what keeps a 31 MB document
+        // of another kind from taking a gigabyte).
+        let text = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: skipped}
+data:
+  same: 1
+  same: 2
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: skipped-too}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: kept}
+";
+        let mut loaded = Loaded::default();
+        load_str(text, Path::new("other-kinds.yaml"), &mut loaded);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        assert_eq!(loaded.snapshot.services.len(), 1);
+    }
+
+    #[test]
+    fn documents_that_are_not_objects_are_reported() {
+        let text = "- 1\n- 2\n---\njust a string\n---\n# only a comment\n---\nkind: Service\n";
+        let mut loaded = Loaded::default();
+        load_str(text, Path::new("odd.yaml"), &mut loaded);
+        let reported: Vec<_> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            reported,
+            [
+                "odd.yaml, document 1: document has no apiVersion or kind",
+                "odd.yaml, document 2: document has no apiVersion or kind",
+                "odd.yaml, document 4: document has no apiVersion or kind",
+            ]
+        );
+    }
+
+    #[test]
+    fn deeply_nested_documents_are_refused_before_parsing() {
+        let text = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: before}}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\ndata: {}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {{name: after}}\n",
+            "[".repeat(50_000)
+        );
+        // Parsing this took 25 s in a debug build: bounded, on its own thread. (Lines count
+        // from the separator line, as in the parser's own messages.)
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut loaded = Loaded::default();
+            load_str(&text, Path::new("deep.yaml"), &mut loaded);
+            let _ = done.send(loaded);
+        });
+        let loaded = result
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the load ends");
+        let reported: Vec<_> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            reported,
+            ["deep.yaml, document 2: collections nest more than 128 levels deep (line 4); not parsed"]
+        );
+        assert_eq!(loaded.snapshot.services.len(), 2);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any bytes in a manifest file: no panic, and every error names the file.
+        #[test]
+        fn prop_any_file_loads_or_is_reported(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("any.yaml"), &bytes).unwrap();
+            let loaded = super::super::load_dir(dir.path()).unwrap();
+            for error in &loaded.errors {
+                prop_assert!(error.file.ends_with("any.yaml"), "{}", error);
+            }
+        }
+
+        /// YAML-ish text: no panic; errors name the file and a document that exists.
+        #[test]
+        fn prop_yamlish_documents_load_or_are_reported(
+            text in proptest::collection::vec(
+                proptest::sample::select(super::super::nesting::tests::PIECES),
+                0..400,
+            )
+            .prop_map(|pieces| pieces.concat())
+        ) {
+            let mut loaded = Loaded::default();
+            load_str(&text, Path::new("yamlish.yaml"), &mut loaded);
+            let documents = split_documents(&text).count();
+            for error in &loaded.errors {
+                prop_assert_eq!(&error.file, Path::new("yamlish.yaml"));
+                prop_assert!(error.document.is_some_and(|d| (1..=documents).contains(&d)), "{}", error);
+            }
+        }
     }
 }

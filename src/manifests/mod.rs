@@ -1,41 +1,86 @@
 //! The standalone source: a directory of Kubernetes YAML manifests, watched for changes.
 //!
-//! [`load_dir`] reads the directory into a snapshot; [`watch`] signals that something below it
-//! changed. The app debounces those signals and reloads the whole directory, which keeps the
-//! loader stateless: what is on disk is the truth, whatever order events arrived in.
+//! [`ManifestCache`] holds the parsed directory and brings it up to date on a reload; [`watch`]
+//! signals that something below the directory changed and collects the paths it saw. The app
+//! debounces those signals, then reloads: the cache stats the whole tree and rereads only what
+//! changed, so what is on disk stays the truth whatever order events arrived in, at the cost
+//! of one stat per file rather than one parse per file.
 
+mod cache;
 mod load;
+mod nesting;
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use notify::{EventKind, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-pub use load::{is_manifest, load_dir, load_str, LoadError, Loaded, MAX_FILE_BYTES};
+pub use cache::ManifestCache;
+pub use load::{load_str, LoadError, Loaded, MAX_FILE_BYTES};
+pub use nesting::MAX_NESTING;
 
 /// Interval of the polling fallback, used where inotify is unavailable (or out of watches).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Loads every manifest below `dir` at once. Fails only when `dir` itself cannot be read;
+/// problems with single files and documents are collected in [`Loaded::errors`].
+pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
+    ManifestCache::new(dir).reload(&Changes::default())
+}
+
+/// Whether a path names a manifest file (`*.yaml` or `*.yml`).
+pub fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+/// What the watcher saw since it was last asked.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Paths events named: these files are reread even if their size and time look unchanged.
+    pub paths: HashSet<PathBuf>,
+    /// Events may have been lost (a watcher error, an inotify queue overflow): reread all.
+    pub overflowed: bool,
+}
+
 /// A running watch; dropping it stops watching.
 pub struct DirWatch {
     _watcher: Box<dyn Watcher + Send>,
+    changes: Arc<Mutex<Changes>>,
 }
 
-/// Watches `dir` recursively. Each relevant change sends a signal on the returned channel; the
-/// channel holds at most one pending signal, since one reload covers any number of changes.
+impl DirWatch {
+    /// Takes the changes seen since the last call.
+    pub fn take_changes(&self) -> Changes {
+        // The handler only inserts into the set; a panic there cannot leave it inconsistent.
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Watches `dir` recursively. Each relevant change is recorded (see [`DirWatch::take_changes`])
+/// and sends a signal on the returned channel; the channel holds at most one pending signal,
+/// since one reload covers any number of changes.
 pub fn watch(dir: &Path) -> notify::Result<(DirWatch, mpsc::Receiver<()>)> {
     let (tx, rx) = mpsc::channel(1);
+    let changes = Arc::new(Mutex::new(Changes::default()));
+    let seen = changes.clone();
     let handler = move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(event) => is_relevant(event),
-            // An error may mean missed events: reload to be safe.
-            Err(_) => true,
-        };
-        if relevant {
-            // Full means a reload is already pending, which will see this change too.
-            let _ = tx.try_send(());
+        let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match &event {
+            Ok(event) if event.need_rescan() => seen.overflowed = true,
+            Ok(event) if is_relevant(event) => seen.paths.extend(event.paths.iter().cloned()),
+            Ok(_) => return,
+            // An error may mean missed events.
+            Err(_) => seen.overflowed = true,
         }
+        drop(seen);
+        // Full means a reload is already pending, which will see this change too.
+        let _ = tx.try_send(());
     };
     let native =
         RecommendedWatcher::new(handler.clone(), notify::Config::default()).and_then(|mut w| {
@@ -54,7 +99,13 @@ pub fn watch(dir: &Path) -> notify::Result<(DirWatch, mpsc::Receiver<()>)> {
             Box::new(poll)
         }
     };
-    Ok((DirWatch { _watcher: watcher }, rx))
+    Ok((
+        DirWatch {
+            _watcher: watcher,
+            changes,
+        },
+        rx,
+    ))
 }
 
 /// Reads (access events, which our own loading causes) and files that are not manifests do not

@@ -15,6 +15,7 @@ use crate::support::binary::{write_atomically, Vane};
 use crate::support::client::{client, get, status_of};
 use crate::support::fixtures::{backend, docs, ingress, single_route, INGRESS_CLASS};
 use crate::support::origin::{self, generated_body, Origin, Origins};
+use crate::support::wait::eventually;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -251,5 +252,134 @@ async fn missing_manifests_directory_stops_vane_with_a_clear_error() {
     assert!(
         stdout.contains("--manifests /nonexistent/vane-manifests"),
         "{stdout}"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symbolic_link_loops_are_reported_and_the_rest_routes() {
+    use std::os::unix::fs::symlink;
+    let origins = origin::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("nested");
+    std::fs::create_dir(&nested).unwrap();
+    write_atomically(&nested.join("app.yaml"), &single_route(&origins, None));
+    // Two loops, which made the walk run forever: nested/up -> the root, nested/self -> nested.
+    symlink(dir.path(), nested.join("up")).unwrap();
+    symlink(&nested, nested.join("self")).unwrap();
+    // Vane::start fails the test if vane is not serving within 30 s.
+    let vane = Vane::start(dir.path()).await;
+    let skipped: Vec<_> = vane
+        .startup
+        .iter()
+        .filter(|m| m.contains("already read"))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{:?}", vane.startup);
+    for message in skipped {
+        assert!(message.starts_with("manifest skipped: "), "{message}");
+    }
+    assert_eq!(
+        status_of(&client(), vane.http, "any.example.com", "/").await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_one_of_many_files_reaches_traffic_and_old_errors_stay_quiet() {
+    const FILES: usize = 200;
+    let origins = origin::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_atomically(&dir.path().join("class.yaml"), INGRESS_CLASS);
+    for i in 0..FILES {
+        write_atomically(
+            &dir.path().join(format!("app{i:03}.yaml")),
+            &docs(&[
+                backend(&format!("svc{i}"), origins.port, &origins.ips()),
+                ingress(
+                    &format!("ing{i}"),
+                    Some(&format!("h{i}.example.com")),
+                    "/",
+                    &format!("svc{i}"),
+                ),
+            ]),
+        );
+    }
+    write_atomically(&dir.path().join("broken.yaml"), "kind: [unclosed\n");
+    let mut vane = Vane::start(dir.path()).await;
+    let client = client();
+    assert!(
+        vane.startup.iter().any(|m| m.contains("broken.yaml")),
+        "{:?}",
+        vane.startup
+    );
+    let host_routes = |host: String| {
+        let client = client.clone();
+        let http = vane.http;
+        move || {
+            let (client, host) = (client.clone(), host.clone());
+            async move { status_of(&client, http, &host, "/").await == StatusCode::OK }
+        }
+    };
+
+    // One file changes host, one is removed, one is added.
+    write_atomically(
+        &dir.path().join("app007.yaml"),
+        &docs(&[
+            backend("svc7", origins.port, &origins.ips()),
+            ingress("ing7", Some("moved.example.com"), "/", "svc7"),
+        ]),
+    );
+    std::fs::remove_file(dir.path().join("app008.yaml")).unwrap();
+    write_atomically(
+        &dir.path().join("added.yaml"),
+        &docs(&[
+            backend("added", origins.port, &origins.ips()),
+            ingress("added", Some("added.example.com"), "/", "added"),
+        ]),
+    );
+    eventually(
+        "the moved host routes",
+        host_routes("moved.example.com".into()),
+    )
+    .await;
+    eventually(
+        "the added host routes",
+        host_routes("added.example.com".into()),
+    )
+    .await;
+    eventually("the removed host is gone", || {
+        let client = client.clone();
+        let http = vane.http;
+        async move { status_of(&client, http, "h8.example.com", "/").await == StatusCode::NOT_FOUND }
+    })
+    .await;
+    assert_eq!(
+        status_of(&client, vane.http, "h7.example.com", "/").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status_of(&client, vane.http, "h199.example.com", "/").await,
+        StatusCode::OK
+    );
+
+    // The broken file did not change: none of the reloads logged it again.
+    let generation = get(&client, vane.admin, "admin", "/debug/routes")
+        .await
+        .json()["generation"]
+        .as_u64()
+        .unwrap();
+    let mut logged = Vec::new();
+    loop {
+        let (before, published) = vane
+            .messages_until("routing table published", Duration::from_secs(10))
+            .await;
+        logged.extend(before);
+        if published["fields"]["generation"].as_u64() >= Some(generation) {
+            break;
+        }
+    }
+    assert!(
+        !logged.iter().any(|m| m.contains("broken.yaml")),
+        "{logged:?}"
     );
 }

@@ -13,6 +13,8 @@ pub struct Vane {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub admin: SocketAddr,
+    /// The messages logged before vane was serving (the first load's, among others).
+    pub startup: Vec<String>,
     child: Child,
     logs: mpsc::UnboundedReceiver<serde_json::Value>,
 }
@@ -61,6 +63,7 @@ impl Vane {
                 }
             }
         });
+        let mut startup = Vec::new();
         let serving = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
                 let line: serde_json::Value =
@@ -68,6 +71,7 @@ impl Vane {
                 if line["fields"]["message"] == "vane is serving" {
                     return line;
                 }
+                startup.extend(line["fields"]["message"].as_str().map(str::to_owned));
             }
         })
         .await
@@ -77,6 +81,7 @@ impl Vane {
             http: field("http"),
             https: field("https"),
             admin: field("admin"),
+            startup,
             child,
             logs,
         }
@@ -93,6 +98,28 @@ impl Vane {
                 {
                     return line;
                 }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no log line containing {text:?} within {within:?}"))
+    }
+
+    /// Waits for a log line whose message contains `text`, and returns it with the messages
+    /// logged before it.
+    pub async fn messages_until(
+        &mut self,
+        text: &str,
+        within: Duration,
+    ) -> (Vec<String>, serde_json::Value) {
+        tokio::time::timeout(within, async {
+            let mut before = Vec::new();
+            loop {
+                let line = self.logs.recv().await.expect("vane exited");
+                let message = line["fields"]["message"].as_str().unwrap_or_default();
+                if message.contains(text) {
+                    return (before, line);
+                }
+                before.push(message.to_owned());
             }
         })
         .await

@@ -108,17 +108,23 @@ pub fn watch(dir: &Path) -> notify::Result<(DirWatch, mpsc::Receiver<()>)> {
     ))
 }
 
+/// The link through which a mounted ConfigMap or Secret shows its files: kubelet updates the
+/// volume by pointing it at a new directory (`..data_tmp` renamed over `..data`), and the
+/// visible files, links into `..data`, never change themselves.
+const ATOMIC_WRITER_LINK: &str = "..data";
+
 /// Reads (access events, which our own loading causes) and files that are not manifests do not
-/// count; paths without an extension may be directories and do.
+/// count; paths without an extension may be directories and do, and so does a mounted volume's
+/// `..data` link, though hidden.
 fn is_relevant(event: &notify::Event) -> bool {
     if matches!(event.kind, EventKind::Access(_)) {
         return false;
     }
     event.paths.is_empty()
         || event.paths.iter().any(|p| {
-            let hidden = p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            is_manifest(p) || (p.extension().is_none() && !hidden)
+            let name = p.file_name().map(|n| n.to_string_lossy());
+            let hidden = name.as_ref().is_some_and(|n| n.starts_with('.'));
+            let swapped = name.is_some_and(|n| n == ATOMIC_WRITER_LINK);
+            is_manifest(p) || swapped || (p.extension().is_none() && !hidden)
         })
 }

@@ -383,3 +383,49 @@ async fn a_change_to_one_of_many_files_reaches_traffic_and_old_errors_stay_quiet
         "{logged:?}"
     );
 }
+
+/// A ConfigMap mounted as the manifests directory, updated the way kubelet updates it: the
+/// visible file is a link into `..data`, and an update renames a new `..data` link over the old
+/// one, so no event ever names the visible file.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mounted_configmap_update_reaches_traffic() {
+    use std::os::unix::fs::symlink;
+    let origins = origin::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let version = |name: &str, host: &str| {
+        let data = dir.path().join(name);
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(
+            data.join("routes.yaml"),
+            docs(&[
+                INGRESS_CLASS.to_string(),
+                backend("app", origins.port, &origins.ips()),
+                ingress("app", Some(host), "/", "app"),
+            ]),
+        )
+        .unwrap();
+    };
+    version("..2026_12_03_01", "old.example.com");
+    symlink("..2026_12_03_01", dir.path().join("..data")).unwrap();
+    symlink("..data/routes.yaml", dir.path().join("routes.yaml")).unwrap();
+    let vane = Vane::start(dir.path()).await;
+    let client = client();
+    assert_eq!(
+        status_of(&client, vane.http, "old.example.com", "/").await,
+        StatusCode::OK
+    );
+
+    version("..2026_12_03_02", "new.example.com");
+    symlink("..2026_12_03_02", dir.path().join("..data_tmp")).unwrap();
+    // The swap alone must be enough: kubelet removes the old directory only afterwards.
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    eventually("the updated ConfigMap is served", || async {
+        status_of(&client, vane.http, "new.example.com", "/").await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        status_of(&client, vane.http, "old.example.com", "/").await,
+        StatusCode::NOT_FOUND
+    );
+}

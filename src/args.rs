@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::api::bounds::TIMEOUT;
 use crate::compile::{DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
 use crate::k8s::{KubeSettings, LeaseSettings, Publish};
 use crate::proxy::ServerLimits;
@@ -196,13 +197,14 @@ impl LimitArgs {
     }
 }
 
-/// A timeout of the proxy's listeners: more than zero and at most a day (a longer one is a
-/// mistake, and a deadline that far off could overflow a clock).
+/// A timeout of the proxy's listeners, within the bounds of every timeout vane takes (1ms to a
+/// day: a longer one is a mistake, and a deadline that far off could overflow a clock).
 fn parse_timeout(value: &str) -> Result<Duration, String> {
-    match parse_duration(value)? {
-        Duration::ZERO => Err("must be more than 0".into()),
-        timeout if timeout > Duration::from_secs(24 * 3600) => Err("must be at most 24h".into()),
-        timeout => Ok(timeout),
+    let timeout = parse_duration(value)?;
+    if TIMEOUT.contains(timeout) {
+        Ok(timeout)
+    } else {
+        Err(format!("must be {TIMEOUT}"))
     }
 }
 

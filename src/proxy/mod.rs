@@ -10,6 +10,10 @@
 //! HTTP/1.1 connections go back to theirs when the response body has been forwarded, see
 //! `pool` and `body`). Retries and their budget are in `retry`, circuit breaking in `guard`, TLS
 //! decisions (redirects, HSTS, 421) in `tls_policy`, gRPC error mapping in `grpc`.
+//!
+//! The client side: `server` accepts and serves connections with a deadline for every phase;
+//! `client_io` tells HTTP/1.1 from HTTP/2 within the handshake timeout and cuts clients that stop
+//! reading; `connection` keeps the process-wide connection cap and sheds idle connections at it.
 
 mod body;
 mod client_io;

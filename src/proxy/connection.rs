@@ -1,6 +1,7 @@
 //! Client connections as a shared, bounded resource: the connection cap across every worker
-//! and listener, each connection's activity (requests in progress, idle since when), and
-//! shedding idle connections when the cap is reached.
+//! and listener, each connection's activity (requests in progress, idle since when, HTTP/2
+//! streams waiting for the client to accept data), and shedding idle connections when the cap
+//! is reached.
 //!
 //! Without shedding, one client that opens thousands of connections and sends nothing fills
 //! the cap and locks every other client out until its sockets time out. At the cap, vane closes
@@ -23,6 +24,9 @@ use super::ServerLimits;
 
 /// Marks "not idle" in [`Activity::idle_since`].
 const BUSY: u64 = u64::MAX;
+
+/// Marks a stream that is not waiting for the client in [`SendProgress`].
+const NOT_WAITING: u64 = u64::MAX;
 
 /// Every client connection of the process, and the cap on them.
 pub struct Connections {
@@ -48,6 +52,12 @@ pub struct Admitted {
     connections: Arc<Connections>,
 }
 
+impl Admitted {
+    pub fn limits(&self) -> &ServerLimits {
+        &self.connections.limits
+    }
+}
+
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.connections.registry().by_id.remove(&self.id);
@@ -65,10 +75,7 @@ impl Connections {
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        // The registry holds no invariant a panic could break halfway.
-        self.open
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.open)
     }
 
     /// A place for a newly accepted connection. At the cap, the longest-idle connections are
@@ -90,6 +97,7 @@ impl Connections {
             in_progress: AtomicU32::new(0),
             idle_since: AtomicU64::new(micros_since(self.epoch, Instant::now())),
             shed: Notify::new(),
+            sending: Mutex::default(),
             epoch: self.epoch,
             _place: permit,
         });
@@ -149,6 +157,9 @@ pub struct Activity {
     idle_since: AtomicU64,
     /// Notified when the connection should close because the cap was reached.
     shed: Notify,
+    /// The HTTP/2 response streams, each with the time since which it has waited for the client
+    /// to accept data ([`NOT_WAITING`] if it is not waiting). Dead entries are pruned as it grows.
+    sending: Mutex<Vec<Arc<AtomicU64>>>,
     epoch: Instant,
     /// The connection's place under the cap, freed when the last holder lets go.
     _place: OwnedSemaphorePermit,
@@ -184,6 +195,84 @@ impl Activity {
     pub async fn shed(&self) {
         self.shed.notified().await
     }
+
+    /// Tracks an HTTP/2 response stream for [`Activity::send_stalled`].
+    pub fn track_send(&self) -> SendProgress {
+        let waiting_since = Arc::new(AtomicU64::new(NOT_WAITING));
+        let mut sending = lock(&self.sending);
+        // Pruned only when the vector would grow, so the cost is amortised and the vector stays
+        // within twice the streams alive.
+        if sending.len() == sending.capacity() {
+            sending.retain(|stream| Arc::strong_count(stream) > 1);
+        }
+        sending.push(waiting_since.clone());
+        SendProgress {
+            waiting_since,
+            waiting: false,
+            epoch: self.epoch,
+        }
+    }
+
+    /// Resolves when an HTTP/2 stream has waited `limit` for the client to accept its data.
+    ///
+    /// HTTP/2 flow control lets a client stop reading one stream (by withholding its
+    /// WINDOW_UPDATEs) while the socket stays writable, so the socket's send timeout never sees
+    /// it; the stream holds its upstream connection and hyper's send buffer meanwhile.
+    pub async fn send_stalled(&self, limit: Duration) {
+        loop {
+            let oldest = lock(&self.sending)
+                .iter()
+                .map(|stream| stream.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(NOT_WAITING);
+            if oldest == NOT_WAITING {
+                // A stream that starts waiting from now on is due after `limit` at the earliest.
+                tokio::time::sleep(limit).await;
+                continue;
+            }
+            let due = self.epoch + Duration::from_micros(oldest) + limit;
+            if due <= Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The vectors and maps behind these locks hold no invariant a panic could break halfway.
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// One HTTP/2 response stream's side of [`Activity::send_stalled`]: waiting from when its body
+/// hands hyper a data frame until hyper asks for the next one, which hyper does only once the
+/// client's flow-control window has room.
+pub struct SendProgress {
+    waiting_since: Arc<AtomicU64>,
+    /// A copy of whether `waiting_since` is set, so the common path writes nothing shared.
+    waiting: bool,
+    epoch: Instant,
+}
+
+impl SendProgress {
+    fn resumed(&mut self) {
+        if self.waiting {
+            self.waiting = false;
+            self.waiting_since.store(NOT_WAITING, Ordering::Relaxed);
+        }
+    }
+
+    fn handed_over(&mut self) {
+        self.waiting = true;
+        let now = micros_since(self.epoch, Instant::now());
+        self.waiting_since.store(now, Ordering::Relaxed);
+    }
+}
+
+impl Drop for SendProgress {
+    fn drop(&mut self) {
+        self.resumed();
+    }
 }
 
 /// A request in progress on its connection, until its response body is done.
@@ -199,16 +288,19 @@ impl Drop for InProgress {
     }
 }
 
-/// A response body that keeps its request in progress until hyper has sent it (or dropped it).
+/// A response body that keeps its request in progress until hyper has sent it (or dropped it),
+/// and on HTTP/2 tells [`Activity::send_stalled`] when it waits for the client.
 pub struct Counted<B> {
     body: B,
+    send: Option<SendProgress>,
     _request: InProgress,
 }
 
 impl<B> Counted<B> {
-    pub fn new(body: B, request: InProgress) -> Self {
+    pub fn new(body: B, request: InProgress, send: Option<SendProgress>) -> Self {
         Self {
             body,
+            send,
             _request: request,
         }
     }
@@ -222,7 +314,19 @@ impl<B: Body + Unpin> Body for Counted<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let this = self.get_mut();
+        let Some(send) = &mut this.send else {
+            return Pin::new(&mut this.body).poll_frame(cx);
+        };
+        // hyper is back for more: the client took the last frame.
+        send.resumed();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if frame.is_data() {
+                send.handed_over();
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -294,5 +398,33 @@ mod tests {
         let ended = Instant::now();
         drop(request);
         assert_eq!(watch.await.unwrap() - ended, Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_is_stalled_once_it_has_waited_the_whole_limit_for_the_client() {
+        let connections = connections(1);
+        let admitted = connections.admit().await.unwrap();
+        let activity = admitted.activity.clone();
+        let mut moving = activity.track_send();
+        let mut stuck = activity.track_send();
+        let started = Instant::now();
+        let watch = tokio::spawn(async move {
+            activity.send_stalled(Duration::from_secs(10)).await;
+            Instant::now()
+        });
+        // One stream keeps taking its frames within the limit; that never counts as a stall.
+        for _ in 0..5 {
+            moving.handed_over();
+            tokio::time::advance(Duration::from_secs(9)).await;
+            moving.resumed();
+        }
+        // The other waits from here on, and a finished stream leaves no trace.
+        stuck.handed_over();
+        let waiting_from = Instant::now();
+        drop(moving);
+        assert!(!watch.is_finished());
+        assert_eq!(watch.await.unwrap() - waiting_from, Duration::from_secs(10));
+        assert!(waiting_from - started >= Duration::from_secs(45));
+        stuck.resumed();
     }
 }

@@ -6,6 +6,7 @@
 //! accepting response data (`send_timeout`), and time without a request (`idle_timeout`).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +44,8 @@ pub struct ServerLimits {
     /// A connection with no request in progress (an HTTP/2 connection without streams, say) is
     /// closed after this, HTTP/2 with a GOAWAY.
     pub idle_timeout: Duration,
-    /// A client that accepts no response data for this long is disconnected.
+    /// A client that accepts no response data for this long (on HTTP/2, on any one stream) is
+    /// disconnected.
     pub send_timeout: Duration,
     /// Largest request head (HTTP/1.1 read buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
@@ -172,7 +174,6 @@ async fn accept_loop(
         let connection = Connection {
             proxy: proxy.clone(),
             builders: builders.clone(),
-            limits: limits.clone(),
             shutdown: shutdown.clone(),
             admitted,
         };
@@ -211,16 +212,19 @@ async fn accept_loop(
 struct Connection {
     proxy: Arc<Proxy>,
     builders: Arc<Builders>,
-    limits: ServerLimits,
     shutdown: CancellationToken,
     admitted: Admitted,
 }
 
 impl Connection {
+    fn limits(&self) -> &ServerLimits {
+        self.admitted.limits()
+    }
+
     async fn serve_plain(self, stream: SendTimeout<TcpStream>, client: ClientInfo) {
         let peer = client.ip;
         let sniffed = tokio::select! {
-            sniffed = sniff(stream, self.limits.handshake_timeout) => sniffed,
+            sniffed = sniff(stream, self.limits().handshake_timeout) => sniffed,
             _ = self.admitted.activity.shed() => return,
             _ = self.shutdown.cancelled() => return,
         };
@@ -241,7 +245,7 @@ impl Connection {
         let handshake = tokio::select! {
             _ = self.shutdown.cancelled() => return,
             _ = self.admitted.activity.shed() => return,
-            handshake = tokio::time::timeout(self.limits.handshake_timeout, handshake) => handshake,
+            handshake = tokio::time::timeout(self.limits().handshake_timeout, handshake) => handshake,
         };
         match handshake {
             Ok(Ok((stream, tls))) => {
@@ -265,7 +269,10 @@ impl Connection {
     {
         let peer = client.ip;
         let activity = self.admitted.activity.clone();
-        let max_uri_bytes = self.limits.max_uri_bytes;
+        let max_uri_bytes = self.limits().max_uri_bytes;
+        // HTTP/1.1 has one response at a time, and its socket's send timeout sees a client that
+        // stops reading; HTTP/2 streams are watched one by one (`Activity::send_stalled`).
+        let streams = protocol == Protocol::Http2;
         // One allocation per connection; each request clones one Arc.
         let shared = Arc::new((self.proxy.clone(), client, activity.clone()));
         let service = service_fn(move |request: Request<Incoming>| {
@@ -273,6 +280,7 @@ impl Connection {
             async move {
                 let (proxy, client, activity) = &*shared;
                 let in_progress = activity.start();
+                let send = streams.then(|| activity.track_send());
                 let response = match request.uri().path_and_query() {
                     // Checked here, not by hyper: hyper answers 431 for any head too large.
                     Some(target) if target.as_str().len() > max_uri_bytes => {
@@ -280,7 +288,7 @@ impl Connection {
                     }
                     _ => proxy.handle(request, client).await,
                 };
-                response.map(|response| response.map(|body| Counted::new(body, in_progress)))
+                response.map(|response| response.map(|body| Counted::new(body, in_progress, send)))
             }
         });
         let io = TokioIo::new(stream);
@@ -288,11 +296,15 @@ impl Connection {
             Protocol::Http1 => {
                 let connection = self.builders.http1.serve_connection(io, service);
                 let connection = connection.with_upgrades();
-                self.drive(connection, |c| c.graceful_shutdown()).await
+                let stalled = std::future::pending();
+                self.drive(connection, |c| c.graceful_shutdown(), stalled, peer)
+                    .await
             }
             Protocol::Http2 => {
                 let connection = self.builders.http2.serve_connection(io, service);
-                self.drive(connection, |c| c.graceful_shutdown()).await
+                let stalled = activity.send_stalled(self.limits().send_timeout);
+                self.drive(connection, |c| c.graceful_shutdown(), stalled, peer)
+                    .await
             }
         };
         if let Err(error) = result {
@@ -301,8 +313,16 @@ impl Connection {
     }
 
     /// Runs `connection` until it ends, or, once it has been idle for the idle timeout, the
-    /// listener needs its place, or shutdown begins, until it has finished gracefully.
-    async fn drive<C>(&self, connection: C, graceful: fn(Pin<&mut C>)) -> hyper::Result<()>
+    /// listener needs its place, or shutdown begins, until it has finished gracefully. When
+    /// `send_stalled` resolves (a stream the client stopped accepting data on), the connection
+    /// is cut, as a socket that stops accepting writes is.
+    async fn drive<C>(
+        &self,
+        connection: C,
+        graceful: fn(Pin<&mut C>),
+        send_stalled: impl Future<Output = ()>,
+        peer: IpAddr,
+    ) -> hyper::Result<()>
     where
         C: Future<Output = hyper::Result<()>>,
     {
@@ -310,8 +330,12 @@ impl Connection {
         tokio::pin!(connection);
         let idle = tokio::select! {
             result = connection.as_mut() => return result,
+            _ = send_stalled => {
+                debug!(%peer, "client accepted no response data within the send timeout; cut");
+                return Ok(());
+            }
             _ = self.shutdown.cancelled() => false,
-            _ = activity.idle_for(self.limits.idle_timeout) => true,
+            _ = activity.idle_for(self.limits().idle_timeout) => true,
             _ = activity.shed() => true,
         };
         graceful(connection.as_mut());
@@ -321,7 +345,7 @@ impl Connection {
         }
         // Nothing in progress, so this is quick, unless the client never finished its HTTP/2
         // handshake: hyper then waits for it before it sends GOAWAY, and the connection is cut.
-        tokio::time::timeout(self.limits.handshake_timeout, connection)
+        tokio::time::timeout(self.limits().handshake_timeout, connection)
             .await
             .unwrap_or(Ok(()))
     }

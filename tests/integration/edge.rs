@@ -161,6 +161,36 @@ async fn a_client_that_stops_reading_is_cut_and_frees_the_upstream_connection() 
     .await;
 }
 
+/// HTTP/2 flow control lets a client stop accepting data on one stream without the socket ever
+/// blocking: the send timeout must see the stream, not just the connection's writes.
+#[tokio::test]
+async fn an_http2_client_that_withholds_window_updates_is_cut_and_frees_the_upstream_connection() {
+    let origins = origin::start(1).await;
+    let proxy = TestProxy::start_with_limits(&single_route(&origins, None), short()).await;
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = Request::get("http://x/bytes/67108864")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    // The body is never read, so the client never opens its flow-control windows again.
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let origin = &origins.origins[0];
+    eventually("the upstream connection is closed", || async {
+        origin.open_connections() == 0
+    })
+    .await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the stalled connection should be closed");
+    assert!(ended.is_ok());
+    drop(response);
+}
+
 #[tokio::test]
 async fn malformed_hosts_connect_and_long_targets_are_refused() {
     let origins = origin::start(1).await;

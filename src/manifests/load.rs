@@ -30,6 +30,12 @@ use crate::snapshot::Snapshot;
 /// Files larger than this are refused rather than read into memory.
 pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Documents larger than this are refused unparsed. The YAML parser holds every event of a
+/// document at once, about 15 times its size (a 31 MB document peaked at 455 MB, an 8 MiB one at
+/// 132 MB), so this, not the file limit, bounds the loader's memory. The API server stores no
+/// object over 1.5 MiB; only a `kind: List` comes near, and it can be split into documents.
+pub const MAX_DOCUMENT_BYTES: usize = 8 * 1024 * 1024;
+
 /// A document (or file) that could not be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadError {
@@ -88,6 +94,13 @@ pub fn load_str(text: &str, file: &Path, loaded: &mut Loaded) {
 /// straight into its type. A kind vane skips is never built into a value, so a 31 MB document
 /// of another kind costs the parser's events, not a tree of it (which took 1 GB).
 fn add_document(document: &str, snapshot: &mut Snapshot) -> Result<(), String> {
+    if document.len() > MAX_DOCUMENT_BYTES {
+        return Err(format!(
+            "document is {} bytes, more than the limit of {MAX_DOCUMENT_BYTES}; not parsed \
+             (split a List into documents separated by ---)",
+            document.len()
+        ));
+    }
     nesting::check(document)?;
     match serde_yaml_ng::from_str::<Header>(document) {
         Ok(Header::Empty) => Ok(()),
@@ -591,6 +604,26 @@ items:
         load_str(text, Path::new("other-kinds.yaml"), &mut loaded);
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
         assert_eq!(loaded.snapshot.services.len(), 1);
+    }
+
+    #[test]
+    fn a_document_over_the_size_limit_is_refused_unparsed_and_the_others_load() {
+        let padding = "#".repeat(MAX_DOCUMENT_BYTES);
+        let text = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: kept}}\n---\n{padding}\n\
+             apiVersion: v1\nkind: Service\nmetadata: {{name: too-big}}\n"
+        );
+        let mut loaded = Loaded::default();
+        load_str(&text, Path::new("big.yaml"), &mut loaded);
+        assert_eq!(loaded.snapshot.services.len(), 1);
+        assert_eq!(loaded.errors.len(), 1);
+        let error = loaded.errors[0].to_string();
+        let expected = format!("more than the limit of {MAX_DOCUMENT_BYTES}; not parsed");
+        assert!(
+            error.starts_with("big.yaml, document 2: document is "),
+            "{error}"
+        );
+        assert!(error.contains(&expected), "{error}");
     }
 
     #[test]

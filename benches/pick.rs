@@ -7,7 +7,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::HeaderMap;
 use tokio::time::Instant;
-use vane::balance::{BackendBalancer, EndpointStats, Member, PickContext, RequestInfo};
+use vane::balance::{BackendBalancer, Member, PickContext, RequestInfo};
+use vane::endpoint::EndpointStats;
 use vane::table::{ConsistentHash, HashKey, HashRing, LoadBalancing};
 
 fn members(n: usize, weighted: bool) -> Vec<Member> {

@@ -12,6 +12,7 @@ pub mod args;
 pub mod balance;
 pub mod compile;
 pub mod debounce;
+pub mod endpoint;
 pub mod health;
 pub mod k8s;
 pub mod manifests;

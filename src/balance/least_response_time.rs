@@ -1,7 +1,7 @@
 //! Least response time: the endpoint with the lowest peak-EWMA latency times requests in flight
 //! plus one (Finagle's and Linkerd's "peak EWMA"), per unit of weight.
 //!
-//! New endpoints start at [`DEFAULT_RTT`](super::DEFAULT_RTT); estimates decay toward zero
+//! New endpoints start at [`DEFAULT_RTT`](crate::endpoint::DEFAULT_RTT); estimates decay toward zero
 //! while an endpoint gets no samples, so a once-slow endpoint is tried again.
 
 use std::time::Duration;

@@ -21,7 +21,6 @@ mod least_connections;
 mod least_response_time;
 mod random;
 mod round_robin;
-mod stats;
 
 use foldhash::HashMap;
 use std::fmt;
@@ -34,9 +33,12 @@ use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::health::{in_panic, may_eject, Outcome, Verdict};
+use crate::endpoint::{
+    in_panic, may_eject, EndpointRegistry, EndpointStats, RequestOutcome, Verdict,
+};
 use crate::table::{
     Backend, CookieAffinity, LoadBalancing, OutlierDetection, RoutingTable, SameSite, SlowStart,
+    DEFAULT_DECAY,
 };
 
 pub use consistent_hash::ConsistentHashBalancer;
@@ -44,7 +46,6 @@ pub use least_connections::LeastConnections;
 pub use least_response_time::LeastResponseTime;
 pub use random::WeightedRandom;
 pub use round_robin::RoundRobin;
-pub use stats::{EndpointRegistry, EndpointStats, InFlight, DEFAULT_DECAY, DEFAULT_RTT};
 
 /// What a balancer may look at in a request.
 #[derive(Clone, Copy, Debug)]
@@ -411,7 +412,7 @@ impl BackendBalancer {
 
     /// Reports what became of a request to member `index`; returns the end of the ejection
     /// when this outcome ejected the endpoint.
-    pub fn report(&self, index: usize, outcome: Outcome, now: Instant) -> Option<Instant> {
+    pub fn report(&self, index: usize, outcome: RequestOutcome, now: Instant) -> Option<Instant> {
         let member = self.members.get(index)?;
         if member.stats.health.record(outcome, &self.outlier) != Verdict::Eject {
             return None;
@@ -847,7 +848,7 @@ mod rotation_tests {
             let balancer = BackendBalancer::new(members(&[1, 1, 1]), &load_balancing, None)
                 .with_outlier_detection(outlier(50, 0));
             assert_eq!(picked(&balancer, 300, &[]).len(), 3, "{load_balancing:?}");
-            let until = balancer.report(1, Outcome::GatewayError, Instant::now());
+            let until = balancer.report(1, RequestOutcome::GatewayError, Instant::now());
             assert!(until.is_some(), "ejected");
             assert_eq!(
                 picked(&balancer, 300, &[]),
@@ -879,7 +880,7 @@ mod rotation_tests {
             balancer.pick(&mut ctx).unwrap().index
         };
         let before: Vec<usize> = (0..2000).map(|i| owner(&format!("/{i}"))).collect();
-        balancer.report(2, Outcome::GatewayError, Instant::now());
+        balancer.report(2, RequestOutcome::GatewayError, Instant::now());
         let mut owner = |path: &str| {
             let mut ctx = PickContext::new(request(&headers, path), Instant::now(), &mut rng);
             balancer.pick(&mut ctx).unwrap().index
@@ -901,18 +902,24 @@ mod rotation_tests {
             BackendBalancer::new(members(&[1, 1, 1, 1]), &LoadBalancing::RoundRobin, None)
                 .with_outlier_detection(outlier(50, 0));
         let now = Instant::now();
-        assert!(balancer.report(0, Outcome::GatewayError, now).is_some());
-        assert!(balancer.report(1, Outcome::GatewayError, now).is_some());
-        assert!(balancer.report(2, Outcome::GatewayError, now).is_none());
+        assert!(balancer
+            .report(0, RequestOutcome::GatewayError, now)
+            .is_some());
+        assert!(balancer
+            .report(1, RequestOutcome::GatewayError, now)
+            .is_some());
+        assert!(balancer
+            .report(2, RequestOutcome::GatewayError, now)
+            .is_none());
         assert_eq!(picked(&balancer, 100, &[]), HashSet::from([2, 3]));
 
         // 2 of 3 ejected is below a 50% panic threshold: every endpoint takes traffic.
         let panicky = BackendBalancer::new(members(&[1, 1, 1]), &LoadBalancing::RoundRobin, None)
             .with_outlier_detection(outlier(100, 50));
-        panicky.report(0, Outcome::GatewayError, now);
+        panicky.report(0, RequestOutcome::GatewayError, now);
         assert_eq!(picked(&panicky, 100, &[]), HashSet::from([1, 2]));
         assert!(!panicky.in_panic(now));
-        panicky.report(1, Outcome::GatewayError, now);
+        panicky.report(1, RequestOutcome::GatewayError, now);
         assert!(panicky.in_panic(now));
         assert_eq!(picked(&panicky, 100, &[]).len(), 3);
     }
@@ -966,7 +973,7 @@ mod rotation_tests {
             .unwrap()
             .to_owned();
         pinned.insert(http::header::COOKIE, pair.parse().unwrap());
-        balancer.report(index, Outcome::GatewayError, Instant::now());
+        balancer.report(index, RequestOutcome::GatewayError, Instant::now());
         let again = balancer
             .pick(&mut PickContext::new(
                 request(&pinned, "/"),

@@ -10,9 +10,9 @@ use k8s_openapi::api::discovery::v1::Endpoint as SliceEndpoint;
 use super::{Annotations, Sink};
 use crate::api::annotations::{self, keys, Algorithm, HashBy};
 use crate::api::{self, BackendPolicy, EndpointWeight, HashOn, LoadBalancerType};
-use crate::balance::DEFAULT_DECAY;
 use crate::table::{
     ConsistentHash, CookieAffinity, HashKey, HashRing, LoadBalancing, SameSite, SlowStart,
+    DEFAULT_DECAY,
 };
 
 /// Maglev's default table size: a prime well above 100 × the endpoints of most backends.

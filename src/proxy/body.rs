@@ -18,7 +18,7 @@ use super::guard::Admission;
 use super::idle::Idle;
 use super::pool::Reusable;
 use super::request_body::UpstreamBody;
-use crate::balance::InFlight;
+use crate::endpoint::InFlight;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

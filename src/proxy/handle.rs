@@ -13,8 +13,9 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
 use super::guard::BackendGuard;
-use crate::balance::{Balancers, EndpointRegistry};
-use crate::health::{Prober, Target};
+use crate::balance::Balancers;
+use crate::endpoint::EndpointRegistry;
+use crate::health::{ProbeTarget, Prober};
 use crate::table::{Diagnostic, RoutingTable};
 
 /// One published generation of the routing table, with its runtime balancers.
@@ -120,7 +121,7 @@ fn connect_timeouts(table: &RoutingTable) -> HashMap<SocketAddr, Duration> {
 fn probe_targets<'t>(
     table: &'t RoutingTable,
     balancers: &'t Balancers,
-) -> impl Iterator<Item = Target> + 't {
+) -> impl Iterator<Item = ProbeTarget> + 't {
     table
         .backends()
         .iter()
@@ -129,7 +130,7 @@ fn probe_targets<'t>(
             Some((backend, backend.health.active.as_ref()?, balancers.get(i)?))
         })
         .flat_map(|(backend, check, balancer)| {
-            balancer.members().iter().map(move |member| Target {
+            balancer.members().iter().map(move |member| ProbeTarget {
                 address: member.address,
                 check: check.clone(),
                 backend: backend.name.clone(),

@@ -49,7 +49,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::balance::{cookie_value, BackendBalancer, PickContext, RequestInfo};
-use crate::health::Outcome;
+use crate::endpoint::RequestOutcome;
 use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route};
 use body::{Hold, Tracked};
 use guard::{Admission, BackendGuard};
@@ -338,7 +338,7 @@ impl Proxy {
             // A failed client body says nothing about the endpoint.
             let outcome = match &result {
                 Err(AttemptError::Send(SendError::ClientBody(_))) => None,
-                _ => Some(failure.map_or(Outcome::Success, Failure::outcome)),
+                _ => Some(failure.map_or(RequestOutcome::Success, Failure::outcome)),
             };
             if let Some(until) = outcome.and_then(|o| balancer.report(index, o, now)) {
                 warn!(backend = %backend.name, endpoint = %endpoint.address, ejected_for = ?until.saturating_duration_since(now), "endpoint ejected after consecutive failures");

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::{Method, StatusCode};
 use tokio::time::Instant;
 
-use crate::health::Outcome;
+use crate::endpoint::RequestOutcome;
 use crate::table::{RetryOn, RetryPolicy};
 
 /// How one attempt ended, for the retry decision and outlier detection.
@@ -27,10 +27,10 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn outcome(self) -> Outcome {
+    pub fn outcome(self) -> RequestOutcome {
         match self {
-            Failure::Connect | Failure::Reset | Failure::Timeout => Outcome::GatewayError,
-            Failure::Status(status) => Outcome::of_status(status),
+            Failure::Connect | Failure::Reset | Failure::Timeout => RequestOutcome::GatewayError,
+            Failure::Status(status) => RequestOutcome::of_status(status),
         }
     }
 

@@ -119,6 +119,11 @@ impl fmt::Display for Route {
     }
 }
 
+/// How long a latency sample keeps influencing an endpoint's average when nothing says
+/// otherwise (Linkerd's choice): the compiler's default for least response time, and the decay
+/// the balancers of every other algorithm record latency with.
+pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
+
 /// Load-balancing algorithm of a backend, as plain data; `balance` builds the runtime picker.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum LoadBalancing {

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use vane::balance::{Balancers, EndpointRegistry};
+use vane::balance::Balancers;
 use vane::compile::{compile, Options};
+use vane::endpoint::EndpointRegistry;
 use vane::snapshot::Snapshot;
 use vane::table::RoutingTable;
 

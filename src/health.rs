@@ -19,13 +19,12 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::Transition;
-use crate::balance::EndpointStats;
+use crate::endpoint::{EndpointStats, Transition};
 use crate::table::{ActiveCheck, Probe};
 
 /// One endpoint to probe: its address, the check, the backend that asked for it (for logs)
 /// and its state.
-pub struct Target {
+pub struct ProbeTarget {
     pub address: SocketAddr,
     pub check: ActiveCheck,
     pub backend: Box<str>,
@@ -35,12 +34,12 @@ pub struct Target {
 /// The probe tasks of the current table. Dropping it stops them all.
 #[derive(Debug, Default)]
 pub struct Prober {
-    running: Mutex<HashMap<SocketAddr, Running>>,
+    running: Mutex<HashMap<SocketAddr, RunningProbe>>,
     stop: CancellationToken,
 }
 
 #[derive(Debug)]
-struct Running {
+struct RunningProbe {
     check: ActiveCheck,
     stop: CancellationToken,
 }
@@ -54,12 +53,12 @@ impl Drop for Prober {
 impl Prober {
     /// Makes the running probes match `targets`. An address with two different checks (two
     /// backends over the same endpoint) is probed with the first one.
-    pub fn reconcile(&self, targets: impl IntoIterator<Item = Target>) {
+    pub fn reconcile(&self, targets: impl IntoIterator<Item = ProbeTarget>) {
         let mut running = self
             .running
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut wanted: HashMap<SocketAddr, Target> = HashMap::new();
+        let mut wanted: HashMap<SocketAddr, ProbeTarget> = HashMap::new();
         for target in targets {
             wanted.entry(target.address).or_insert(target);
         }
@@ -83,7 +82,7 @@ impl Prober {
             let stop = self.stop.child_token();
             running.insert(
                 address,
-                Running {
+                RunningProbe {
                     check: target.check.clone(),
                     stop: stop.clone(),
                 },
@@ -98,7 +97,7 @@ impl Prober {
     }
 }
 
-async fn probe_loop(target: Target) {
+async fn probe_loop(target: ProbeTarget) {
     let check = &target.check;
     if !check.initial_jitter.is_zero() {
         let jitter = fastrand::u64(..=check.initial_jitter.as_millis() as u64);

@@ -23,7 +23,7 @@ use crate::table::OutlierDetection;
 
 /// What became of one request sent to an endpoint, as outlier detection sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RequestOutcome {
     /// Any response below 500.
     Success,
     /// 500, 501 or 505 and above: an application error.
@@ -32,12 +32,12 @@ pub enum Outcome {
     GatewayError,
 }
 
-impl Outcome {
-    pub fn of_status(status: http::StatusCode) -> Outcome {
+impl RequestOutcome {
+    pub fn of_status(status: http::StatusCode) -> RequestOutcome {
         match status.as_u16() {
-            502..=504 => Outcome::GatewayError,
-            500..=599 => Outcome::ServerError,
-            _ => Outcome::Success,
+            502..=504 => RequestOutcome::GatewayError,
+            500..=599 => RequestOutcome::ServerError,
+            _ => RequestOutcome::Success,
         }
     }
 }
@@ -153,13 +153,13 @@ impl EndpointHealth {
 
     /// Counts one outcome of live traffic. A success resets the failure counts; it writes only
     /// when there is something to reset, so the common case stays read-only.
-    pub fn record(&self, outcome: Outcome, config: &OutlierDetection) -> Verdict {
+    pub fn record(&self, outcome: RequestOutcome, config: &OutlierDetection) -> Verdict {
         let reached = |counter: &AtomicU32, threshold: Option<u32>| {
             let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
             threshold.is_some_and(|t| count >= t)
         };
         let eject = match outcome {
-            Outcome::Success => {
+            RequestOutcome::Success => {
                 for counter in [&self.consecutive_5xx, &self.consecutive_gateway] {
                     if counter.load(Ordering::Relaxed) != 0 {
                         counter.store(0, Ordering::Relaxed);
@@ -167,11 +167,11 @@ impl EndpointHealth {
                 }
                 false
             }
-            Outcome::ServerError => {
+            RequestOutcome::ServerError => {
                 self.consecutive_gateway.store(0, Ordering::Relaxed);
                 reached(&self.consecutive_5xx, config.consecutive_5xx)
             }
-            Outcome::GatewayError => {
+            RequestOutcome::GatewayError => {
                 let by_5xx = reached(&self.consecutive_5xx, config.consecutive_5xx);
                 reached(&self.consecutive_gateway, config.consecutive_gateway_errors) || by_5xx
             }
@@ -278,16 +278,16 @@ mod tests {
     async fn consecutive_failures_reach_the_threshold_and_a_success_resets_them() {
         let h = health();
         let c = config();
-        assert_eq!(h.record(Outcome::ServerError, &c), Verdict::Fine);
-        assert_eq!(h.record(Outcome::ServerError, &c), Verdict::Fine);
-        assert_eq!(h.record(Outcome::Success, &c), Verdict::Fine);
-        assert_eq!(h.record(Outcome::ServerError, &c), Verdict::Fine);
-        assert_eq!(h.record(Outcome::ServerError, &c), Verdict::Fine);
-        assert_eq!(h.record(Outcome::ServerError, &c), Verdict::Eject);
+        assert_eq!(h.record(RequestOutcome::ServerError, &c), Verdict::Fine);
+        assert_eq!(h.record(RequestOutcome::ServerError, &c), Verdict::Fine);
+        assert_eq!(h.record(RequestOutcome::Success, &c), Verdict::Fine);
+        assert_eq!(h.record(RequestOutcome::ServerError, &c), Verdict::Fine);
+        assert_eq!(h.record(RequestOutcome::ServerError, &c), Verdict::Fine);
+        assert_eq!(h.record(RequestOutcome::ServerError, &c), Verdict::Eject);
 
         let h = health();
-        assert_eq!(h.record(Outcome::GatewayError, &c), Verdict::Fine);
-        assert_eq!(h.record(Outcome::GatewayError, &c), Verdict::Eject);
+        assert_eq!(h.record(RequestOutcome::GatewayError, &c), Verdict::Fine);
+        assert_eq!(h.record(RequestOutcome::GatewayError, &c), Verdict::Eject);
 
         let off = OutlierDetection {
             consecutive_5xx: None,
@@ -296,7 +296,7 @@ mod tests {
         };
         let h = health();
         for _ in 0..100 {
-            assert_eq!(h.record(Outcome::GatewayError, &off), Verdict::Fine);
+            assert_eq!(h.record(RequestOutcome::GatewayError, &off), Verdict::Fine);
         }
     }
 

@@ -15,7 +15,6 @@
 //! `client_io` tells HTTP/1.1 from HTTP/2 within the handshake timeout and cuts clients that stop
 //! reading; `connection` keeps the process-wide connection cap and sheds idle connections at it.
 
-mod body;
 mod client_io;
 mod connect;
 mod connection;
@@ -27,7 +26,9 @@ mod headers;
 mod idle;
 mod pool;
 mod request_body;
+mod response_body;
 mod retry;
+mod send_error;
 mod server;
 mod tls_policy;
 mod upgrade;
@@ -51,12 +52,13 @@ use tracing::{debug, warn};
 use crate::balance::{cookie_value, BackendBalancer, PickContext, RequestInfo};
 use crate::endpoint::RequestOutcome;
 use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route};
-use body::{Hold, Tracked};
 use guard::{Admission, BackendGuard};
 use pool::Reusable;
 use request_body::{RequestBody, Uploaded, UpstreamBody};
+use response_body::{Hold, Tracked};
 use retry::{is_retryable, Failure};
-use upstream::{version_for, SendError, Upstreams};
+use send_error::SendError;
+use upstream::{version_for, Upstreams};
 
 pub use connection::Connections;
 pub use error::ProxyError;

@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::upstream::SendError;
+use super::send_error::SendError;
 use super::UpstreamConfig;
 
 /// The largest read buffer of an upstream connection, which also bounds its response head.

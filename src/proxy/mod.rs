@@ -8,7 +8,7 @@
 //! a retry can replay them). The upstream connection pools are keyed by endpoint address
 //! and protocol and live as long as the proxy, so they survive table swaps (see `upstream`;
 //! HTTP/1.1 connections go back to theirs when the response body has been forwarded, see
-//! `pool` and `body`). Retries and their budget are in `retry`, circuit breaking in `guard`, TLS
+//! `pool` and `response_body`). Retries and their budget are in `retry`, circuit breaking in `guard`, TLS
 //! decisions (redirects, HSTS, 421) in `tls_policy`, gRPC error mapping in `grpc`.
 //!
 //! The client side: `server` accepts and serves connections with a deadline for every phase;

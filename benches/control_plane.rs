@@ -29,8 +29,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vane::args::{Config, LogFormat, Source};
 use vane::compile::{compile, Options};
+use vane::live::TableHandle;
 use vane::manifests::{self, Loaded};
-use vane::proxy::{ServerLimits, TableHandle};
+use vane::proxy::ServerLimits;
 
 const SIZES: [usize; 3] = [1_000, 5_000, 10_000];
 const SWAPS: usize = 5;

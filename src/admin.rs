@@ -17,8 +17,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::live::{ActiveTable, TableHandle};
 use crate::net::AcceptBackoff;
-use crate::proxy::{ActiveTable, TableHandle};
 use crate::table::{BackendTarget, ClientAuthMode, PathKind, Timeouts, TlsSite};
 
 /// What the admin endpoints report on.

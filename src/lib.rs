@@ -2,7 +2,7 @@
 //!
 //! A source (Kubernetes watches or a manifests directory) produces a [`snapshot::Snapshot`];
 //! [`compile::compile`] turns it into an immutable [`table::RoutingTable`]; the proxy reads the
-//! table through one atomic swap ([`proxy::TableHandle`]). See ARCHITECTURE.md.
+//! table through one atomic swap ([`live::TableHandle`]). See ARCHITECTURE.md.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -15,6 +15,7 @@ pub mod debounce;
 pub mod endpoint;
 pub mod health;
 pub mod k8s;
+pub mod live;
 pub mod manifests;
 pub mod net;
 pub mod proxy;

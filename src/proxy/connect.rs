@@ -17,7 +17,7 @@ use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use super::TableHandle;
+use crate::live::TableHandle;
 use crate::table::Timeouts;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -26,7 +26,7 @@ pub enum ProxyError {
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(std::time::Duration),
     #[error("circuit breaker open: {0}")]
-    CircuitOpen(#[source] super::guard::Tripped),
+    CircuitOpen(#[source] crate::live::Tripped),
     #[error("reading the request body failed: {0}")]
     ClientBody(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the client did not send the request body in time")]

@@ -8,8 +8,9 @@
 //! a retry can replay them). The upstream connection pools are keyed by endpoint address
 //! and protocol and live as long as the proxy, so they survive table swaps (see `upstream`;
 //! HTTP/1.1 connections go back to theirs when the response body has been forwarded, see
-//! `pool` and `response_body`). Retries and their budget are in `retry`, circuit breaking in `guard`, TLS
-//! decisions (redirects, HSTS, 421) in `tls_policy`, gRPC error mapping in `grpc`.
+//! `pool` and `response_body`). When to retry is in `retry` (the budget and the circuit
+//! breaker are per backend, in [`crate::live`]), TLS decisions (redirects, HSTS, 421) in
+//! `tls_policy`, gRPC error mapping in `grpc`.
 //!
 //! The client side: `server` accepts and serves connections with a deadline for every phase;
 //! `client_io` tells HTTP/1.1 from HTTP/2 within the handshake timeout and cuts clients that stop
@@ -20,8 +21,6 @@ mod connect;
 mod connection;
 mod error;
 mod grpc;
-mod guard;
-mod handle;
 mod headers;
 mod idle;
 mod pool;
@@ -51,8 +50,9 @@ use tracing::{debug, warn};
 
 use crate::balance::{cookie_value, BackendBalancer, PickContext, RequestInfo};
 use crate::endpoint::RequestOutcome;
+use crate::live::{Admission, BackendGuard, TableHandle};
 use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route};
-use guard::{Admission, BackendGuard};
+
 use pool::Reusable;
 use request_body::{RequestBody, Uploaded, UpstreamBody};
 use response_body::{Hold, Tracked};
@@ -62,7 +62,6 @@ use upstream::{version_for, Upstreams};
 
 pub use connection::Connections;
 pub use error::ProxyError;
-pub use handle::{ActiveTable, TableHandle};
 pub use headers::ClientInfo;
 pub use server::{serve, serve_tls, ServerLimits};
 

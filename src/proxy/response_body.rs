@@ -14,11 +14,11 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use super::guard::Admission;
 use super::idle::Idle;
 use super::pool::Reusable;
 use super::request_body::UpstreamBody;
 use crate::endpoint::InFlight;
+use crate::live::Admission;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

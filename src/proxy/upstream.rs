@@ -34,7 +34,8 @@ use tracing::warn;
 use super::connect::TimedConnector;
 use super::pool::{Http1Pool, Reusable};
 use super::send_error::SendError;
-use super::{TableHandle, UpstreamConfig};
+use super::UpstreamConfig;
+use crate::live::TableHandle;
 use crate::table::{Backend, Endpoint, UpstreamTls};
 
 type BoxError = Box<dyn StdError + Send + Sync>;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vane::compile::{compile, Options};
-use vane::proxy::{self, Connections, Proxy, ServerLimits, TableHandle, UpstreamConfig};
+use vane::live::TableHandle;
+use vane::proxy::{self, Connections, Proxy, ServerLimits, UpstreamConfig};
 
 use super::fixtures::snapshot;
 

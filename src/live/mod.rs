@@ -1,8 +1,15 @@
-//! [`TableHandle`]: the one atomic swap between the compile loop and the data plane.
+//! The live table: what the data plane, the TLS resolver and the admin endpoint read, and the
+//! publish step that makes a compiled table live.
 //!
-//! Everything that must change together (routes, backends, their balancers, diagnostics) is
-//! one [`ActiveTable`] behind one `ArcSwap`, so a request, the TLS resolver and the admin
-//! endpoint never see a mix of two generations.
+//! [`TableHandle`] is the one atomic swap between the compile loop and its readers. Everything
+//! that must change together (routes, backends, their balancers, circuit breakers and retry
+//! budgets, diagnostics) is one [`ActiveTable`] behind one `ArcSwap`, so a request, the TLS
+//! resolver and the admin endpoint never see a mix of two generations. Publishing carries the
+//! runtime state of unchanged backends over and reconciles the active health checks with the
+//! new table's endpoints.
+
+mod backend_guard;
+mod retry_budget;
 
 use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
@@ -12,11 +19,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-use super::guard::BackendGuard;
 use crate::balance::Balancers;
 use crate::endpoint::EndpointRegistry;
 use crate::health::{ProbeTarget, Prober};
 use crate::table::{Diagnostic, RoutingTable};
+
+pub use backend_guard::{Admission, BackendGuard, Tripped};
+pub use retry_budget::RetryBudget;
 
 /// One published generation of the routing table, with its runtime balancers.
 #[derive(Debug, Default)]

@@ -1,5 +1,5 @@
 //! Per-backend runtime guards: the circuit breaker and the retry budget. Like the balancers,
-//! they are built per published table and carried over while the backend is unchanged.
+//! they are built when a table is published and carried over while the backend is unchanged.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::retry::RetryBudget;
+use super::RetryBudget;
 use crate::table::CircuitBreaker;
 
 #[derive(Debug)]

@@ -31,12 +31,11 @@ use crate::api::BackendPolicy;
 use crate::snapshot::Snapshot;
 use crate::table::{
     Backend, BackendProtocol, BackendTarget, Canary, Certificate, CircuitBreaker, CookieAffinity,
-    Diagnostic, HealthCheck, HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route,
-    RoutingTable, SlowStart, UpstreamTls,
+    Diagnostic, HealthCheck, HostPattern, LoadBalancing, ObjectRef, PathRule, PolicyStatus,
+    RetryPolicy, Route, RoutingTable, SlowStart, UpstreamTls,
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
-pub use policy::{ConditionSpec, PolicyStatus};
 pub use service::SERVICE_NAME_LABEL;
 use service::{Resolved, Unresolved};
 

@@ -9,28 +9,10 @@
 use foldhash::HashMap;
 
 use crate::api::{self, conditions, BackendPolicy};
-use crate::table::ObjectRef;
+use crate::table::{ConditionSpec, ObjectRef, PolicyStatus};
 
 use super::service::ServiceIndex;
 use super::{reasons, Sink};
-
-/// A condition to write into a policy's status (the writer adds the transition time).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConditionSpec {
-    pub type_: &'static str,
-    pub status: bool,
-    pub reason: &'static str,
-    pub message: String,
-}
-
-/// The status compile computed for one policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PolicyStatus {
-    pub object: ObjectRef,
-    /// The `metadata.generation` the conditions describe.
-    pub observed_generation: Option<i64>,
-    pub conditions: Vec<ConditionSpec>,
-}
 
 /// `(namespace, service, port name)`; `None` as port name means the whole Service.
 type TargetKey = (String, String, Option<String>);

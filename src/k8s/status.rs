@@ -25,8 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::watch::Stores;
 use crate::api::BackendPolicy;
-use crate::compile::{ConditionSpec, PolicyStatus};
-use crate::table::{Diagnostic, ObjectRef};
+use crate::table::{ConditionSpec, Diagnostic, ObjectRef, PolicyStatus};
 
 /// How often status is reconciled even without changes.
 const RESYNC: Duration = Duration::from_secs(30);

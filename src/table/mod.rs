@@ -22,6 +22,7 @@ mod diagnostic;
 mod host;
 mod path;
 mod resilience;
+mod status;
 mod tls;
 
 use foldhash::{HashMap, HashMapExt};
@@ -38,6 +39,7 @@ pub use resilience::{
     ActiveCheck, CircuitBreaker, HealthCheck, OutlierDetection, Probe, RetryOn, RetryPolicy,
     Timeouts,
 };
+pub use status::{ConditionSpec, PolicyStatus};
 pub use tls::{
     BackendProtocol, Certificate, ClientAuth, ClientAuthMode, RouteTls, TlsHosts, TlsSite,
     UpstreamTls,

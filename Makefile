@@ -7,14 +7,15 @@ RENDER := python3 charts/tests/render.py
 run:
 	./scripts/demo.sh
 
+# Every package of the workspace: vane and crates/test-apiserver.
 test: fmt lint
-	cargo test --all-targets
+	cargo test --workspace --all-targets
 
 fmt:
 	cargo fmt --all -- --check
 
 lint:
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 build:
 	cargo build --release --bin vane

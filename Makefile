@@ -7,14 +7,19 @@ RENDER := python3 charts/tests/render.py
 run:
 	./scripts/demo.sh
 
+# Every package of the workspace (vane and crates/test-apiserver), then the chart tests, which
+# `cargo test` leaves out because they need Python and the Helm wheel (tests/chart.rs).
 test: fmt lint
-	cargo test --all-targets
+	cargo test --workspace --all-targets
+	cargo test --test chart
 
 fmt:
 	cargo fmt --all -- --check
 
+# --all-targets leaves out the chart tests (test = false in Cargo.toml): linted by name.
 lint:
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --test chart -- -D warnings
 
 build:
 	cargo build --release --bin vane
@@ -39,7 +44,7 @@ manifests:
 	mv deploy/vane.yaml.tmp deploy/vane.yaml
 
 # Lints the chart strictly and renders it, with the defaults and with each test values file,
-# into target/chart/ (tests/integration/chart.rs checks what these renders contain).
+# into target/chart/ (tests/chart.rs checks what these renders contain).
 chart:
 	@mkdir -p target/chart
 	$(RENDER) lint

@@ -16,7 +16,7 @@ helm binary and no cluster.
     render.py notes [same options as template]
         Prints the rendered NOTES.txt.
 
-The assertions live in the Rust test tests/integration/chart.rs; this script only runs Helm.
+The assertions live in the Rust test tests/chart.rs; this script only runs Helm.
 """
 
 import argparse

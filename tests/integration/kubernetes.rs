@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use vane::app::{self, Running};
 use vane::args::{Config, LogFormat, Source};
 use vane::k8s::{KubeSettings, LeaseSettings, Publish};
+use vane_test_apiserver::ApiServer;
 
-use crate::support::apiserver::ApiServer;
 use crate::support::client::{client, get, status_of};
 use crate::support::fixtures::{backend, docs, ingress, INGRESS_CLASS};
 use crate::support::origin::{self, Origins};

@@ -5,16 +5,14 @@
 //! - `edge`: the proxy against hostile and careless clients and origins (hardening);
 //! - `pool`: the HTTP/1.1 upstream connection pool, seen from the origins;
 //! - `balancing`: balancing configuration through compile, and the algorithms through the proxy;
-//! - `kubernetes`: tier 3, the Kubernetes source against the in-process API server;
-//! - `apiserver`: the in-process API server itself, checked with the real kube client;
+//! - `kubernetes`: tier 3, the Kubernetes source against the in-process API server
+//!   (`vane_test_apiserver`, crates/test-apiserver);
 //! - `generated`: committed generated files match the code;
 //! - `standalone`: tier 4, the built `vane` binary on a manifests directory;
 //! - `tls`: TLS termination, redirects, mTLS, upstream TLS, h2c and gRPC through the proxy,
 //!   and TLS compile.
 
-mod apiserver;
 mod balancing;
-mod chart;
 mod compile;
 mod edge;
 mod generated;

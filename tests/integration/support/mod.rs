@@ -4,7 +4,6 @@
     reason = "each test module uses a different part of the support code"
 )]
 
-pub mod apiserver;
 pub mod binary;
 pub mod client;
 pub mod fixtures;

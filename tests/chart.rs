@@ -7,6 +7,9 @@
 //! back to the same JSON: k8s-openapi ignores unknown fields, so the round trip is what catches a
 //! misspelt field. Nothing here is skipped: without python3 or the wheel the tests fail and say
 //! how to install them.
+//!
+//! Because they need Python, these tests are a target of their own that `cargo test` leaves out
+//! (`test = false` in Cargo.toml); `make test` runs them with `cargo test --test chart`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
-//! The fake API server (support/apiserver.rs), driven by the real kube client: typed `Api`s,
-//! `watcher` (also on `PartialObjectMeta`, i.e. metadata-only) and the events `Recorder`.
+//! The fake API server, driven by the real kube client: typed `Api`s, `watcher` (also on
+//! `PartialObjectMeta`, i.e. metadata-only) and the events `Recorder`.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -23,7 +23,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
 
-use crate::support::apiserver::ApiServer;
+use vane_test_apiserver::ApiServer;
 
 /// Long enough for any expected event; only reached when something is broken.
 const WAIT: Duration = Duration::from_secs(30);

@@ -11,10 +11,11 @@
 //! ```
 //!
 //! Whatever can be precomputed (weight sequences, prefix sums, hash tables) is built once, when
-//! the table is published. Per-endpoint state ([`EndpointStats`]: in-flight count, latency)
-//! lives in an [`EndpointRegistry`](crate::endpoint::EndpointRegistry) keyed by address, so it survives table swaps. A backend
-//! whose endpoints and algorithm are unchanged keeps its whole balancer (and so its round-robin
-//! position). Randomness comes from the caller's RNG, so tests are seeded and reproducible.
+//! the table is published. Per-endpoint state ([`EndpointStats`]: in-flight count, latency,
+//! health) lives in an [`EndpointRegistry`](crate::endpoint::EndpointRegistry) keyed by
+//! address, so it survives table swaps. A backend whose endpoints and algorithm are unchanged
+//! keeps its whole balancer (and so its round-robin position). Randomness comes from the
+//! caller's RNG, so tests are seeded and reproducible.
 
 mod affinity;
 mod backend;

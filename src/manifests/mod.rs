@@ -7,6 +7,7 @@
 //! of one stat per file rather than one parse per file.
 
 mod cache;
+mod header;
 mod load;
 mod nesting;
 

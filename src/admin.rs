@@ -19,7 +19,7 @@ use tracing::debug;
 
 use crate::live::{ActiveTable, TableHandle};
 use crate::net::AcceptBackoff;
-use crate::table::{BackendTarget, ClientAuthMode, PathKind, Timeouts, TlsSite};
+use crate::table::{BackendTarget, ClientAuthMode, PathKind, Timeouts};
 
 /// What the admin endpoints report on.
 #[derive(Debug)]
@@ -147,7 +147,7 @@ pub fn routes_json(active: &ActiveTable) -> Value {
                     "protocol": backend.protocol.as_str(),
                     "upstreamTls": backend.upstream_tls.as_ref().map(|tls| json!({
                         "serverName": tls.server_name,
-                        "verify": if tls.insecure { "insecureSkipVerify".to_string() } else {
+                        "verify": if tls.is_insecure() { "insecureSkipVerify".to_string() } else {
                             match &tls.ca {
                                 Some(secrets) => secrets.iter().map(|s| format!("{}/{}", s.namespace, s.name)).collect::<Vec<_>>().join(","),
                                 None => "webpki-roots".to_string(),
@@ -189,21 +189,24 @@ pub fn routes_json(active: &ActiveTable) -> Value {
             }),
         })
         .collect();
-    let default_site = table.tls().default_site();
+    let sites = table.tls().sites();
+    let default_index = table.tls().default_index();
+    let default_site = default_index.map(|index| &sites[index]);
     let mut tls: Vec<(String, Value)> = table
         .tls()
         .hosts()
-        .map(|(host, site)| {
+        .map(|(host, index)| {
+            let site = &sites[index];
             let is_default = default_site
                 .is_some_and(|d| std::sync::Arc::ptr_eq(&d.certificate, &site.certificate));
-            (host.to_string(), site_json(site, is_default))
+            (host.to_string(), site_json(active, index, is_default))
         })
         .collect();
     tls.sort_by(|a, b| a.0.cmp(&b.0));
     json!({
         "generation": active.generation,
         "tls": tls.into_iter().map(|(host, site)| json!({"host": host, "site": site})).collect::<Vec<_>>(),
-        "defaultCertificate": default_site.map(|site| site_json(site, true)),
+        "defaultCertificate": default_index.map(|index| site_json(active, index, true)),
         "hosts": hosts.into_iter().map(|(host, paths)| json!({"host": host, "paths": paths})).collect::<Vec<_>>(),
         "defaultBackend": default_backend,
         "backends": backends,
@@ -221,9 +224,11 @@ fn timeouts_json(timeouts: &Timeouts) -> Value {
     })
 }
 
-/// A TLS site: its certificate (which Secret, or the self-signed one; subject, DNS names,
-/// notAfter) and its client verification.
-fn site_json(site: &TlsSite, is_default: bool) -> Value {
+/// TLS site `index`: its certificate (which Secret, or the self-signed one; subject, DNS names,
+/// notAfter), its client verification, and whether its handshakes are refused (as published:
+/// without a server configuration).
+fn site_json(active: &ActiveTable, index: usize, is_default: bool) -> Value {
+    let site = &active.table.tls().sites()[index];
     let certificate = &site.certificate;
     json!({
         "certificate": {
@@ -240,6 +245,6 @@ fn site_json(site: &TlsSite, is_default: bool) -> Value {
             "ca": format!("{}/{}", auth.ca.namespace, auth.ca.name),
             "mode": match auth.mode { ClientAuthMode::Required => "on", ClientAuthMode::Optional => "optional" },
         })),
-        "refused": site.config.is_none(),
+        "refused": active.server_configs.get(index).is_none(),
     })
 }

@@ -31,7 +31,6 @@ use crate::manifests::{self, Changes, LoadError, ManifestCache};
 use crate::proxy::workers;
 use crate::snapshot::Snapshot;
 use crate::table::Diagnostic;
-use crate::tls;
 
 /// A started vane: where it listens, and its tasks.
 pub struct Running {
@@ -71,7 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// Binds the listeners and starts every task; they run until `shutdown` is cancelled.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let tables = Arc::new(TableHandle::new());
-    let fallback = tls::self_signed()
+    let fallback = compile::self_signed()
         .map_err(anyhow::Error::msg)
         .context("cannot generate the self-signed default certificate")?;
     let options = Options {

@@ -11,12 +11,15 @@
 
 mod balancing;
 mod canary;
+mod certificate;
 mod class;
 mod ingress;
 mod policy;
 mod resilience;
+mod self_signed;
 mod service;
 mod tls;
+mod upstream_tls;
 
 use std::collections::BTreeMap;
 
@@ -36,6 +39,7 @@ use crate::table::{
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
+pub use self_signed::self_signed;
 pub use service::SERVICE_NAME_LABEL;
 use service::{Resolved, Unresolved};
 
@@ -472,7 +476,7 @@ impl<'a> TableBuilder<'a> {
         let policies = self.policies;
         let policy = policies.for_port(namespace, service, found.port_name());
         let mut key = BackendKey::new(found.name.clone(), balancing, policy.map(|(p, _)| *p));
-        key.protocol = tls::backend_protocol(
+        key.protocol = upstream_tls::backend_protocol(
             tls.backend_protocol,
             policy.map(|(p, _)| *p),
             found.app_protocol(),

@@ -1,5 +1,6 @@
-//! TLS: certificates from Ingress `spec.tls` and their Secrets, the default certificate, client
-//! certificate verification (mTLS), redirects and HSTS per route, and upstream TLS per backend.
+//! Downstream TLS: certificates from Ingress `spec.tls` and their Secrets, the default
+//! certificate, client certificate verification (mTLS), and redirects and HSTS per route.
+//! (Upstream TLS per backend is `upstream_tls.rs`; it shares this builder's Secret cache.)
 //!
 //! - A `spec.tls` entry with `hosts` serves its Secret's certificate for those hosts. Without
 //!   `hosts`, it serves it for the Ingress's rule hosts that the certificate covers (its DNS
@@ -12,6 +13,9 @@
 //!   verification; a younger one asking for a different one gets `TLSConflict`.
 //! - Client verification whose CA cannot be used fails closed: that host's handshakes are
 //!   refused rather than served without the verification asked for.
+//!
+//! The result is plain data ([`TlsHosts`]: certificates and CA roots as DER); the TLS module
+//! builds the rustls configurations from it when the table is published.
 
 use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
@@ -19,19 +23,15 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use rustls::pki_types::CertificateDer;
-use rustls::server::danger::ClientCertVerifier;
 
-use super::service::Unresolved;
+use super::certificate::{self, CertificateError};
 use super::{ingress, reasons, Annotations, Options, Sink};
+use crate::api;
 use crate::api::annotations::{self, keys, VerifyClient};
-use crate::api::{self, BackendPolicy};
 use crate::snapshot::TLS_SECRET_TYPE;
 use crate::table::{
-    BackendProtocol, Certificate, ClientAuth, ClientAuthMode, HostPattern, ObjectRef, RouteTls,
-    TlsHosts, TlsSite, UpstreamTls,
+    Certificate, ClientAuth, ClientAuthMode, HostPattern, ObjectRef, RouteTls, TlsHosts, TlsSite,
 };
-use crate::tls::certificate::{self, CertificateError};
-use crate::tls::client::{client_config, Roots};
 
 /// What an Ingress's annotations say about TLS and the upstream protocol.
 #[derive(Debug, Default)]
@@ -109,35 +109,31 @@ impl IngressTls {
 
 /// Why a Secret cannot be used: an Event reason and a message naming the Secret.
 #[derive(Debug, Clone)]
-struct SecretProblem {
-    reason: &'static str,
-    message: String,
+pub(super) struct SecretProblem {
+    pub(super) reason: &'static str,
+    pub(super) message: String,
 }
 
 /// The CA certificates of a Secret's `ca.crt`.
-type CaBundle = Arc<[CertificateDer<'static>]>;
+pub(super) type CaBundle = Arc<[CertificateDer<'static>]>;
 
-/// Which sites exist, deduplicated: one `ServerConfig` per certificate and client verification.
+/// Which sites exist, deduplicated: one per certificate and client verification (and so one
+/// rustls `ServerConfig` once published).
 type SiteKey = (*const Certificate, Option<ClientAuth>);
 
-/// How a site treats client certificates.
-enum Verification {
-    None,
-    Verify(ClientAuth, Arc<dyn ClientCertVerifier>),
-    /// The CA cannot be used: fail closed.
-    Refuse(ClientAuth),
-}
-
-/// Builds the [`TlsHosts`] of a table and the upstream TLS of its backends.
+/// Builds the [`TlsHosts`] of a table, and the upstream TLS of its backends (`upstream_tls.rs`),
+/// reading each TLS Secret once for both.
 pub struct TlsBuilder<'a> {
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
     now: Option<i64>,
     certificates: HashMap<(String, String), Result<Arc<Certificate>, SecretProblem>>,
     cas: HashMap<(String, String), Result<CaBundle, SecretProblem>>,
-    sites: HashMap<SiteKey, Arc<TlsSite>>,
-    default: Option<Arc<TlsSite>>,
+    /// Every site once, and its index by key.
+    sites: Vec<TlsSite>,
+    site_index: HashMap<SiteKey, usize>,
+    default: Option<usize>,
     /// Each TLS host, the Ingress that claimed it first, and its site.
-    hosts: HashMap<HostPattern, (ObjectRef, Arc<TlsSite>)>,
+    hosts: HashMap<HostPattern, (ObjectRef, usize)>,
     /// Host order of first claim, so that the table does not depend on hash order.
     order: Vec<HostPattern>,
 }
@@ -160,7 +156,8 @@ impl<'a> TlsBuilder<'a> {
             now: options.now,
             certificates: HashMap::new(),
             cas: HashMap::new(),
-            sites: HashMap::new(),
+            sites: Vec::new(),
+            site_index: HashMap::new(),
             default: None,
             hosts: HashMap::new(),
             order: Vec::new(),
@@ -182,7 +179,7 @@ impl<'a> TlsBuilder<'a> {
         });
         builder.default = configured
             .or_else(|| options.fallback_certificate.clone())
-            .and_then(|certificate| builder.site(certificate, &Verification::None).ok());
+            .map(|certificate| builder.site(certificate, None));
         builder
     }
 
@@ -208,10 +205,10 @@ impl<'a> TlsBuilder<'a> {
             }
             return;
         }
-        let verification = match &settings.client_auth {
-            None => Verification::None,
-            Some((name, mode)) => self.verification(object, name, *mode, sink),
-        };
+        let client_auth = settings
+            .client_auth
+            .as_ref()
+            .map(|(name, mode)| self.client_auth(object, name, *mode, sink));
         let rule_hosts: Vec<HostPattern> = spec
             .rules
             .iter()
@@ -267,46 +264,41 @@ impl<'a> TlsBuilder<'a> {
             settings.hosts.extend(hosts.iter().cloned());
             // Without a usable certificate of its own, a host gets the default one (and without
             // that either, no site: its handshakes are refused).
-            let Some(certificate) =
-                certificate.or_else(|| self.default.as_ref().map(|site| site.certificate.clone()))
-            else {
+            let Some(certificate) = certificate.or_else(|| {
+                self.default
+                    .map(|index| self.sites[index].certificate.clone())
+            }) else {
                 continue;
             };
-            let site = match self.site(certificate, &verification) {
-                Ok(site) => site,
-                Err(problem) => {
-                    sink.report(object, problem.reason, format!("{at}: {}", problem.message));
-                    continue;
-                }
-            };
+            let site = self.site(certificate, client_auth.clone());
             for host in hosts {
-                self.claim(object, host, site.clone(), sink);
+                self.claim(object, host, site, sink);
             }
         }
     }
 
-    /// The client verification of an Ingress; when its CA cannot be used, refusal.
-    fn verification(
+    /// The client verification of an Ingress; when its CA cannot be used, without roots: its
+    /// hosts refuse handshakes.
+    fn client_auth(
         &mut self,
         object: &ObjectRef,
         name: &str,
         mode: ClientAuthMode,
         sink: &mut Sink,
-    ) -> Verification {
-        let auth = ClientAuth {
-            ca: ObjectRef::new("Secret", object.namespace.as_str(), name),
-            mode,
-        };
-        let verifier = self.ca(&object.namespace, name).and_then(|roots| {
-            crate::tls::client_cert_verifier(&roots, mode == ClientAuthMode::Optional).map_err(
-                |message| SecretProblem {
+    ) -> ClientAuth {
+        let roots = self.ca(&object.namespace, name).and_then(|roots| {
+            certificate::check_trust_anchors(&roots)
+                .map(|()| roots)
+                .map_err(|e| SecretProblem {
                     reason: reasons::INVALID_SECRET,
-                    message: format!("Secret {}/{name}: {message}", object.namespace),
-                },
-            )
+                    message: format!(
+                        "Secret {}/{name}: ca.crt holds an unusable CA certificate: {e}",
+                        object.namespace
+                    ),
+                })
         });
-        match verifier {
-            Ok(verifier) => Verification::Verify(auth, verifier),
+        let roots = match roots {
+            Ok(roots) => Some(roots),
             Err(problem) => {
                 sink.report(
                     object,
@@ -317,20 +309,19 @@ impl<'a> TlsBuilder<'a> {
                         problem.message
                     ),
                 );
-                Verification::Refuse(auth)
+                None
             }
+        };
+        ClientAuth {
+            ca: ObjectRef::new("Secret", object.namespace.as_str(), name),
+            mode,
+            roots,
         }
     }
 
-    fn claim(
-        &mut self,
-        object: &ObjectRef,
-        host: HostPattern,
-        site: Arc<TlsSite>,
-        sink: &mut Sink,
-    ) {
+    fn claim(&mut self, object: &ObjectRef, host: HostPattern, site: usize, sink: &mut Sink) {
         match self.hosts.get(&host) {
-            Some((_, existing)) if Arc::ptr_eq(existing, &site) => {}
+            Some((_, existing)) if *existing == site => {}
             Some((owner, _)) => sink.report(
                 object,
                 reasons::TLS_CONFLICT,
@@ -346,40 +337,16 @@ impl<'a> TlsBuilder<'a> {
         }
     }
 
-    /// The site of a certificate and client verification, built once.
-    fn site(
-        &mut self,
-        certificate: Arc<Certificate>,
-        verification: &Verification,
-    ) -> Result<Arc<TlsSite>, SecretProblem> {
-        let client_auth = match verification {
-            Verification::None => None,
-            Verification::Verify(auth, _) | Verification::Refuse(auth) => Some(auth.clone()),
-        };
+    /// The index of the site of a certificate and client verification, added once.
+    fn site(&mut self, certificate: Arc<Certificate>, client_auth: Option<ClientAuth>) -> usize {
         let key = (Arc::as_ptr(&certificate), client_auth.clone());
-        if let Some(site) = self.sites.get(&key) {
-            return Ok(site.clone());
-        }
-        let config = match verification {
-            Verification::Refuse(_) => None,
-            Verification::None => Some(crate::tls::server_config(certificate.key.clone(), None)),
-            Verification::Verify(_, verifier) => Some(crate::tls::server_config(
-                certificate.key.clone(),
-                Some(verifier.clone()),
-            )),
-        }
-        .transpose()
-        .map_err(|e| SecretProblem {
-            reason: reasons::INVALID_SECRET,
-            message: format!("the certificate cannot be served: {e}"),
-        })?;
-        let site = Arc::new(TlsSite {
-            certificate,
-            client_auth,
-            config,
-        });
-        self.sites.insert(key, site.clone());
-        Ok(site)
+        *self.site_index.entry(key).or_insert_with(|| {
+            self.sites.push(TlsSite {
+                certificate,
+                client_auth,
+            });
+            self.sites.len() - 1
+        })
     }
 
     fn secret(&self, namespace: &str, name: &str) -> Result<&'a Secret, SecretProblem> {
@@ -436,7 +403,7 @@ impl<'a> TlsBuilder<'a> {
     }
 
     /// The CA certificates in a Secret's `ca.crt`, parsed once.
-    fn ca(&mut self, namespace: &str, name: &str) -> Result<CaBundle, SecretProblem> {
+    pub(super) fn ca(&mut self, namespace: &str, name: &str) -> Result<CaBundle, SecretProblem> {
         let key = (namespace.to_owned(), name.to_owned());
         if let Some(cached) = self.cas.get(&key) {
             return cached.clone();
@@ -453,76 +420,6 @@ impl<'a> TlsBuilder<'a> {
         parsed
     }
 
-    /// The TLS client side of a backend with `protocol` (none for plain protocols). Endpoints
-    /// are verified against the policy's CA Secrets, else the public web PKI, under the
-    /// policy's `hostname`, else the Service's cluster DNS name.
-    pub fn upstream(
-        &mut self,
-        protocol: BackendProtocol,
-        policy: Option<(&BackendPolicy, &ObjectRef)>,
-        namespace: &str,
-        service: &str,
-        sink: &mut Sink,
-    ) -> Result<Option<UpstreamTls>, Unresolved> {
-        if !protocol.uses_tls() {
-            return Ok(None);
-        }
-        let settings = policy.and_then(|(p, object)| Some((p.spec.tls.as_ref()?, object)));
-        let server_name = settings
-            .and_then(|(tls, _)| tls.hostname.clone())
-            .unwrap_or_else(|| format!("{service}.{namespace}.svc"));
-        let (config, ca, roots, insecure) = match settings {
-            Some((tls, object)) if tls.insecure_skip_verify == Some(true) => {
-                sink.report(
-                    object,
-                    reasons::INSECURE_UPSTREAM_TLS,
-                    format!("spec.tls.insecureSkipVerify: certificates of {namespace}/{service} are not verified; anyone on the path can read and change this traffic"),
-                );
-                (client_config(Roots::Insecure), None, Vec::new(), true)
-            }
-            Some((tls, object)) if !tls.ca_certificate_refs.is_empty() => {
-                let mut roots = Vec::new();
-                for reference in &tls.ca_certificate_refs {
-                    let ca = self
-                        .ca(namespace, &reference.name)
-                        .map_err(|problem| Unresolved {
-                            reason: problem.reason,
-                            message: format!(
-                                "BackendPolicy {}/{} spec.tls.caCertificateRefs: {}",
-                                object.namespace, object.name, problem.message
-                            ),
-                        })?;
-                    roots.extend(ca.iter().cloned());
-                }
-                let refs = tls
-                    .ca_certificate_refs
-                    .iter()
-                    .map(|r| ObjectRef::new("Secret", namespace, r.name.as_str()))
-                    .collect();
-                (
-                    client_config(Roots::Custom(&roots)),
-                    Some(refs),
-                    roots,
-                    false,
-                )
-            }
-            _ => (client_config(Roots::WebPki), None, Vec::new(), false),
-        };
-        let config = config.map_err(|message| Unresolved {
-            reason: reasons::INVALID_SECRET,
-            message,
-        })?;
-        let roots_der: Vec<&[u8]> = roots.iter().map(|r| r.as_ref()).collect();
-        Ok(Some(UpstreamTls::new(
-            config,
-            &server_name,
-            protocol.is_http2(),
-            insecure,
-            ca,
-            &roots_der,
-        )))
-    }
-
     pub fn finish(self) -> TlsHosts {
         let mut hosts = self.hosts;
         let ordered = self
@@ -533,7 +430,7 @@ impl<'a> TlsBuilder<'a> {
                 Some((host, site))
             })
             .collect();
-        TlsHosts::new(ordered, self.default)
+        TlsHosts::new(self.sites, ordered, self.default)
     }
 }
 
@@ -552,27 +449,4 @@ fn value<'s>(secret: &'s Secret, key: &str) -> Option<&'s [u8]> {
                 .and_then(|data| data.get(key))
                 .map(|text| text.as_bytes())
         })
-}
-
-/// The upstream protocol of a backend: the annotation, then the attached policy, then the
-/// Service port's `appProtocol`, then HTTP.
-pub fn backend_protocol(
-    annotation: Option<api::BackendProtocol>,
-    policy: Option<&BackendPolicy>,
-    app_protocol: Option<&str>,
-) -> BackendProtocol {
-    let configured = annotation.or_else(|| policy.and_then(|p| p.spec.backend_protocol));
-    match configured {
-        Some(api::BackendProtocol::Http) => BackendProtocol::Http,
-        Some(api::BackendProtocol::Https) => BackendProtocol::Https,
-        Some(api::BackendProtocol::H2c) => BackendProtocol::H2c,
-        Some(api::BackendProtocol::Grpc) => BackendProtocol::Grpc,
-        Some(api::BackendProtocol::Grpcs) => BackendProtocol::Grpcs,
-        None => match app_protocol {
-            Some("kubernetes.io/h2c") => BackendProtocol::H2c,
-            Some("kubernetes.io/https" | "https") => BackendProtocol::Https,
-            Some("grpc") => BackendProtocol::Grpc,
-            _ => BackendProtocol::Http,
-        },
-    }
 }

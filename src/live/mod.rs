@@ -3,10 +3,12 @@
 //!
 //! [`TableHandle`] is the one atomic swap between the compile loop and its readers. Everything
 //! that must change together (routes, backends, their balancers, circuit breakers and retry
-//! budgets, diagnostics) is one [`ActiveTable`] behind one `ArcSwap`, so a request, the TLS
-//! resolver and the admin endpoint never see a mix of two generations. Publishing carries the
-//! runtime state of unchanged backends over and reconciles the active health checks with the
-//! new table's endpoints.
+//! budgets, the rustls server configuration of each TLS site, diagnostics) is one
+//! [`ActiveTable`] behind one `ArcSwap`, so a request, the TLS resolver and the admin endpoint
+//! never see a mix of two generations. Publishing builds the server configurations from the
+//! table's certificates (reusing those of unchanged sites), carries the runtime state of
+//! unchanged backends over, and reconciles the active health checks with the new table's
+//! endpoints.
 
 mod backend_guard;
 mod retry_budget;
@@ -17,12 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rustls::ServerConfig;
 use tokio::time::Instant;
 
 use crate::balance::Balancers;
 use crate::endpoint::EndpointRegistry;
 use crate::health::{ProbeTarget, Prober};
 use crate::table::{Diagnostic, RoutingTable};
+use crate::tls::ServerConfigs;
 
 pub use backend_guard::{Admission, BackendGuard, Tripped};
 pub use retry_budget::RetryBudget;
@@ -37,10 +41,21 @@ pub struct ActiveTable {
     pub balancers: Balancers,
     /// Circuit breaker and retry budget of each backend, indexed like the backends.
     pub guards: Vec<Arc<BackendGuard>>,
+    /// The rustls configuration of each TLS site, indexed like the table's sites.
+    pub server_configs: ServerConfigs,
     /// The connect timeout of each endpoint that hyper-util's clients dial (HTTP/2 and TLS
     /// backends): the shortest of the routes leading to it. Plain HTTP/1.1 takes the route's
     /// own timeout.
     pub connect_timeouts: HashMap<SocketAddr, Duration>,
+}
+
+impl ActiveTable {
+    /// The configuration of a TLS handshake for `server_name` (SNI): its site's, else the
+    /// default site's. `None`: refuse the handshake.
+    pub fn server_config(&self, server_name: Option<&str>) -> Option<Arc<ServerConfig>> {
+        let site = self.table.tls().site_index(server_name)?;
+        self.server_configs.get(site).cloned()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -93,10 +108,15 @@ impl TableHandle {
                 },
             )
             .collect();
+        let server_configs = ServerConfigs::build(
+            table.tls(),
+            (previous.table.tls(), &previous.server_configs),
+        );
         let generation = previous.generation + 1;
         self.current.store(Arc::new(ActiveTable {
             generation,
             connect_timeouts: connect_timeouts(&table),
+            server_configs,
             table,
             diagnostics,
             balancers,

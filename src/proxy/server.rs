@@ -238,9 +238,7 @@ impl Connection {
         let peer = client.ip;
         let tables = self.proxy.tables.clone();
         let handshake = tls::accept(stream, |server_name| {
-            let active = tables.load();
-            let site = active.table.tls().site(server_name)?;
-            site.config.clone()
+            tables.load().server_config(server_name)
         });
         let handshake = tokio::select! {
             _ = self.shutdown.cancelled() => return,

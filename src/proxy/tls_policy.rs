@@ -1,8 +1,6 @@
 //! TLS decisions on the request path. Each reads what compile decided for the route or the
 //! table; nothing here is computed per request beyond comparing names.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -70,9 +68,5 @@ pub fn is_misdirected(table: &RoutingTable, client: &ClientInfo, host: &str) -> 
         return false;
     }
     let sites = table.tls();
-    match (sites.site(Some(server_name)), sites.site(Some(&host))) {
-        (Some(connection), Some(request)) => !Arc::ptr_eq(connection, request),
-        (None, None) => false,
-        _ => true,
-    }
+    sites.site_index(Some(server_name)) != sites.site_index(Some(&host))
 }

@@ -9,10 +9,12 @@
 //! └── tls:   UpstreamTls (roots, server name, ALPN) ─▶ client over rustls (Https, Grpcs)
 //! ```
 //!
-//! The TLS configurations come ready-made from the table; a client (and its pool) is created
-//! the first time a configuration is used and found again by content on later tables, so an
-//! unchanged backend keeps its connections across swaps. The request body type is generic, so
-//! the forwarding code may wrap bodies (e.g. to replay them) without touching this file.
+//! The table holds each backend's TLS settings as plain data ([`UpstreamTls`]); a client (its
+//! rustls configuration, built by `tls::client`, and its pool) is created the first time those
+//! settings are used and found again by content on later tables, so an unchanged backend keeps
+//! its connections across swaps and a configuration is built once, not per table. The request
+//! body type is generic, so the forwarding code may wrap bodies (e.g. to replay them) without
+//! touching this file.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -29,7 +31,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Builder, Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::ServerName;
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::connect::TimedConnector;
 use super::pool::{Http1Pool, Reusable};
@@ -37,6 +39,7 @@ use super::send_error::SendError;
 use super::UpstreamConfig;
 use crate::live::TableHandle;
 use crate::table::{Backend, Endpoint, UpstreamTls};
+use crate::tls;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -100,7 +103,7 @@ where
         *request.uri_mut() = Uri::from_parts(uri).map_err(|e| SendError::Connect(e.into()))?;
         let response = match &backend.upstream_tls {
             None => self.h2c.request(request),
-            Some(tls) => self.tls_request(tls, request),
+            Some(tls) => self.tls_request(tls, request)?,
         };
         response
             .await
@@ -110,11 +113,15 @@ where
 
     /// Sends `request` with the client for `tls`, created on first use. The response future
     /// owns what it needs, so a known client is used in place, not cloned.
-    fn tls_request(&self, tls: &UpstreamTls, request: Request<B>) -> ResponseFuture {
+    fn tls_request(
+        &self,
+        tls: &UpstreamTls,
+        request: Request<B>,
+    ) -> Result<ResponseFuture, SendError> {
         if let Some(client) = self.tls.load().get(tls) {
-            return client.request(request);
+            return Ok(client.request(request));
         }
-        let client = self.new_tls_client(tls);
+        let client = self.new_tls_client(tls)?;
         self.tls.rcu(|clients| {
             let mut clients = if clients.len() >= MAX_TLS_CLIENTS {
                 HashMap::new()
@@ -124,28 +131,34 @@ where
             clients.entry(tls.clone()).or_insert_with(|| client.clone());
             clients
         });
-        client.request(request)
+        Ok(client.request(request))
     }
 
-    fn new_tls_client(&self, tls: &UpstreamTls) -> TlsClient<B> {
-        if tls.insecure {
+    /// A client for `tls`. Compile checked its roots, so its configuration builds; if it did
+    /// not, the request fails to connect (and is logged) rather than going out unverified.
+    fn new_tls_client(&self, tls: &UpstreamTls) -> Result<TlsClient<B>, SendError> {
+        if tls.is_insecure() {
             warn!(server_name = %tls.server_name, "upstream TLS without certificate verification (insecureSkipVerify)");
         }
+        let config = tls::client::client_config(&tls.roots).map_err(|message| {
+            error!(server_name = %tls.server_name, %message, "cannot build the upstream TLS configuration");
+            SendError::Connect(message.into())
+        })?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(rustls::ClientConfig::clone(&tls.config))
+            .with_tls_config(rustls::ClientConfig::clone(&config))
             .https_only();
         let name = ServerName::try_from(tls.server_name.to_string())
             .unwrap_or_else(|_| ServerName::try_from("invalid.invalid").expect("a DNS name"));
         let https = https.with_server_name_resolver(FixedServerNameResolver::new(name));
         let http = connector(&self.tables, false);
         let mut builder = builder(&self.config);
-        if tls.http2 {
+        Ok(if tls.http2 {
             builder
                 .http2_only(true)
                 .build(https.enable_http2().wrap_connector(http))
         } else {
             builder.build(https.enable_http1().wrap_connector(http))
-        }
+        })
     }
 }
 

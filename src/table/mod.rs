@@ -9,7 +9,7 @@
 //! ├── routes[]:       Route { ingress, host, path, backend index, timeouts, tls }
 //! ├── backends[]:     Backend { name, Endpoints([Endpoint]) | Invalid(reason), load balancing,
 //! │                             protocol, upstream TLS }
-//! └── tls:            TlsHosts (certificates by SNI host, see `tls.rs`)
+//! └── tls:            TlsHosts (sites, and the site of each SNI host, see `tls.rs`)
 //! ```
 //!
 //! Lookup tries the exact host, then the wildcard, then host-less rules, then the default
@@ -42,7 +42,7 @@ pub use resilience::{
 pub use status::{ConditionSpec, PolicyStatus};
 pub use tls::{
     BackendProtocol, Certificate, ClientAuth, ClientAuthMode, RouteTls, TlsHosts, TlsSite,
-    UpstreamTls,
+    UpstreamRoots, UpstreamTls,
 };
 
 /// One routable rule: a host pattern and path (or the default backend) leading to a backend.

@@ -3,27 +3,35 @@
 //!
 //! ```text
 //! TlsHosts
-//! ├── exact:    "foo.example.com" ─▶ TlsSite { certificate, client_auth, rustls ServerConfig }
-//! ├── wildcard: "example.com" (for *.example.com) ─▶ TlsSite
-//! └── default:  TlsSite of --default-ssl-certificate, else of the self-signed certificate
+//! ├── sites:    [TlsSite { certificate (chain, key: DER), client_auth (CA roots: DER) }]
+//! ├── exact:    "foo.example.com" ─▶ site index
+//! ├── wildcard: "example.com" (for *.example.com) ─▶ site index
+//! └── default:  site index of --default-ssl-certificate, else of the self-signed certificate
 //! ```
 //!
-//! Everything is built by compile, rustls configurations included, so a handshake only looks
-//! up a prepared `Arc<ServerConfig>`; certificates change with the table, in the same swap.
+//! Plain data only: compile parses and validates certificates into these types, and the TLS
+//! module builds rustls configurations from them when a table is published (`live`, one
+//! `ServerConfig` per site, indexed like [`TlsHosts::sites`]; the upstream client cache, one
+//! `ClientConfig` per distinct [`UpstreamTls`]). So a handshake still only looks up a prepared
+//! configuration, and certificates change with the table, in the same swap.
 
 use foldhash::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::{wildcard_parent, HostPattern, ObjectRef};
 
 /// A server certificate with what `/debug/routes` and the 421 check need to know about it.
 #[derive(Debug)]
 pub struct Certificate {
-    pub key: Arc<CertifiedKey>,
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key of the leaf (checked to match it when parsed). Shared, as the key is
+    /// not cheap to clone and every configuration built from this certificate reads it.
+    pub key: Arc<PrivateKeyDer<'static>>,
     /// The Secret it came from; `None` for the self-signed certificate generated at start.
     pub secret: Option<ObjectRef>,
     pub subject: Box<str>,
@@ -56,36 +64,66 @@ pub enum ClientAuthMode {
     Optional,
 }
 
+/// Client certificates a host asks for (mTLS).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ClientAuth {
     /// The Secret whose `ca.crt` verifies client certificates.
     pub ca: ObjectRef,
     pub mode: ClientAuthMode,
+    /// The CA certificates of its `ca.crt`; `None` when they cannot be used, and then the
+    /// site refuses handshakes (fail closed).
+    pub roots: Option<Arc<[CertificateDer<'static>]>>,
 }
 
-/// What a TLS handshake for one host uses.
-#[derive(Debug)]
+/// What a TLS handshake for one host uses: one per certificate and client-auth pair.
+#[derive(Clone, Debug)]
 pub struct TlsSite {
     pub certificate: Arc<Certificate>,
     pub client_auth: Option<ClientAuth>,
-    /// Built once per certificate and client-auth pair, with vane's protocols and ALPN.
-    /// `None`: handshakes are refused (its client CA cannot be used, and serving the host
-    /// without the verification it asks for would fail open).
-    pub config: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// The TLS sites by SNI host name. Build with [`TlsHosts::new`].
+impl TlsSite {
+    /// Its client CA cannot be used, and serving the host without the verification it asks
+    /// for would fail open: handshakes are refused.
+    pub fn refuses_handshakes(&self) -> bool {
+        self.client_auth
+            .as_ref()
+            .is_some_and(|auth| auth.roots.is_none())
+    }
+}
+
+/// The TLS sites, and which one each SNI host name gets. Build with [`TlsHosts::new`].
 #[derive(Clone, Debug, Default)]
 pub struct TlsHosts {
-    exact: HashMap<Box<str>, Arc<TlsSite>>,
-    wildcard: HashMap<Box<str>, Arc<TlsSite>>,
-    default: Option<Arc<TlsSite>>,
+    /// Each distinct site once; the maps hold indexes into it.
+    sites: Vec<TlsSite>,
+    exact: HashMap<Box<str>, usize>,
+    wildcard: HashMap<Box<str>, usize>,
+    default: Option<usize>,
 }
 
 impl TlsHosts {
-    /// Host-less patterns are ignored: SNI always names a host.
-    pub fn new(hosts: Vec<(HostPattern, Arc<TlsSite>)>, default: Option<Arc<TlsSite>>) -> Self {
+    /// `hosts` and `default` name sites by their index in `sites`. Host-less patterns are
+    /// ignored: SNI always names a host.
+    ///
+    /// # Panics
+    ///
+    /// If an index is out of range of `sites`.
+    pub fn new(
+        sites: Vec<TlsSite>,
+        hosts: Vec<(HostPattern, usize)>,
+        default: Option<usize>,
+    ) -> Self {
+        let in_range = |index: &usize| *index < sites.len();
+        assert!(
+            default
+                .iter()
+                .chain(hosts.iter().map(|(_, i)| i))
+                .all(in_range),
+            "a TLS host names a site that does not exist"
+        );
         let mut tls = TlsHosts {
+            sites,
             default,
             ..Default::default()
         };
@@ -99,33 +137,46 @@ impl TlsHosts {
         tls
     }
 
-    /// The site for a server name (SNI, or a request's normalized host): exact, then wildcard,
-    /// then the default. `None` only when there is no default certificate either.
-    pub fn site(&self, server_name: Option<&str>) -> Option<&Arc<TlsSite>> {
+    /// Every site, in index order.
+    pub fn sites(&self) -> &[TlsSite] {
+        &self.sites
+    }
+
+    /// The index of the site for a server name (SNI, or a request's normalized host): exact,
+    /// then wildcard, then the default. `None` only when there is no default certificate
+    /// either.
+    pub fn site_index(&self, server_name: Option<&str>) -> Option<usize> {
         server_name
             .and_then(|name| {
                 self.exact
                     .get(name)
                     .or_else(|| wildcard_parent(name).and_then(|parent| self.wildcard.get(parent)))
             })
-            .or(self.default.as_ref())
+            .copied()
+            .or(self.default)
     }
 
-    /// Every host with its own site, as `(pattern, site)`.
-    pub fn hosts(&self) -> impl Iterator<Item = (HostPattern, &Arc<TlsSite>)> {
+    /// The site for a server name, as [`TlsHosts::site_index`] finds it.
+    pub fn site(&self, server_name: Option<&str>) -> Option<&TlsSite> {
+        self.site_index(server_name).map(|index| &self.sites[index])
+    }
+
+    /// Every host with its own site, as `(pattern, site index)`.
+    pub fn hosts(&self) -> impl Iterator<Item = (HostPattern, usize)> + '_ {
         let exact = self
             .exact
             .iter()
-            .map(|(name, site)| (HostPattern::Exact(name.clone()), site));
+            .map(|(name, site)| (HostPattern::Exact(name.clone()), *site));
         let wildcard = self
             .wildcard
             .iter()
-            .map(|(parent, site)| (HostPattern::Wildcard(parent.clone()), site));
+            .map(|(parent, site)| (HostPattern::Wildcard(parent.clone()), *site));
         exact.chain(wildcard)
     }
 
-    pub fn default_site(&self) -> Option<&Arc<TlsSite>> {
-        self.default.as_ref()
+    /// The index of the default site.
+    pub fn default_index(&self) -> Option<usize> {
+        self.default
     }
 }
 
@@ -183,57 +234,64 @@ impl fmt::Display for BackendProtocol {
     }
 }
 
+/// Whom an upstream's certificate must chain to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum UpstreamRoots {
+    /// The Mozilla root program (webpki-roots).
+    WebPki,
+    /// These CA certificates only (those of a BackendPolicy's CA Secrets, in order).
+    Custom(Arc<[CertificateDer<'static>]>),
+    /// Anyone: `insecureSkipVerify`.
+    Insecure,
+}
+
 /// The TLS client side of a backend: verification roots (or none), the name to send as SNI
 /// and verify, and the protocol to ask for by ALPN.
 ///
-/// Two `UpstreamTls` are equal when their configuration is (compared by `identity`, which
-/// holds every input of `config`), so connection pools keyed by it survive table swaps.
+/// Two `UpstreamTls` are equal when the client configurations they give are (every field but
+/// `ca`, which only says where the roots came from), so connection pools keyed by it survive
+/// table swaps. The hash is computed once: pools are looked up by it on every request.
 #[derive(Clone, Debug)]
 pub struct UpstreamTls {
-    pub config: Arc<rustls::ClientConfig>,
+    pub roots: UpstreamRoots,
     pub server_name: Box<str>,
     pub http2: bool,
-    /// Verification is off (`insecureSkipVerify`).
-    pub insecure: bool,
     /// Where the roots came from: the CA Secrets, or `None` for the public web PKI.
     pub ca: Option<Vec<ObjectRef>>,
-    identity: Arc<[u8]>,
-    identity_hash: u64,
+    hash: u64,
 }
 
 impl UpstreamTls {
-    /// `roots_der` must be every CA certificate (DER) that `config` trusts, in order; with the
-    /// other fields it is the identity of the configuration.
     pub fn new(
-        config: Arc<rustls::ClientConfig>,
+        roots: UpstreamRoots,
         server_name: &str,
         http2: bool,
-        insecure: bool,
         ca: Option<Vec<ObjectRef>>,
-        roots_der: &[&[u8]],
     ) -> Self {
-        let mut identity = Vec::new();
-        identity.extend_from_slice(&[u8::from(http2), u8::from(insecure), u8::from(ca.is_some())]);
-        for part in std::iter::once(server_name.as_bytes()).chain(roots_der.iter().copied()) {
-            identity.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            identity.extend_from_slice(part);
-        }
-        let identity_hash = xxhash_rust::xxh3::xxh3_64(&identity);
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        (&roots, server_name, http2).hash(&mut hasher);
         Self {
-            config,
+            roots,
             server_name: server_name.into(),
             http2,
-            insecure,
             ca,
-            identity: identity.into(),
-            identity_hash,
+            hash: hasher.finish(),
         }
+    }
+
+    /// Verification is off (`insecureSkipVerify`).
+    pub fn is_insecure(&self) -> bool {
+        self.roots == UpstreamRoots::Insecure
     }
 }
 
 impl PartialEq for UpstreamTls {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.identity, &other.identity) || self.identity == other.identity
+        // The hash first: unequal configurations almost always differ there, cheaply.
+        self.hash == other.hash
+            && self.http2 == other.http2
+            && self.server_name == other.server_name
+            && self.roots == other.roots
     }
 }
 
@@ -241,18 +299,20 @@ impl Eq for UpstreamTls {}
 
 impl Hash for UpstreamTls {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.identity_hash);
+        state.write_u64(self.hash);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::PrivatePkcs8KeyDer;
 
     #[test]
     fn certificate_names_cover_exact_and_one_label_wildcards() {
         let certificate = Certificate {
-            key: Arc::new(CertifiedKey::new(vec![], Arc::new(NoKey))),
+            chain: Vec::new(),
+            key: Arc::new(PrivatePkcs8KeyDer::from(Vec::new()).into()),
             secret: None,
             subject: "".into(),
             dns_names: vec!["a.example.com".into(), "*.wild.example.com".into()],
@@ -266,19 +326,26 @@ mod tests {
         assert!(!certificate.covers("b.example.com"));
     }
 
-    #[derive(Debug)]
-    struct NoKey;
-
-    impl rustls::sign::SigningKey for NoKey {
-        fn choose_scheme(
-            &self,
-            _: &[rustls::SignatureScheme],
-        ) -> Option<Box<dyn rustls::sign::Signer>> {
-            None
-        }
-
-        fn algorithm(&self) -> rustls::SignatureAlgorithm {
-            rustls::SignatureAlgorithm::ECDSA
-        }
+    #[test]
+    fn upstream_tls_is_equal_by_content_whatever_secrets_the_roots_came_from() {
+        let root = || UpstreamRoots::Custom(vec![CertificateDer::from(vec![1, 2, 3])].into());
+        let from = |name: &str| Some(vec![ObjectRef::new("Secret", "default", name)]);
+        let one = UpstreamTls::new(root(), "app.internal", false, from("one"));
+        assert_eq!(
+            one,
+            UpstreamTls::new(root(), "app.internal", false, from("two"))
+        );
+        assert_ne!(
+            one,
+            UpstreamTls::new(root(), "app.internal", true, from("one"))
+        );
+        assert_ne!(
+            one,
+            UpstreamTls::new(root(), "other.internal", false, from("one"))
+        );
+        assert_ne!(
+            one,
+            UpstreamTls::new(UpstreamRoots::WebPki, "app.internal", false, None)
+        );
     }
 }

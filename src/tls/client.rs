@@ -1,6 +1,7 @@
-//! Client configurations for TLS to upstreams: verification against the public web PKI
-//! (webpki-roots, compiled in, so building them is pure), against the CAs of a BackendPolicy,
-//! or, when a policy explicitly says so, no verification at all.
+//! Client configurations for TLS to upstreams, from a table's [`UpstreamRoots`]: verification
+//! against the public web PKI (webpki-roots, compiled in, so building them is pure), against
+//! the CAs of a BackendPolicy, or, when a policy explicitly says so, no verification at all.
+//! The proxy's upstream client cache calls [`client_config`] once per distinct `UpstreamTls`.
 
 use std::sync::{Arc, LazyLock};
 
@@ -8,35 +9,20 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::provider;
-
-/// Whom an upstream's certificate must chain to.
-pub enum Roots<'a> {
-    /// The Mozilla root program (webpki-roots).
-    WebPki,
-    /// These CA certificates only.
-    Custom(&'a [CertificateDer<'static>]),
-    /// Anyone: `insecureSkipVerify`.
-    Insecure,
-}
+use super::{provider, root_store};
+use crate::table::UpstreamRoots;
 
 static WEB_PKI: LazyLock<Result<Arc<ClientConfig>, String>> =
     LazyLock::new(|| with_roots(webpki_roots::TLS_SERVER_ROOTS.iter().cloned().collect()));
 
 /// A client configuration (TLS 1.2 and 1.3; ALPN is set by the connector).
-pub fn client_config(roots: Roots<'_>) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(roots: &UpstreamRoots) -> Result<Arc<ClientConfig>, String> {
     match roots {
-        Roots::WebPki => WEB_PKI.clone(),
-        Roots::Custom(certificates) => {
-            let mut store = RootCertStore::empty();
-            for certificate in certificates {
-                store
-                    .add(certificate.clone())
-                    .map_err(|e| format!("unusable CA certificate: {e}"))?;
-            }
-            with_roots(store)
-        }
-        Roots::Insecure => Ok(Arc::new(
+        UpstreamRoots::WebPki => WEB_PKI.clone(),
+        UpstreamRoots::Custom(certificates) => with_roots(
+            root_store(certificates).map_err(|e| format!("unusable CA certificate: {e}"))?,
+        ),
+        UpstreamRoots::Insecure => Ok(Arc::new(
             builder()?
                 .dangerous()
                 .with_custom_certificate_verifier(accept_any_server_certificate())

@@ -1,14 +1,17 @@
-//! The server side of a handshake: the ClientHello's SNI picks the host's `ServerConfig`.
+//! The server side of a handshake: the ClientHello's SNI picks the host's prepared
+//! `ServerConfig`.
 
 use std::sync::Arc;
 
 use http::HeaderValue;
+use rustls::pki_types::CertificateDer;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
-use super::certificate;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
 use crate::table::normalize_request_host;
 
 /// What one TLS connection established, for every request on it.
@@ -52,7 +55,7 @@ where
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(certificate::subject)
+        .and_then(subject)
         .and_then(|subject| HeaderValue::from_str(&subject).ok());
     Ok((
         stream,
@@ -61,4 +64,11 @@ where
             client_subject,
         },
     ))
+}
+
+/// The subject distinguished name of a DER certificate (`CN=client, O=Example`).
+fn subject(der: &CertificateDer<'_>) -> Option<String> {
+    X509Certificate::from_der(der)
+        .ok()
+        .map(|(_, certificate)| certificate.subject().to_string())
 }

@@ -1,29 +1,31 @@
-//! TLS: certificates and rustls configurations, and the handshake of the HTTPS listener.
+//! TLS: rustls configurations built from the table's plain data, and the handshake of the HTTPS
+//! listener.
 //!
-//! The pure half (`certificate`, `client`, [`server_config`]) is what compile uses to put
-//! ready-made rustls configurations into the routing table; nothing here reads a Secret itself.
-//! The handshake half ([`accept`]) reads the ClientHello's SNI, picks that host's
-//! `ServerConfig` from the current table, and finishes the handshake with it: each host can
-//! have its own certificate and its own client-certificate policy (mTLS), and a table swap
+//! Compile parses and validates certificates and CA bundles into the table as DER; nothing here
+//! reads a Secret or reports on one. This module turns that data into rustls objects:
+//! [`ServerConfigs`] (one `ServerConfig` per TLS site, with its client-certificate verifier),
+//! built by `live` when a table is published, so that they change in the same swap as the
+//! routes; and [`client::client_config`], called by the proxy's upstream client cache the first
+//! time it meets an `UpstreamTls`. The handshake half ([`accept`]) reads the ClientHello's SNI,
+//! asks for that host's prepared `ServerConfig`, and finishes the handshake with it: each host
+//! can have its own certificate and its own client-certificate policy (mTLS), and a table swap
 //! changes the certificate of new handshakes while open connections go on.
 //!
 //! Every configuration names the ring provider explicitly, so nothing depends on a process-wide
 //! default provider being installed.
 
-pub mod certificate;
 pub mod client;
 mod handshake;
-mod self_signed;
+mod server;
 
 use std::sync::{Arc, LazyLock};
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::danger::ClientCertVerifier;
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::ServerConfig;
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
 
 pub use handshake::{accept, ConnectionTls, HandshakeError};
-pub use self_signed::self_signed;
+pub use server::ServerConfigs;
 
 /// ALPN protocol ids, in the server's order of preference.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -37,40 +39,10 @@ pub fn provider() -> Arc<CryptoProvider> {
     PROVIDER.clone()
 }
 
-/// A server configuration for one certificate: TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`, and
-/// client certificates verified by `client_auth` (none asked for without it).
-pub fn server_config(
-    certificate: Arc<CertifiedKey>,
-    client_auth: Option<Arc<dyn ClientCertVerifier>>,
-) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match client_auth {
-        Some(verifier) => builder.with_client_cert_verifier(verifier),
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certificate)));
-    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// A verifier of client certificates issued by `roots`; `optional` lets clients without one in.
-pub fn client_cert_verifier(
-    roots: &[rustls::pki_types::CertificateDer<'static>],
-    optional: bool,
-) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        store
-            .add(root.clone())
-            .map_err(|e| format!("ca.crt holds an unusable CA certificate: {e}"))?;
-    }
-    let builder =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider());
-    let builder = if optional {
-        builder.allow_unauthenticated()
-    } else {
-        builder
-    };
-    builder.build().map_err(|e| e.to_string())
+/// A store of trust anchors. Compile already checked that each of `roots` is one, so an error
+/// here means a table that did not come from compile.
+fn root_store(roots: &[CertificateDer<'static>]) -> Result<RootCertStore, rustls::Error> {
+    let mut store = RootCertStore::empty();
+    roots.iter().try_for_each(|root| store.add(root.clone()))?;
+    Ok(store)
 }

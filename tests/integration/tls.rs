@@ -8,8 +8,9 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::CertificateDer;
 use vane::compile::{compile, reasons, Options};
-use vane::table::BackendProtocol;
+use vane::table::{BackendProtocol, TlsHosts};
 
 use crate::support::binary::{write_atomically, Vane};
 use crate::support::client::{client, get};
@@ -358,16 +359,13 @@ async fn each_kind_of_bad_secret_is_reported_and_only_its_host_gets_the_default_
     }
 }
 
-#[tokio::test]
-async fn required_client_certificates_are_verified_and_their_subject_reaches_the_origin() {
-    let origins = origin::start(1).await;
-    let ca = Ca::new("server CA");
-    let clients = Ca::new("client CA");
-    let strangers = Ca::new("another CA");
-    let proxy = proxy(&docs(&[
-        app(&origins),
+/// `mtls.example.com`, requiring certificates of `clients`, and `open.example.com`, asking for
+/// none; both served a `*.example.com` certificate of `ca`.
+fn mtls_and_open(origins: &Origins, ca: &Ca, clients: &Ca) -> String {
+    docs(&[
+        app(origins),
         tls_secret("cert", &ca.server(&["*.example.com"])),
-        ca_secret("client-ca", &clients),
+        ca_secret("client-ca", clients),
         tls_ingress(
             "mtls",
             "mtls.example.com",
@@ -382,8 +380,16 @@ async fn required_client_certificates_are_verified_and_their_subject_reaches_the
             &[(&["open.example.com"], Some("cert"))],
             &[],
         ),
-    ]))
-    .await;
+    ])
+}
+
+#[tokio::test]
+async fn required_client_certificates_are_verified_and_their_subject_reaches_the_origin() {
+    let origins = origin::start(1).await;
+    let ca = Ca::new("server CA");
+    let clients = Ca::new("client CA");
+    let strangers = Ca::new("another CA");
+    let proxy = proxy(&mtls_and_open(&origins, &ca, &clients)).await;
     let request = |host: &str| {
         let mut request = get_request(host, "/");
         request
@@ -853,7 +859,67 @@ fn an_older_ingress_keeps_a_tls_host_and_an_unusable_client_ca_refuses_handshake
         .tls()
         .site(Some("locked.example.com"))
         .unwrap();
-    assert!(locked.config.is_none(), "handshakes must be refused");
+    assert!(
+        locked
+            .client_auth
+            .as_ref()
+            .is_some_and(|auth| auth.roots.is_none()),
+        "handshakes must be refused"
+    );
+}
+
+#[tokio::test]
+async fn a_site_whose_client_verifier_cannot_be_built_at_publish_refuses_handshakes() {
+    let origins = origin::start(1).await;
+    let ca = Ca::new("server CA");
+    let clients = Ca::new("client CA");
+    let yaml = mtls_and_open(&origins, &ca, &clients);
+    let proxy = proxy(&yaml).await;
+    let alice = clients.client("alice");
+    let mtls = || handshake(proxy.https, Some("mtls.example.com"), &[], Some(&alice));
+    mtls()
+        .await
+        .expect("a valid client certificate is accepted");
+
+    // A table that did not come from compile: the client CA is not a certificate, so no
+    // verifier can be built when it is published.
+    let compiled = compile(&snapshot(&yaml), &proxy.options);
+    let tls = compiled.table.tls();
+    let sites = tls
+        .sites()
+        .iter()
+        .cloned()
+        .map(|mut site| {
+            if let Some(auth) = &mut site.client_auth {
+                auth.roots = Some(vec![CertificateDer::from(b"not a certificate".to_vec())].into());
+            }
+            site
+        })
+        .collect();
+    let broken = TlsHosts::new(sites, tls.hosts().collect(), tls.default_index());
+    proxy
+        .tables
+        .publish(compiled.table.with_tls(broken), compiled.diagnostics);
+
+    assert!(
+        mtls().await.is_err(),
+        "handshakes must be refused, not served without client verification"
+    );
+    let stream = handshake(proxy.https, Some("open.example.com"), &[], None)
+        .await
+        .expect("other hosts are still served");
+    assert_eq!(presented(&stream).dns_names, ["*.example.com"]);
+    let routes = vane::admin::routes_json(&proxy.tables.load());
+    let refused = |host: &str| {
+        routes["tls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["host"] == host)
+            .map(|entry| entry["site"]["refused"].clone())
+    };
+    assert_eq!(refused("mtls.example.com"), Some(true.into()));
+    assert_eq!(refused("open.example.com"), Some(false.into()));
 }
 
 #[test]

@@ -54,7 +54,7 @@ impl TestProxy {
         limits: ServerLimits,
     ) -> Self {
         if options.fallback_certificate.is_none() {
-            options.fallback_certificate = Some(Arc::new(vane::tls::self_signed().unwrap()));
+            options.fallback_certificate = Some(Arc::new(vane::compile::self_signed().unwrap()));
         }
         let tables = Arc::new(TableHandle::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

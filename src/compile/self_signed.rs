@@ -1,5 +1,9 @@
 //! The certificate of last resort: for unknown or missing SNI when no
 //! `--default-ssl-certificate` is usable. Generated at start (it is random), never written.
+//!
+//! It lives with compile because it is one of compile's inputs
+//! ([`Options::fallback_certificate`](super::Options)) and is parsed like a Secret's certificate;
+//! [`compile`](super::compile) itself never calls it, and stays pure.
 
 use rcgen::{CertificateParams, DnType, KeyPair};
 

@@ -1,11 +1,18 @@
-//! Certificates from PEM: the server certificates of TLS Secrets (checked against their key and
-//! their expiry) and CA bundles. Pure: no I/O, no clock (the caller passes `now`).
+//! Certificates from Secrets' PEM: the server certificates of TLS Secrets (checked against their
+//! key and their expiry), CA bundles and whether rustls can use them as trust anchors, and the
+//! self-signed certificate of last resort. Pure but for [`self_signed`]: no I/O, no clock (the
+//! caller passes `now`).
+//!
+//! This is validation, so it belongs to compile: what fails here becomes a diagnostic naming the
+//! Secret. The results are plain data ([`Certificate`], DER roots); the TLS module builds rustls
+//! configurations from them when a table is published.
 
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -57,18 +64,9 @@ pub fn parse(
         Err(rustls::pki_types::pem::Error::NoItemsFound) => return Err(CertificateError::NoKey),
         Err(e) => return Err(CertificateError::BadKey(e.to_string())),
     };
-    let signing_key = super::provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| CertificateError::BadKey(e.to_string()))?;
-    let key = CertifiedKey::new(chain, signing_key);
-    match key.keys_match() {
-        Ok(()) => {}
-        // A key type whose public half rustls cannot derive: the handshake will tell.
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-        Err(_) => return Err(CertificateError::KeyMismatch),
-    }
+    check_key(&chain, &key)?;
     Ok(Certificate {
+        chain,
         key: Arc::new(key),
         secret,
         subject: subject.into(),
@@ -76,6 +74,29 @@ pub fn parse(
         not_after: not_after_text.into(),
         not_after_unix: not_after.timestamp(),
     })
+}
+
+/// Whether `key` is usable and belongs to the leaf of `chain`.
+///
+/// Only a crypto provider can load a key and derive its public half, so this loads it with
+/// rustls's ring provider (the one the TLS module serves with, so "usable" means the same
+/// thing) and drops it: the table keeps the DER, and the TLS module loads the key again when it
+/// builds the site's configuration at publish. Without the check here, a wrong key would only
+/// show as failed handshakes, not as a diagnostic on the Ingress.
+fn check_key(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+) -> Result<(), CertificateError> {
+    let signing_key = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| CertificateError::BadKey(e.to_string()))?;
+    match CertifiedKey::new(chain.to_vec(), signing_key).keys_match() {
+        Ok(()) => Ok(()),
+        // A key type whose public half rustls cannot derive: the handshake will tell.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
+        Err(_) => Err(CertificateError::KeyMismatch),
+    }
 }
 
 fn dns_names(certificate: &X509Certificate<'_>) -> Vec<Box<str>> {
@@ -108,9 +129,10 @@ pub fn ca_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certificates)
 }
 
-/// The subject distinguished name of a DER certificate (`CN=client, O=Example`).
-pub fn subject(der: &CertificateDer<'_>) -> Option<String> {
-    X509Certificate::from_der(der)
-        .ok()
-        .map(|(_, certificate)| certificate.subject().to_string())
+/// Whether rustls accepts every one of `roots` as a trust anchor: what the TLS module's client
+/// verifiers and upstream client configurations are built from. Checked here so that an
+/// unusable CA is a diagnostic (and fails closed in the table), not a surprise at publish.
+pub fn check_trust_anchors(roots: &[CertificateDer<'static>]) -> Result<(), rustls::Error> {
+    let mut store = RootCertStore::empty();
+    roots.iter().try_for_each(|root| store.add(root.clone()))
 }

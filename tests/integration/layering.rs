@@ -1,5 +1,6 @@
 //! The module layering of ARCHITECTURE.md holds: every `crate::<module>` path in a module of
-//! `src/` names a module its row allows, every module has a row, and the rows allow no cycle.
+//! `src/` (outside its `#[cfg(test)]` code) names a module its row allows, every module has a
+//! row, and the rows allow no cycle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -111,7 +112,9 @@ fn every_module_imports_only_what_architecture_md_allows() {
         let Some(allowed) = allowed else { continue };
         for file in files {
             let text = std::fs::read_to_string(file).unwrap();
-            for import in imports(&text) {
+            // Unit tests may build their fixtures with any module; the rows bind the code.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for import in imports(code) {
                 if import != *module && !allowed.contains(&import) {
                     errors.push(format!(
                         "{} imports crate::{import}, which the {module} row does not allow",

@@ -32,9 +32,12 @@ use crate::table::{Diagnostic, HostPattern, ObjectRef, PathRule, RouteTls, Timeo
 /// The fragments of the last compile, by Ingress.
 #[derive(Debug, Default)]
 pub struct Fragments {
-    by_ingress: HashMap<ObjectRef, Fragment>,
+    /// Each fragment with the compile that last used it. Updated in place rather than rebuilt:
+    /// a new map of 10,000 fragments per compile was allocator churn that kept growing RSS.
+    by_ingress: HashMap<ObjectRef, (u64, Fragment)>,
     /// The BackendPolicies the fragments were built with.
     policies: Vec<Arc<BackendPolicy>>,
+    compiles: u64,
 }
 
 impl Fragments {
@@ -51,18 +54,24 @@ impl Fragments {
             self.by_ingress.clear();
             self.policies = policies.to_vec();
         }
-        Generation {
-            previous: std::mem::take(&mut self.by_ingress),
-            fragments: self,
-        }
+        self.compiles += 1;
+        Generation { fragments: self }
     }
 }
 
 /// One compile's use of [`Fragments`]: the fragments it uses are kept for the next compile;
 /// those of Ingresses that are gone are dropped with it.
 pub(super) struct Generation<'f> {
-    previous: HashMap<ObjectRef, Fragment>,
     fragments: &'f mut Fragments,
+}
+
+impl Drop for Generation<'_> {
+    fn drop(&mut self) {
+        let compile = self.fragments.compiles;
+        self.fragments
+            .by_ingress
+            .retain(|_, (used, _)| *used == compile);
+    }
 }
 
 impl Generation<'_> {
@@ -74,16 +83,21 @@ impl Generation<'_> {
         object: &ObjectRef,
         builder: &mut TableBuilder<'_>,
     ) -> Option<&Fragment> {
-        let fragment = match self.previous.remove(object) {
-            Some(fragment) if fragment.is_current(ingress, builder.services) => fragment,
-            _ => Fragment::build(ingress, object, builder)?,
-        };
-        let slot = self
-            .fragments
-            .by_ingress
-            .entry(object.clone())
-            .insert_entry(fragment);
-        Some(slot.into_mut())
+        let compile = self.fragments.compiles;
+        let services = builder.services;
+        let current = |(_, fragment): &(u64, Fragment)| fragment.is_current(ingress, services);
+        if !self.fragments.by_ingress.get(object).is_some_and(current) {
+            let Some(fragment) = Fragment::build(ingress, object, builder) else {
+                self.fragments.by_ingress.remove(object);
+                return None;
+            };
+            self.fragments
+                .by_ingress
+                .insert(object.clone(), (compile, fragment));
+        }
+        let (used, fragment) = self.fragments.by_ingress.get_mut(object)?;
+        *used = compile;
+        Some(fragment)
     }
 }
 

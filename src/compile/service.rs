@@ -81,23 +81,19 @@ pub struct ServiceIndex<'a> {
 }
 
 impl<'a> ServiceIndex<'a> {
-    pub fn new(
-        services: impl IntoIterator<Item = &'a Arc<Service>>,
-        slices: impl IntoIterator<Item = &'a Arc<EndpointSlice>>,
-    ) -> Self {
-        let services = services
-            .into_iter()
-            .filter_map(|s| {
-                Some((
-                    (
-                        s.metadata.namespace.as_deref()?,
-                        s.metadata.name.as_deref()?,
-                    ),
-                    s,
-                ))
-            })
-            .collect();
-        let mut by_service: HashMap<_, Vec<_>> = HashMap::new();
+    pub fn new(services: &'a [Arc<Service>], slices: &'a [Arc<EndpointSlice>]) -> Self {
+        // Sized up front: growing maps of 10,000 entries rehashes them several times.
+        let mut by_name = HashMap::with_capacity(services.len());
+        by_name.extend(services.iter().filter_map(|s| {
+            Some((
+                (
+                    s.metadata.namespace.as_deref()?,
+                    s.metadata.name.as_deref()?,
+                ),
+                s,
+            ))
+        }));
+        let mut by_service: HashMap<_, Vec<_>> = HashMap::with_capacity(slices.len());
         for slice in slices {
             let namespace = slice.metadata.namespace.as_deref();
             let service = slice
@@ -113,7 +109,7 @@ impl<'a> ServiceIndex<'a> {
             }
         }
         Self {
-            services,
+            services: by_name,
             slices: by_service,
         }
     }

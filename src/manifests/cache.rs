@@ -4,8 +4,8 @@
 //! files that changed and keeps the parsed objects of the others.
 //!
 //! When the watcher named the changed paths, and all of them are files in directories already
-//! walked, a reload stats and rereads just those (a walk of 10,000 files costs about 30 ms,
-//! most of a one-file change). Anything else walks and stats the whole tree, which is
+//! walked, a reload stats and rereads just those (a walk of 10,000 files took about 30 ms
+//! of a one-file change). Anything else walks and stats the whole tree, which is
 //! independent of the order and completeness of watcher events: a directory or a `..data`
 //! link among the paths, a path outside the walked directories, no paths at all, or a tree
 //! with symbolic links (an event names the link's target, not the links that show it). On a
@@ -71,7 +71,7 @@ struct Parsed {
 /// Every manifest file below a directory, parsed.
 pub struct ManifestCache {
     dir: PathBuf,
-    files: HashMap<PathBuf, Parsed>,
+    files: foldhash::HashMap<PathBuf, Parsed>,
     /// The paths of `files`, sorted: objects are assembled in this order. It is sorted again
     /// only when files come or go: at 10,000 files, comparing paths (component by component)
     /// in an ordered map on every reload took most of a reload's time; hashing them does not.
@@ -104,7 +104,7 @@ impl ManifestCache {
     pub fn new(dir: &Path) -> Self {
         Self {
             dir: dir.to_owned(),
-            files: HashMap::new(),
+            files: foldhash::HashMap::default(),
             order: Vec::new(),
             reloads: 0,
             walked: None,

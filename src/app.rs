@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::args::{Config, Source};
-use crate::compile::{self, Compiled, Options};
+use crate::compile::{self, Compiled, Fragments, Options};
 use crate::debounce;
 use crate::k8s::{self, KubeSettings, Outcome, StatusWriter};
 use crate::live::TableHandle;
@@ -273,6 +273,8 @@ struct Compiler {
     options: Options,
     tables: Arc<TableHandle>,
     reported: Reported,
+    /// The last compile's per-Ingress work, reused for Ingresses whose inputs did not change.
+    fragments: Fragments,
 }
 
 impl Compiler {
@@ -281,6 +283,7 @@ impl Compiler {
             options,
             tables,
             reported: Reported::default(),
+            fragments: Fragments::default(),
         }
     }
 
@@ -301,15 +304,20 @@ impl Compiler {
         // Compiling and publishing a large table takes milliseconds (building the balancers,
         // dropping the previous table): off the async workers that serve traffic.
         let tables = self.tables.clone();
-        let (compiled, generation, routes, backends) = tokio::task::spawn_blocking(move || {
-            let mut compiled: Compiled = compile::compile(&snapshot, &options);
-            let table = std::mem::take(&mut compiled.table);
-            let (routes, backends) = (table.routes().len(), table.backends().len());
-            let generation = tables.publish(table, compiled.diagnostics.clone());
-            (compiled, generation, routes, backends)
-        })
-        .await
-        .context("compile task failed")?;
+        // Should the task fail, the next compile starts without fragments.
+        let mut fragments = std::mem::take(&mut self.fragments);
+        let (compiled, generation, routes, backends, fragments) =
+            tokio::task::spawn_blocking(move || {
+                let mut compiled: Compiled =
+                    compile::compile_cached(&snapshot, &options, &mut fragments);
+                let table = std::mem::take(&mut compiled.table);
+                let (routes, backends) = (table.routes().len(), table.backends().len());
+                let generation = tables.publish(table, compiled.diagnostics.clone());
+                (compiled, generation, routes, backends, fragments)
+            })
+            .await
+            .context("compile task failed")?;
+        self.fragments = fragments;
         self.reported.log(load_errors, &compiled.diagnostics);
         info!(generation, routes, backends, "routing table published");
         Ok(Outcome {

@@ -13,6 +13,7 @@ mod balancing;
 mod canary;
 mod certificate;
 mod class;
+mod fragment;
 mod ingress;
 mod policy;
 mod resilience;
@@ -39,6 +40,7 @@ use crate::table::{
 };
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
+pub use fragment::Fragments;
 pub use self_signed::self_signed;
 pub use service::SERVICE_NAME_LABEL;
 use service::{Resolved, Unresolved};
@@ -178,22 +180,32 @@ impl Sink {
     }
 }
 
+/// Compiles `snapshot` from scratch.
 pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
+    compile_cached(snapshot, options, &mut Fragments::default())
+}
+
+/// Compiles `snapshot`, reusing the per-Ingress work of earlier compiles kept in `fragments`
+/// where its inputs are the same objects (see [`Fragments`]); the result is the table
+/// [`compile`] gives.
+pub fn compile_cached(
+    snapshot: &Snapshot,
+    options: &Options,
+    fragments: &mut Fragments,
+) -> Compiled {
     let mut sink = Sink::default();
     let classes = class::ClassSelector::new(options, snapshot.ingress_classes.iter().map(|c| &**c));
-    let services = service::ServiceIndex::new(
-        snapshot.services.iter().map(|s| &**s),
-        snapshot.endpoint_slices.iter().map(|s| &**s),
-    );
+    let services = service::ServiceIndex::new(&snapshot.services, &snapshot.endpoint_slices);
+    let mut fragments = fragments.generation(&snapshot.backend_policies);
 
-    let mut ours: Vec<(&Ingress, ObjectRef)> = snapshot
+    let mut ours: Vec<(&Arc<Ingress>, ObjectRef)> = snapshot
         .ingresses
         .iter()
         .filter_map(|ingress| {
             let object = ingress_ref(ingress)?;
             classes
                 .is_ours(ingress, &object, &mut sink)
-                .then_some((&**ingress, object))
+                .then_some((ingress, object))
         })
         .collect();
     oldest_first(&mut ours, |ingress| &ingress.metadata);
@@ -209,15 +221,12 @@ pub fn compile(snapshot: &Snapshot, options: &Options) -> Compiled {
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
     for (ingress, object) in &ours {
+        if let Some(fragment) = fragments.get(ingress, object, &mut builder) {
+            builder.add_fragment(object, fragment, &mut sink);
+            continue;
+        }
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
-        let mut config = IngressConfig {
-            balancing: balancing::IngressBalancing::parse(&annotations, &mut sink),
-            timeouts: resilience::IngressTimeouts::parse(&annotations, &mut sink),
-            tls: tls::IngressTls::parse(&annotations, object, &mut sink),
-            upgrade_protocols: annotations
-                .parse(keys::UPGRADE_PROTOCOLS, parse_upgrade_protocols, &mut sink)
-                .map(Arc::from),
-        };
+        let mut config = IngressConfig::parse(&annotations, object, &mut sink);
         match canary::parse(&annotations, &mut sink) {
             Some(settings) => canaries.push((ingress, object, config, settings)),
             None => {
@@ -259,10 +268,23 @@ struct IngressConfig {
     upgrade_protocols: Option<Arc<[Box<str>]>>,
 }
 
+impl IngressConfig {
+    fn parse(annotations: &Annotations<'_>, object: &ObjectRef, sink: &mut Sink) -> Self {
+        Self {
+            balancing: balancing::IngressBalancing::parse(annotations, sink),
+            timeouts: resilience::IngressTimeouts::parse(annotations, sink),
+            tls: tls::IngressTls::parse(annotations, object, sink),
+            upgrade_protocols: annotations
+                .parse(keys::UPGRADE_PROTOCOLS, parse_upgrade_protocols, sink)
+                .map(Arc::from),
+        }
+    }
+}
+
 /// What makes two backends the same: the Service port, how it is balanced and how it is
 /// spoken to. (Health checks, retries and circuit breaking come from the port's policy alone,
 /// so the name settles them.)
-#[derive(PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct BackendKey {
     name: String,
     load_balancing: LoadBalancing,
@@ -294,6 +316,32 @@ impl BackendKey {
             upstream_tls: None,
         }
     }
+}
+
+/// A backend as one rule asks for it, resolved up to its Service port.
+struct Resolution<'a, 't> {
+    key: BackendKey,
+    /// The policy that configures the backend (none when it does not resolve).
+    policy: Option<&'a (&'a BackendPolicy, ObjectRef)>,
+    /// The Service port and the Service's name, or why the backend does not resolve.
+    target: Result<(service::ServicePortRef<'a>, &'t str), Unresolved>,
+}
+
+/// The endpoints of a resolved backend in `namespace`, weighted by the policies of its port.
+fn endpoints(
+    services: &service::ServiceIndex<'_>,
+    policies: &policy::Attachments<'_>,
+    namespace: &str,
+    target: Result<(service::ServicePortRef<'_>, &str), Unresolved>,
+) -> Result<Resolved, Unresolved> {
+    let (found, service) = target?;
+    let weight = |port_name: Option<&str>, endpoint: &_, address: &str| {
+        let policy = policies
+            .for_port(namespace, service, port_name)
+            .map(|(p, _)| *p);
+        balancing::endpoint_weight(policy, endpoint, address)
+    };
+    services.endpoints(&found, &weight)
 }
 
 /// Accumulates routes and deduplicated backends while Ingresses are merged.
@@ -338,14 +386,66 @@ impl<'a> TableBuilder<'a> {
         candidate: ingress::Candidate<'_>,
         sink: &mut Sink,
     ) {
-        let key = (candidate.host.clone(), candidate.path.clone());
+        if !self.claim(object, &candidate.host, &candidate.path, sink) {
+            return;
+        }
+        let resolution = self.resolve(object, config, &candidate.backend, sink);
+        let (backend, policy) = self.backend(object, resolution, sink);
+        self.routes.push(Route {
+            tls: config.tls.route(&candidate.host),
+            ingress: object.clone(),
+            host: candidate.host,
+            path: candidate.path,
+            backend,
+            timeouts: config.timeouts.timeouts(policy),
+            canary: None,
+            upgrade_protocols: config.upgrade_protocols.clone(),
+        });
+    }
+
+    /// Adds the routes of an Ingress compiled into a fragment: what [`Self::add`] does for each
+    /// of its candidates, with the backends resolved beforehand.
+    fn add_fragment(&mut self, object: &ObjectRef, fragment: &fragment::Fragment, sink: &mut Sink) {
+        fragment.replay(sink);
+        for rule in &fragment.rules {
+            if !self.claim(object, &rule.host, &rule.path, sink) {
+                continue;
+            }
+            rule.resolution.replay(sink);
+            let backend = self.intern(
+                object,
+                rule.resolution.key.clone(),
+                rule.resolution.policy.clone(),
+                sink,
+                || rule.resolution.resolved.clone(),
+            );
+            self.routes.push(Route {
+                tls: rule.tls.clone(),
+                ingress: object.clone(),
+                host: rule.host.clone(),
+                path: rule.path.clone(),
+                backend,
+                timeouts: rule.timeouts,
+                canary: None,
+                upgrade_protocols: fragment.upgrade_protocols.clone(),
+            });
+        }
+    }
+
+    /// Makes `object` the owner of the route on `host` and `path`, unless another Ingress is
+    /// (which is reported) or it already is (a repeated rule, silently ignored).
+    fn claim(
+        &mut self,
+        object: &ObjectRef,
+        host: &HostPattern,
+        path: &Option<PathRule>,
+        sink: &mut Sink,
+    ) -> bool {
+        let key = (host.clone(), path.clone());
         if let Some((owner, _)) = self.owners.get(&key) {
             if owner != object {
-                let (reason, what) = match &candidate.path {
-                    Some(path) => (
-                        reasons::ROUTE_CONFLICT,
-                        format!("host {} path {path}", candidate.host),
-                    ),
+                let (reason, what) = match path {
+                    Some(path) => (reasons::ROUTE_CONFLICT, format!("host {host} path {path}")),
                     None => (
                         reasons::DEFAULT_BACKEND_CONFLICT,
                         "spec.defaultBackend".to_string(),
@@ -361,26 +461,10 @@ impl<'a> TableBuilder<'a> {
                 );
             }
             // Within one Ingress, the first occurrence of a rule wins silently, as the API allows it.
-            return;
+            return false;
         }
         self.owners.insert(key, (object.clone(), self.routes.len()));
-        let (backend, policy) = self.backend(
-            object,
-            &config.balancing,
-            &config.tls,
-            &candidate.backend,
-            sink,
-        );
-        self.routes.push(Route {
-            tls: config.tls.route(&candidate.host),
-            ingress: object.clone(),
-            host: candidate.host,
-            path: candidate.path,
-            backend,
-            timeouts: config.timeouts.timeouts(policy),
-            canary: None,
-            upgrade_protocols: config.upgrade_protocols.clone(),
-        });
+        true
     }
 
     /// Makes `candidate` the canary of the route with the same host and path (and kind).
@@ -418,13 +502,8 @@ impl<'a> TableBuilder<'a> {
         }
         // The route's timeouts stay the main Ingress's: they bound the request before the
         // canary decision is made.
-        let (backend, _) = self.backend(
-            object,
-            &config.balancing,
-            &config.tls,
-            &candidate.backend,
-            sink,
-        );
+        let resolution = self.resolve(object, config, &candidate.backend, sink);
+        let (backend, _) = self.backend(object, resolution, sink);
         if let Some(route) = self.routes.get_mut(route) {
             route.canary = Some(Canary {
                 ingress: object.clone(),
@@ -437,18 +516,43 @@ impl<'a> TableBuilder<'a> {
         }
     }
 
-    /// The index of the backend for `target`, and the policy that configures it. The Service
-    /// port is looked up for every route; its endpoints are read only the first time a backend
-    /// (port and balancing) is seen.
+    /// The index of the backend `resolution` names, and the policy that configures it. The
+    /// Service port is resolved for every route; its endpoints are read only the first time a
+    /// backend (port and balancing) is seen.
     fn backend(
         &mut self,
         object: &ObjectRef,
-        balancing: &balancing::IngressBalancing,
-        tls: &tls::IngressTls,
-        target: &ingress::BackendRef<'_>,
+        resolution: Resolution<'a, '_>,
         sink: &mut Sink,
     ) -> (usize, Option<&'a BackendPolicy>) {
+        let Resolution {
+            key,
+            policy,
+            target,
+        } = resolution;
+        let (services, policies) = (self.services, self.policies);
+        let index = self.intern(object, key, policy.map(|(_, o)| o.clone()), sink, || {
+            endpoints(services, policies, &object.namespace, target)
+        });
+        (index, policy.map(|(p, _)| *p))
+    }
+
+    /// Resolves `target` up to its Service port: the backend's key and policy, but not yet its
+    /// endpoints.
+    fn resolve<'t>(
+        &mut self,
+        object: &ObjectRef,
+        config: &IngressConfig,
+        target: &ingress::BackendRef<'t>,
+        sink: &mut Sink,
+    ) -> Resolution<'a, 't> {
         let namespace = object.namespace.as_str();
+        let balancing = &config.balancing;
+        let invalid = |key, problem| Resolution {
+            key,
+            policy: None,
+            target: Err(problem),
+        };
         let (service, port) = match target {
             ingress::BackendRef::Service { name, port } => (*name, *port),
             ingress::BackendRef::Unsupported(why) => {
@@ -457,11 +561,10 @@ impl<'a> TableBuilder<'a> {
                     message: why.clone(),
                 };
                 let key = BackendKey::new(format!("{object} (unsupported)"), balancing, None);
-                return (self.intern(object, key, None, sink, || Err(problem)), None);
+                return invalid(key, problem);
             }
         };
-        let services = self.services;
-        let found = match services.port(namespace, service, port) {
+        let found = match self.services.port(namespace, service, port) {
             Ok(found) => found,
             Err(problem) => {
                 let wanted = port
@@ -470,14 +573,15 @@ impl<'a> TableBuilder<'a> {
                     .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
                 let key =
                     BackendKey::new(format!("{namespace}/{service}:{wanted}"), balancing, None);
-                return (self.intern(object, key, None, sink, || Err(problem)), None);
+                return invalid(key, problem);
             }
         };
-        let policies = self.policies;
-        let policy = policies.for_port(namespace, service, found.port_name());
+        let policy = self
+            .policies
+            .for_port(namespace, service, found.port_name());
         let mut key = BackendKey::new(found.name.clone(), balancing, policy.map(|(p, _)| *p));
         key.protocol = upstream_tls::backend_protocol(
-            tls.backend_protocol,
+            config.tls.backend_protocol,
             policy.map(|(p, _)| *p),
             found.app_protocol(),
         );
@@ -489,19 +593,14 @@ impl<'a> TableBuilder<'a> {
             Ok(upstream_tls) => key.upstream_tls = upstream_tls,
             Err(problem) => {
                 key.name.push_str(" (upstream TLS)");
-                return (self.intern(object, key, None, sink, || Err(problem)), None);
+                return invalid(key, problem);
             }
         }
-        let weight = |port_name: Option<&str>, endpoint: &_, address: &str| {
-            let policy = policies
-                .for_port(namespace, service, port_name)
-                .map(|(p, _)| *p);
-            balancing::endpoint_weight(policy, endpoint, address)
-        };
-        let index = self.intern(object, key, policy.map(|(_, o)| o.clone()), sink, || {
-            services.endpoints(&found, &weight)
-        });
-        (index, policy.map(|(p, _)| *p))
+        Resolution {
+            key,
+            policy,
+            target: Ok((found, service)),
+        }
     }
 
     /// The backend for `key`, created with `resolve`'s endpoints on first use. An unresolvable

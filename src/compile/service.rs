@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
@@ -53,7 +54,7 @@ pub struct Unresolved {
 
 /// The endpoints of a backend, and what had to be skipped to get them (each an
 /// `InvalidEndpoint` message naming the Service or EndpointSlice and the field).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Resolved {
     pub endpoints: Vec<Endpoint>,
     pub skipped: Vec<String>,
@@ -72,30 +73,27 @@ fn ports(service: &Service) -> &[ServicePort] {
         .unwrap_or_default()
 }
 
-/// Services and their EndpointSlices, indexed by namespace and name.
+/// Services and their EndpointSlices, indexed by namespace and name. The objects are kept as
+/// the snapshot's `Arc`s, whose identity tells a cached result whether they changed.
 pub struct ServiceIndex<'a> {
-    services: HashMap<(&'a str, &'a str), &'a Service>,
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    services: HashMap<(&'a str, &'a str), &'a Arc<Service>>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a Arc<EndpointSlice>>>,
 }
 
 impl<'a> ServiceIndex<'a> {
-    pub fn new(
-        services: impl IntoIterator<Item = &'a Service>,
-        slices: impl IntoIterator<Item = &'a EndpointSlice>,
-    ) -> Self {
-        let services = services
-            .into_iter()
-            .filter_map(|s| {
-                Some((
-                    (
-                        s.metadata.namespace.as_deref()?,
-                        s.metadata.name.as_deref()?,
-                    ),
-                    s,
-                ))
-            })
-            .collect();
-        let mut by_service: HashMap<_, Vec<_>> = HashMap::new();
+    pub fn new(services: &'a [Arc<Service>], slices: &'a [Arc<EndpointSlice>]) -> Self {
+        // Sized up front: growing maps of 10,000 entries rehashes them several times.
+        let mut by_name = HashMap::with_capacity(services.len());
+        by_name.extend(services.iter().filter_map(|s| {
+            Some((
+                (
+                    s.metadata.namespace.as_deref()?,
+                    s.metadata.name.as_deref()?,
+                ),
+                s,
+            ))
+        }));
+        let mut by_service: HashMap<_, Vec<_>> = HashMap::with_capacity(slices.len());
         for slice in slices {
             let namespace = slice.metadata.namespace.as_deref();
             let service = slice
@@ -111,15 +109,27 @@ impl<'a> ServiceIndex<'a> {
             }
         }
         Self {
-            services,
+            services: by_name,
             slices: by_service,
         }
+    }
+
+    /// The Service and EndpointSlices that a backend on Service `namespace/service_name`
+    /// resolves from: everything [`Self::port`] and [`Self::endpoints`] read for it.
+    pub fn inputs<'s>(
+        &'s self,
+        namespace: &'s str,
+        service_name: &'s str,
+    ) -> (Option<&'a Arc<Service>>, &'s [&'a Arc<EndpointSlice>]) {
+        let key = (namespace, service_name);
+        let slices = self.slices.get(&key).map(Vec::as_slice).unwrap_or_default();
+        (self.services.get(&key).copied(), slices)
     }
 
     fn service(&self, namespace: &str, service_name: &str) -> Result<&'a Service, Unresolved> {
         self.services
             .get(&(namespace, service_name))
-            .copied()
+            .map(|s| &***s)
             .ok_or_else(|| Unresolved {
                 reason: super::reasons::SERVICE_NOT_FOUND,
                 message: format!("Service {namespace}/{service_name} not found"),

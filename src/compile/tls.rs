@@ -91,6 +91,14 @@ impl IngressTls {
         }
     }
 
+    /// Whether [`TlsBuilder::add_ingress`] leaves `ingress` (parsed into these settings)
+    /// alone: it has no `spec.tls` and asks for no client verification.
+    pub fn adds_nothing(&self, ingress: &Ingress) -> bool {
+        ingress.spec.as_ref().is_none_or(|spec| {
+            spec.tls.as_deref().unwrap_or_default().is_empty() && self.client_auth.is_none()
+        })
+    }
+
     /// What a route of this Ingress on `host` does about TLS. Hosts with TLS redirect plain
     /// HTTP unless `ssl-redirect: "false"`, except that a host requiring client certificates
     /// always does (plain HTTP would bypass the verification); `force-ssl-redirect` redirects

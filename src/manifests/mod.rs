@@ -2,9 +2,10 @@
 //!
 //! [`ManifestCache`] holds the parsed directory and brings it up to date on a reload; [`watch`]
 //! signals that something below the directory changed and collects the paths it saw. The app
-//! debounces those signals, then reloads: the cache stats the whole tree and rereads only what
-//! changed, so what is on disk stays the truth whatever order events arrived in, at the cost
-//! of one stat per file rather than one parse per file.
+//! debounces those signals, then reloads: the cache rereads only what changed, statting just
+//! the named files when they say enough, else the whole tree (so what is on disk stays the
+//! truth whatever order events arrived in, at the cost of one stat per file rather than one
+//! parse per file).
 
 mod cache;
 mod header;

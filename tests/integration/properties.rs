@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use vane::balance::Balancers;
-use vane::compile::{compile, Options};
+use vane::compile::{compile, compile_cached, Compiled, Fragments, Options};
 use vane::endpoint::EndpointRegistry;
 use vane::snapshot::Snapshot;
 use vane::table::RoutingTable;
@@ -206,6 +206,24 @@ fn typed<T: serde::de::DeserializeOwned>(values: Vec<Value>) -> Vec<Arc<T>> {
         .collect()
 }
 
+/// A snapshot of our IngressClass and these objects.
+fn snapshot(
+    ingresses: Vec<Value>,
+    backends: Vec<(Value, Value)>,
+    policies: Vec<Value>,
+) -> Snapshot {
+    let class = json!({"metadata": {"name": "vane"}, "spec": {"controller": "vane.dev/ingress-controller"}});
+    let (services, slices): (Vec<Value>, Vec<Value>) = backends.into_iter().unzip();
+    Snapshot {
+        ingress_classes: typed(vec![class]),
+        ingresses: typed(ingresses),
+        services: typed(services),
+        endpoint_slices: typed(slices),
+        secrets: Vec::new(),
+        backend_policies: typed(policies),
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -215,16 +233,7 @@ proptest! {
         backends in proptest::collection::vec(service_and_slice(), 0..4),
         policies in proptest::collection::vec(policy(), 0..3),
     ) {
-        let class = json!({"metadata": {"name": "vane"}, "spec": {"controller": "vane.dev/ingress-controller"}});
-        let (services, slices): (Vec<Value>, Vec<Value>) = backends.into_iter().unzip();
-        let snapshot = Snapshot {
-            ingress_classes: typed(vec![class]),
-            ingresses: typed(ingresses),
-            services: typed(services),
-            endpoint_slices: typed(slices),
-            secrets: Vec::new(),
-            backend_policies: typed(policies),
-        };
+        let snapshot = snapshot(ingresses, backends, policies);
         let started = Instant::now();
         let compiled = compile(&snapshot, &Options::default());
         // The balancers are where a table size or weight turns into memory.
@@ -242,6 +251,92 @@ proptest! {
             prop_assert!(!diagnostic.message.is_empty());
         }
     }
+
+    /// Over any sequence of changes, compiling with the fragments of the previous compiles
+    /// gives what compiling from scratch gives.
+    #[test]
+    fn prop_cached_compile_equals_a_full_compile(
+        ingresses in proptest::collection::vec(any_ingress(), 0..6),
+        backends in proptest::collection::vec(service_and_slice(), 0..4),
+        policies in proptest::collection::vec(policy(), 0..2),
+        changes in proptest::collection::vec(change(), 1..12),
+    ) {
+        let mut snapshot = snapshot(ingresses, backends, policies);
+        let options = Options::default();
+        let mut fragments = Fragments::default();
+        same_output(&compile_cached(&snapshot, &options, &mut fragments), &compile(&snapshot, &options))?;
+        for change in changes {
+            match change {
+                Change::Ingress(at, new) => apply(&mut snapshot.ingresses, &at, new),
+                Change::Backend(at, new) => {
+                    let (service, slice) = new.unzip();
+                    apply(&mut snapshot.services, &at, service);
+                    apply(&mut snapshot.endpoint_slices, &at, slice);
+                }
+                Change::Policy(at, new) => apply(&mut snapshot.backend_policies, &at, new),
+            }
+            let cached = compile_cached(&snapshot, &options, &mut fragments);
+            same_output(&cached, &compile(&snapshot, &options))?;
+        }
+    }
+}
+
+/// An Ingress with or without `spec.tls` (fragments leave those with TLS to the full path).
+fn any_ingress() -> impl Strategy<Value = Value> {
+    (ingress(), any::<bool>()).prop_map(|(mut ingress, tls)| {
+        if !tls {
+            if let Some(spec) = ingress["spec"].as_object_mut() {
+                spec.remove("tls");
+            }
+        }
+        ingress
+    })
+}
+
+/// One change to a snapshot: the object at an index replaced (or added), or removed.
+#[derive(Clone, Debug)]
+enum Change {
+    Ingress(prop::sample::Index, Option<Value>),
+    Backend(prop::sample::Index, Option<(Value, Value)>),
+    Policy(prop::sample::Index, Option<Value>),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        3 => (any::<prop::sample::Index>(), proptest::option::of(any_ingress()))
+            .prop_map(|(at, new)| Change::Ingress(at, new)),
+        2 => (any::<prop::sample::Index>(), proptest::option::of(service_and_slice()))
+            .prop_map(|(at, new)| Change::Backend(at, new)),
+        1 => (any::<prop::sample::Index>(), proptest::option::of(policy()))
+            .prop_map(|(at, new)| Change::Policy(at, new)),
+    ]
+}
+
+/// Replaces (or adds) the object at `at` with `new`, or removes it; the others keep their `Arc`s.
+fn apply<T: serde::de::DeserializeOwned>(
+    objects: &mut Vec<Arc<T>>,
+    at: &prop::sample::Index,
+    new: Option<Value>,
+) {
+    let at = (!objects.is_empty()).then(|| at.index(objects.len()));
+    match (new.map(|v| typed::<T>(vec![v])), at) {
+        (Some(mut new), Some(at)) if !new.is_empty() => objects[at] = new.remove(0),
+        (Some(new), _) => objects.extend(new),
+        (None, Some(at)) => {
+            objects.remove(at);
+        }
+        (None, None) => {}
+    }
+}
+
+/// What two compiles must agree on.
+fn same_output(cached: &Compiled, full: &Compiled) -> Result<(), TestCaseError> {
+    prop_assert_eq!(cached.table.routes(), full.table.routes());
+    prop_assert_eq!(cached.table.backends(), full.table.backends());
+    prop_assert_eq!(&cached.diagnostics, &full.diagnostics);
+    prop_assert_eq!(&cached.ingresses, &full.ingresses);
+    prop_assert_eq!(&cached.policies, &full.policies);
+    Ok(())
 }
 
 proptest! {

@@ -1,0 +1,260 @@
+//! Per-Ingress compile results kept between compiles, so that a change to one Ingress (or its
+//! Service) recompiles that Ingress, not all of them.
+//!
+//! A [`Fragment`] is what compile derives from one Ingress before merging it into the table:
+//! the diagnostics of its annotations and rules, and each rule with its backend resolved to
+//! endpoints. Merging (route conflicts, backend sharing) still runs over every Ingress, in
+//! order, exactly as for a fragment built afresh, so a reused fragment gives the table a full
+//! compile gives.
+//!
+//! A fragment is reused only when every input it was built from is the same object as then
+//! (the same `Arc`: an unchanged file or watch object keeps its `Arc`, a changed one gets a
+//! new one): the Ingress, and for each Service it routes to, the Service and its
+//! EndpointSlices. Which BackendPolicy attaches where depends on all policies, so any change
+//! among them drops every fragment. Ingresses that take part in what is shared across
+//! Ingresses beyond routes and backends (canaries, TLS hosts and client verification, upstream
+//! TLS, which reads Secrets) are compiled as before, outside fragments.
+
+use std::sync::Arc;
+
+use foldhash::HashMap;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+
+use super::service::{Resolved, ServiceIndex, Unresolved};
+use super::{
+    canary, endpoints, ingress, Annotations, BackendKey, IngressConfig, Sink, TableBuilder,
+};
+use crate::api::BackendPolicy;
+use crate::table::{Diagnostic, HostPattern, ObjectRef, PathRule, RouteTls, Timeouts};
+
+/// The fragments of the last compile, by Ingress.
+#[derive(Debug, Default)]
+pub struct Fragments {
+    /// Each fragment with the compile that last used it. Updated in place rather than rebuilt:
+    /// a new map of 10,000 fragments per compile was allocator churn that kept growing RSS.
+    by_ingress: HashMap<ObjectRef, (u64, Fragment)>,
+    /// The BackendPolicies the fragments were built with.
+    policies: Vec<Arc<BackendPolicy>>,
+    compiles: u64,
+}
+
+impl Fragments {
+    /// Starts a compile with `policies`: the fragments of the last compile become candidates
+    /// for reuse, unless the policies changed.
+    pub(super) fn generation(&mut self, policies: &[Arc<BackendPolicy>]) -> Generation<'_> {
+        let same = self.policies.len() == policies.len()
+            && self
+                .policies
+                .iter()
+                .zip(policies)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            self.by_ingress.clear();
+            self.policies = policies.to_vec();
+        }
+        self.compiles += 1;
+        Generation { fragments: self }
+    }
+}
+
+/// One compile's use of [`Fragments`]: the fragments it uses are kept for the next compile;
+/// those of Ingresses that are gone are dropped with it.
+pub(super) struct Generation<'f> {
+    fragments: &'f mut Fragments,
+}
+
+impl Drop for Generation<'_> {
+    fn drop(&mut self) {
+        let compile = self.fragments.compiles;
+        self.fragments
+            .by_ingress
+            .retain(|_, (used, _)| *used == compile);
+    }
+}
+
+impl Generation<'_> {
+    /// The fragment of `ingress`: the last compile's when its inputs are unchanged, else a new
+    /// one. `None` for an Ingress compiled outside fragments.
+    pub(super) fn get(
+        &mut self,
+        ingress: &Arc<Ingress>,
+        object: &ObjectRef,
+        builder: &mut TableBuilder<'_>,
+    ) -> Option<&Fragment> {
+        let compile = self.fragments.compiles;
+        let services = builder.services;
+        let current = |(_, fragment): &(u64, Fragment)| fragment.is_current(ingress, services);
+        if !self.fragments.by_ingress.get(object).is_some_and(current) {
+            let Some(fragment) = Fragment::build(ingress, object, builder) else {
+                self.fragments.by_ingress.remove(object);
+                return None;
+            };
+            self.fragments
+                .by_ingress
+                .insert(object.clone(), (compile, fragment));
+        }
+        let (used, fragment) = self.fragments.by_ingress.get_mut(object)?;
+        *used = compile;
+        Some(fragment)
+    }
+}
+
+/// What compile derives from one Ingress, ready to be merged.
+#[derive(Debug)]
+pub(super) struct Fragment {
+    ingress: Arc<Ingress>,
+    /// The Services its rules route to, as they were.
+    inputs: Vec<Input>,
+    /// Whether it may be reused: not when a backend speaks TLS (its client configuration
+    /// depends on Secrets, which are not tracked).
+    reusable: bool,
+    /// Reported for its annotations and rules, in order.
+    diagnostics: Vec<Diagnostic>,
+    pub rules: Vec<Rule>,
+    pub upgrade_protocols: Option<Arc<[Box<str>]>>,
+}
+
+/// One rule of the Ingress, with its backend resolved.
+#[derive(Debug)]
+pub(super) struct Rule {
+    pub host: HostPattern,
+    pub path: Option<PathRule>,
+    pub tls: RouteTls,
+    pub timeouts: Timeouts,
+    pub resolution: Resolution,
+}
+
+/// A rule's backend: its key, policy and endpoints (or why it has none), and what resolving it
+/// reported.
+#[derive(Debug)]
+pub(super) struct Resolution {
+    pub key: BackendKey,
+    pub policy: Option<ObjectRef>,
+    pub resolved: Result<Resolved, Unresolved>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Resolution {
+    /// Reports what resolving the backend reported.
+    pub fn replay(&self, sink: &mut Sink) {
+        replay(&self.diagnostics, sink);
+    }
+}
+
+/// A Service a fragment routes to, and the objects it was resolved from.
+#[derive(Debug)]
+struct Input {
+    namespace: String,
+    service: String,
+    object: Option<Arc<Service>>,
+    slices: Vec<Arc<EndpointSlice>>,
+}
+
+impl Input {
+    fn of(services: &ServiceIndex<'_>, namespace: &str, service: &str) -> Self {
+        let (object, slices) = services.inputs(namespace, service);
+        Self {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            object: object.cloned(),
+            slices: slices.iter().map(|s| Arc::clone(s)).collect(),
+        }
+    }
+
+    fn is_current(&self, services: &ServiceIndex<'_>) -> bool {
+        let (object, slices) = services.inputs(&self.namespace, &self.service);
+        let same_service = match (&self.object, object) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same_service
+            && self.slices.len() == slices.len()
+            && self
+                .slices
+                .iter()
+                .zip(slices)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+}
+
+impl Fragment {
+    /// Whether this fragment is what [`Fragment::build`] would give for `ingress` now.
+    fn is_current(&self, ingress: &Arc<Ingress>, services: &ServiceIndex<'_>) -> bool {
+        self.reusable
+            && Arc::ptr_eq(&self.ingress, ingress)
+            && self.inputs.iter().all(|input| input.is_current(services))
+    }
+
+    /// Compiles `ingress` into a fragment, in the order compile reports in; `None` for a
+    /// canary or an Ingress with TLS settings.
+    fn build(
+        ingress: &Arc<Ingress>,
+        object: &ObjectRef,
+        builder: &mut TableBuilder<'_>,
+    ) -> Option<Self> {
+        let mut sink = Sink::default();
+        let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
+        let config = IngressConfig::parse(&annotations, object, &mut sink);
+        if canary::parse(&annotations, &mut sink).is_some() || !config.tls.adds_nothing(ingress) {
+            return None;
+        }
+        let candidates = ingress::candidates(ingress, object, &mut sink);
+        let mut inputs: Vec<Input> = Vec::new();
+        let mut reusable = true;
+        let mut rules = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            if let ingress::BackendRef::Service { name, .. } = candidate.backend {
+                if !inputs.iter().any(|i| i.service == name) {
+                    inputs.push(Input::of(builder.services, &object.namespace, name));
+                }
+            }
+            let mut resolving = Sink::default();
+            let resolution = builder.resolve(object, &config, &candidate.backend, &mut resolving);
+            reusable &= !resolution.key.protocol.uses_tls();
+            let policy = resolution.policy;
+            rules.push(Rule {
+                tls: config.tls.route(&candidate.host),
+                timeouts: config.timeouts.timeouts(policy.map(|(p, _)| *p)),
+                host: candidate.host,
+                path: candidate.path,
+                resolution: Resolution {
+                    key: resolution.key,
+                    policy: policy.map(|(_, o)| o.clone()),
+                    resolved: endpoints(
+                        builder.services,
+                        builder.policies,
+                        &object.namespace,
+                        resolution.target,
+                    ),
+                    diagnostics: resolving.diagnostics,
+                },
+            });
+        }
+        Some(Self {
+            ingress: Arc::clone(ingress),
+            inputs,
+            reusable,
+            diagnostics: sink.diagnostics,
+            rules,
+            upgrade_protocols: config.upgrade_protocols,
+        })
+    }
+
+    /// Reports what compiling the Ingress's annotations and rules reported.
+    pub fn replay(&self, sink: &mut Sink) {
+        replay(&self.diagnostics, sink);
+    }
+}
+
+fn replay(diagnostics: &[Diagnostic], sink: &mut Sink) {
+    for diagnostic in diagnostics {
+        sink.report(
+            &diagnostic.object,
+            diagnostic.reason,
+            diagnostic.message.clone(),
+        );
+    }
+}

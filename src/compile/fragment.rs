@@ -22,10 +22,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 
+use super::builder::{endpoints, BackendKey, IngressConfig, TableBuilder};
 use super::service::{Resolved, ServiceIndex, Unresolved};
-use super::{
-    canary, endpoints, ingress, Annotations, BackendKey, IngressConfig, Sink, TableBuilder,
-};
+use super::{canary, ingress, Annotations, Sink};
 use crate::api::BackendPolicy;
 use crate::table::{Diagnostic, HostPattern, ObjectRef, PathRule, RouteTls, Timeouts};
 

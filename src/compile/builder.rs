@@ -1,0 +1,430 @@
+//! Merging Ingresses into a table: each rule's backend is resolved to its Service port and
+//! endpoints, backends are deduplicated by what makes them the same, and routes are claimed per
+//! host and path, oldest Ingress first.
+
+use foldhash::{HashMap, HashMapExt};
+use std::sync::Arc;
+
+use crate::api::annotations::{keys, parse_upgrade_protocols};
+use crate::api::BackendPolicy;
+use crate::table::{
+    Backend, BackendProtocol, BackendTarget, Canary, CircuitBreaker, CookieAffinity, HealthCheck,
+    HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route, SlowStart, UpstreamTls,
+};
+
+use super::service::{self, Resolved, Unresolved};
+use super::{
+    balancing, canary, fragment, ingress, policy, reasons, resilience, tls, upstream_tls,
+    Annotations, Sink,
+};
+
+/// What an Ingress's annotations say, parsed once per Ingress.
+pub(super) struct IngressConfig {
+    pub(super) balancing: balancing::IngressBalancing,
+    pub(super) timeouts: resilience::IngressTimeouts,
+    pub(super) tls: tls::IngressTls,
+    pub(super) upgrade_protocols: Option<Arc<[Box<str>]>>,
+}
+
+impl IngressConfig {
+    pub(super) fn parse(
+        annotations: &Annotations<'_>,
+        object: &ObjectRef,
+        sink: &mut Sink,
+    ) -> Self {
+        Self {
+            balancing: balancing::IngressBalancing::parse(annotations, sink),
+            timeouts: resilience::IngressTimeouts::parse(annotations, sink),
+            tls: tls::IngressTls::parse(annotations, object, sink),
+            upgrade_protocols: annotations
+                .parse(keys::UPGRADE_PROTOCOLS, parse_upgrade_protocols, sink)
+                .map(Arc::from),
+        }
+    }
+}
+
+/// What makes two backends the same: the Service port, how it is balanced and how it is
+/// spoken to. (Health checks, retries and circuit breaking come from the port's policy alone,
+/// so the name settles them.)
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct BackendKey {
+    pub(super) name: String,
+    pub(super) load_balancing: LoadBalancing,
+    pub(super) slow_start: Option<SlowStart>,
+    pub(super) affinity: Option<CookieAffinity>,
+    pub(super) health: HealthCheck,
+    pub(super) retry: RetryPolicy,
+    pub(super) circuit_breaker: CircuitBreaker,
+    pub(super) protocol: BackendProtocol,
+    pub(super) upstream_tls: Option<UpstreamTls>,
+}
+
+impl BackendKey {
+    /// The key of backend `name` as this Ingress balances it, given the attached policy.
+    pub(super) fn new(
+        name: String,
+        balancing: &balancing::IngressBalancing,
+        policy: Option<&BackendPolicy>,
+    ) -> Self {
+        Self {
+            name,
+            load_balancing: balancing.load_balancing(policy),
+            slow_start: balancing.slow_start(policy),
+            affinity: balancing.affinity(policy),
+            health: resilience::health(policy),
+            retry: resilience::retry(policy),
+            circuit_breaker: resilience::circuit_breaker(policy),
+            protocol: BackendProtocol::Http,
+            upstream_tls: None,
+        }
+    }
+}
+
+/// A backend as one rule asks for it, resolved up to its Service port.
+pub(super) struct Resolution<'a, 't> {
+    pub(super) key: BackendKey,
+    /// The policy that configures the backend (none when it does not resolve).
+    pub(super) policy: Option<&'a (&'a BackendPolicy, ObjectRef)>,
+    /// The Service port and the Service's name, or why the backend does not resolve.
+    pub(super) target: Result<(service::ServicePortRef<'a>, &'t str), Unresolved>,
+}
+
+/// The endpoints of a resolved backend in `namespace`, weighted by the policies of its port.
+pub(super) fn endpoints(
+    services: &service::ServiceIndex<'_>,
+    policies: &policy::Attachments<'_>,
+    namespace: &str,
+    target: Result<(service::ServicePortRef<'_>, &str), Unresolved>,
+) -> Result<Resolved, Unresolved> {
+    let (found, service) = target?;
+    let weight = |port_name: Option<&str>, endpoint: &_, address: &str| {
+        let policy = policies
+            .for_port(namespace, service, port_name)
+            .map(|(p, _)| *p);
+        balancing::endpoint_weight(policy, endpoint, address)
+    };
+    services.endpoints(&found, &weight)
+}
+
+/// Accumulates routes and deduplicated backends while Ingresses are merged.
+pub(super) struct TableBuilder<'a> {
+    pub(super) services: &'a service::ServiceIndex<'a>,
+    pub(super) policies: &'a policy::Attachments<'a>,
+    pub(super) tls: tls::TlsBuilder<'a>,
+    pub(super) routes: Vec<Route>,
+    pub(super) backends: Vec<Backend>,
+    /// Backends by name and algorithm (Ingresses may balance one Service port differently).
+    pub(super) backend_by_key: HashMap<BackendKey, usize>,
+    /// Why a backend (by index) could not be resolved, or what it had to skip.
+    pub(super) problems: HashMap<usize, Vec<Unresolved>>,
+    /// Who owns each (host, path) so far, and its route; `None` path is the default backend.
+    pub(super) owners: HashMap<(HostPattern, Option<PathRule>), (ObjectRef, usize)>,
+}
+
+impl<'a> TableBuilder<'a> {
+    pub(super) fn new(
+        services: &'a service::ServiceIndex<'a>,
+        policies: &'a policy::Attachments<'a>,
+        tls: tls::TlsBuilder<'a>,
+        routes: usize,
+    ) -> Self {
+        // Sized for the common case of a backend per route.
+        Self {
+            services,
+            policies,
+            tls,
+            routes: Vec::with_capacity(routes),
+            backends: Vec::with_capacity(routes),
+            backend_by_key: HashMap::with_capacity(routes),
+            problems: HashMap::new(),
+            owners: HashMap::with_capacity(routes),
+        }
+    }
+
+    pub(super) fn add(
+        &mut self,
+        object: &ObjectRef,
+        config: &IngressConfig,
+        candidate: ingress::Candidate<'_>,
+        sink: &mut Sink,
+    ) {
+        if !self.claim(object, &candidate.host, &candidate.path, sink) {
+            return;
+        }
+        let resolution = self.resolve(object, config, &candidate.backend, sink);
+        let (backend, policy) = self.backend(object, resolution, sink);
+        self.routes.push(Route {
+            tls: config.tls.route(&candidate.host),
+            ingress: object.clone(),
+            host: candidate.host,
+            path: candidate.path,
+            backend,
+            timeouts: config.timeouts.timeouts(policy),
+            canary: None,
+            upgrade_protocols: config.upgrade_protocols.clone(),
+        });
+    }
+
+    /// Adds the routes of an Ingress compiled into a fragment: what [`Self::add`] does for each
+    /// of its candidates, with the backends resolved beforehand.
+    pub(super) fn add_fragment(
+        &mut self,
+        object: &ObjectRef,
+        fragment: &fragment::Fragment,
+        sink: &mut Sink,
+    ) {
+        fragment.replay(sink);
+        for rule in &fragment.rules {
+            if !self.claim(object, &rule.host, &rule.path, sink) {
+                continue;
+            }
+            rule.resolution.replay(sink);
+            let backend = self.intern(
+                object,
+                rule.resolution.key.clone(),
+                rule.resolution.policy.clone(),
+                sink,
+                || rule.resolution.resolved.clone(),
+            );
+            self.routes.push(Route {
+                tls: rule.tls.clone(),
+                ingress: object.clone(),
+                host: rule.host.clone(),
+                path: rule.path.clone(),
+                backend,
+                timeouts: rule.timeouts,
+                canary: None,
+                upgrade_protocols: fragment.upgrade_protocols.clone(),
+            });
+        }
+    }
+
+    /// Makes `object` the owner of the route on `host` and `path`, unless another Ingress is
+    /// (which is reported) or it already is (a repeated rule, silently ignored).
+    pub(super) fn claim(
+        &mut self,
+        object: &ObjectRef,
+        host: &HostPattern,
+        path: &Option<PathRule>,
+        sink: &mut Sink,
+    ) -> bool {
+        let key = (host.clone(), path.clone());
+        if let Some((owner, _)) = self.owners.get(&key) {
+            if owner != object {
+                let (reason, what) = match path {
+                    Some(path) => (reasons::ROUTE_CONFLICT, format!("host {host} path {path}")),
+                    None => (
+                        reasons::DEFAULT_BACKEND_CONFLICT,
+                        "spec.defaultBackend".to_string(),
+                    ),
+                };
+                sink.report(
+                    object,
+                    reason,
+                    format!(
+                        "{what} is already served by older Ingress {}/{}; this one is ignored",
+                        owner.namespace, owner.name
+                    ),
+                );
+            }
+            // Within one Ingress, the first occurrence of a rule wins silently, as the API allows it.
+            return false;
+        }
+        self.owners.insert(key, (object.clone(), self.routes.len()));
+        true
+    }
+
+    /// Makes `candidate` the canary of the route with the same host and path (and kind).
+    pub(super) fn add_canary(
+        &mut self,
+        object: &ObjectRef,
+        config: &IngressConfig,
+        settings: &canary::CanarySettings,
+        candidate: ingress::Candidate<'_>,
+        sink: &mut Sink,
+    ) {
+        let what = match &candidate.path {
+            Some(path) => format!("host {} path {path}", candidate.host),
+            None => "spec.defaultBackend".to_string(),
+        };
+        let Some(&(_, route)) = self
+            .owners
+            .get(&(candidate.host.clone(), candidate.path.clone()))
+        else {
+            sink.report(
+                object,
+                reasons::CANARY_WITHOUT_MAIN,
+                format!("{what}: no Ingress serves this route, so there is nothing to be a canary of; the rule is ignored"),
+            );
+            return;
+        };
+        if let Some(older) = self.routes.get(route).and_then(|r| r.canary.as_ref()) {
+            let older = format!("{}/{}", older.ingress.namespace, older.ingress.name);
+            sink.report(
+                object,
+                reasons::CANARY_CONFLICT,
+                format!("{what} already has the canary {older}; this one is ignored"),
+            );
+            return;
+        }
+        // The route's timeouts stay the main Ingress's: they bound the request before the
+        // canary decision is made.
+        let resolution = self.resolve(object, config, &candidate.backend, sink);
+        let (backend, _) = self.backend(object, resolution, sink);
+        if let Some(route) = self.routes.get_mut(route) {
+            route.canary = Some(Canary {
+                ingress: object.clone(),
+                backend,
+                by_header: settings.by_header.clone(),
+                header_value: settings.header_value.clone(),
+                by_cookie: settings.by_cookie.as_deref().map(Into::into),
+                weight_percent: settings.weight_percent,
+            });
+        }
+    }
+
+    /// The index of the backend `resolution` names, and the policy that configures it. The
+    /// Service port is resolved for every route; its endpoints are read only the first time a
+    /// backend (port and balancing) is seen.
+    pub(super) fn backend(
+        &mut self,
+        object: &ObjectRef,
+        resolution: Resolution<'a, '_>,
+        sink: &mut Sink,
+    ) -> (usize, Option<&'a BackendPolicy>) {
+        let Resolution {
+            key,
+            policy,
+            target,
+        } = resolution;
+        let (services, policies) = (self.services, self.policies);
+        let index = self.intern(object, key, policy.map(|(_, o)| o.clone()), sink, || {
+            endpoints(services, policies, &object.namespace, target)
+        });
+        (index, policy.map(|(p, _)| *p))
+    }
+
+    /// Resolves `target` up to its Service port: the backend's key and policy, but not yet its
+    /// endpoints.
+    pub(super) fn resolve<'t>(
+        &mut self,
+        object: &ObjectRef,
+        config: &IngressConfig,
+        target: &ingress::BackendRef<'t>,
+        sink: &mut Sink,
+    ) -> Resolution<'a, 't> {
+        let namespace = object.namespace.as_str();
+        let balancing = &config.balancing;
+        let invalid = |key, problem| Resolution {
+            key,
+            policy: None,
+            target: Err(problem),
+        };
+        let (service, port) = match target {
+            ingress::BackendRef::Service { name, port } => (*name, *port),
+            ingress::BackendRef::Unsupported(why) => {
+                let problem = Unresolved {
+                    reason: reasons::UNSUPPORTED_BACKEND,
+                    message: why.clone(),
+                };
+                let key = BackendKey::new(format!("{object} (unsupported)"), balancing, None);
+                return invalid(key, problem);
+            }
+        };
+        let found = match self.services.port(namespace, service, port) {
+            Ok(found) => found,
+            Err(problem) => {
+                let wanted = port
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| port.number.unwrap_or_default().to_string());
+                let key =
+                    BackendKey::new(format!("{namespace}/{service}:{wanted}"), balancing, None);
+                return invalid(key, problem);
+            }
+        };
+        let policy = self
+            .policies
+            .for_port(namespace, service, found.port_name());
+        let mut key = BackendKey::new(found.name.clone(), balancing, policy.map(|(p, _)| *p));
+        key.protocol = upstream_tls::backend_protocol(
+            config.tls.backend_protocol,
+            policy.map(|(p, _)| *p),
+            found.app_protocol(),
+        );
+        let upstream = policy.map(|(p, o)| (*p, o));
+        match self
+            .tls
+            .upstream(key.protocol, upstream, namespace, service, sink)
+        {
+            Ok(upstream_tls) => key.upstream_tls = upstream_tls,
+            Err(problem) => {
+                key.name.push_str(" (upstream TLS)");
+                return invalid(key, problem);
+            }
+        }
+        Resolution {
+            key,
+            policy,
+            target: Ok((found, service)),
+        }
+    }
+
+    /// The backend for `key`, created with `resolve`'s endpoints on first use. An unresolvable
+    /// backend, or one that had to skip endpoints, is reported to every Ingress that uses it,
+    /// not just the first.
+    pub(super) fn intern(
+        &mut self,
+        object: &ObjectRef,
+        key: BackendKey,
+        policy: Option<ObjectRef>,
+        sink: &mut Sink,
+        resolve: impl FnOnce() -> Result<Resolved, Unresolved>,
+    ) -> usize {
+        if let Some(&index) = self.backend_by_key.get(&key) {
+            for problem in self.problems.get(&index).into_iter().flatten() {
+                sink.report(object, problem.reason, problem.message.clone());
+            }
+            return index;
+        }
+        let index = self.backends.len();
+        let (target, problems) = match resolve() {
+            Ok(resolved) => (
+                BackendTarget::Endpoints(resolved.endpoints),
+                resolved
+                    .skipped
+                    .into_iter()
+                    .map(|message| Unresolved {
+                        reason: reasons::INVALID_ENDPOINT,
+                        message,
+                    })
+                    .collect(),
+            ),
+            Err(problem) => (
+                BackendTarget::Invalid(problem.message.clone()),
+                vec![problem],
+            ),
+        };
+        for problem in &problems {
+            sink.report(object, problem.reason, problem.message.clone());
+        }
+        if !problems.is_empty() {
+            self.problems.insert(index, problems);
+        }
+        self.backends.push(Backend {
+            name: key.name.clone().into(),
+            target,
+            load_balancing: key.load_balancing.clone(),
+            slow_start: key.slow_start,
+            affinity: key.affinity.clone(),
+            health: key.health.clone(),
+            retry: key.retry,
+            circuit_breaker: key.circuit_breaker,
+            policy,
+            protocol: key.protocol,
+            upstream_tls: key.upstream_tls.clone(),
+        });
+        self.backend_by_key.insert(key, index);
+        index
+    }
+}

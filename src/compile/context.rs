@@ -1,0 +1,79 @@
+//! What every per-kind compiler works with: an object's annotations read with typed parsers,
+//! the sink its problems are reported to, and the oldest-first order that settles conflicts.
+
+use std::collections::BTreeMap;
+
+use foldhash::HashSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::table::{Diagnostic, ObjectRef};
+
+use super::reasons;
+
+/// An object's annotations, read with typed parsers. A value that does not parse is reported
+/// (`InvalidAnnotation`, naming the annotation) and treated as absent, so that setting falls
+/// back to its default while the rest of the object is used.
+pub struct Annotations<'a> {
+    map: Option<&'a BTreeMap<String, String>>,
+    object: &'a ObjectRef,
+}
+
+impl<'a> Annotations<'a> {
+    pub fn new(map: Option<&'a BTreeMap<String, String>>, object: &'a ObjectRef) -> Self {
+        Self { map, object }
+    }
+
+    pub fn parse<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+        sink: &mut Sink,
+    ) -> Option<T> {
+        let value = self.map?.get(key)?;
+        parse(value)
+            .map_err(|why| {
+                sink.report(
+                    self.object,
+                    reasons::INVALID_ANNOTATION,
+                    format!("{key}: {why}; the annotation is ignored"),
+                )
+            })
+            .ok()
+    }
+}
+
+/// Sorts objects oldest first: by creationTimestamp, then namespace/name (which also orders
+/// objects without a timestamp, as in standalone manifests).
+pub(super) fn oldest_first<T>(
+    objects: &mut [(&T, ObjectRef)],
+    metadata: impl Fn(&T) -> &ObjectMeta,
+) {
+    objects.sort_by(|(a, a_ref), (b, b_ref)| {
+        metadata(a)
+            .creation_timestamp
+            .cmp(&metadata(b).creation_timestamp)
+            .then_with(|| a_ref.cmp(b_ref))
+    });
+}
+
+/// Collects diagnostics, dropping exact repeats (one missing Service referenced by ten paths of
+/// one Ingress is one problem).
+#[derive(Default)]
+pub struct Sink {
+    pub(super) diagnostics: Vec<Diagnostic>,
+    seen: HashSet<Diagnostic>,
+}
+
+impl Sink {
+    pub fn report(&mut self, object: &ObjectRef, reason: &'static str, message: String) {
+        let diagnostic = Diagnostic {
+            object: object.clone(),
+            reason,
+            message,
+        };
+        if self.seen.insert(diagnostic.clone()) {
+            self.diagnostics.push(diagnostic);
+        }
+    }
+}

@@ -14,8 +14,7 @@ use crate::table::{
 
 use super::service::{self, Resolved, Unresolved};
 use super::{
-    balancing, canary, fragment, ingress, policy, reasons, resilience, tls, upstream_tls,
-    Annotations, Sink,
+    balancing, canary, ingress, policy, reasons, resilience, tls, upstream_tls, Annotations, Sink,
 };
 
 /// What an Ingress's annotations say, parsed once per Ingress.
@@ -163,40 +162,6 @@ impl<'a> TableBuilder<'a> {
             canary: None,
             upgrade_protocols: config.upgrade_protocols.clone(),
         });
-    }
-
-    /// Adds the routes of an Ingress compiled into a fragment: what [`Self::add`] does for each
-    /// of its candidates, with the backends resolved beforehand.
-    pub(super) fn add_fragment(
-        &mut self,
-        object: &ObjectRef,
-        fragment: &fragment::Fragment,
-        sink: &mut Sink,
-    ) {
-        fragment.replay(sink);
-        for rule in &fragment.rules {
-            if !self.claim(object, &rule.host, &rule.path, sink) {
-                continue;
-            }
-            rule.resolution.replay(sink);
-            let backend = self.intern(
-                object,
-                rule.resolution.key.clone(),
-                rule.resolution.policy.clone(),
-                sink,
-                || rule.resolution.resolved.clone(),
-            );
-            self.routes.push(Route {
-                tls: rule.tls.clone(),
-                ingress: object.clone(),
-                host: rule.host.clone(),
-                path: rule.path.clone(),
-                backend,
-                timeouts: rule.timeouts,
-                canary: None,
-                upgrade_protocols: fragment.upgrade_protocols.clone(),
-            });
-        }
     }
 
     /// Makes `object` the owner of the route on `host` and `path`, unless another Ingress is

@@ -26,7 +26,7 @@ use super::builder::{endpoints, BackendKey, IngressConfig, TableBuilder};
 use super::service::{Resolved, ServiceIndex, Unresolved};
 use super::{canary, ingress, Annotations, Sink};
 use crate::api::BackendPolicy;
-use crate::table::{Diagnostic, HostPattern, ObjectRef, PathRule, RouteTls, Timeouts};
+use crate::table::{Diagnostic, HostPattern, ObjectRef, PathRule, Route, RouteTls, Timeouts};
 
 /// The fragments of the last compile, by Ingress.
 #[derive(Debug, Default)]
@@ -255,5 +255,42 @@ fn replay(diagnostics: &[Diagnostic], sink: &mut Sink) {
             diagnostic.reason,
             diagnostic.message.clone(),
         );
+    }
+}
+
+/// Fragments are merged like freshly compiled Ingresses, in the same oldest-first order.
+impl TableBuilder<'_> {
+    /// Adds the routes of an Ingress compiled into a fragment: what [`TableBuilder::add`] does
+    /// for each of its candidates, with the backends resolved beforehand.
+    pub(super) fn add_fragment(
+        &mut self,
+        object: &ObjectRef,
+        fragment: &Fragment,
+        sink: &mut Sink,
+    ) {
+        fragment.replay(sink);
+        for rule in &fragment.rules {
+            if !self.claim(object, &rule.host, &rule.path, sink) {
+                continue;
+            }
+            rule.resolution.replay(sink);
+            let backend = self.intern(
+                object,
+                rule.resolution.key.clone(),
+                rule.resolution.policy.clone(),
+                sink,
+                || rule.resolution.resolved.clone(),
+            );
+            self.routes.push(Route {
+                tls: rule.tls.clone(),
+                ingress: object.clone(),
+                host: rule.host.clone(),
+                path: rule.path.clone(),
+                backend,
+                timeouts: rule.timeouts,
+                canary: None,
+                upgrade_protocols: fragment.upgrade_protocols.clone(),
+            });
+        }
     }
 }

@@ -62,9 +62,14 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The modules of this crate a file names: `crate::x` and each `x` of `crate::{x, y::z}`.
 fn imports(text: &str) -> BTreeSet<String> {
+    names_after(text, "crate::")
+}
+
+/// The first path segments after each `prefix` (`super::`, say), grouped ones included.
+fn names_after(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    for (at, _) in text.match_indices("crate::") {
-        let rest = &text[at + "crate::".len()..];
+    for (at, _) in text.match_indices(prefix) {
+        let rest = &text[at + prefix.len()..];
         if let Some(group) = rest.strip_prefix('{') {
             // Top-level names only: the first path segment of each item at brace depth 0.
             let (mut depth, mut item_start) = (0, true);
@@ -111,10 +116,8 @@ fn every_module_imports_only_what_architecture_md_allows() {
         };
         let Some(allowed) = allowed else { continue };
         for file in files {
-            let text = std::fs::read_to_string(file).unwrap();
             // Unit tests may build their fixtures with any module; the rows bind the code.
-            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-            for import in imports(code) {
+            for import in imports(&code(file)) {
                 if import != *module && !allowed.contains(&import) {
                     errors.push(format!(
                         "{} imports crate::{import}, which the {module} row does not allow",
@@ -159,6 +162,47 @@ fn the_allowed_imports_form_no_cycle() {
     assert!(
         remaining.is_empty(),
         "these rows import each other: {remaining:?}"
+    );
+}
+
+/// The code of a file, without its unit tests.
+fn code(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.split("#[cfg(test)]")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn no_file_imports_a_sibling_that_imports_it_back() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cycles = Vec::new();
+    for (module, files) in modules(&root.join("src")) {
+        let stem = |file: &PathBuf| file.file_stem().unwrap().to_string_lossy().into_owned();
+        let siblings: BTreeSet<String> = files.iter().map(stem).collect();
+        let uses: BTreeMap<String, BTreeSet<String>> = files
+            .iter()
+            .map(|file| {
+                let code = code(file);
+                let mut named = names_after(&code, "super::");
+                named.extend(names_after(&code, &format!("crate::{module}::")));
+                named.retain(|name| siblings.contains(name) && *name != stem(file));
+                (stem(file), named)
+            })
+            .collect();
+        for (file, named) in &uses {
+            for other in named.iter().filter(|other| *other > file) {
+                if uses[other].contains(file) {
+                    cycles.push(format!("src/{module}: {file} <-> {other}"));
+                }
+            }
+        }
+    }
+    assert!(
+        cycles.is_empty(),
+        "files importing each other:\n{}",
+        cycles.join("\n")
     );
 }
 

@@ -176,13 +176,22 @@ impl Activity {
 
     /// Resolves when the connection has had no request in progress for `limit`.
     pub async fn idle_for(&self, limit: Duration) {
-        loop {
+        self.lasted(limit, || {
             let since = self.idle_since.load(Ordering::Relaxed);
-            if since == BUSY {
-                // Busy: look again later. A request ending restarts the idle period anyway.
+            (since != BUSY).then_some(since)
+        })
+        .await
+    }
+
+    /// Resolves once the state `since` reports (when it began, in microseconds since the
+    /// epoch; `None` while it does not hold) has lasted `limit`. While it does not hold, it is
+    /// looked at again after `limit`: a state that begins later is due later than that anyway.
+    async fn lasted(&self, limit: Duration, since: impl Fn() -> Option<u64>) {
+        loop {
+            let Some(since) = since() else {
                 tokio::time::sleep(limit).await;
                 continue;
-            }
+            };
             let due = self.epoch + Duration::from_micros(since) + limit;
             if due <= Instant::now() {
                 return;
@@ -219,23 +228,14 @@ impl Activity {
     /// WINDOW_UPDATEs) while the socket stays writable, so the socket's send timeout never sees
     /// it; the stream holds its upstream connection and hyper's send buffer meanwhile.
     pub async fn send_stalled(&self, limit: Duration) {
-        loop {
-            let oldest = lock(&self.sending)
+        self.lasted(limit, || {
+            lock(&self.sending)
                 .iter()
                 .map(|stream| stream.load(Ordering::Relaxed))
+                .filter(|&since| since != NOT_WAITING)
                 .min()
-                .unwrap_or(NOT_WAITING);
-            if oldest == NOT_WAITING {
-                // A stream that starts waiting from now on is due after `limit` at the earliest.
-                tokio::time::sleep(limit).await;
-                continue;
-            }
-            let due = self.epoch + Duration::from_micros(oldest) + limit;
-            if due <= Instant::now() {
-                return;
-            }
-            tokio::time::sleep_until(due).await;
-        }
+        })
+        .await
     }
 }
 

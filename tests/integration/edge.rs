@@ -41,6 +41,21 @@ async fn closed_by_peer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<
     read
 }
 
+/// An HTTP/2 client connection with prior knowledge, driven by its own task.
+async fn h2c_client(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(connection))
+}
+
 /// Sends `raw` on a new connection and returns everything the proxy answers until it closes.
 async fn exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -101,12 +116,7 @@ async fn at_the_connection_cap_idle_connections_make_room_for_new_clients() {
 async fn idle_http2_connections_are_closed_with_goaway() {
     let origins = origin::start(1).await;
     let proxy = TestProxy::start_with_limits(&single_route(&origins, None), short()).await;
-    let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    let connection = tokio::spawn(connection);
+    let (mut sender, connection) = h2c_client(proxy.addr).await;
     let request = Request::get("http://h2.example.com/")
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -167,12 +177,7 @@ async fn a_client_that_stops_reading_is_cut_and_frees_the_upstream_connection() 
 async fn an_http2_client_that_withholds_window_updates_is_cut_and_frees_the_upstream_connection() {
     let origins = origin::start(1).await;
     let proxy = TestProxy::start_with_limits(&single_route(&origins, None), short()).await;
-    let stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    let connection = tokio::spawn(connection);
+    let (mut sender, connection) = h2c_client(proxy.addr).await;
     let request = Request::get("http://x/bytes/67108864")
         .body(Full::new(Bytes::new()))
         .unwrap();

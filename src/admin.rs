@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz` and `/debug/routes`. Read-only by design; it is
-//! bound to loopback by default.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics` and `/debug/routes`. Read-only by
+//! design; it is bound to loopback by default.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::live::{ActiveTable, TableHandle};
+use crate::metrics::Metrics;
 use crate::net::AcceptBackoff;
 use crate::table::{BackendTarget, ClientAuthMode, PathKind, Timeouts};
 
@@ -25,13 +26,15 @@ use crate::table::{BackendTarget, ClientAuthMode, PathKind, Timeouts};
 #[derive(Debug)]
 pub struct AdminState {
     tables: Arc<TableHandle>,
+    metrics: Arc<Metrics>,
     draining: AtomicBool,
 }
 
 impl AdminState {
-    pub fn new(tables: Arc<TableHandle>) -> Self {
+    pub fn new(tables: Arc<TableHandle>, metrics: Arc<Metrics>) -> Self {
         Self {
             tables,
+            metrics,
             draining: AtomicBool::new(false),
         }
     }
@@ -85,6 +88,16 @@ fn respond(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Byt
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => {
+            let accept = request.headers().get(header::ACCEPT);
+            let (content_type, body) = state.metrics.encode(accept.and_then(|a| a.to_str().ok()));
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(content_type),
+            );
+            response
+        }
         "/debug/routes" => {
             let body =
                 serde_json::to_vec_pretty(&routes_json(&state.tables.load())).unwrap_or_default();

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -28,7 +28,8 @@ use crate::debounce;
 use crate::k8s::{self, KubeSettings, Outcome, StatusWriter};
 use crate::live::TableHandle;
 use crate::manifests::{self, Changes, LoadError, ManifestCache};
-use crate::proxy::workers;
+use crate::metrics::Metrics;
+use crate::proxy::{workers, Connections};
 use crate::snapshot::Snapshot;
 use crate::table::Diagnostic;
 
@@ -91,8 +92,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let (http_addr, https_addr) = (http.addr, https.addr);
     let admin_addr = admin_listener.local_addr()?;
 
+    let connections = Arc::new(Connections::new(config.limits));
+    let metrics = Arc::new(Metrics::new(tables.clone(), connections.clone()));
     let mut tasks = JoinSet::new();
-    let compiler = Compiler::new(options, tables.clone());
+    let compiler = Compiler::new(options, tables.clone(), metrics.clone());
     match config.source {
         Source::Manifests(dir) => start_manifests(dir, compiler, &shutdown, &mut tasks).await?,
         Source::Kubernetes(settings) => {
@@ -107,13 +110,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     }
 
-    let admin_state = Arc::new(AdminState::new(tables.clone()));
+    let admin_state = Arc::new(AdminState::new(tables.clone(), metrics));
     tasks.spawn(admin::serve(
         admin_listener,
         admin_state.clone(),
         shutdown.clone(),
     ));
-    let threads = workers::spawn(http, https, tables.clone(), config.limits, shutdown.clone())
+    let threads = workers::spawn(http, https, tables.clone(), connections, shutdown.clone())
         .context("cannot start the proxy workers")?;
     for thread in threads {
         tasks.spawn(async move {
@@ -275,13 +278,15 @@ struct Compiler {
     reported: Reported,
     /// The last compile's per-Ingress work, reused for Ingresses whose inputs did not change.
     fragments: Fragments,
+    metrics: Arc<Metrics>,
 }
 
 impl Compiler {
-    fn new(options: Options, tables: Arc<TableHandle>) -> Self {
+    fn new(options: Options, tables: Arc<TableHandle>, metrics: Arc<Metrics>) -> Self {
         Self {
             options,
             tables,
+            metrics,
             reported: Reported::default(),
             fragments: Fragments::default(),
         }
@@ -303,16 +308,18 @@ impl Compiler {
             .and_then(|d| i64::try_from(d.as_secs()).ok());
         // Compiling and publishing a large table takes milliseconds (building the balancers,
         // dropping the previous table): off the async workers that serve traffic.
-        let tables = self.tables.clone();
+        let (tables, metrics) = (self.tables.clone(), self.metrics.clone());
         // Should the task fail, the next compile starts without fragments.
         let mut fragments = std::mem::take(&mut self.fragments);
         let (compiled, generation, routes, backends, fragments) =
             tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
                 let mut compiled: Compiled =
                     compile::compile_cached(&snapshot, &options, &mut fragments);
                 let table = std::mem::take(&mut compiled.table);
                 let (routes, backends) = (table.routes().len(), table.backends().len());
                 let generation = tables.publish(table, compiled.diagnostics.clone());
+                metrics.published(started.elapsed(), &compiled.diagnostics, SystemTime::now());
                 (compiled, generation, routes, backends, fragments)
             })
             .await

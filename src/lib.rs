@@ -17,6 +17,7 @@ pub mod health;
 pub mod k8s;
 pub mod live;
 pub mod manifests;
+pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod snapshot;

@@ -29,15 +29,18 @@ const BUSY: u64 = u64::MAX;
 const NOT_WAITING: u64 = u64::MAX;
 
 /// Every client connection of the process, and the cap on them.
+#[derive(Debug)]
 pub struct Connections {
     pub limits: ServerLimits,
     permits: Arc<Semaphore>,
+    /// Connections admitted since start (one count per connection, not per request).
+    accepted: AtomicU64,
     open: Mutex<Registry>,
     /// Where idle times are measured from.
     epoch: Instant,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Registry {
     next_id: u64,
     by_id: HashMap<u64, Arc<Activity>, foldhash::fast::RandomState>,
@@ -68,6 +71,7 @@ impl Connections {
     pub fn new(limits: ServerLimits) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limits.max_connections)),
+            accepted: AtomicU64::new(0),
             limits,
             open: Mutex::new(Registry::default()),
             epoch: Instant::now(),
@@ -76,6 +80,16 @@ impl Connections {
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         lock(&self.open)
+    }
+
+    /// Connections open now, WebSocket tunnels that outlived their HTTP connection included.
+    pub fn open(&self) -> usize {
+        self.limits.max_connections - self.permits.available_permits()
+    }
+
+    /// Connections admitted since start.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// A place for a newly accepted connection. At the cap, the longest-idle connections are
@@ -93,6 +107,7 @@ impl Connections {
                     .ok()?
             }
         };
+        self.accepted.fetch_add(1, Ordering::Relaxed);
         let activity = Arc::new(Activity {
             in_progress: AtomicU32::new(0),
             idle_since: AtomicU64::new(micros_since(self.epoch, Instant::now())),

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use super::{serve, serve_tls, Connections, Proxy, ServerLimits, TableHandle, UpstreamConfig};
+use super::{serve, serve_tls, Connections, Proxy, TableHandle, UpstreamConfig};
 
 /// One listening socket per worker, all on the same address.
 pub struct Listeners {
@@ -50,16 +50,15 @@ pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Listeners> {
 }
 
 /// Starts one thread per pair of sockets, serving plain HTTP and TLS until `shutdown` (then
-/// the graceful shutdown of [`serve`]). The workers share one connection cap. Join the handles
-/// to wait for them.
+/// the graceful shutdown of [`serve`]). The workers share `connections`, and so its cap. Join
+/// the handles to wait for them.
 pub fn spawn(
     http: Listeners,
     https: Listeners,
     tables: Arc<TableHandle>,
-    limits: ServerLimits,
+    connections: Arc<Connections>,
     shutdown: CancellationToken,
 ) -> io::Result<Vec<JoinHandle<()>>> {
-    let connections = Arc::new(Connections::new(limits));
     http.sockets
         .into_iter()
         .zip(https.sockets)

@@ -8,6 +8,7 @@
 //! - `kubernetes`: tier 3, the Kubernetes source against the in-process API server
 //!   (`vane_test_apiserver`, crates/test-apiserver);
 //! - `generated`: committed generated files match the code;
+//! - `metrics`: `/metrics` of the built binary, parsed strictly;
 //! - `layering`: each module imports only what ARCHITECTURE.md's rooms table allows;
 //! - `standalone`: tier 4, the built `vane` binary on a manifests directory;
 //! - `tls`: TLS termination, redirects, mTLS, upstream TLS, h2c and gRPC through the proxy,
@@ -19,6 +20,7 @@ mod edge;
 mod generated;
 mod kubernetes;
 mod layering;
+mod metrics;
 mod pool;
 mod properties;
 mod proxy;

@@ -1,0 +1,169 @@
+//! `GET /metrics` on the admin listener of the built binary: both formats parse strictly, and
+//! the control-plane, connection and process metrics move with what vane does.
+
+use std::collections::BTreeMap;
+
+use http::{Request, StatusCode};
+use http_body_util::Full;
+
+use crate::support::binary::{write_atomically, Vane};
+use crate::support::client::{client, send, status_of};
+use crate::support::fixtures::{docs, ingress, single_route};
+use crate::support::origin;
+use crate::support::wait::eventually;
+
+/// The samples of a Prometheus text exposition, by series (`name{labels}`), after checking
+/// every line: `# HELP` and `# TYPE` lines name valid metrics, each sample belongs to a family
+/// declared by a `# TYPE` before it, and each value is a number. `# EOF` may only end it.
+fn parse_strictly(text: &str) -> BTreeMap<String, f64> {
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let mut families: Vec<String> = Vec::new();
+    let mut samples = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (index, line) in lines.iter().enumerate() {
+        if *line == "# EOF" {
+            assert_eq!(index, lines.len() - 1, "# EOF before the end");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect(line);
+            assert!(valid_name(name), "{line}");
+            assert!(
+                [
+                    "counter",
+                    "gauge",
+                    "histogram",
+                    "summary",
+                    "unknown",
+                    "untyped"
+                ]
+                .contains(&kind),
+                "{line}"
+            );
+            families.push(name.to_owned());
+            continue;
+        }
+        if let Some(rest) = line
+            .strip_prefix("# HELP ")
+            .or(line.strip_prefix("# UNIT "))
+        {
+            assert!(valid_name(rest.split(' ').next().unwrap()), "{line}");
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment: {line}");
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        let name = &series[..series.find('{').unwrap_or(series.len())];
+        assert!(valid_name(name), "{line}");
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+        }
+        assert!(
+            families
+                .iter()
+                .any(|family| name.starts_with(family.as_str())),
+            "sample before its # TYPE: {line}"
+        );
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            other => other.parse().expect(line),
+        };
+        assert!(
+            samples.insert(series.to_owned(), value).is_none(),
+            "repeated: {line}"
+        );
+    }
+    samples
+}
+
+async fn scrape(vane: &Vane, accept: Option<&str>) -> (String, BTreeMap<String, f64>) {
+    let mut request = Request::get(format!("http://{}/metrics", vane.admin));
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let reply = send(&client(), request.body(Full::default()).unwrap()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let content_type = reply.headers["content-type"].to_str().unwrap().to_owned();
+    (content_type, parse_strictly(&reply.text()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_swaps_diagnostics_connections_and_the_process() {
+    let origins = origin::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.yaml");
+    write_atomically(&routes, &single_route(&origins, Some("app.example.com")));
+    let vane = Vane::start(dir.path()).await;
+
+    let (content_type, before) = scrape(&vane, None).await;
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let generation = before["vane_table_generation"];
+    assert!(generation >= 1.0, "{before:?}");
+    assert_eq!(before["vane_table_swaps_total"], generation);
+    assert_eq!(before["vane_compile_duration_seconds_count"], generation);
+    assert!(before["vane_last_table_swap_timestamp_seconds"] > 1.7e9);
+    assert!(before["process_resident_memory_bytes"] > 1e6);
+    assert!(before["process_open_fds"] >= 3.0);
+    assert!(before["process_start_time_seconds"] > 1.7e9);
+    assert!(!before
+        .keys()
+        .any(|series| series.starts_with("vane_diagnostics")));
+
+    // Each request on a connection of its own.
+    const REQUESTS: usize = 5;
+    for _ in 0..REQUESTS {
+        assert_eq!(
+            status_of(&client(), vane.http, "app.example.com", "/").await,
+            StatusCode::OK
+        );
+    }
+    let (_, after) = scrape(&vane, None).await;
+    assert_eq!(
+        after["vane_client_connections_accepted_total"]
+            - before["vane_client_connections_accepted_total"],
+        REQUESTS as f64
+    );
+
+    // A dangling backend: one more table, with its diagnostic counted by reason.
+    let dangling = ingress("dangling", Some("d.example.com"), "/", "no-such-service");
+    write_atomically(
+        &routes,
+        &docs(&[single_route(&origins, Some("app.example.com")), dangling]),
+    );
+    eventually("the new table is published", || async {
+        scrape(&vane, None).await.1["vane_table_generation"] > generation
+    })
+    .await;
+    let (content_type, body) = {
+        let request = Request::get(format!("http://{}/metrics", vane.admin))
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            )
+            .body(Full::default())
+            .unwrap();
+        let reply = send(&client(), request).await;
+        let content_type = reply.headers["content-type"].to_str().unwrap().to_owned();
+        (content_type, reply.text())
+    };
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    let samples = parse_strictly(&body);
+    assert_eq!(
+        samples["vane_diagnostics{reason=\"ServiceNotFound\"}"], 1.0,
+        "{samples:?}"
+    );
+    assert_eq!(
+        samples["vane_table_swaps_total"],
+        samples["vane_table_generation"]
+    );
+}

@@ -24,9 +24,11 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::live::TableHandle;
+use crate::endpoint::EndpointStats;
+use crate::live::{ActiveTable, TableHandle};
 use crate::proxy::Connections;
 use crate::table::Diagnostic;
 
@@ -160,6 +162,124 @@ impl Collector for State {
             None,
             accepted.metric_type(),
         )?)?;
-        Ok(())
+        let active = self.tables.load();
+        endpoints(&active, &mut encoder)?;
+        certificates(&active, &mut encoder)
     }
+}
+
+/// One labelled gauge per row: `rows` of label pairs and a value.
+fn gauges<'r>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    rows: impl IntoIterator<Item = (Vec<(&'static str, &'r str)>, f64)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Each endpoint of each backend of the table in use: whether it is in rotation, ejected and
+/// (for backends with active checks) healthy by its probes, and its requests in flight; each
+/// backend's panic mode. Departed endpoints and backends disappear with their table.
+fn endpoints(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Result {
+    let now = tokio::time::Instant::now();
+    struct Row<'t> {
+        backend: &'t str,
+        endpoint: String,
+        stats: &'t EndpointStats,
+        probed: bool,
+    }
+    fn labels<'r>(row: &'r Row<'_>) -> Vec<(&'static str, &'r str)> {
+        vec![
+            ("backend", row.backend),
+            ("endpoint", row.endpoint.as_str()),
+        ]
+    }
+    let mut rows = Vec::new();
+    let mut panics = Vec::new();
+    for (index, backend) in active.table.backends().iter().enumerate() {
+        let Some(balancer) = active.balancers.get(index) else {
+            continue;
+        };
+        panics.push((
+            vec![("backend", &*backend.name)],
+            f64::from(u8::from(balancer.in_panic(now))),
+        ));
+        rows.extend(balancer.members().iter().map(|member| Row {
+            backend: &backend.name,
+            endpoint: member.address.to_string(),
+            stats: &member.stats,
+            probed: backend.health.active.is_some(),
+        }));
+    }
+    let flag = |on: bool| f64::from(u8::from(on));
+    gauges(
+        encoder,
+        "endpoint_in_rotation",
+        "1 if the endpoint takes traffic now (healthy by its probes and not ejected), else 0.",
+        None,
+        rows.iter()
+            .map(|row| (labels(row), flag(row.stats.health.is_available(now)))),
+    )?;
+    gauges(
+        encoder,
+        "endpoint_ejected",
+        "1 if passive health checking (outlier detection) has ejected the endpoint, else 0.",
+        None,
+        rows.iter().map(|row| {
+            let ejected = row.stats.health.ejected_until(now).is_some();
+            (labels(row), flag(ejected))
+        }),
+    )?;
+    gauges(
+        encoder,
+        "endpoint_probe_healthy",
+        "1 if the endpoint's active health checks pass, else 0 (backends with active checks only).",
+        None,
+        rows.iter()
+            .filter(|row| row.probed)
+            .map(|row| (labels(row), flag(row.stats.health.probe_healthy()))),
+    )?;
+    gauges(
+        encoder,
+        "endpoint_requests_in_flight",
+        "Requests to the endpoint whose responses have not ended.",
+        None,
+        rows.iter()
+            .map(|row| (labels(row), f64::from(row.stats.in_flight()))),
+    )?;
+    gauges(
+        encoder,
+        "backend_panic",
+        "1 if too few of the backend's endpoints are healthy, so health is ignored (panic mode).",
+        None,
+        panics,
+    )
+}
+
+/// When the certificate served for each TLS host expires.
+fn certificates(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Result {
+    let tls = active.table.tls();
+    let sites = tls.sites();
+    let hosts: Vec<(String, f64)> = tls
+        .hosts()
+        .map(|(host, index)| {
+            let expiry = sites[index].certificate.not_after_unix as f64;
+            (host.to_string(), expiry)
+        })
+        .collect();
+    gauges(
+        encoder,
+        "tls_certificate_expiry_timestamp",
+        "When the certificate served for the TLS host expires, as seconds since the Unix epoch.",
+        Some(&Unit::Seconds),
+        hosts
+            .iter()
+            .map(|(host, expiry)| (vec![("host", host.as_str())], *expiry)),
+    )
 }

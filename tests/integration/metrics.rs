@@ -10,6 +10,7 @@ use crate::support::binary::{write_atomically, Vane};
 use crate::support::client::{client, send, status_of};
 use crate::support::fixtures::{docs, ingress, single_route};
 use crate::support::origin;
+use crate::support::tls::{tls_ingress, tls_secret, Ca};
 use crate::support::wait::eventually;
 
 /// The samples of a Prometheus text exposition, by series (`name{labels}`), after checking
@@ -130,11 +131,43 @@ async fn metrics_count_swaps_diagnostics_connections_and_the_process() {
         REQUESTS as f64
     );
 
-    // A dangling backend: one more table, with its diagnostic counted by reason.
+    // The endpoint is in rotation and not ejected; nothing is probed or in flight.
+    let endpoint = |family: &str| {
+        let series: Vec<_> = after
+            .iter()
+            .filter(|(s, _)| s.starts_with(family))
+            .collect();
+        assert_eq!(series.len(), 1, "{family}: {series:?}");
+        assert!(series[0].0.contains("endpoint=\"127.0.1."), "{series:?}");
+        *series[0].1
+    };
+    assert_eq!(endpoint("vane_endpoint_in_rotation{"), 1.0);
+    assert_eq!(endpoint("vane_endpoint_ejected{"), 0.0);
+    assert_eq!(endpoint("vane_endpoint_requests_in_flight{"), 0.0);
+    assert!(!after
+        .keys()
+        .any(|s| s.starts_with("vane_endpoint_probe_healthy{")));
+
+    // A dangling backend and a TLS host: one more table, with the diagnostic counted by reason
+    // and the certificate's expiry.
     let dangling = ingress("dangling", Some("d.example.com"), "/", "no-such-service");
+    let ca = Ca::new("metrics test CA");
+    let secure = tls_ingress(
+        "secure",
+        "secure.example.com",
+        "app",
+        &[(&["secure.example.com"], Some("secure"))],
+        &[],
+    );
+    let secret = tls_secret("secure", &ca.server(&["secure.example.com"]));
     write_atomically(
         &routes,
-        &docs(&[single_route(&origins, Some("app.example.com")), dangling]),
+        &docs(&[
+            single_route(&origins, Some("app.example.com")),
+            dangling,
+            secure,
+            secret,
+        ]),
     );
     eventually("the new table is published", || async {
         scrape(&vane, None).await.1["vane_table_generation"] > generation
@@ -166,4 +199,7 @@ async fn metrics_count_swaps_diagnostics_connections_and_the_process() {
         samples["vane_table_swaps_total"],
         samples["vane_table_generation"]
     );
+    let expiry =
+        samples["vane_tls_certificate_expiry_timestamp_seconds{host=\"secure.example.com\"}"];
+    assert!(expiry > 1.7e9, "{samples:?}");
 }

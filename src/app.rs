@@ -203,6 +203,7 @@ async fn start_kubernetes(
     );
 
     let (leader_tx, leader) = watch::channel(false);
+    compiler.metrics.follow_leadership(leader.clone());
     tasks.spawn(k8s::lease::run(
         client.clone(),
         settings.lease.clone(),

@@ -13,7 +13,8 @@
 mod process;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::collector::Collector;
@@ -26,6 +27,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
+use tokio::sync::watch;
 
 use crate::endpoint::EndpointStats;
 use crate::live::{ActiveTable, TableHandle};
@@ -44,6 +46,7 @@ pub struct Metrics {
     compile_seconds: Histogram,
     last_swap: Gauge<f64, std::sync::atomic::AtomicU64>,
     diagnostics: Family<ReasonLabel, Gauge>,
+    leader: Arc<Mutex<Option<watch::Receiver<bool>>>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,9 +59,11 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(process::ProcessCollector));
         let vane = registry.sub_registry_with_prefix("vane");
+        let leader = Arc::default();
         vane.register_collector(Box::new(State {
             tables,
             connections,
+            leader: Arc::clone(&leader),
         }));
         let swaps = Counter::default();
         vane.register(
@@ -94,7 +99,13 @@ impl Metrics {
             compile_seconds,
             last_swap,
             diagnostics,
+            leader,
         }
+    }
+
+    /// Reports `vane_leader` from now on, following `leader` (Kubernetes mode).
+    pub fn follow_leadership(&self, leader: watch::Receiver<bool>) {
+        *lock(&self.leader) = Some(leader);
     }
 
     /// Records a table published after `took` of compiling and publishing, with its
@@ -137,6 +148,13 @@ impl Metrics {
 struct State {
     tables: Arc<TableHandle>,
     connections: Arc<Connections>,
+    /// Leadership of the Lease, in Kubernetes mode.
+    leader: Arc<Mutex<Option<watch::Receiver<bool>>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // It holds a channel handle, which a panic cannot leave half-written.
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl Collector for State {
@@ -162,6 +180,31 @@ impl Collector for State {
             None,
             accepted.metric_type(),
         )?)?;
+        let handshakes = &self.connections.handshakes;
+        let outcomes = [
+            ("completed", &handshakes.completed),
+            ("failed", &handshakes.failed),
+            ("timeout", &handshakes.timed_out),
+        ];
+        let mut family = encoder.encode_descriptor(
+            "tls_handshakes",
+            "TLS handshakes on the HTTPS listener, by outcome (completed, failed, timeout).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, count) in outcomes {
+            let count = ConstCounter::new(count.load(Ordering::Relaxed));
+            count.encode(family.encode_family(&[("outcome", outcome)])?)?;
+        }
+        if let Some(leader) = &*lock(&self.leader) {
+            let leader = ConstGauge::new(i64::from(*leader.borrow()));
+            leader.encode(encoder.encode_descriptor(
+                "leader",
+                "1 if this replica holds the leader Lease (writes Ingress status and Events).",
+                None,
+                leader.metric_type(),
+            )?)?;
+        }
         let active = self.tables.load();
         endpoints(&active, &mut encoder)?;
         certificates(&active, &mut encoder)

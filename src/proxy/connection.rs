@@ -35,6 +35,8 @@ pub struct Connections {
     permits: Arc<Semaphore>,
     /// Connections admitted since start (one count per connection, not per request).
     accepted: AtomicU64,
+    /// TLS handshakes of the HTTPS listener, by how they ended.
+    pub handshakes: Handshakes,
     open: Mutex<Registry>,
     /// Where idle times are measured from.
     epoch: Instant,
@@ -56,8 +58,8 @@ pub struct Admitted {
 }
 
 impl Admitted {
-    pub fn limits(&self) -> &ServerLimits {
-        &self.connections.limits
+    pub fn connections(&self) -> &Connections {
+        &self.connections
     }
 }
 
@@ -72,6 +74,7 @@ impl Connections {
         Self {
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             accepted: AtomicU64::new(0),
+            handshakes: Handshakes::default(),
             limits,
             open: Mutex::new(Registry::default()),
             epoch: Instant::now(),
@@ -154,6 +157,20 @@ impl Connections {
         for (_, activity) in idle {
             activity.shed.notify_one();
         }
+    }
+}
+
+/// TLS handshakes since start, by outcome (counted once per connection).
+#[derive(Debug, Default)]
+pub struct Handshakes {
+    pub completed: AtomicU64,
+    pub failed: AtomicU64,
+    pub timed_out: AtomicU64,
+}
+
+impl Handshakes {
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::client_io::{sniff, Protocol, SendTimeout};
-use super::connection::{Admitted, Connections, Counted};
+use super::connection::{Admitted, Connections, Counted, Handshakes};
 use super::{ClientInfo, Proxy, ProxyError};
 use crate::net::AcceptBackoff;
 use crate::tls;
@@ -218,7 +218,7 @@ struct Connection {
 
 impl Connection {
     fn limits(&self) -> &ServerLimits {
-        self.admitted.limits()
+        &self.admitted.connections().limits
     }
 
     async fn serve_plain(self, stream: SendTimeout<TcpStream>, client: ClientInfo) {
@@ -245,6 +245,13 @@ impl Connection {
             _ = self.admitted.activity.shed() => return,
             handshake = tokio::time::timeout(self.limits().handshake_timeout, handshake) => handshake,
         };
+        let handshakes = &self.admitted.connections().handshakes;
+        let outcome = match &handshake {
+            Ok(Ok(_)) => &handshakes.completed,
+            Ok(Err(_)) => &handshakes.failed,
+            Err(_) => &handshakes.timed_out,
+        };
+        Handshakes::count(outcome);
         match handshake {
             Ok(Ok((stream, tls))) => {
                 // HTTP/2 over TLS is chosen by ALPN (RFC 9113 section 3.2), never by sniffing.

@@ -276,6 +276,18 @@ async fn one_leader_writes_status_and_another_takes_over_when_it_stops() {
     assert_eq!(ingress_status_ips(&api, "ours"), ["203.0.113.1"]);
     let lease = api.get("Lease", Some("default"), "vane-leader").unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "vane-a");
+    let leader_metric = |vane: &Vane| {
+        let addr = vane.admin;
+        async move {
+            let metrics = get(&client(), addr, "x", "/metrics").await.text();
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix("vane_leader "))
+                .map(str::to_owned)
+        }
+    };
+    assert_eq!(leader_metric(&a).await.as_deref(), Some("1"));
+    assert_eq!(leader_metric(&b).await.as_deref(), Some("0"));
     let status_patches = || {
         api.count_requests(|method, path| {
             method == http::Method::PATCH

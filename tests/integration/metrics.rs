@@ -10,7 +10,7 @@ use crate::support::binary::{write_atomically, Vane};
 use crate::support::client::{client, send, status_of};
 use crate::support::fixtures::{docs, ingress, single_route};
 use crate::support::origin;
-use crate::support::tls::{tls_ingress, tls_secret, Ca};
+use crate::support::tls::{handshake, tls_ingress, tls_secret, Ca};
 use crate::support::wait::eventually;
 
 /// The samples of a Prometheus text exposition, by series (`name{labels}`), after checking
@@ -198,6 +198,22 @@ async fn metrics_count_swaps_diagnostics_connections_and_the_process() {
     assert_eq!(
         samples["vane_table_swaps_total"],
         samples["vane_table_generation"]
+    );
+    // One TLS handshake completes, one is refused (it offers no protocol vane speaks).
+    let host = Some("secure.example.com");
+    assert!(handshake(vane.https, host, &[b"h2"], None).await.is_ok());
+    assert!(handshake(vane.https, host, &[b"spdy/1"], None)
+        .await
+        .is_err());
+    eventually("both handshakes are counted", || async {
+        let samples = scrape(&vane, None).await.1;
+        samples["vane_tls_handshakes_total{outcome=\"completed\"}"] == 1.0
+            && samples["vane_tls_handshakes_total{outcome=\"failed\"}"] == 1.0
+    })
+    .await;
+    assert!(
+        !samples.keys().any(|s| s.starts_with("vane_leader")),
+        "standalone mode has no Lease"
     );
     let expiry =
         samples["vane_tls_certificate_expiry_timestamp_seconds{host=\"secure.example.com\"}"];

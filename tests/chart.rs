@@ -1375,3 +1375,120 @@ fn deploy_examples_are_valid_objects_that_route_through_vane() {
                 && s.metadata.namespace == policy.metadata.namespace));
     }
 }
+
+#[test]
+fn notes_describe_the_default_certificate_flag_vane_has() {
+    let help = Command::new(env!("CARGO_BIN_EXE_vane"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--default-ssl-certificate"));
+    let set = r#"{"controller": {"defaultSSLCertificate": "shop/wildcard"}}"#;
+    let notes = render_ok(&["notes", "--set-json", set]);
+    assert!(
+        notes.contains("vane serves the Secret shop/wildcard (`--default-ssl-certificate`)"),
+        "{notes}"
+    );
+    assert!(!notes.contains("exits at start"), "{notes}");
+    assert!(!render_ok(&["notes"]).contains("Default certificate"));
+    // A default certificate outside the watched namespace is never read: refused.
+    let outside =
+        r#"{"controller": {"defaultSSLCertificate": "vane/wildcard", "watchNamespace": "shop"}}"#;
+    let output = render_py(&["template", "--set-json", outside]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is outside controller.watchNamespace")
+    );
+    let inside =
+        r#"{"controller": {"defaultSSLCertificate": "shop/wildcard", "watchNamespace": "shop"}}"#;
+    let r = render_with(inside);
+    assert_eq!(
+        r.arg("--default-ssl-certificate").as_deref(),
+        Some("shop/wildcard")
+    );
+}
+
+#[test]
+fn revision_history_lifecycle_volumes_and_scaling_behavior_follow_the_values() {
+    let revisions = |r: &Rendered| match (&r.deployments[..], &r.daemon_sets[..]) {
+        ([d], []) => d.spec.as_ref().unwrap().revision_history_limit,
+        ([], [d]) => d.spec.as_ref().unwrap().revision_history_limit,
+        _ => panic!("one workload"),
+    };
+    assert_eq!(revisions(rendered("defaults")), Some(10));
+    assert_eq!(revisions(rendered("daemonset")), Some(10));
+    assert_eq!(revisions(rendered("customized")), Some(3));
+
+    let defaults = rendered("defaults");
+    assert_eq!(defaults.container().lifecycle, None);
+    assert_eq!(defaults.container().volume_mounts, None);
+    assert_eq!(defaults.workload().2.spec.as_ref().unwrap().volumes, None);
+
+    let customized = rendered("customized");
+    let container = customized.container();
+    let pre_stop = container.lifecycle.as_ref().unwrap().pre_stop.as_ref();
+    assert_eq!(pre_stop.unwrap().sleep.as_ref().unwrap().seconds, 2);
+    let mounts = container.volume_mounts.as_ref().unwrap();
+    assert_eq!(
+        (
+            &mounts[0].name[..],
+            &mounts[0].mount_path[..],
+            mounts[0].read_only
+        ),
+        ("upstream-ca", "/etc/vane/upstream-ca", Some(true))
+    );
+    let volumes = customized
+        .workload()
+        .2
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .as_ref();
+    let volume = &volumes.unwrap()[0];
+    assert_eq!(volume.name, mounts[0].name, "the mount names the volume");
+    assert_eq!(volume.config_map.as_ref().unwrap().name, "upstream-ca");
+    // The read-only root filesystem stays.
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+
+    let hpa = rendered("autoscaling").autoscalers[0]
+        .spec
+        .as_ref()
+        .unwrap();
+    let down = hpa.behavior.as_ref().unwrap().scale_down.as_ref().unwrap();
+    assert_eq!(down.stabilization_window_seconds, Some(600));
+    let policy = &down.policies.as_ref().unwrap()[0];
+    assert_eq!(
+        (&policy.type_[..], policy.value, policy.period_seconds),
+        ("Pods", 1, 120)
+    );
+    assert!(hpa.behavior.as_ref().unwrap().scale_up.is_none());
+    let plain = render_with(r#"{"autoscaling": {"enabled": true}}"#);
+    assert_eq!(plain.autoscalers[0].spec.as_ref().unwrap().behavior, None);
+
+    // The schema checks the new values' shapes too.
+    for (set, expected) in [
+        (
+            r#"{"controller": {"extraVolumeMounts": [{"name": "x"}]}}"#,
+            "mountPath",
+        ),
+        (
+            r#"{"controller": {"lifecycle": {"preStart": {}}}}"#,
+            "preStart",
+        ),
+        (
+            r#"{"autoscaling": {"behavior": {"scaleDown": {"selectPolicy": "Fastest"}}}}"#,
+            "selectPolicy",
+        ),
+        (
+            r#"{"controller": {"revisionHistoryLimit": -1}}"#,
+            "revisionHistoryLimit",
+        ),
+    ] {
+        let output = render_py(&["template", "--set-json", set]);
+        assert!(!output.status.success(), "{set} rendered");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{set}: {stderr}");
+    }
+}

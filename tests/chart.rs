@@ -459,12 +459,16 @@ fn documented_cluster_rules() -> Vec<PolicyRule> {
     ]
 }
 
-fn documented_lease_rules() -> Vec<PolicyRule> {
-    vec![rule(
-        &["coordination.k8s.io"],
-        &["leases"],
-        &["get", "create", "update"],
-    )]
+/// README.md's lease Role: get and update on the one Lease `--lease-name`, and create, which
+/// RBAC cannot restrict by name.
+fn documented_lease_rules(lease: &str) -> Vec<PolicyRule> {
+    vec![
+        PolicyRule {
+            resource_names: Some(vec![lease.to_owned()]),
+            ..rule(&["coordination.k8s.io"], &["leases"], &["get", "update"])
+        },
+        rule(&["coordination.k8s.io"], &["leases"], &["create"]),
+    ]
 }
 
 /// The ClusterRole and Role of the YAML block in README.md's "### RBAC" section.
@@ -680,7 +684,8 @@ fn rendered_objects_reference_each_other() {
             .roles
             .iter()
             .any(|role| role.metadata.namespace.as_deref() == Some(NAMESPACE)
-                && grants(rules_of(role)) == grants(&documented_lease_rules())));
+                && grants(rules_of(role))
+                    == grants(&documented_lease_rules(&r.arg("--lease-name").unwrap()))));
         // The published Service, when it is the chart's own, exists.
         if let Some(published) = r.arg("--publish-service") {
             let (namespace, service) = published.split_once('/').unwrap();
@@ -743,7 +748,7 @@ fn cluster_rbac_is_exactly_the_documented_set() {
     );
     assert_eq!(
         rules_of(&readme_lease_role),
-        &documented_lease_rules()[..],
+        &documented_lease_rules("vane-leader")[..],
         "README.md's lease Role changed: update the chart and this test"
     );
 
@@ -759,8 +764,9 @@ fn cluster_rbac_is_exactly_the_documented_set() {
         1,
         "only the lease Role besides the ClusterRole"
     );
+    assert_eq!(r.arg("--lease-name").as_deref(), Some("vane-leader"));
     let lease = find_role(r, NAMESPACE, "vane-leader-election");
-    assert_eq!(rules_of(lease), &documented_lease_rules()[..]);
+    assert_eq!(rules_of(lease), &documented_lease_rules("vane-leader")[..]);
     for (combination, r) in renders() {
         if r.arg("--watch-namespace").is_none() {
             assert_eq!(
@@ -797,7 +803,7 @@ fn watch_namespace_rbac_is_a_role_there_plus_an_ingressclass_clusterrole() {
     assert!(cluster.is_disjoint(&namespaced));
     assert_eq!(
         rules_of(find_role(r, NAMESPACE, "vane-leader-election")),
-        &documented_lease_rules()[..]
+        &documented_lease_rules("vane-leader")[..]
     );
     // The published Service (the chart's, in the release namespace) is outside "shop": vane
     // may read that one Service there, and nothing more.
@@ -1490,5 +1496,48 @@ fn revision_history_lifecycle_volumes_and_scaling_behavior_follow_the_values() {
         assert!(!output.status.success(), "{set} rendered");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{set}: {stderr}");
+    }
+}
+
+#[test]
+fn the_lease_role_names_the_lease_vane_is_told_to_use() {
+    // Every combination: get and update only on the Lease of `--lease-name`.
+    for (combination, r) in renders() {
+        let lease = r.arg("--lease-name").unwrap();
+        let role = find_role(r, NAMESPACE, &format!("{}-leader-election", r.workload().1));
+        assert_eq!(
+            rules_of(role),
+            &documented_lease_rules(&lease)[..],
+            "{combination}"
+        );
+    }
+    assert_eq!(
+        rendered("customized").arg("--lease-name").as_deref(),
+        Some("edge-lease")
+    );
+    // Nothing but create is granted on other Leases.
+    let role = find_role(rendered("defaults"), NAMESPACE, "vane-leader-election");
+    let unnamed: Vec<_> = grants(rules_of(role))
+        .into_iter()
+        .filter(|g| g.3.is_none())
+        .map(|g| g.2)
+        .collect();
+    assert_eq!(unnamed, ["create"]);
+}
+
+#[test]
+fn only_the_vane_pods_mount_the_service_account_token() {
+    for (combination, r) in renders() {
+        let pod = r.workload().2.spec.as_ref().unwrap();
+        assert_eq!(
+            pod.automount_service_account_token,
+            Some(true),
+            "{combination}"
+        );
+        assert_eq!(
+            r.service_accounts[0].automount_service_account_token,
+            Some(false),
+            "{combination}"
+        );
     }
 }

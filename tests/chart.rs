@@ -34,7 +34,14 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const RELEASE: &str = "vane";
 const NAMESPACE: &str = "vane";
 /// The combinations the chart must support, at the least (files in charts/tests/values/).
-const REQUIRED_COMBINATIONS: [&str; 4] = ["daemonset", "watch-namespace", "nodeport", "metrics"];
+const REQUIRED_COMBINATIONS: [&str; 6] = [
+    "daemonset",
+    "watch-namespace",
+    "nodeport",
+    "metrics",
+    "internal",
+    "hostnetwork",
+];
 
 // === rendering ===
 
@@ -1540,4 +1547,153 @@ fn only_the_vane_pods_mount_the_service_account_token() {
             "{combination}"
         );
     }
+}
+
+/// `render.py template --set-json SET` must fail, saying `expected`.
+fn render_fails(set_json: &str, expected: &str) {
+    let output = render_py(&["template", "--set-json", set_json]);
+    assert!(!output.status.success(), "{set_json} rendered");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(expected), "{set_json}: {stderr}");
+}
+
+#[test]
+fn proxy_services_keep_client_addresses_and_follow_the_service_options() {
+    // Local by default: the client address survives the hop through the node.
+    let defaults = rendered("defaults");
+    let proxy = defaults.service(RELEASE).spec.as_ref().unwrap();
+    assert_eq!(proxy.external_traffic_policy.as_deref(), Some("Local"));
+    assert_eq!(
+        (&proxy.ip_family_policy, &proxy.ip_families),
+        (&None, &None)
+    );
+    assert!(!defaults.objects.iter().any(|o| o.2 == "vane-internal"));
+    let cluster = render_with(r#"{"service": {"externalTrafficPolicy": "Cluster"}}"#);
+    let spec = cluster.service(RELEASE).spec.as_ref().unwrap();
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+    let unset = render_with(r#"{"service": {"externalTrafficPolicy": ""}}"#);
+    let spec = unset.service(RELEASE).spec.as_ref().unwrap();
+    assert_eq!(spec.external_traffic_policy, None);
+
+    // Dual stack on both Services; the internal one has its own annotations and source ranges,
+    // the same ports, and no fixed node ports (they would collide with the public ones).
+    let r = rendered("internal");
+    assert_eq!(r.services.len(), 2);
+    let public = r.service(RELEASE);
+    let internal = r.service("vane-internal");
+    for service in [public, internal] {
+        let spec = service.spec.as_ref().unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+        assert_eq!(spec.ip_family_policy.as_deref(), Some("PreferDualStack"));
+        assert_eq!(spec.ip_families, Some(vec!["IPv4".into(), "IPv6".into()]));
+        assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+        assert_eq!(spec.selector, public.spec.as_ref().unwrap().selector);
+    }
+    let ports = |service: &Service| -> Vec<_> {
+        let spec = service.spec.as_ref().unwrap();
+        let ports = spec.ports.iter().flatten();
+        ports
+            .map(|p| (p.name.clone(), p.port, p.node_port))
+            .collect()
+    };
+    assert_eq!(
+        ports(public),
+        [
+            (Some("http".into()), 80, Some(30080)),
+            (Some("https".into()), 443, Some(30443))
+        ]
+    );
+    assert_eq!(
+        ports(internal),
+        [
+            (Some("http".into()), 80, None),
+            (Some("https".into()), 443, None)
+        ]
+    );
+    let annotations = internal.metadata.annotations.as_ref().unwrap();
+    assert_eq!(
+        annotations.keys().collect::<Vec<_>>(),
+        ["service.beta.kubernetes.io/aws-load-balancer-scheme"]
+    );
+    let internal_spec = internal.spec.as_ref().unwrap();
+    assert_eq!(
+        internal_spec.load_balancer_source_ranges,
+        Some(vec!["10.0.0.0/8".into()])
+    );
+    assert_eq!(
+        public.spec.as_ref().unwrap().load_balancer_source_ranges,
+        None
+    );
+    // Ingress status still shows the public Service.
+    assert_eq!(r.arg("--publish-service").as_deref(), Some("vane/vane"));
+
+    // An "internal" Service without what makes it internal would be a second public one.
+    render_fails(
+        r#"{"service": {"internal": {"enabled": true}}}"#,
+        "service.internal.enabled needs service.internal.annotations",
+    );
+    let classed = render_with(
+        r#"{"service": {"internal": {"enabled": true, "loadBalancerClass": "example.com/internal"}}}"#,
+    );
+    let spec = classed.service("vane-internal").spec.as_ref().unwrap();
+    assert_eq!(
+        spec.load_balancer_class.as_deref(),
+        Some("example.com/internal")
+    );
+    render_fails(
+        r#"{"service": {"ipFamilies": ["IPv4", "IPv5"]}}"#,
+        "/service/ipFamilies",
+    );
+}
+
+#[test]
+fn host_network_and_host_ports_are_for_daemonsets() {
+    let container_ports = |r: &Rendered| -> Vec<_> {
+        let ports = r.container().ports.iter().flatten();
+        ports
+            .map(|p| (p.name.clone().unwrap(), p.container_port, p.host_port))
+            .collect()
+    };
+    let host_networking = |r: &Rendered| {
+        let pod = r.workload().2.spec.as_ref().unwrap();
+        (pod.host_network, pod.dns_policy.clone())
+    };
+    // Defaults: the pod network, no node ports.
+    let defaults = rendered("defaults");
+    assert_eq!(host_networking(defaults), (None, None));
+    assert!(container_ports(defaults).iter().all(|p| p.2.is_none()));
+
+    // hostPort: the node's 80 and 443 forward to vane's unprivileged ports; admin stays off.
+    let daemonset = rendered("daemonset");
+    assert_eq!(host_networking(daemonset), (None, None));
+    assert_eq!(
+        container_ports(daemonset),
+        [
+            ("http".into(), 8080, Some(80)),
+            ("https".into(), 8443, Some(443)),
+            ("admin".into(), 9090, None)
+        ]
+    );
+
+    // hostNetwork: cluster DNS must still resolve, so ClusterFirstWithHostNet.
+    let host = rendered("hostnetwork");
+    assert_eq!(host.workload().0, "DaemonSet");
+    assert_eq!(
+        host_networking(host),
+        (Some(true), Some("ClusterFirstWithHostNet".into()))
+    );
+    assert!(container_ports(host).iter().all(|p| p.2.is_none()));
+
+    render_fails(
+        r#"{"controller": {"hostNetwork": true}}"#,
+        "need controller.kind DaemonSet",
+    );
+    render_fails(
+        r#"{"controller": {"hostPort": {"enabled": true}}}"#,
+        "need controller.kind DaemonSet",
+    );
+    render_fails(
+        r#"{"controller": {"kind": "DaemonSet", "hostNetwork": true, "hostPort": {"enabled": true}}}"#,
+        "exclude each other",
+    );
 }

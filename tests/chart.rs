@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Container, Namespace, PodTemplateSpec, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::networking::v1::{IngressClass, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -34,7 +34,8 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const RELEASE: &str = "vane";
 const NAMESPACE: &str = "vane";
 /// The combinations the chart must support, at the least (files in charts/tests/values/).
-const REQUIRED_COMBINATIONS: [&str; 6] = [
+const REQUIRED_COMBINATIONS: [&str; 7] = [
+    "networkpolicy",
     "daemonset",
     "watch-namespace",
     "nodeport",
@@ -164,6 +165,7 @@ struct Rendered {
     pod_disruption_budgets: Vec<PodDisruptionBudget>,
     autoscalers: Vec<HorizontalPodAutoscaler>,
     ingress_classes: Vec<IngressClass>,
+    network_policies: Vec<NetworkPolicy>,
     service_monitors: Vec<ServiceMonitor>,
     /// (kind, namespace, name, is namespaced) of every object, in order.
     objects: Vec<(String, Option<String>, String, bool)>,
@@ -211,6 +213,9 @@ impl Rendered {
             }
             ("networking.k8s.io/v1", "IngressClass") => {
                 push(&mut self.ingress_classes, doc, false)?
+            }
+            ("networking.k8s.io/v1", "NetworkPolicy") => {
+                push(&mut self.network_policies, doc, true)?
             }
             ("monitoring.coreos.com/v1", "ServiceMonitor") => {
                 self.service_monitors.push(ServiceMonitor::parse(doc)?);
@@ -1695,5 +1700,107 @@ fn host_network_and_host_ports_are_for_daemonsets() {
     render_fails(
         r#"{"controller": {"kind": "DaemonSet", "hostNetwork": true, "hostPort": {"enabled": true}}}"#,
         "exclude each other",
+    );
+}
+
+#[test]
+fn network_policy_opens_the_proxy_ports_and_little_else() {
+    use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
+
+    for (combination, r) in renders() {
+        let expected = usize::from(combination == "networkpolicy");
+        assert_eq!(r.network_policies.len(), expected, "{combination}");
+    }
+    let port = |name: &str| (IntOrString::String(name.into()), "TCP".to_owned());
+    let ports = |ports: &Option<Vec<NetworkPolicyPort>>| -> Vec<(IntOrString, String)> {
+        let ports = ports.iter().flatten();
+        ports
+            .map(|p| (p.port.clone().unwrap(), p.protocol.clone().unwrap()))
+            .collect()
+    };
+    let number = |n: i32, protocol: &str| (IntOrString::Int(n), protocol.to_owned());
+    let cidrs = |peers: &Option<Vec<NetworkPolicyPeer>>| -> Vec<String> {
+        let peers = peers.iter().flatten();
+        peers
+            .map(|p| p.ip_block.as_ref().unwrap().cidr.clone())
+            .collect()
+    };
+    let selector = |pairs: &[(&str, &str)]| LabelSelector {
+        match_labels: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..LabelSelector::default()
+    };
+
+    let r = rendered("networkpolicy");
+    let spec = r.network_policies[0].spec.as_ref().unwrap();
+    // It selects exactly the vane pods.
+    let (_, _, template) = r.workload();
+    let pod_labels = template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    let wanted = spec
+        .pod_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap();
+    assert!(wanted.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+    assert_eq!(
+        spec.policy_types,
+        Some(vec!["Ingress".to_owned(), "Egress".to_owned()])
+    );
+    // Ingress: the proxy ports from anywhere; admin only from Prometheus in "monitoring".
+    let ingress = spec.ingress.as_ref().unwrap();
+    assert_eq!(ingress.len(), 2);
+    assert_eq!(ingress[0].from, None, "clients come from anywhere");
+    assert_eq!(ports(&ingress[0].ports), [port("http"), port("https")]);
+    assert_eq!(ports(&ingress[1].ports), [port("admin")]);
+    let from = &ingress[1].from.as_ref().unwrap()[0];
+    assert_eq!(
+        from.namespace_selector,
+        Some(selector(&[("kubernetes.io/metadata.name", "monitoring")]))
+    );
+    assert_eq!(
+        from.pod_selector,
+        Some(selector(&[("app.kubernetes.io/name", "prometheus")]))
+    );
+    // Egress: the API server, DNS, the backends' CIDRs, and nothing else.
+    let egress = spec.egress.as_ref().unwrap();
+    assert_eq!(egress.len(), 3);
+    assert_eq!(cidrs(&egress[0].to), ["172.18.0.2/32"]);
+    assert_eq!(
+        ports(&egress[0].ports),
+        [number(443, "TCP"), number(6443, "TCP")]
+    );
+    let dns = &egress[1].to.as_ref().unwrap()[0];
+    assert_eq!(dns.pod_selector, Some(selector(&[("k8s-app", "kube-dns")])));
+    assert_eq!(
+        ports(&egress[1].ports),
+        [number(53, "UDP"), number(53, "TCP")]
+    );
+    assert_eq!(cidrs(&egress[2].to), ["10.244.0.0/16", "192.0.2.0/24"]);
+    assert_eq!(egress[2].ports, None, "backends listen on any port");
+
+    // Enabled with the defaults: no namespace reaches admin; the backends are every pod.
+    let plain = render_with(r#"{"networkPolicy": {"enabled": true}}"#);
+    let spec = plain.network_policies[0].spec.as_ref().unwrap();
+    let ingress = spec.ingress.as_ref().unwrap();
+    assert_eq!(
+        ingress.len(),
+        1,
+        "no admin rule without a namespace selector"
+    );
+    let egress = spec.egress.as_ref().unwrap();
+    assert_eq!(egress[0].to, None, "the API server at any address");
+    let backends = &egress[2].to.as_ref().unwrap()[0];
+    assert_eq!(backends.namespace_selector, Some(LabelSelector::default()));
+    assert_eq!((&backends.pod_selector, &backends.ip_block), (&None, &None));
+
+    render_fails(
+        r#"{"networkPolicy": {"egress": {"backendCIDRs": ["10.0.0.0"]}}}"#,
+        "/networkPolicy/egress/backendCIDRs",
     );
 }

@@ -1804,3 +1804,83 @@ fn network_policy_opens_the_proxy_ports_and_little_else() {
         "/networkPolicy/egress/backendCIDRs",
     );
 }
+
+#[test]
+fn the_image_exposes_the_chart_ports_and_ships_a_stripped_labelled_binary() {
+    let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).unwrap();
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .collect();
+    // EXPOSE lists exactly the container ports the chart declares.
+    let exposed: BTreeSet<i32> = instructions
+        .iter()
+        .filter_map(|line| line.strip_prefix("EXPOSE "))
+        .flat_map(|ports| ports.split_whitespace().map(|p| p.parse::<i32>().unwrap()))
+        .collect();
+    let declared: BTreeSet<i32> = rendered("defaults")
+        .container()
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(
+        exposed, declared,
+        "Dockerfile EXPOSE vs the chart's containerPorts"
+    );
+    assert_eq!(declared, BTreeSet::from([8080, 8443, 9090]));
+    // The runtime image gets the binary without its debug info (split off, not thrown away).
+    let code = instructions.join("\n");
+    assert!(
+        code.contains("objcopy --only-keep-debug"),
+        "debug info split off"
+    );
+    assert!(
+        code.contains("objcopy --strip-debug"),
+        "the shipped binary stripped"
+    );
+    assert!(code.contains("COPY --from=build /vane /vane"));
+    for label in ["title", "description", "licenses", "version", "revision"] {
+        let key = format!("org.opencontainers.image.{label}=");
+        assert!(code.contains(&key), "Dockerfile lacks the OCI label {key}");
+    }
+    // Each base image is pinned by digest, or the file says how to pin it.
+    for from in instructions
+        .iter()
+        .filter(|l| l.starts_with("FROM ") && !l.contains("scratch"))
+    {
+        assert!(
+            from.contains("@sha256:") || dockerfile.contains("not yet by digest"),
+            "{from}: pin it by digest, or say why not"
+        );
+    }
+    // Cargo keeps line tables for local profiling; the image strips them (above).
+    let cargo = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).unwrap();
+    assert!(cargo.contains("debug = \"line-tables-only\""));
+
+    let ignore = std::fs::read_to_string(Path::new(ROOT).join(".dockerignore")).unwrap();
+    let ignored: Vec<&str> = ignore.lines().filter(|l| !l.starts_with('#')).collect();
+    for kept_out in ["target/", ".git/"] {
+        assert!(
+            ignored.contains(&kept_out),
+            ".dockerignore lacks {kept_out}"
+        );
+    }
+    // Nothing the build needs is left out.
+    for needed in [
+        "src",
+        "crates",
+        "benches",
+        "tests",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        assert!(
+            !ignored.iter().any(|l| l.trim_end_matches('/') == needed),
+            ".dockerignore leaves out {needed}, which cargo needs"
+        );
+    }
+    let makefile = std::fs::read_to_string(Path::new(ROOT).join("Makefile")).unwrap();
+    assert!(makefile.contains("\nimage:"), "make image");
+}

@@ -1,5 +1,5 @@
 # The two commands: `make run` (standalone demo, no cluster) and `make test` (every check).
-.PHONY: run test fmt lint build manifests chart bench fuzz
+.PHONY: run test fmt lint build manifests chart bench fuzz image
 
 # Renders charts/vane with Helm's Go SDK (the wheel in charts/tests/requirements.txt).
 RENDER := python3 charts/tests/render.py
@@ -56,3 +56,21 @@ chart:
 		$(RENDER) template --include-crds -f $$values > target/chart/$$name.yaml; \
 	done
 	@echo "rendered into target/chart/: $$(cd target/chart && ls | tr '\n' ' ')"
+
+# The container image (Dockerfile), with docker or podman, whichever is here and running;
+# IMAGE=REGISTRY/vane:TAG to name it. Says so, and fails, where neither can build.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE ?= vane:$(VERSION)
+image:
+	@tool=$$(command -v docker || command -v podman); \
+	if [ -z "$$tool" ]; then \
+		echo "make image: neither docker nor podman is installed here; install one, or build on a machine that has one (docker build -t $(IMAGE) .)"; \
+		exit 1; \
+	fi; \
+	if ! $$tool info >/dev/null 2>&1; then \
+		echo "make image: $$tool is installed but cannot build here ($$tool info fails: is its daemon running?)"; \
+		exit 1; \
+	fi; \
+	echo "$$tool build -t $(IMAGE) ."; \
+	$$tool build --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Container, Namespace, PodTemplateSpec, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::networking::v1::{IngressClass, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -34,7 +34,15 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const RELEASE: &str = "vane";
 const NAMESPACE: &str = "vane";
 /// The combinations the chart must support, at the least (files in charts/tests/values/).
-const REQUIRED_COMBINATIONS: [&str; 4] = ["daemonset", "watch-namespace", "nodeport", "metrics"];
+const REQUIRED_COMBINATIONS: [&str; 7] = [
+    "networkpolicy",
+    "daemonset",
+    "watch-namespace",
+    "nodeport",
+    "metrics",
+    "internal",
+    "hostnetwork",
+];
 
 // === rendering ===
 
@@ -157,6 +165,7 @@ struct Rendered {
     pod_disruption_budgets: Vec<PodDisruptionBudget>,
     autoscalers: Vec<HorizontalPodAutoscaler>,
     ingress_classes: Vec<IngressClass>,
+    network_policies: Vec<NetworkPolicy>,
     service_monitors: Vec<ServiceMonitor>,
     /// (kind, namespace, name, is namespaced) of every object, in order.
     objects: Vec<(String, Option<String>, String, bool)>,
@@ -204,6 +213,9 @@ impl Rendered {
             }
             ("networking.k8s.io/v1", "IngressClass") => {
                 push(&mut self.ingress_classes, doc, false)?
+            }
+            ("networking.k8s.io/v1", "NetworkPolicy") => {
+                push(&mut self.network_policies, doc, true)?
             }
             ("monitoring.coreos.com/v1", "ServiceMonitor") => {
                 self.service_monitors.push(ServiceMonitor::parse(doc)?);
@@ -459,12 +471,16 @@ fn documented_cluster_rules() -> Vec<PolicyRule> {
     ]
 }
 
-fn documented_lease_rules() -> Vec<PolicyRule> {
-    vec![rule(
-        &["coordination.k8s.io"],
-        &["leases"],
-        &["get", "create", "update"],
-    )]
+/// README.md's lease Role: get and update on the one Lease `--lease-name`, and create, which
+/// RBAC cannot restrict by name.
+fn documented_lease_rules(lease: &str) -> Vec<PolicyRule> {
+    vec![
+        PolicyRule {
+            resource_names: Some(vec![lease.to_owned()]),
+            ..rule(&["coordination.k8s.io"], &["leases"], &["get", "update"])
+        },
+        rule(&["coordination.k8s.io"], &["leases"], &["create"]),
+    ]
 }
 
 /// The ClusterRole and Role of the YAML block in README.md's "### RBAC" section.
@@ -680,7 +696,8 @@ fn rendered_objects_reference_each_other() {
             .roles
             .iter()
             .any(|role| role.metadata.namespace.as_deref() == Some(NAMESPACE)
-                && grants(rules_of(role)) == grants(&documented_lease_rules())));
+                && grants(rules_of(role))
+                    == grants(&documented_lease_rules(&r.arg("--lease-name").unwrap()))));
         // The published Service, when it is the chart's own, exists.
         if let Some(published) = r.arg("--publish-service") {
             let (namespace, service) = published.split_once('/').unwrap();
@@ -743,7 +760,7 @@ fn cluster_rbac_is_exactly_the_documented_set() {
     );
     assert_eq!(
         rules_of(&readme_lease_role),
-        &documented_lease_rules()[..],
+        &documented_lease_rules("vane-leader")[..],
         "README.md's lease Role changed: update the chart and this test"
     );
 
@@ -759,8 +776,9 @@ fn cluster_rbac_is_exactly_the_documented_set() {
         1,
         "only the lease Role besides the ClusterRole"
     );
+    assert_eq!(r.arg("--lease-name").as_deref(), Some("vane-leader"));
     let lease = find_role(r, NAMESPACE, "vane-leader-election");
-    assert_eq!(rules_of(lease), &documented_lease_rules()[..]);
+    assert_eq!(rules_of(lease), &documented_lease_rules("vane-leader")[..]);
     for (combination, r) in renders() {
         if r.arg("--watch-namespace").is_none() {
             assert_eq!(
@@ -797,7 +815,7 @@ fn watch_namespace_rbac_is_a_role_there_plus_an_ingressclass_clusterrole() {
     assert!(cluster.is_disjoint(&namespaced));
     assert_eq!(
         rules_of(find_role(r, NAMESPACE, "vane-leader-election")),
-        &documented_lease_rules()[..]
+        &documented_lease_rules("vane-leader")[..]
     );
     // The published Service (the chart's, in the release namespace) is outside "shop": vane
     // may read that one Service there, and nothing more.
@@ -1374,4 +1392,492 @@ fn deploy_examples_are_valid_objects_that_route_through_vane() {
             .any(|s| s.metadata.name.as_ref() == Some(&target.name)
                 && s.metadata.namespace == policy.metadata.namespace));
     }
+}
+
+#[test]
+fn notes_describe_the_default_certificate_flag_vane_has() {
+    let help = Command::new(env!("CARGO_BIN_EXE_vane"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--default-ssl-certificate"));
+    let set = r#"{"controller": {"defaultSSLCertificate": "shop/wildcard"}}"#;
+    let notes = render_ok(&["notes", "--set-json", set]);
+    assert!(
+        notes.contains("vane serves the Secret shop/wildcard (`--default-ssl-certificate`)"),
+        "{notes}"
+    );
+    assert!(!notes.contains("exits at start"), "{notes}");
+    assert!(!render_ok(&["notes"]).contains("Default certificate"));
+    // A default certificate outside the watched namespace is never read: refused.
+    let outside =
+        r#"{"controller": {"defaultSSLCertificate": "vane/wildcard", "watchNamespace": "shop"}}"#;
+    let output = render_py(&["template", "--set-json", outside]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is outside controller.watchNamespace")
+    );
+    let inside =
+        r#"{"controller": {"defaultSSLCertificate": "shop/wildcard", "watchNamespace": "shop"}}"#;
+    let r = render_with(inside);
+    assert_eq!(
+        r.arg("--default-ssl-certificate").as_deref(),
+        Some("shop/wildcard")
+    );
+}
+
+#[test]
+fn revision_history_lifecycle_volumes_and_scaling_behavior_follow_the_values() {
+    let revisions = |r: &Rendered| match (&r.deployments[..], &r.daemon_sets[..]) {
+        ([d], []) => d.spec.as_ref().unwrap().revision_history_limit,
+        ([], [d]) => d.spec.as_ref().unwrap().revision_history_limit,
+        _ => panic!("one workload"),
+    };
+    assert_eq!(revisions(rendered("defaults")), Some(10));
+    assert_eq!(revisions(rendered("daemonset")), Some(10));
+    assert_eq!(revisions(rendered("customized")), Some(3));
+
+    let defaults = rendered("defaults");
+    assert_eq!(defaults.container().lifecycle, None);
+    assert_eq!(defaults.container().volume_mounts, None);
+    assert_eq!(defaults.workload().2.spec.as_ref().unwrap().volumes, None);
+
+    let customized = rendered("customized");
+    let container = customized.container();
+    let pre_stop = container.lifecycle.as_ref().unwrap().pre_stop.as_ref();
+    assert_eq!(pre_stop.unwrap().sleep.as_ref().unwrap().seconds, 2);
+    let mounts = container.volume_mounts.as_ref().unwrap();
+    assert_eq!(
+        (
+            &mounts[0].name[..],
+            &mounts[0].mount_path[..],
+            mounts[0].read_only
+        ),
+        ("upstream-ca", "/etc/vane/upstream-ca", Some(true))
+    );
+    let volumes = customized
+        .workload()
+        .2
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .as_ref();
+    let volume = &volumes.unwrap()[0];
+    assert_eq!(volume.name, mounts[0].name, "the mount names the volume");
+    assert_eq!(volume.config_map.as_ref().unwrap().name, "upstream-ca");
+    // The read-only root filesystem stays.
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+
+    let hpa = rendered("autoscaling").autoscalers[0]
+        .spec
+        .as_ref()
+        .unwrap();
+    let down = hpa.behavior.as_ref().unwrap().scale_down.as_ref().unwrap();
+    assert_eq!(down.stabilization_window_seconds, Some(600));
+    let policy = &down.policies.as_ref().unwrap()[0];
+    assert_eq!(
+        (&policy.type_[..], policy.value, policy.period_seconds),
+        ("Pods", 1, 120)
+    );
+    assert!(hpa.behavior.as_ref().unwrap().scale_up.is_none());
+    let plain = render_with(r#"{"autoscaling": {"enabled": true}}"#);
+    assert_eq!(plain.autoscalers[0].spec.as_ref().unwrap().behavior, None);
+
+    // The schema checks the new values' shapes too.
+    for (set, expected) in [
+        (
+            r#"{"controller": {"extraVolumeMounts": [{"name": "x"}]}}"#,
+            "mountPath",
+        ),
+        (
+            r#"{"controller": {"lifecycle": {"preStart": {}}}}"#,
+            "preStart",
+        ),
+        (
+            r#"{"autoscaling": {"behavior": {"scaleDown": {"selectPolicy": "Fastest"}}}}"#,
+            "selectPolicy",
+        ),
+        (
+            r#"{"controller": {"revisionHistoryLimit": -1}}"#,
+            "revisionHistoryLimit",
+        ),
+    ] {
+        render_fails(set, expected);
+    }
+}
+
+#[test]
+fn the_lease_role_names_the_lease_vane_is_told_to_use() {
+    // Every combination: get and update only on the Lease of `--lease-name`.
+    for (combination, r) in renders() {
+        let lease = r.arg("--lease-name").unwrap();
+        let role = find_role(r, NAMESPACE, &format!("{}-leader-election", r.workload().1));
+        assert_eq!(
+            rules_of(role),
+            &documented_lease_rules(&lease)[..],
+            "{combination}"
+        );
+    }
+    assert_eq!(
+        rendered("customized").arg("--lease-name").as_deref(),
+        Some("edge-lease")
+    );
+    // Nothing but create is granted on other Leases.
+    let role = find_role(rendered("defaults"), NAMESPACE, "vane-leader-election");
+    let unnamed: Vec<_> = grants(rules_of(role))
+        .into_iter()
+        .filter(|g| g.3.is_none())
+        .map(|g| g.2)
+        .collect();
+    assert_eq!(unnamed, ["create"]);
+}
+
+#[test]
+fn only_the_vane_pods_mount_the_service_account_token() {
+    for (combination, r) in renders() {
+        let pod = r.workload().2.spec.as_ref().unwrap();
+        assert_eq!(
+            pod.automount_service_account_token,
+            Some(true),
+            "{combination}"
+        );
+        assert_eq!(
+            r.service_accounts[0].automount_service_account_token,
+            Some(false),
+            "{combination}"
+        );
+    }
+}
+
+/// `render.py template --set-json SET` must fail, saying `expected`.
+fn render_fails(set_json: &str, expected: &str) {
+    let output = render_py(&["template", "--set-json", set_json]);
+    assert!(!output.status.success(), "{set_json} rendered");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(expected), "{set_json}: {stderr}");
+}
+
+#[test]
+fn proxy_services_keep_client_addresses_and_follow_the_service_options() {
+    // Local by default: the client address survives the hop through the node.
+    let defaults = rendered("defaults");
+    let proxy = defaults.service(RELEASE).spec.as_ref().unwrap();
+    assert_eq!(proxy.external_traffic_policy.as_deref(), Some("Local"));
+    assert_eq!(
+        (&proxy.ip_family_policy, &proxy.ip_families),
+        (&None, &None)
+    );
+    assert!(!defaults.objects.iter().any(|o| o.2 == "vane-internal"));
+    let cluster = render_with(r#"{"service": {"externalTrafficPolicy": "Cluster"}}"#);
+    let spec = cluster.service(RELEASE).spec.as_ref().unwrap();
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+    let unset = render_with(r#"{"service": {"externalTrafficPolicy": ""}}"#);
+    let spec = unset.service(RELEASE).spec.as_ref().unwrap();
+    assert_eq!(spec.external_traffic_policy, None);
+
+    // Dual stack on both Services; the internal one has its own annotations and source ranges,
+    // the same ports, and no fixed node ports (they would collide with the public ones).
+    let r = rendered("internal");
+    assert_eq!(r.services.len(), 2);
+    let public = r.service(RELEASE);
+    let internal = r.service("vane-internal");
+    for service in [public, internal] {
+        let spec = service.spec.as_ref().unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+        assert_eq!(spec.ip_family_policy.as_deref(), Some("PreferDualStack"));
+        assert_eq!(spec.ip_families, Some(vec!["IPv4".into(), "IPv6".into()]));
+        assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+        assert_eq!(spec.selector, public.spec.as_ref().unwrap().selector);
+    }
+    let ports = |service: &Service| -> Vec<_> {
+        let spec = service.spec.as_ref().unwrap();
+        let ports = spec.ports.iter().flatten();
+        ports
+            .map(|p| (p.name.clone(), p.port, p.node_port))
+            .collect()
+    };
+    assert_eq!(
+        ports(public),
+        [
+            (Some("http".into()), 80, Some(30080)),
+            (Some("https".into()), 443, Some(30443))
+        ]
+    );
+    assert_eq!(
+        ports(internal),
+        [
+            (Some("http".into()), 80, None),
+            (Some("https".into()), 443, None)
+        ]
+    );
+    let annotations = internal.metadata.annotations.as_ref().unwrap();
+    assert_eq!(
+        annotations.keys().collect::<Vec<_>>(),
+        ["service.beta.kubernetes.io/aws-load-balancer-scheme"]
+    );
+    let internal_spec = internal.spec.as_ref().unwrap();
+    assert_eq!(
+        internal_spec.load_balancer_source_ranges,
+        Some(vec!["10.0.0.0/8".into()])
+    );
+    assert_eq!(
+        public.spec.as_ref().unwrap().load_balancer_source_ranges,
+        None
+    );
+    // Ingress status still shows the public Service.
+    assert_eq!(r.arg("--publish-service").as_deref(), Some("vane/vane"));
+
+    // An "internal" Service without what makes it internal would be a second public one.
+    render_fails(
+        r#"{"service": {"internal": {"enabled": true}}}"#,
+        "service.internal.enabled needs service.internal.annotations",
+    );
+    let classed = render_with(
+        r#"{"service": {"internal": {"enabled": true, "loadBalancerClass": "example.com/internal"}}}"#,
+    );
+    let spec = classed.service("vane-internal").spec.as_ref().unwrap();
+    assert_eq!(
+        spec.load_balancer_class.as_deref(),
+        Some("example.com/internal")
+    );
+    render_fails(
+        r#"{"service": {"ipFamilies": ["IPv4", "IPv5"]}}"#,
+        "/service/ipFamilies",
+    );
+}
+
+#[test]
+fn host_network_and_host_ports_are_for_daemonsets() {
+    let container_ports = |r: &Rendered| -> Vec<_> {
+        let ports = r.container().ports.iter().flatten();
+        ports
+            .map(|p| (p.name.clone().unwrap(), p.container_port, p.host_port))
+            .collect()
+    };
+    let host_networking = |r: &Rendered| {
+        let pod = r.workload().2.spec.as_ref().unwrap();
+        (pod.host_network, pod.dns_policy.clone())
+    };
+    // Defaults: the pod network, no node ports.
+    let defaults = rendered("defaults");
+    assert_eq!(host_networking(defaults), (None, None));
+    assert!(container_ports(defaults).iter().all(|p| p.2.is_none()));
+
+    // hostPort: the node's 80 and 443 forward to vane's unprivileged ports; admin stays off.
+    let daemonset = rendered("daemonset");
+    assert_eq!(host_networking(daemonset), (None, None));
+    assert_eq!(
+        container_ports(daemonset),
+        [
+            ("http".into(), 8080, Some(80)),
+            ("https".into(), 8443, Some(443)),
+            ("admin".into(), 9090, None)
+        ]
+    );
+
+    // hostNetwork: cluster DNS must still resolve, so ClusterFirstWithHostNet.
+    let host = rendered("hostnetwork");
+    assert_eq!(host.workload().0, "DaemonSet");
+    assert_eq!(
+        host_networking(host),
+        (Some(true), Some("ClusterFirstWithHostNet".into()))
+    );
+    assert!(container_ports(host).iter().all(|p| p.2.is_none()));
+
+    render_fails(
+        r#"{"controller": {"hostNetwork": true}}"#,
+        "need controller.kind DaemonSet",
+    );
+    render_fails(
+        r#"{"controller": {"hostPort": {"enabled": true}}}"#,
+        "need controller.kind DaemonSet",
+    );
+    render_fails(
+        r#"{"controller": {"kind": "DaemonSet", "hostNetwork": true, "hostPort": {"enabled": true}}}"#,
+        "exclude each other",
+    );
+}
+
+#[test]
+fn network_policy_opens_the_proxy_ports_and_little_else() {
+    use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
+
+    for (combination, r) in renders() {
+        let expected = usize::from(combination == "networkpolicy");
+        assert_eq!(r.network_policies.len(), expected, "{combination}");
+    }
+    let port = |name: &str| (IntOrString::String(name.into()), "TCP".to_owned());
+    let ports = |ports: &Option<Vec<NetworkPolicyPort>>| -> Vec<(IntOrString, String)> {
+        let ports = ports.iter().flatten();
+        ports
+            .map(|p| (p.port.clone().unwrap(), p.protocol.clone().unwrap()))
+            .collect()
+    };
+    let number = |n: i32, protocol: &str| (IntOrString::Int(n), protocol.to_owned());
+    let cidrs = |peers: &Option<Vec<NetworkPolicyPeer>>| -> Vec<String> {
+        let peers = peers.iter().flatten();
+        peers
+            .map(|p| p.ip_block.as_ref().unwrap().cidr.clone())
+            .collect()
+    };
+    let selector = |pairs: &[(&str, &str)]| LabelSelector {
+        match_labels: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..LabelSelector::default()
+    };
+
+    let r = rendered("networkpolicy");
+    let spec = r.network_policies[0].spec.as_ref().unwrap();
+    // It selects exactly the vane pods.
+    let (_, _, template) = r.workload();
+    let pod_labels = template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+    let wanted = spec
+        .pod_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap();
+    assert!(wanted.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+    assert_eq!(
+        spec.policy_types,
+        Some(vec!["Ingress".to_owned(), "Egress".to_owned()])
+    );
+    // Ingress: the proxy ports from anywhere; admin only from Prometheus in "monitoring".
+    let ingress = spec.ingress.as_ref().unwrap();
+    assert_eq!(ingress.len(), 2);
+    assert_eq!(ingress[0].from, None, "clients come from anywhere");
+    assert_eq!(ports(&ingress[0].ports), [port("http"), port("https")]);
+    assert_eq!(ports(&ingress[1].ports), [port("admin")]);
+    let from = &ingress[1].from.as_ref().unwrap()[0];
+    assert_eq!(
+        from.namespace_selector,
+        Some(selector(&[("kubernetes.io/metadata.name", "monitoring")]))
+    );
+    assert_eq!(
+        from.pod_selector,
+        Some(selector(&[("app.kubernetes.io/name", "prometheus")]))
+    );
+    // Egress: the API server, DNS, the backends' CIDRs, and nothing else.
+    let egress = spec.egress.as_ref().unwrap();
+    assert_eq!(egress.len(), 3);
+    assert_eq!(cidrs(&egress[0].to), ["172.18.0.2/32"]);
+    assert_eq!(
+        ports(&egress[0].ports),
+        [number(443, "TCP"), number(6443, "TCP")]
+    );
+    let dns = &egress[1].to.as_ref().unwrap()[0];
+    assert_eq!(dns.pod_selector, Some(selector(&[("k8s-app", "kube-dns")])));
+    assert_eq!(
+        ports(&egress[1].ports),
+        [number(53, "UDP"), number(53, "TCP")]
+    );
+    assert_eq!(cidrs(&egress[2].to), ["10.244.0.0/16", "192.0.2.0/24"]);
+    assert_eq!(egress[2].ports, None, "backends listen on any port");
+
+    // Enabled with the defaults: no namespace reaches admin; the backends are every pod.
+    let plain = render_with(r#"{"networkPolicy": {"enabled": true}}"#);
+    let spec = plain.network_policies[0].spec.as_ref().unwrap();
+    let ingress = spec.ingress.as_ref().unwrap();
+    assert_eq!(
+        ingress.len(),
+        1,
+        "no admin rule without a namespace selector"
+    );
+    let egress = spec.egress.as_ref().unwrap();
+    assert_eq!(egress[0].to, None, "the API server at any address");
+    let backends = &egress[2].to.as_ref().unwrap()[0];
+    assert_eq!(backends.namespace_selector, Some(LabelSelector::default()));
+    assert_eq!((&backends.pod_selector, &backends.ip_block), (&None, &None));
+
+    render_fails(
+        r#"{"networkPolicy": {"egress": {"backendCIDRs": ["10.0.0.0"]}}}"#,
+        "/networkPolicy/egress/backendCIDRs",
+    );
+}
+
+#[test]
+fn the_image_exposes_the_chart_ports_and_ships_a_stripped_labelled_binary() {
+    let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).unwrap();
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .collect();
+    // EXPOSE lists exactly the container ports the chart declares.
+    let exposed: BTreeSet<i32> = instructions
+        .iter()
+        .filter_map(|line| line.strip_prefix("EXPOSE "))
+        .flat_map(|ports| ports.split_whitespace().map(|p| p.parse::<i32>().unwrap()))
+        .collect();
+    let declared: BTreeSet<i32> = rendered("defaults")
+        .container()
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(
+        exposed, declared,
+        "Dockerfile EXPOSE vs the chart's containerPorts"
+    );
+    assert_eq!(declared, BTreeSet::from([8080, 8443, 9090]));
+    // The runtime image gets the binary without its debug info (split off, not thrown away).
+    let code = instructions.join("\n");
+    assert!(
+        code.contains("objcopy --only-keep-debug"),
+        "debug info split off"
+    );
+    assert!(
+        code.contains("objcopy --strip-debug"),
+        "the shipped binary stripped"
+    );
+    assert!(code.contains("COPY --from=build /vane /vane"));
+    for label in ["title", "description", "licenses", "version", "revision"] {
+        let key = format!("org.opencontainers.image.{label}=");
+        assert!(code.contains(&key), "Dockerfile lacks the OCI label {key}");
+    }
+    // Each base image is pinned by digest, or the file says how to pin it.
+    for from in instructions
+        .iter()
+        .filter(|l| l.starts_with("FROM ") && !l.contains("scratch"))
+    {
+        assert!(
+            from.contains("@sha256:") || dockerfile.contains("not yet by digest"),
+            "{from}: pin it by digest, or say why not"
+        );
+    }
+    // Cargo keeps line tables for local profiling; the image strips them (above).
+    let cargo = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).unwrap();
+    assert!(cargo.contains("debug = \"line-tables-only\""));
+
+    let ignore = std::fs::read_to_string(Path::new(ROOT).join(".dockerignore")).unwrap();
+    let ignored: Vec<&str> = ignore.lines().filter(|l| !l.starts_with('#')).collect();
+    for kept_out in ["target/", ".git/"] {
+        assert!(
+            ignored.contains(&kept_out),
+            ".dockerignore lacks {kept_out}"
+        );
+    }
+    // Nothing the build needs is left out.
+    for needed in [
+        "src",
+        "crates",
+        "benches",
+        "tests",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        assert!(
+            !ignored.iter().any(|l| l.trim_end_matches('/') == needed),
+            ".dockerignore leaves out {needed}, which cargo needs"
+        );
+    }
+    let makefile = std::fs::read_to_string(Path::new(ROOT).join("Makefile")).unwrap();
+    assert!(makefile.contains("\nimage:"), "make image");
 }

@@ -58,6 +58,8 @@ pub struct EndpointHealth {
     /// The end of the current (or last) ejection, in ns since `epoch`; 0: never ejected. Read
     /// on the hot path without the lock.
     ejected_until_ns: AtomicU64,
+    /// Ejections since the endpoint joined, none forgiven (for metrics).
+    ejected_total: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +96,7 @@ impl EndpointHealth {
             consecutive_gateway: AtomicU32::new(0),
             ejection: Mutex::default(),
             ejected_until_ns: AtomicU64::new(0),
+            ejected_total: AtomicU64::new(0),
         }
     }
 
@@ -211,7 +214,13 @@ impl EndpointHealth {
         self.consecutive_5xx.store(0, Ordering::Relaxed);
         self.consecutive_gateway.store(0, Ordering::Relaxed);
         self.changes.fetch_add(1, Ordering::Release);
+        self.ejected_total.fetch_add(1, Ordering::Relaxed);
         Some(until)
+    }
+
+    /// Ejections since the endpoint joined.
+    pub fn ejected_total(&self) -> u64 {
+        self.ejected_total.load(Ordering::Relaxed)
     }
 
     /// How many times the endpoint was ejected (less those forgiven so far).

@@ -1,7 +1,7 @@
 //! Per-backend runtime guards: the circuit breaker and the retry budget. Like the balancers,
 //! they are built when a table is published and carried over while the backend is unchanged.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,8 @@ use crate::table::CircuitBreaker;
 pub struct BackendGuard {
     pub budget: RetryBudget,
     breaker: Option<Breaker>,
+    /// Requests the circuit breaker turned away (for metrics; only counted when it trips).
+    rejected: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,7 @@ impl BackendGuard {
                     .max_connections
                     .map(|max| Arc::new(Semaphore::new(max as usize))),
             }),
+            rejected: AtomicU64::new(0),
         }
     }
 
@@ -83,6 +86,19 @@ impl BackendGuard {
         let Some(breaker) = &self.breaker else {
             return Ok(None);
         };
+        let admitted = Self::admit_under(breaker, wait).await;
+        if admitted.is_err() {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    /// Requests the circuit breaker turned away since the guard was made.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    async fn admit_under(breaker: &Breaker, wait: Duration) -> Result<Option<Admission>, Tripped> {
         let limits = &breaker.limits;
         let (request, in_progress) = Counted::enter(&breaker.requests);
         if let Some(max) = limits.max_requests.filter(|&max| in_progress > max) {

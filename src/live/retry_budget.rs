@@ -18,6 +18,10 @@ pub struct RetryBudget {
     epoch: Instant,
     requests: [AtomicU64; WINDOW_SECONDS as usize],
     retries: [AtomicU64; WINDOW_SECONDS as usize],
+    /// Retries granted and refused since the budget was made (for metrics). Counted only when
+    /// a retry is wanted, which is after a failure, never on the common path.
+    granted: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl RetryBudget {
@@ -26,6 +30,8 @@ impl RetryBudget {
             epoch: now,
             requests: Default::default(),
             retries: Default::default(),
+            granted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -47,10 +53,22 @@ impl RetryBudget {
         let allowed = (requests * u64::from(policy.budget_percent) / 100)
             .max(u64::from(policy.budget_min_per_second) * WINDOW_SECONDS);
         if retries >= allowed {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         bump(&self.retries, second);
+        self.granted.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Retries granted since the budget was made.
+    pub fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Relaxed)
+    }
+
+    /// Retries the budget refused since it was made.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 

@@ -30,7 +30,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
 
 use crate::endpoint::EndpointStats;
-use crate::live::{ActiveTable, TableHandle};
+use crate::live::{ActiveTable, BackendGuard, TableHandle};
 use crate::proxy::Connections;
 use crate::table::Diagnostic;
 
@@ -226,9 +226,26 @@ fn gauges<'r>(
     Ok(())
 }
 
+/// One labelled counter per row.
+fn counters<'r>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Vec<(&'static str, &'r str)>, u64)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 /// Each endpoint of each backend of the table in use: whether it is in rotation, ejected and
-/// (for backends with active checks) healthy by its probes, and its requests in flight; each
-/// backend's panic mode. Departed endpoints and backends disappear with their table.
+/// (for backends with active checks) healthy by its probes, its requests in flight and
+/// ejections; each backend's panic mode, retries and circuit-breaker rejections. Departed
+/// endpoints and backends disappear with their table. A backend's counters live in its guard
+/// and an endpoint's in its state, so they start over when the backend's configuration changes
+/// or the endpoint rejoins (a counter reset, which Prometheus's `rate` handles).
 fn endpoints(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Result {
     let now = tokio::time::Instant::now();
     struct Row<'t> {
@@ -245,7 +262,11 @@ fn endpoints(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Resu
     }
     let mut rows = Vec::new();
     let mut panics = Vec::new();
+    let mut guards = Vec::new();
     for (index, backend) in active.table.backends().iter().enumerate() {
+        if let Some(guard) = active.guards.get(index) {
+            guards.push((&*backend.name, guard));
+        }
         let Some(balancer) = active.balancers.get(index) else {
             continue;
         };
@@ -295,6 +316,36 @@ fn endpoints(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Resu
         None,
         rows.iter()
             .map(|row| (labels(row), f64::from(row.stats.in_flight()))),
+    )?;
+    counters(
+        encoder,
+        "endpoint_ejections",
+        "Times outlier detection ejected the endpoint.",
+        rows.iter()
+            .map(|row| (labels(row), row.stats.health.ejected_total())),
+    )?;
+    let per_backend = |count: fn(&BackendGuard) -> u64| {
+        guards
+            .iter()
+            .map(move |(backend, guard)| (vec![("backend", *backend)], count(guard)))
+    };
+    counters(
+        encoder,
+        "backend_retries",
+        "Retries sent to another endpoint (or the same one, for a connect failure).",
+        per_backend(|guard| guard.budget.granted()),
+    )?;
+    counters(
+        encoder,
+        "backend_retries_refused",
+        "Retries the backend's retry budget refused.",
+        per_backend(|guard| guard.budget.refused()),
+    )?;
+    counters(
+        encoder,
+        "backend_circuit_breaker_rejections",
+        "Requests the backend's circuit breaker answered 503 without forwarding.",
+        per_backend(BackendGuard::rejected),
     )?;
     gauges(
         encoder,

@@ -2,21 +2,25 @@
 //! the control-plane, connection and process metrics move with what vane does.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use vane::metrics::Metrics;
+use vane::proxy::{Connections, ServerLimits};
 
 use crate::support::binary::{write_atomically, Vane};
 use crate::support::client::{client, send, status_of};
 use crate::support::fixtures::{docs, ingress, single_route};
 use crate::support::origin;
+use crate::support::proxy::TestProxy;
 use crate::support::tls::{handshake, tls_ingress, tls_secret, Ca};
 use crate::support::wait::eventually;
 
 /// The samples of a Prometheus text exposition, by series (`name{labels}`), after checking
 /// every line: `# HELP` and `# TYPE` lines name valid metrics, each sample belongs to a family
 /// declared by a `# TYPE` before it, and each value is a number. `# EOF` may only end it.
-fn parse_strictly(text: &str) -> BTreeMap<String, f64> {
+pub fn parse_strictly(text: &str) -> BTreeMap<String, f64> {
     let valid_name = |name: &str| {
         !name.is_empty()
             && !name.starts_with(|c: char| c.is_ascii_digit())
@@ -81,6 +85,24 @@ fn parse_strictly(text: &str) -> BTreeMap<String, f64> {
         );
     }
     samples
+}
+
+/// The metrics of a [`TestProxy`]'s table, as `/metrics` would serve them, parsed strictly.
+pub fn metrics_of(proxy: &TestProxy) -> BTreeMap<String, f64> {
+    let connections = Arc::new(Connections::new(ServerLimits::default()));
+    let metrics = Metrics::new(proxy.tables.clone(), connections);
+    parse_strictly(&metrics.encode(None).1)
+}
+
+/// The one sample of `family` (its name with the opening brace) whose labels contain `labels`.
+pub fn sample(samples: &BTreeMap<String, f64>, family: &str, labels: &str) -> f64 {
+    let found: Vec<f64> = samples
+        .iter()
+        .filter(|(series, _)| series.starts_with(family) && series.contains(labels))
+        .map(|(_, value)| *value)
+        .collect();
+    assert_eq!(found.len(), 1, "{family} with {labels}: {samples:?}");
+    found[0]
 }
 
 async fn scrape(vane: &Vane, accept: Option<&str>) -> (String, BTreeMap<String, f64>) {

@@ -12,6 +12,7 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use tokio::time::Instant;
 
+use crate::metrics::{metrics_of, sample};
 use crate::support::binary::{write_atomically, Vane};
 use crate::support::client::{client, get, send};
 use crate::support::fixtures::{backend, docs, ingress, policy, single_route, INGRESS_CLASS};
@@ -123,6 +124,16 @@ async fn with_default_settings_an_origin_answering_500_to_everything_leaves_rota
         assert_eq!(reply.status, StatusCode::OK);
     }
     assert_eq!(sick.hits(), 5, "no traffic once ejected");
+    let metrics = metrics_of(&proxy);
+    let sick_endpoint = format!("endpoint=\"{}\"", sick.addr);
+    let ejections = |endpoint: &str| sample(&metrics, "vane_endpoint_ejections_total{", endpoint);
+    assert_eq!(ejections(&sick_endpoint), 1.0);
+    let healthy = format!("endpoint=\"{}\"", origins.origins[1].addr);
+    assert_eq!(ejections(&healthy), 0.0);
+    assert_eq!(
+        sample(&metrics, "vane_endpoint_ejected{", &sick_endpoint),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -316,6 +327,9 @@ async fn the_circuit_breaker_answers_503_beyond_max_requests() {
         get(&client(), proxy.addr, "x", "/").await.status,
         StatusCode::OK
     );
+    let metrics = metrics_of(&proxy);
+    let rejections = "vane_backend_circuit_breaker_rejections_total{";
+    assert_eq!(sample(&metrics, rejections, "backend=\"default/app:"), 3.0);
 }
 
 #[tokio::test]
@@ -336,6 +350,13 @@ async fn the_retry_budget_caps_retries_under_a_total_outage() {
     let total = hits(&origins);
     // Without a budget: 300. With it: the 100 requests plus at most 10% more.
     assert!((100..=110).contains(&total), "{total} upstream attempts");
+    // Every attempt beyond the first of each request was a retry the budget granted; each
+    // failure that wanted one and did not get it was refused.
+    let metrics = metrics_of(&proxy);
+    let backend = "backend=\"default/app:";
+    let granted = sample(&metrics, "vane_backend_retries_total{", backend);
+    assert_eq!(granted, (total - 100) as f64);
+    assert!(sample(&metrics, "vane_backend_retries_refused_total{", backend) >= 90.0);
 }
 
 #[tokio::test]

@@ -202,6 +202,7 @@ async fn start_kubernetes(
         tasks,
     );
 
+    compiler.metrics.follow_watches(stores.stats.clone());
     let (leader_tx, leader) = watch::channel(false);
     compiler.metrics.follow_leadership(leader.clone());
     tasks.spawn(k8s::lease::run(

@@ -5,9 +5,11 @@
 //! the store keeps its last state, so traffic is served from the last table. Objects that fail to deserialize are logged by name and left
 //! out (a previously valid version is removed), so one bad object never stops a watch.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::ready;
 use std::hash::Hash;
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -28,6 +30,35 @@ use super::backoff::ReconnectBackoff;
 use crate::api::BackendPolicy;
 use crate::snapshot::{Snapshot, TLS_SECRET_TYPE};
 
+/// How the watches of each kind have fared: lists (the first and every relist, as after a
+/// `410 Gone`) and failures (each retried with backoff). For metrics.
+#[derive(Debug, Default)]
+pub struct WatchStats {
+    by_kind: Mutex<BTreeMap<String, KindStats>>,
+}
+
+/// One kind's [`WatchStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindStats {
+    pub lists: u64,
+    pub failures: u64,
+}
+
+impl WatchStats {
+    fn record(&self, kind: &str, update: impl FnOnce(&mut KindStats)) {
+        let mut by_kind = self.by_kind.lock().unwrap_or_else(|p| p.into_inner());
+        update(by_kind.entry(kind.to_owned()).or_default());
+    }
+
+    /// Each kind's counts so far, by kind name.
+    pub fn by_kind(&self) -> BTreeMap<String, KindStats> {
+        self.by_kind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// The stores of every watched kind. Cheap to clone.
 #[derive(Clone)]
 pub struct Stores {
@@ -37,6 +68,7 @@ pub struct Stores {
     pub endpoint_slices: Store<EndpointSlice>,
     pub secrets: Store<Secret>,
     pub backend_policies: Store<BackendPolicy>,
+    pub stats: Arc<WatchStats>,
 }
 
 impl Stores {
@@ -79,11 +111,13 @@ pub fn start(
         NamespacedApi(client.clone(), namespace.map(str::to_owned))
     };
     let api = namespaced(client);
+    let stats = Arc::new(WatchStats::default());
     Stores {
         ingress_classes: spawn(
             Api::all(client.clone()),
             watcher::Config::default(),
             &changes,
+            &stats,
             shutdown,
             tasks,
         ),
@@ -91,6 +125,7 @@ pub fn start(
             api.get(),
             watcher::Config::default(),
             &changes,
+            &stats,
             shutdown,
             tasks,
         ),
@@ -98,6 +133,7 @@ pub fn start(
             api.get(),
             watcher::Config::default(),
             &changes,
+            &stats,
             shutdown,
             tasks,
         ),
@@ -105,6 +141,7 @@ pub fn start(
             api.get(),
             watcher::Config::default(),
             &changes,
+            &stats,
             shutdown,
             tasks,
         ),
@@ -112,6 +149,7 @@ pub fn start(
             api.get(),
             watcher::Config::default().fields(&format!("type={TLS_SECRET_TYPE}")),
             &changes,
+            &stats,
             shutdown,
             tasks,
         ),
@@ -119,9 +157,11 @@ pub fn start(
             api.get(),
             watcher::Config::default(),
             &changes,
+            &stats,
             shutdown,
             tasks,
         ),
+        stats,
     }
 }
 
@@ -144,6 +184,7 @@ fn spawn<K>(
     api: Api<DeserializeGuard<K>>,
     config: watcher::Config,
     changes: &mpsc::Sender<()>,
+    stats: &Arc<WatchStats>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Store<K>
@@ -165,6 +206,7 @@ where
         .filter_map(move |event| ready(unguard(event)));
     let changes = changes.clone();
     let shutdown = shutdown.clone();
+    let stats = stats.clone();
     tasks.spawn(async move {
         let mut stream = std::pin::pin!(reflector::reflector(writer, events));
         loop {
@@ -180,8 +222,12 @@ where
                     // Full means a recompile is already pending; it will see this change too.
                     let _ = changes.try_send(());
                 }
-                Ok(Event::Init | Event::InitApply(_)) => {}
-                Err(error) => warn!(kind, %error, "watch failed; retrying with backoff, serving the last table meanwhile"),
+                Ok(Event::Init) => stats.record(&kind, |k| k.lists += 1),
+                Ok(Event::InitApply(_)) => {}
+                Err(error) => {
+                    stats.record(&kind, |k| k.failures += 1);
+                    warn!(kind, %error, "watch failed; retrying with backoff, serving the last table meanwhile")
+                }
             }
         }
         debug!(kind, "watch ended");

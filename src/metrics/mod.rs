@@ -30,6 +30,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
 
 use crate::endpoint::EndpointStats;
+use crate::k8s::watch::{KindStats, WatchStats};
 use crate::live::{ActiveTable, BackendGuard, TableHandle};
 use crate::proxy::Connections;
 use crate::table::Diagnostic;
@@ -47,6 +48,7 @@ pub struct Metrics {
     last_swap: Gauge<f64, std::sync::atomic::AtomicU64>,
     diagnostics: Family<ReasonLabel, Gauge>,
     leader: Arc<Mutex<Option<watch::Receiver<bool>>>>,
+    watches: Arc<Mutex<Option<Arc<WatchStats>>>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,11 +61,12 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(process::ProcessCollector));
         let vane = registry.sub_registry_with_prefix("vane");
-        let leader = Arc::default();
+        let (leader, watches) = (Arc::default(), Arc::default());
         vane.register_collector(Box::new(State {
             tables,
             connections,
             leader: Arc::clone(&leader),
+            watches: Arc::clone(&watches),
         }));
         let swaps = Counter::default();
         vane.register(
@@ -100,7 +103,13 @@ impl Metrics {
             last_swap,
             diagnostics,
             leader,
+            watches,
         }
+    }
+
+    /// Reports `vane_watch_lists_total` and `vane_watch_failures_total` from `watches`.
+    pub fn follow_watches(&self, watches: Arc<WatchStats>) {
+        *lock(&self.watches) = Some(watches);
     }
 
     /// Reports `vane_leader` from now on, following `leader` (Kubernetes mode).
@@ -148,12 +157,13 @@ impl Metrics {
 struct State {
     tables: Arc<TableHandle>,
     connections: Arc<Connections>,
-    /// Leadership of the Lease, in Kubernetes mode.
+    /// Kubernetes mode: leadership of the Lease, and how the watches fare.
     leader: Arc<Mutex<Option<watch::Receiver<bool>>>>,
+    watches: Arc<Mutex<Option<Arc<WatchStats>>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // It holds a channel handle, which a panic cannot leave half-written.
+    // They hold handles set once, which a panic cannot leave half-written.
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
@@ -204,6 +214,26 @@ impl Collector for State {
                 None,
                 leader.metric_type(),
             )?)?;
+        }
+        if let Some(watches) = &*lock(&self.watches) {
+            let by_kind = watches.by_kind();
+            let kinds = |count: fn(&KindStats) -> u64| {
+                by_kind
+                    .iter()
+                    .map(move |(kind, stats)| (vec![("kind", kind.as_str())], count(stats)))
+            };
+            counters(
+                &mut encoder,
+                "watch_lists",
+                "Lists of a watched kind: the first, and each relist (after a 410 Gone, say).",
+                kinds(|stats| stats.lists),
+            )?;
+            counters(
+                &mut encoder,
+                "watch_failures",
+                "Failures of a kind's watch, each retried with backoff.",
+                kinds(|stats| stats.failures),
+            )?;
         }
         let active = self.tables.load();
         endpoints(&active, &mut encoder)?;

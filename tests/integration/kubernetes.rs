@@ -240,6 +240,11 @@ async fn api_server_outage_keeps_traffic_and_410_gone_relists_to_converge() {
         ingress_lists() > lists_before,
         "410 Gone should have led to a relist"
     );
+    let metrics = get(&client(), vane.admin, "x", "/metrics").await.text();
+    let samples = crate::metrics::parse_strictly(&metrics);
+    let ingress = |family: &str| samples[&format!("{family}{{kind=\"Ingress\"}}")];
+    assert!(ingress("vane_watch_lists_total") >= 2.0, "{metrics}");
+    assert!(ingress("vane_watch_failures_total") >= 1.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,8 +13,7 @@
 mod process;
 
 use std::fmt;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::collector::Collector;
@@ -32,7 +31,7 @@ use tokio::sync::watch;
 use crate::endpoint::EndpointStats;
 use crate::k8s::watch::{KindStats, WatchStats};
 use crate::live::{ActiveTable, BackendGuard, TableHandle};
-use crate::proxy::Connections;
+use crate::proxy::{Connections, HandshakeOutcome};
 use crate::table::Diagnostic;
 
 /// The `Content-Type` of an OpenMetrics answer.
@@ -47,8 +46,7 @@ pub struct Metrics {
     compile_seconds: Histogram,
     last_swap: Gauge<f64, std::sync::atomic::AtomicU64>,
     diagnostics: Family<ReasonLabel, Gauge>,
-    leader: Arc<Mutex<Option<watch::Receiver<bool>>>>,
-    watches: Arc<Mutex<Option<Arc<WatchStats>>>>,
+    state: Arc<State>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,13 +59,13 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(process::ProcessCollector));
         let vane = registry.sub_registry_with_prefix("vane");
-        let (leader, watches) = (Arc::default(), Arc::default());
-        vane.register_collector(Box::new(State {
+        let state = Arc::new(State {
             tables,
             connections,
-            leader: Arc::clone(&leader),
-            watches: Arc::clone(&watches),
-        }));
+            leader: OnceLock::new(),
+            watches: OnceLock::new(),
+        });
+        vane.register_collector(Box::new(state.clone()));
         let swaps = Counter::default();
         vane.register(
             "table_swaps",
@@ -102,19 +100,19 @@ impl Metrics {
             compile_seconds,
             last_swap,
             diagnostics,
-            leader,
-            watches,
+            state,
         }
     }
 
     /// Reports `vane_watch_lists_total` and `vane_watch_failures_total` from `watches`.
     pub fn follow_watches(&self, watches: Arc<WatchStats>) {
-        *lock(&self.watches) = Some(watches);
+        // Set once, when the Kubernetes source starts.
+        let _ = self.state.watches.set(watches);
     }
 
     /// Reports `vane_leader` from now on, following `leader` (Kubernetes mode).
     pub fn follow_leadership(&self, leader: watch::Receiver<bool>) {
-        *lock(&self.leader) = Some(leader);
+        let _ = self.state.leader.set(leader);
     }
 
     /// Records a table published after `took` of compiling and publishing, with its
@@ -158,18 +156,15 @@ struct State {
     tables: Arc<TableHandle>,
     connections: Arc<Connections>,
     /// Kubernetes mode: leadership of the Lease, and how the watches fare.
-    leader: Arc<Mutex<Option<watch::Receiver<bool>>>>,
-    watches: Arc<Mutex<Option<Arc<WatchStats>>>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // They hold handles set once, which a panic cannot leave half-written.
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+    leader: OnceLock<watch::Receiver<bool>>,
+    watches: OnceLock<Arc<WatchStats>>,
 }
 
 impl Collector for State {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let generation = ConstGauge::new(self.tables.load().generation as i64);
+        // One table for the whole scrape, so that its metrics agree with each other.
+        let active = self.tables.load();
+        let generation = ConstGauge::new(active.generation as i64);
         generation.encode(encoder.encode_descriptor(
             "table_generation",
             "Generation of the routing table in use (0 until the first is published).",
@@ -192,9 +187,9 @@ impl Collector for State {
         )?)?;
         let handshakes = &self.connections.handshakes;
         let outcomes = [
-            ("completed", &handshakes.completed),
-            ("failed", &handshakes.failed),
-            ("timeout", &handshakes.timed_out),
+            ("completed", HandshakeOutcome::Completed),
+            ("failed", HandshakeOutcome::Failed),
+            ("timeout", HandshakeOutcome::TimedOut),
         ];
         let mut family = encoder.encode_descriptor(
             "tls_handshakes",
@@ -202,11 +197,11 @@ impl Collector for State {
             None,
             MetricType::Counter,
         )?;
-        for (outcome, count) in outcomes {
-            let count = ConstCounter::new(count.load(Ordering::Relaxed));
-            count.encode(family.encode_family(&[("outcome", outcome)])?)?;
+        for (label, outcome) in outcomes {
+            let count = ConstCounter::new(handshakes.count(outcome));
+            count.encode(family.encode_family(&[("outcome", label)])?)?;
         }
-        if let Some(leader) = &*lock(&self.leader) {
+        if let Some(leader) = self.leader.get() {
             let leader = ConstGauge::new(i64::from(*leader.borrow()));
             leader.encode(encoder.encode_descriptor(
                 "leader",
@@ -215,12 +210,12 @@ impl Collector for State {
                 leader.metric_type(),
             )?)?;
         }
-        if let Some(watches) = &*lock(&self.watches) {
+        if let Some(watches) = self.watches.get() {
             let by_kind = watches.by_kind();
             let kinds = |count: fn(&KindStats) -> u64| {
                 by_kind
                     .iter()
-                    .map(move |(kind, stats)| (vec![("kind", kind.as_str())], count(stats)))
+                    .map(move |(kind, stats)| ([("kind", kind.as_str())], count(stats)))
             };
             counters(
                 &mut encoder,
@@ -235,19 +230,18 @@ impl Collector for State {
                 kinds(|stats| stats.failures),
             )?;
         }
-        let active = self.tables.load();
         endpoints(&active, &mut encoder)?;
         certificates(&active, &mut encoder)
     }
 }
 
 /// One labelled gauge per row: `rows` of label pairs and a value.
-fn gauges<'r>(
+fn gauges<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     unit: Option<&Unit>,
-    rows: impl IntoIterator<Item = (Vec<(&'static str, &'r str)>, f64)>,
+    rows: impl IntoIterator<Item = (L, f64)>,
 ) -> fmt::Result {
     let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
     for (labels, value) in rows {
@@ -257,11 +251,11 @@ fn gauges<'r>(
 }
 
 /// One labelled counter per row.
-fn counters<'r>(
+fn counters<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    rows: impl IntoIterator<Item = (Vec<(&'static str, &'r str)>, u64)>,
+    rows: impl IntoIterator<Item = (L, u64)>,
 ) -> fmt::Result {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, value) in rows {
@@ -284,8 +278,8 @@ fn endpoints(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Resu
         stats: &'t EndpointStats,
         probed: bool,
     }
-    fn labels<'r>(row: &'r Row<'_>) -> Vec<(&'static str, &'r str)> {
-        vec![
+    fn labels<'r>(row: &'r Row<'_>) -> [(&'static str, &'r str); 2] {
+        [
             ("backend", row.backend),
             ("endpoint", row.endpoint.as_str()),
         ]
@@ -301,7 +295,7 @@ fn endpoints(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Resu
             continue;
         };
         panics.push((
-            vec![("backend", &*backend.name)],
+            [("backend", &*backend.name)],
             f64::from(u8::from(balancer.in_panic(now))),
         ));
         rows.extend(balancer.members().iter().map(|member| Row {
@@ -357,7 +351,7 @@ fn endpoints(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Resu
     let per_backend = |count: fn(&BackendGuard) -> u64| {
         guards
             .iter()
-            .map(move |(backend, guard)| (vec![("backend", *backend)], count(guard)))
+            .map(move |(backend, guard)| ([("backend", *backend)], count(guard)))
     };
     counters(
         encoder,
@@ -404,6 +398,6 @@ fn certificates(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::R
         Some(&Unit::Seconds),
         hosts
             .iter()
-            .map(|(host, expiry)| (vec![("host", host.as_str())], *expiry)),
+            .map(|(host, expiry)| ([("host", host.as_str())], *expiry)),
     )
 }

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -115,6 +115,7 @@ impl Connections {
             in_progress: AtomicU32::new(0),
             idle_since: AtomicU64::new(micros_since(self.epoch, Instant::now())),
             shed: Notify::new(),
+            shedding: AtomicBool::new(false),
             sending: Mutex::default(),
             epoch: self.epoch,
             _place: permit,
@@ -135,15 +136,19 @@ impl Connections {
 
     /// Asks the longest-idle connections to close: a batch, so that a burst of new clients does
     /// not scan the registry once each.
+    ///
+    /// A connection already asked (still finishing its goodbye) is not picked again: asking it
+    /// twice would free no room.
     fn shed_idle(&self) {
         let batch = (self.limits.max_connections / 64).clamp(1, 256);
-        let mut idle: Vec<(u64, Arc<Activity>)> = self
-            .registry()
+        let registry = self.registry();
+        let mut idle: Vec<(u64, &Activity)> = registry
             .by_id
             .values()
+            .filter(|activity| !activity.shedding.load(Ordering::Relaxed))
             .filter_map(|activity| {
                 let since = activity.idle_since.load(Ordering::Relaxed);
-                (since != BUSY).then(|| (since, activity.clone()))
+                (since != BUSY).then_some((since, &**activity))
             })
             .collect();
         if idle.len() > batch {
@@ -155,22 +160,43 @@ impl Connections {
             "connection limit reached; closing the longest-idle connections"
         );
         for (_, activity) in idle {
+            activity.shedding.store(true, Ordering::Relaxed);
             activity.shed.notify_one();
         }
     }
 }
 
+/// How a TLS handshake on the HTTPS listener ended.
+#[derive(Clone, Copy, Debug)]
+pub enum HandshakeOutcome {
+    Completed,
+    Failed,
+    TimedOut,
+}
+
 /// TLS handshakes since start, by outcome (counted once per connection).
 #[derive(Debug, Default)]
 pub struct Handshakes {
-    pub completed: AtomicU64,
-    pub failed: AtomicU64,
-    pub timed_out: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    timed_out: AtomicU64,
 }
 
 impl Handshakes {
-    pub fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn record(&self, outcome: HandshakeOutcome) {
+        self.counter(outcome).fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count(&self, outcome: HandshakeOutcome) -> u64 {
+        self.counter(outcome).load(Ordering::Relaxed)
+    }
+
+    fn counter(&self, outcome: HandshakeOutcome) -> &AtomicU64 {
+        match outcome {
+            HandshakeOutcome::Completed => &self.completed,
+            HandshakeOutcome::Failed => &self.failed,
+            HandshakeOutcome::TimedOut => &self.timed_out,
+        }
     }
 }
 
@@ -187,8 +213,10 @@ pub struct Activity {
     /// Microseconds since `epoch` at which the last request ended (or the connection opened);
     /// [`BUSY`] while a request is in progress.
     idle_since: AtomicU64,
-    /// Notified when the connection should close because the cap was reached.
+    /// Notified when the connection should close because the cap was reached; `shedding` once
+    /// it has been asked.
     shed: Notify,
+    shedding: AtomicBool,
     /// The HTTP/2 response streams, each with the time since which it has waited for the client
     /// to accept data ([`NOT_WAITING`] if it is not waiting). Dead entries are pruned as it grows.
     sending: Mutex<Vec<Arc<AtomicU64>>>,
@@ -237,14 +265,23 @@ impl Activity {
         self.shed.notified().await
     }
 
+    /// Whether no request is in progress now. A connection asked to make room checks this when
+    /// it wakes: a request may have started since it was picked, and busy ones are never cut.
+    pub fn is_idle(&self) -> bool {
+        self.idle_since.load(Ordering::Relaxed) != BUSY
+    }
+
     /// Tracks an HTTP/2 response stream for [`Activity::send_stalled`].
     pub fn track_send(&self) -> SendProgress {
         let waiting_since = Arc::new(AtomicU64::new(NOT_WAITING));
         let mut sending = lock(&self.sending);
-        // Pruned only when the vector would grow, so the cost is amortised and the vector stays
-        // within twice the streams alive.
+        // Pruned only when the vector would grow, and then given room for as many streams again
+        // as are alive: at least that many pushes come before the next prune, so its cost is
+        // amortised, and the vector stays within about twice the streams alive.
         if sending.len() == sending.capacity() {
             sending.retain(|stream| Arc::strong_count(stream) > 1);
+            let alive = sending.len();
+            sending.reserve(alive.max(4));
         }
         sending.push(waiting_since.clone());
         SendProgress {
@@ -403,6 +440,21 @@ mod tests {
         for kept in [&busy, &newer_idle] {
             let notified = tokio::time::timeout(Duration::from_millis(1), kept.activity.shed());
             assert!(notified.await.is_err());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_already_asked_to_close_is_not_asked_again() {
+        let connections = connections(2);
+        let oldest = connections.admit().await.unwrap();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let newer = connections.admit().await.unwrap();
+        // Neither closes in time: each admission asks one more connection.
+        assert!(connections.admit().await.is_none());
+        assert!(connections.admit().await.is_none());
+        for asked in [&oldest, &newer] {
+            let notified = tokio::time::timeout(Duration::from_millis(1), asked.activity.shed());
+            assert!(notified.await.is_ok(), "each was asked once");
         }
     }
 

@@ -60,7 +60,7 @@ use retry::{is_retryable, Failure};
 use send_error::SendError;
 use upstream::{version_for, Upstreams};
 
-pub use connection::Connections;
+pub use connection::{Connections, HandshakeOutcome};
 pub use error::ProxyError;
 pub use headers::ClientInfo;
 pub use server::{serve, serve_tls, ServerLimits};

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::client_io::{sniff, Protocol, SendTimeout};
-use super::connection::{Admitted, Connections, Counted, Handshakes};
+use super::connection::{Admitted, Connections, Counted, HandshakeOutcome};
 use super::{ClientInfo, Proxy, ProxyError};
 use crate::net::AcceptBackoff;
 use crate::tls;
@@ -245,13 +245,12 @@ impl Connection {
             _ = self.admitted.activity.shed() => return,
             handshake = tokio::time::timeout(self.limits().handshake_timeout, handshake) => handshake,
         };
-        let handshakes = &self.admitted.connections().handshakes;
         let outcome = match &handshake {
-            Ok(Ok(_)) => &handshakes.completed,
-            Ok(Err(_)) => &handshakes.failed,
-            Err(_) => &handshakes.timed_out,
+            Ok(Ok(_)) => HandshakeOutcome::Completed,
+            Ok(Err(_)) => HandshakeOutcome::Failed,
+            Err(_) => HandshakeOutcome::TimedOut,
         };
-        Handshakes::count(outcome);
+        self.admitted.connections().handshakes.record(outcome);
         match handshake {
             Ok(Ok((stream, tls))) => {
                 // HTTP/2 over TLS is chosen by ALPN (RFC 9113 section 3.2), never by sniffing.
@@ -341,7 +340,9 @@ impl Connection {
             }
             _ = self.shutdown.cancelled() => false,
             _ = activity.idle_for(self.limits().idle_timeout) => true,
-            _ = activity.shed() => true,
+            // A request may have started since the connection was picked: then it finishes
+            // gracefully, as on shutdown, rather than being cut after a short wait.
+            _ = activity.shed() => activity.is_idle(),
         };
         graceful(connection.as_mut());
         if !idle {

@@ -154,8 +154,10 @@ impl ManifestCache {
             if !path.parent().is_some_and(|p| walked.dirs.contains(p)) {
                 return Named::Walk;
             }
-            match std::fs::metadata(path) {
-                Ok(metadata) if metadata.is_dir() => return Named::Walk,
+            // `symlink_metadata`: a new link must lead to a walk, which notes that the tree has
+            // links, so that later changes to its target are seen through it too.
+            match std::fs::symlink_metadata(path) {
+                Ok(metadata) if metadata.is_dir() || metadata.is_symlink() => return Named::Walk,
                 Ok(metadata) if is_manifest(path) => reread.push((&**path, Stamp::of(&metadata))),
                 Ok(_) => {}
                 // Whatever cannot be stat'ed the walk skips: gone, unless it was a directory.
@@ -540,6 +542,25 @@ mod tests {
             ["before", "before"]
         );
         // The event names the target; the link shows the change too.
+        std::fs::write(&target, service("after-longer")).unwrap();
+        let loaded = cache.reload(&named(&[target])).unwrap();
+        assert_eq!(service_names(&loaded), ["after-longer", "after-longer"]);
+    }
+
+    #[test]
+    fn a_link_created_after_the_first_load_is_followed_when_its_target_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.yaml");
+        std::fs::write(&target, service("before")).unwrap();
+        let mut cache = ManifestCache::new(dir.path());
+        assert_eq!(
+            service_names(&cache.reload(&Changes::default()).unwrap()),
+            ["before"]
+        );
+        let link = dir.path().join("link.yaml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let loaded = cache.reload(&named(&[link])).unwrap();
+        assert_eq!(service_names(&loaded), ["before", "before"]);
         std::fs::write(&target, service("after-longer")).unwrap();
         let loaded = cache.reload(&named(&[target])).unwrap();
         assert_eq!(service_names(&loaded), ["after-longer", "after-longer"]);

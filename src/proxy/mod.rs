@@ -101,12 +101,13 @@ enum AttemptError {
 
 impl AttemptError {
     /// The endpoint's failure, if it is one: a failed client body (the client went away or
-    /// stalled) is not the endpoint's fault, so it neither counts against it nor is retried.
+    /// stalled) or an unusable backend configuration is not the endpoint's fault, so it neither
+    /// counts against it nor is retried.
     fn failure(&self) -> Option<Failure> {
         match self {
             AttemptError::Send(SendError::Connect(_)) => Some(Failure::Connect),
             AttemptError::Send(SendError::Broken(_)) => Some(Failure::Reset),
-            AttemptError::Send(SendError::ClientBody(_)) => None,
+            AttemptError::Send(SendError::ClientBody(_) | SendError::Unusable(_)) => None,
             AttemptError::Timeout(_) => Some(Failure::Timeout),
         }
     }
@@ -118,6 +119,9 @@ impl From<AttemptError> for ProxyError {
             AttemptError::Send(SendError::Connect(e)) => ProxyError::UpstreamConnect(e),
             AttemptError::Send(SendError::Broken(e)) => ProxyError::Upstream(e),
             AttemptError::Send(SendError::ClientBody(e)) => ProxyError::ClientBody(e),
+            AttemptError::Send(SendError::Unusable(why)) => {
+                ProxyError::InvalidBackend(why.to_string())
+            }
             AttemptError::Timeout(after) => ProxyError::UpstreamTimeout(after),
         }
     }
@@ -336,10 +340,11 @@ impl Proxy {
                 Ok(_) => None,
                 Err(error) => error.failure(),
             };
-            // A failed client body says nothing about the endpoint.
-            let outcome = match &result {
-                Err(AttemptError::Send(SendError::ClientBody(_))) => None,
-                _ => Some(failure.map_or(RequestOutcome::Success, Failure::outcome)),
+            // An error that is not the endpoint's failure (a failed client body, say) says
+            // nothing about the endpoint.
+            let outcome = match (&result, failure) {
+                (Err(_), None) => None,
+                (_, failure) => Some(failure.map_or(RequestOutcome::Success, Failure::outcome)),
             };
             if let Some(until) = outcome.and_then(|o| balancer.report(index, o, now)) {
                 warn!(backend = %backend.name, endpoint = %endpoint.address, ejected_for = ?until.saturating_duration_since(now), "endpoint ejected after consecutive failures");

@@ -15,6 +15,9 @@ pub enum SendError {
     Broken(BoxError),
     /// The client's request body failed while it was being sent.
     ClientBody(BoxError),
+    /// The backend's upstream TLS configuration cannot be built: nothing was sent, and no
+    /// endpoint is at fault (compile checks the roots, so this is not expected).
+    Unusable(std::sync::Arc<str>),
 }
 
 impl SendError {

@@ -56,7 +56,9 @@ pub struct Upstreams<B> {
     tables: Arc<TableHandle>,
     http1: Http1Pool<B>,
     h2c: Client<TimedConnector, B>,
-    tls: ArcSwap<HashMap<UpstreamTls, TlsClient<B>>>,
+    /// Each TLS configuration's client, or why it cannot be built (kept, so that it is logged
+    /// once, not per request).
+    tls: ArcSwap<HashMap<UpstreamTls, Result<TlsClient<B>, Arc<str>>>>,
 }
 
 impl<B> Upstreams<B>
@@ -118,10 +120,14 @@ where
         tls: &UpstreamTls,
         request: Request<B>,
     ) -> Result<ResponseFuture, SendError> {
+        let send = |client: &Result<TlsClient<B>, Arc<str>>| match client {
+            Ok(client) => Ok(client.request(request)),
+            Err(why) => Err(SendError::Unusable(why.clone())),
+        };
         if let Some(client) = self.tls.load().get(tls) {
-            return Ok(client.request(request));
+            return send(client);
         }
-        let client = self.new_tls_client(tls)?;
+        let client = self.new_tls_client(tls);
         self.tls.rcu(|clients| {
             let mut clients = if clients.len() >= MAX_TLS_CLIENTS {
                 HashMap::new()
@@ -131,18 +137,19 @@ where
             clients.entry(tls.clone()).or_insert_with(|| client.clone());
             clients
         });
-        Ok(client.request(request))
+        send(&client)
     }
 
     /// A client for `tls`. Compile checked its roots, so its configuration builds; if it did
-    /// not, the request fails to connect (and is logged) rather than going out unverified.
-    fn new_tls_client(&self, tls: &UpstreamTls) -> Result<TlsClient<B>, SendError> {
+    /// not, the backend's requests are refused (and it is logged) rather than going out
+    /// unverified.
+    fn new_tls_client(&self, tls: &UpstreamTls) -> Result<TlsClient<B>, Arc<str>> {
         if tls.is_insecure() {
             warn!(server_name = %tls.server_name, "upstream TLS without certificate verification (insecureSkipVerify)");
         }
         let config = tls::client::client_config(&tls.roots).map_err(|message| {
-            error!(server_name = %tls.server_name, %message, "cannot build the upstream TLS configuration");
-            SendError::Connect(message.into())
+            error!(server_name = %tls.server_name, %message, "cannot build the upstream TLS configuration; the backend's requests are refused");
+            Arc::<str>::from(format!("upstream TLS configuration: {message}"))
         })?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(rustls::ClientConfig::clone(&config))

@@ -10,7 +10,7 @@ use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::CertificateDer;
 use vane::compile::{compile, reasons, Options};
-use vane::table::{BackendProtocol, TlsHosts};
+use vane::table::{BackendProtocol, RoutingTable, TlsHosts, UpstreamRoots, UpstreamTls};
 
 use crate::support::binary::{write_atomically, Vane};
 use crate::support::client::{client, get};
@@ -499,6 +499,56 @@ fn upstream_tls(origins: &Origins, upstream_ca: &Ca, tls: &str) -> String {
              spec:\n  targetRefs: [{{group: \"\", kind: Service, name: app}}]\n  backendProtocol: HTTPS\n  tls: {tls}\n"
         ),
     ])
+}
+
+/// Compile checks upstream CA roots; should a table's roots still not build a client
+/// configuration, the backend's requests are refused without being sent, and its endpoint is
+/// not blamed: no retries, no ejection, the same answer every time.
+#[tokio::test]
+async fn an_upstream_tls_configuration_that_cannot_be_built_refuses_and_blames_no_endpoint() {
+    let upstream_ca = Ca::new("upstream CA");
+    let origins = origin::start_tls(1, upstream_ca.server(&["app.internal"]).server_config()).await;
+    let verified = "{caCertificateRefs: [{name: upstream-ca}], hostname: app.internal}";
+    let yaml = upstream_tls(&origins, &upstream_ca, verified);
+    let proxy = proxy(&yaml).await;
+    // A table that did not come from compile: its CA root is not a certificate.
+    let compiled = compile(&snapshot(&yaml), &proxy.options);
+    let backends = compiled
+        .table
+        .backends()
+        .iter()
+        .cloned()
+        .map(|mut backend| {
+            if let Some(tls) = &backend.upstream_tls {
+                let roots = vec![CertificateDer::from(b"not a certificate".to_vec())];
+                backend.upstream_tls = Some(UpstreamTls::new(
+                    UpstreamRoots::Custom(roots.into()),
+                    &tls.server_name,
+                    tls.http2,
+                    tls.ca.clone(),
+                ));
+            }
+            backend
+        })
+        .collect();
+    let table = RoutingTable::new(compiled.table.routes().to_vec(), backends);
+    proxy.tables.publish(table, compiled.diagnostics);
+    for _ in 0..10 {
+        let reply = get(&client(), proxy.addr, "app.example.com", "/x").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            reply.text()
+        );
+    }
+    assert_eq!(origins.origins[0].hits(), 0, "nothing was sent");
+    let routes = vane::admin::routes_json(&proxy.tables.load());
+    let endpoint = &routes["backends"][0]["endpoints"][0];
+    assert_eq!(
+        endpoint["inRotation"], true,
+        "the endpoint is not at fault: {endpoint}"
+    );
 }
 
 #[tokio::test]

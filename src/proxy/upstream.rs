@@ -49,6 +49,9 @@ const MAX_TLS_CLIENTS: usize = 256;
 
 type TlsClient<B> = Client<HttpsConnector<TimedConnector>, B>;
 
+/// A TLS configuration's client, or why it cannot be built.
+type TlsClientOrWhy<B> = Result<TlsClient<B>, Arc<str>>;
+
 /// The upstream clients of one proxy worker, shared by its connections.
 pub struct Upstreams<B> {
     config: UpstreamConfig,
@@ -58,7 +61,7 @@ pub struct Upstreams<B> {
     h2c: Client<TimedConnector, B>,
     /// Each TLS configuration's client, or why it cannot be built (kept, so that it is logged
     /// once, not per request).
-    tls: ArcSwap<HashMap<UpstreamTls, Result<TlsClient<B>, Arc<str>>>>,
+    tls: ArcSwap<HashMap<UpstreamTls, TlsClientOrWhy<B>>>,
 }
 
 impl<B> Upstreams<B>
@@ -120,7 +123,7 @@ where
         tls: &UpstreamTls,
         request: Request<B>,
     ) -> Result<ResponseFuture, SendError> {
-        let send = |client: &Result<TlsClient<B>, Arc<str>>| match client {
+        let send = |client: &TlsClientOrWhy<B>| match client {
             Ok(client) => Ok(client.request(request)),
             Err(why) => Err(SendError::Unusable(why.clone())),
         };
@@ -143,7 +146,7 @@ where
     /// A client for `tls`. Compile checked its roots, so its configuration builds; if it did
     /// not, the backend's requests are refused (and it is logged) rather than going out
     /// unverified.
-    fn new_tls_client(&self, tls: &UpstreamTls) -> Result<TlsClient<B>, Arc<str>> {
+    fn new_tls_client(&self, tls: &UpstreamTls) -> TlsClientOrWhy<B> {
         if tls.is_insecure() {
             warn!(server_name = %tls.server_name, "upstream TLS without certificate verification (insecureSkipVerify)");
         }

@@ -333,6 +333,9 @@ impl Connection {
         let activity = &self.admitted.activity;
         tokio::pin!(connection);
         let idle = tokio::select! {
+            // The connection first and in order: it is what wakes this task on every I/O
+            // event, and the watches rarely are ready, so random order only adds polls.
+            biased;
             result = connection.as_mut() => return result,
             _ = send_stalled => {
                 debug!(%peer, "client accepted no response data within the send timeout; cut");

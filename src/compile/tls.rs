@@ -294,18 +294,7 @@ impl<'a> TlsBuilder<'a> {
         mode: ClientAuthMode,
         sink: &mut Sink,
     ) -> ClientAuth {
-        let roots = self.ca(&object.namespace, name).and_then(|roots| {
-            certificate::check_trust_anchors(&roots)
-                .map(|()| roots)
-                .map_err(|e| SecretProblem {
-                    reason: reasons::INVALID_SECRET,
-                    message: format!(
-                        "Secret {}/{name}: ca.crt holds an unusable CA certificate: {e}",
-                        object.namespace
-                    ),
-                })
-        });
-        let roots = match roots {
+        let roots = match self.ca(&object.namespace, name) {
             Ok(roots) => Some(roots),
             Err(problem) => {
                 sink.report(
@@ -411,18 +400,26 @@ impl<'a> TlsBuilder<'a> {
     }
 
     /// The CA certificates in a Secret's `ca.crt`, parsed once.
+    ///
+    /// Checked as trust anchors too, once per Secret: an unusable CA is a diagnostic here, and
+    /// every client verifier and upstream client configuration built from the table's roots
+    /// then builds.
     pub(super) fn ca(&mut self, namespace: &str, name: &str) -> Result<CaBundle, SecretProblem> {
         let key = (namespace.to_owned(), name.to_owned());
         if let Some(cached) = self.cas.get(&key) {
             return cached.clone();
         }
         let parsed = self.secret(namespace, name).and_then(|secret| {
-            certificate::ca_bundle(value(secret, "ca.crt").unwrap_or_default())
-                .map(Into::into)
-                .map_err(|message| SecretProblem {
-                    reason: reasons::INVALID_SECRET,
-                    message: format!("Secret {namespace}/{name}: {message}"),
-                })
+            let problem = |message: String| SecretProblem {
+                reason: reasons::INVALID_SECRET,
+                message: format!("Secret {namespace}/{name}: {message}"),
+            };
+            let roots = certificate::ca_bundle(value(secret, "ca.crt").unwrap_or_default())
+                .map_err(problem)?;
+            certificate::check_trust_anchors(&roots).map_err(|e| {
+                problem(format!("ca.crt holds an unusable CA certificate: {e}"))
+            })?;
+            Ok(roots.into())
         });
         self.cas.insert(key, parsed.clone());
         parsed

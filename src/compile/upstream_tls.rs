@@ -6,7 +6,6 @@
 //! [`TlsBuilder`]'s cache, which downstream client verification shares, so a `ca.crt` is parsed
 //! once per compile whoever uses it.
 
-use super::certificate;
 use super::reasons;
 use super::service::Unresolved;
 use super::tls::TlsBuilder;
@@ -56,10 +55,6 @@ impl TlsBuilder<'_> {
                         })?;
                     roots.extend(ca.iter().cloned());
                 }
-                certificate::check_trust_anchors(&roots).map_err(|e| Unresolved {
-                    reason: reasons::INVALID_SECRET,
-                    message: format!("unusable CA certificate: {e}"),
-                })?;
                 let refs = tls
                     .ca_certificate_refs
                     .iter()

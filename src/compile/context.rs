@@ -66,6 +66,15 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// Reports `diagnostics` (collected by another sink, or kept from an earlier compile), in
+    /// their order.
+    pub fn replay(&mut self, diagnostics: &[Diagnostic]) {
+        for diagnostic in diagnostics {
+            let message = diagnostic.message.clone();
+            self.report(&diagnostic.object, diagnostic.reason, message);
+        }
+    }
+
     pub fn report(&mut self, object: &ObjectRef, reason: &'static str, message: String) {
         let diagnostic = Diagnostic {
             object: object.clone(),

@@ -23,8 +23,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::builder::{endpoints, BackendKey, IngressConfig, TableBuilder};
+use super::canary::{self, CanarySettings};
 use super::service::{Resolved, ServiceIndex, Unresolved};
-use super::{canary, ingress, Annotations, Sink};
+use super::{ingress, Annotations, Sink};
 use crate::api::BackendPolicy;
 use crate::table::{Diagnostic, HostPattern, ObjectRef, PathRule, Route, RouteTls, Timeouts};
 
@@ -73,30 +74,42 @@ impl Drop for Generation<'_> {
     }
 }
 
+/// An Ingress compiled outside fragments (a canary, or one with TLS settings), with what was
+/// parsed of it on the way, so that it is not parsed again.
+pub(super) struct Outside {
+    pub config: IngressConfig,
+    pub canary: Option<CanarySettings>,
+    /// What parsing the annotations reported, to be reported in its turn.
+    pub parsed: Sink,
+}
+
 impl Generation<'_> {
     /// The fragment of `ingress`: the last compile's when its inputs are unchanged, else a new
-    /// one. `None` for an Ingress compiled outside fragments.
+    /// one; or, for an Ingress compiled outside fragments, what was parsed of it.
     pub(super) fn get(
         &mut self,
         ingress: &Arc<Ingress>,
         object: &ObjectRef,
         builder: &mut TableBuilder<'_>,
-    ) -> Option<&Fragment> {
+    ) -> Result<&Fragment, Outside> {
         let compile = self.fragments.compiles;
         let services = builder.services;
         let current = |(_, fragment): &(u64, Fragment)| fragment.is_current(ingress, services);
         if !self.fragments.by_ingress.get(object).is_some_and(current) {
-            let Some(fragment) = Fragment::build(ingress, object, builder) else {
+            let fragment = Fragment::build(ingress, object, builder).inspect_err(|_| {
                 self.fragments.by_ingress.remove(object);
-                return None;
-            };
+            })?;
             self.fragments
                 .by_ingress
                 .insert(object.clone(), (compile, fragment));
         }
-        let (used, fragment) = self.fragments.by_ingress.get_mut(object)?;
+        let (used, fragment) = self
+            .fragments
+            .by_ingress
+            .get_mut(object)
+            .expect("inserted or found above");
         *used = compile;
-        Some(fragment)
+        Ok(fragment)
     }
 }
 
@@ -138,7 +151,7 @@ pub(super) struct Resolution {
 impl Resolution {
     /// Reports what resolving the backend reported.
     pub fn replay(&self, sink: &mut Sink) {
-        replay(&self.diagnostics, sink);
+        sink.replay(&self.diagnostics);
     }
 }
 
@@ -187,18 +200,23 @@ impl Fragment {
             && self.inputs.iter().all(|input| input.is_current(services))
     }
 
-    /// Compiles `ingress` into a fragment, in the order compile reports in; `None` for a
-    /// canary or an Ingress with TLS settings.
+    /// Compiles `ingress` into a fragment, in the order compile reports in; a canary or an
+    /// Ingress with TLS settings comes back as parsed so far.
     fn build(
         ingress: &Arc<Ingress>,
         object: &ObjectRef,
         builder: &mut TableBuilder<'_>,
-    ) -> Option<Self> {
+    ) -> Result<Self, Outside> {
         let mut sink = Sink::default();
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
         let config = IngressConfig::parse(&annotations, object, &mut sink);
-        if canary::parse(&annotations, &mut sink).is_some() || !config.tls.adds_nothing(ingress) {
-            return None;
+        let canary = canary::parse(&annotations, &mut sink);
+        if canary.is_some() || !config.tls.adds_nothing(ingress) {
+            return Err(Outside {
+                config,
+                canary,
+                parsed: sink,
+            });
         }
         let candidates = ingress::candidates(ingress, object, &mut sink);
         let mut inputs: Vec<Input> = Vec::new();
@@ -232,7 +250,7 @@ impl Fragment {
                 },
             });
         }
-        Some(Self {
+        Ok(Self {
             ingress: Arc::clone(ingress),
             inputs,
             reusable,
@@ -244,17 +262,7 @@ impl Fragment {
 
     /// Reports what compiling the Ingress's annotations and rules reported.
     pub fn replay(&self, sink: &mut Sink) {
-        replay(&self.diagnostics, sink);
-    }
-}
-
-fn replay(diagnostics: &[Diagnostic], sink: &mut Sink) {
-    for diagnostic in diagnostics {
-        sink.report(
-            &diagnostic.object,
-            diagnostic.reason,
-            diagnostic.message.clone(),
-        );
+        sink.replay(&self.diagnostics);
     }
 }
 

@@ -31,11 +31,12 @@ use k8s_openapi::api::networking::v1::Ingress;
 use crate::snapshot::Snapshot;
 use crate::table::{Certificate, Diagnostic, ObjectRef, PolicyStatus, RoutingTable};
 
-use builder::{IngressConfig, TableBuilder};
+use builder::TableBuilder;
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
 use context::oldest_first;
 pub use context::{Annotations, Sink};
 pub use fragment::Fragments;
+use fragment::Outside;
 pub use self_signed::self_signed;
 pub use service::SERVICE_NAME_LABEL;
 
@@ -151,13 +152,19 @@ pub fn compile_cached(
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
     for (ingress, object) in &ours {
-        if let Some(fragment) = fragments.get(ingress, object, &mut builder) {
-            builder.add_fragment(object, fragment, &mut sink);
-            continue;
-        }
-        let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
-        let mut config = IngressConfig::parse(&annotations, object, &mut sink);
-        match canary::parse(&annotations, &mut sink) {
+        let Outside {
+            mut config,
+            canary,
+            parsed,
+        } = match fragments.get(ingress, object, &mut builder) {
+            Ok(fragment) => {
+                builder.add_fragment(object, fragment, &mut sink);
+                continue;
+            }
+            Err(outside) => outside,
+        };
+        sink.replay(&parsed.diagnostics);
+        match canary {
             Some(settings) => canaries.push((ingress, object, config, settings)),
             None => {
                 builder

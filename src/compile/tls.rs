@@ -416,9 +416,8 @@ impl<'a> TlsBuilder<'a> {
             };
             let roots = certificate::ca_bundle(value(secret, "ca.crt").unwrap_or_default())
                 .map_err(problem)?;
-            certificate::check_trust_anchors(&roots).map_err(|e| {
-                problem(format!("ca.crt holds an unusable CA certificate: {e}"))
-            })?;
+            certificate::check_trust_anchors(&roots)
+                .map_err(|e| problem(format!("ca.crt holds an unusable CA certificate: {e}")))?;
             Ok(roots.into())
         });
         self.cas.insert(key, parsed.clone());

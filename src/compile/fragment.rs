@@ -91,7 +91,7 @@ impl Generation<'_> {
         ingress: &Arc<Ingress>,
         object: &ObjectRef,
         builder: &mut TableBuilder<'_>,
-    ) -> Result<&Fragment, Outside> {
+    ) -> Result<&Fragment, Box<Outside>> {
         let compile = self.fragments.compiles;
         let services = builder.services;
         let current = |(_, fragment): &(u64, Fragment)| fragment.is_current(ingress, services);
@@ -206,17 +206,17 @@ impl Fragment {
         ingress: &Arc<Ingress>,
         object: &ObjectRef,
         builder: &mut TableBuilder<'_>,
-    ) -> Result<Self, Outside> {
+    ) -> Result<Self, Box<Outside>> {
         let mut sink = Sink::default();
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
         let config = IngressConfig::parse(&annotations, object, &mut sink);
         let canary = canary::parse(&annotations, &mut sink);
         if canary.is_some() || !config.tls.adds_nothing(ingress) {
-            return Err(Outside {
+            return Err(Box::new(Outside {
                 config,
                 canary,
                 parsed: sink,
-            });
+            }));
         }
         let candidates = ingress::candidates(ingress, object, &mut sink);
         let mut inputs: Vec<Input> = Vec::new();

@@ -161,7 +161,7 @@ pub fn compile_cached(
                 builder.add_fragment(object, fragment, &mut sink);
                 continue;
             }
-            Err(outside) => outside,
+            Err(outside) => *outside,
         };
         sink.replay(&parsed.diagnostics);
         match canary {

@@ -14,6 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -50,9 +51,18 @@ impl AdminState {
     }
 }
 
+/// Admin connections served at once. Probes and scrapes need a handful; beyond that a client
+/// waits for a place rather than making the process hold (and render `/metrics` for) more.
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
     let mut failures = AcceptBackoff::default();
+    let places = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
+        let place = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            place = places.clone().acquire_owned() => place.expect("the semaphore is never closed"),
+        };
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
@@ -65,6 +75,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
         };
         let state = state.clone();
         tokio::spawn(async move {
+            let _place = place;
             let service = service_fn(move |request| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(respond(&state, &request)) }

@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use tracing::warn;
 
 /// How long a loop pauses after a failed accept.
-pub const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// At most one log line per listener per this long.
-pub const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The accept failures of one listener.
 #[derive(Debug, Default)]

@@ -1,11 +1,13 @@
 //! `GET /metrics` on the admin listener of the built binary: both formats parse strictly, and
-//! the control-plane, connection and process metrics move with what vane does.
+//! the control-plane, connection and process metrics move with what vane does; and the admin
+//! listener's own connection bound.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vane::metrics::Metrics;
 use vane::proxy::{Connections, ServerLimits};
 
@@ -240,4 +242,40 @@ async fn metrics_count_swaps_diagnostics_connections_and_the_process() {
     let expiry =
         samples["vane_tls_certificate_expiry_timestamp_seconds{host=\"secure.example.com\"}"];
     assert!(expiry > 1.7e9, "{samples:?}");
+}
+
+/// The admin listener serves a bounded number of connections: one more waits for a place,
+/// and gets it when one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_serves_a_bounded_number_of_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start(dir.path()).await;
+    let mut held = Vec::new();
+    for _ in 0..vane::admin::MAX_ADMIN_CONNECTIONS {
+        held.push(tokio::net::TcpStream::connect(vane.admin).await.unwrap());
+    }
+    let mut waiting = tokio::net::TcpStream::connect(vane.admin).await.unwrap();
+    waiting
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        waiting.read_to_end(&mut answer),
+    );
+    assert!(early.await.is_err(), "answered beyond the cap");
+    drop(held.pop());
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        waiting.read_to_end(&mut answer),
+    )
+    .await
+    .expect("a place freed up")
+    .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }

@@ -117,7 +117,13 @@ fn every_module_imports_only_what_architecture_md_allows() {
         let Some(allowed) = allowed else { continue };
         for file in files {
             // Unit tests may build their fixtures with any module; the rows bind the code.
-            for import in imports(&code(file)) {
+            let code = code(file);
+            let mut named = imports(&code);
+            // In a module's root file (`src/x.rs`, `src/x/mod.rs`), `super::` is the crate.
+            if is_module_root(file, root) {
+                named.extend(names_after(&code, "super::"));
+            }
+            for import in named {
                 if import != *module && !allowed.contains(&import) {
                     errors.push(format!(
                         "{} imports crate::{import}, which the {module} row does not allow",
@@ -166,12 +172,29 @@ fn the_allowed_imports_form_no_cycle() {
 }
 
 /// The code of a file, without its unit tests.
+///
+/// The code ends where its unit-test module starts (`#[cfg(test)]` on a `mod`); a
+/// `#[cfg(test)]` item elsewhere does not exempt what follows it.
 fn code(file: &Path) -> String {
     let text = std::fs::read_to_string(file).unwrap();
-    text.split("#[cfg(test)]")
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    let tests = text
+        .match_indices("#[cfg(test)]")
+        .map(|(at, attribute)| at + attribute.len())
+        .find(|&after| {
+            let next = text[after..].trim_start();
+            next.starts_with("mod ") || next.starts_with("pub(crate) mod ")
+        });
+    match tests {
+        Some(after) => text[..after - "#[cfg(test)]".len()].to_owned(),
+        None => text,
+    }
+}
+
+/// Whether `file` is the root of its top-level module (`src/x.rs` or `src/x/mod.rs`).
+fn is_module_root(file: &Path, root: &Path) -> bool {
+    let relative = file.strip_prefix(root.join("src")).unwrap();
+    relative.components().count() == 1
+        || relative.ends_with("mod.rs") && relative.components().count() == 2
 }
 
 #[test]

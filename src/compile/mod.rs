@@ -67,6 +67,8 @@ pub mod reasons {
     pub const TLS_CONFLICT: &str = "TLSConflict";
     /// A BackendPolicy turned off upstream certificate verification.
     pub const INSECURE_UPSTREAM_TLS: &str = "InsecureUpstreamTLS";
+    /// A policy's `spec.tls` does not apply: its backend speaks a plain protocol.
+    pub const UPSTREAM_TLS_NOT_USED: &str = "UpstreamTLSNotUsed";
     /// A Service port, EndpointSlice port or endpoint address that cannot be used (out of
     /// range, not an IP of the slice's addressType, an unsupported addressType); the rest of
     /// the backend's endpoints still serve.

@@ -25,10 +25,19 @@ impl TlsBuilder<'_> {
         service: &str,
         sink: &mut Sink,
     ) -> Result<Option<UpstreamTls>, Unresolved> {
+        let settings = policy.and_then(|(p, object)| Some((p.spec.tls.as_ref()?, object)));
         if !protocol.uses_tls() {
+            // Said out loud: the policy's owner asked for verified TLS, and whoever chose the
+            // plain protocol (an Ingress's backend-protocol, say) may not be that owner.
+            if let Some((_, object)) = settings {
+                sink.report(
+                    object,
+                    reasons::UPSTREAM_TLS_NOT_USED,
+                    format!("spec.tls is not used for {namespace}/{service}: the backend speaks {protocol}, in plain text"),
+                );
+            }
             return Ok(None);
         }
-        let settings = policy.and_then(|(p, object)| Some((p.spec.tls.as_ref()?, object)));
         let server_name = settings
             .and_then(|(tls, _)| tls.hostname.clone())
             .unwrap_or_else(|| format!("{service}.{namespace}.svc"));

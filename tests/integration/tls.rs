@@ -501,6 +501,41 @@ fn upstream_tls(origins: &Origins, upstream_ca: &Ca, tls: &str) -> String {
     ])
 }
 
+/// A policy asks for verified TLS to its Service, and an Ingress's `backend-protocol` says
+/// plain HTTP: the Ingress's choice stands (it is the protocol the Service speaks), but the
+/// policy's settings being unused is reported on the policy, not left silent.
+#[tokio::test]
+async fn a_policys_upstream_tls_unused_by_a_plain_backend_is_reported() {
+    let origins = origin::start(1).await;
+    let upstream_ca = Ca::new("upstream CA");
+    let verified = "{caCertificateRefs: [{name: upstream-ca}], hostname: app.internal}";
+    let plain = tls_ingress(
+        "app",
+        "app.example.com",
+        "app",
+        &[],
+        &[("vane.dev/backend-protocol", "HTTP")],
+    );
+    let yaml = upstream_tls(&origins, &upstream_ca, verified).replace(
+        &tls_ingress("app", "app.example.com", "app", &[], &[]),
+        &plain,
+    );
+    let compiled = compile(&snapshot(&yaml), &Options::default());
+    let reported: Vec<_> = compiled
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == reasons::UPSTREAM_TLS_NOT_USED)
+        .collect();
+    assert_eq!(reported.len(), 1, "{:?}", compiled.diagnostics);
+    assert_eq!(reported[0].object.kind, "BackendPolicy");
+    assert!(
+        reported[0].message.contains("speaks HTTP"),
+        "{}",
+        reported[0].message
+    );
+    assert!(compiled.table.backends()[0].upstream_tls.is_none());
+}
+
 /// Compile checks upstream CA roots; should a table's roots still not build a client
 /// configuration, the backend's requests are refused without being sent, and its endpoint is
 /// not blamed: no retries, no ejection, the same answer every time.

@@ -359,13 +359,13 @@ impl Drop for InProgress {
 
 /// A response body that keeps its request in progress until hyper has sent it (or dropped it),
 /// and on HTTP/2 tells [`Activity::send_stalled`] when it waits for the client.
-pub struct Counted<B> {
+pub struct InProgressBody<B> {
     body: B,
     send: Option<SendProgress>,
     _request: InProgress,
 }
 
-impl<B> Counted<B> {
+impl<B> InProgressBody<B> {
     pub fn new(body: B, request: InProgress, send: Option<SendProgress>) -> Self {
         Self {
             body,
@@ -375,7 +375,7 @@ impl<B> Counted<B> {
     }
 }
 
-impl<B: Body + Unpin> Body for Counted<B> {
+impl<B: Body + Unpin> Body for InProgressBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 

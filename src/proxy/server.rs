@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::client_io::{sniff, Protocol, SendTimeout};
-use super::connection::{Admitted, Connections, Counted, HandshakeOutcome};
+use super::connection::{Admitted, Connections, HandshakeOutcome, InProgressBody};
 use super::{ClientInfo, Proxy, ProxyError};
 use crate::net::AcceptBackoff;
 use crate::tls;
@@ -292,7 +292,9 @@ impl Connection {
                     }
                     _ => proxy.handle(request, client).await,
                 };
-                response.map(|response| response.map(|body| Counted::new(body, in_progress, send)))
+                response.map(|response| {
+                    response.map(|body| InProgressBody::new(body, in_progress, send))
+                })
             }
         });
         let io = TokioIo::new(stream);

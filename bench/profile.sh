@@ -62,7 +62,8 @@ EOF
 
 nginx -c "$OUT/origin.conf"
 RUST_LOG=warn "$VANE" --manifests "$OUT/manifests" --http-addr 127.0.0.1:18180 \
-    --https-addr 127.0.0.1:18543 --admin-addr 127.0.0.1:18190 --workers "$WORKERS" \
+    --https-addr 127.0.0.1:18543 --admin-addr 127.0.0.1:18190 --metrics-addr 127.0.0.1:18191 \
+    --debug-addr 127.0.0.1:18192 --workers "$WORKERS" \
     >"$OUT/vane.log" 2>&1 &
 VANE_PID=$!
 # KILL: vane's SIGTERM keeps its listeners open for --shutdown-delay, which a script needn't wait.

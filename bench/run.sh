@@ -19,6 +19,8 @@ VANE_ADDR=127.0.0.1:18080
 HAPROXY_ADDR=127.0.0.1:18081
 NGINX_ADDR=127.0.0.1:18082
 ADMIN_ADDR=127.0.0.1:18090
+METRICS_ADDR=127.0.0.1:18091
+DEBUG_ADDR=127.0.0.1:18092
 
 PIDS=()
 WRK_PID=""
@@ -248,7 +250,8 @@ for ip in 127.0.0.2 127.0.0.3 127.0.0.4; do wait_http origin "http://$ip:$ORIGIN
 
 log "starting vane, haproxy, nginx with $WORKERS worker(s) each"
 RUST_LOG=warn "$VANE" --manifests "$T/vane/manifests" --http-addr "$VANE_ADDR" \
-    --admin-addr "$ADMIN_ADDR" --workers "$WORKERS" >"$T/vane/log" 2>&1 &
+    --admin-addr "$ADMIN_ADDR" --metrics-addr "$METRICS_ADDR" --debug-addr "$DEBUG_ADDR" \
+    --workers "$WORKERS" >"$T/vane/log" 2>&1 &
 VANE_PID=$!
 PIDS+=("$VANE_PID")
 haproxy -f "$T/haproxy/haproxy.cfg" -db >"$T/haproxy/log" 2>&1 &
@@ -337,7 +340,7 @@ log "d. peak RSS"
 } >"$RAW/mem"
 
 generation() {
-    curl -sf "http://$ADMIN_ADDR/debug/routes" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("generation", "?"))'
+    curl -sf "http://$DEBUG_ADDR/debug/routes" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("generation", "?"))'
 }
 
 log "e. route churn: $CHURN_RATE rewrites/s during scenario a against vane, $ROUNDS rounds"

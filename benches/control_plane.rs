@@ -271,6 +271,8 @@ fn standalone(dir: &Path) -> Config {
         https_addr: "127.0.0.1:0".parse().unwrap(),
         default_ssl_certificate: None,
         admin_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        debug_addr: "127.0.0.1:0".parse().unwrap(),
         workers: 2,
         log_format: LogFormat::Text,
         shutdown_delay: Duration::ZERO,

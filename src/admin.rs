@@ -1,5 +1,17 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics` and `/debug/routes`. Read-only by
-//! design; it is bound to loopback by default.
+//! The admin listeners: health and readiness, `/metrics`, and `/debug/routes`, each on an
+//! address of its own. Who can reach an endpoint is decided by where it listens, not by a check
+//! here: the kubelet must probe health on the pod address, Prometheus must scrape metrics over
+//! the pod network, and the debug output (hosts, paths, endpoint addresses, certificate
+//! subjects) is for people on the pod or the node, so it stays on loopback, where
+//! `kubectl port-forward` still reaches it.
+//!
+//! | [`Surface`] | flag (default) | serves |
+//! | --- | --- | --- |
+//! | `Health` | `--admin-addr` (127.0.0.1:9090) | `/healthz`, `/readyz` |
+//! | `Metrics` | `--metrics-addr` (127.0.0.1:9091) | `/metrics` |
+//! | `Debug` | `--debug-addr` (127.0.0.1:9092) | `/debug/routes` |
+//!
+//! Every path is served on exactly one listener; the others answer 404. All are read-only.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -51,11 +63,41 @@ impl AdminState {
     }
 }
 
-/// Admin connections served at once. Probes and scrapes need a handful; beyond that a client
-/// waits for a place rather than making the process hold (and render `/metrics` for) more.
+/// Which endpoints a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// `/healthz` and `/readyz`, for the kubelet's probes (`--admin-addr`).
+    Health,
+    /// `/metrics`, for Prometheus (`--metrics-addr`).
+    Metrics,
+    /// `/debug/routes`, for people (`--debug-addr`, loopback by default).
+    Debug,
+}
+
+impl Surface {
+    /// The flag that sets this listener's address.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Surface::Health => "--admin-addr",
+            Surface::Metrics => "--metrics-addr",
+            Surface::Debug => "--debug-addr",
+        }
+    }
+}
+
+/// Connections each admin listener serves at once. Probes and scrapes need a handful; beyond
+/// that a client waits for a place rather than making the process hold (and render `/metrics`
+/// for) more. Each listener has its own places, so a flood of scrapes or debug requests never
+/// keeps the kubelet's probes waiting.
 pub const MAX_ADMIN_CONNECTIONS: usize = 64;
 
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+/// Serves `surface`'s endpoints on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    surface: Surface,
+    state: Arc<AdminState>,
+    shutdown: CancellationToken,
+) {
     let mut failures = AcceptBackoff::default();
     let places = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
@@ -68,7 +110,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    failures.failed("admin", &error).await;
+                    failures.failed(surface.flag(), &error).await;
                     continue;
                 }
             },
@@ -78,7 +120,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
             let _place = place;
             let service = service_fn(move |request| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&state, &request)) }
+                async move { Ok::<_, Infallible>(respond(&state, surface, &request)) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -91,15 +133,19 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
     }
 }
 
-fn respond(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(
+    state: &AdminState,
+    surface: Surface,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
-    match request.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        "/metrics" => {
+    match (surface, request.uri().path()) {
+        (Surface::Health, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (Surface::Health, "/readyz") if state.is_ready() => text(StatusCode::OK, "ready\n"),
+        (Surface::Health, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        (Surface::Metrics, "/metrics") => {
             let accept = request.headers().get(header::ACCEPT);
             let (content_type, body) = state.metrics.encode(accept.and_then(|a| a.to_str().ok()));
             let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -109,7 +155,7 @@ fn respond(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Byt
             );
             response
         }
-        "/debug/routes" => {
+        (Surface::Debug, "/debug/routes") => {
             let body =
                 serde_json::to_vec_pretty(&routes_json(&state.tables.load())).unwrap_or_default();
             let mut response = Response::new(Full::new(Bytes::from(body)));

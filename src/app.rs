@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, Surface};
 use crate::args::{Config, Source};
 use crate::compile::{self, Compiled, Fragments, Options};
 use crate::debounce;
@@ -38,6 +38,8 @@ pub struct Running {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+    pub debug: SocketAddr,
     pub tables: Arc<TableHandle>,
     admin_state: Arc<AdminState>,
     shutdown_delay: std::time::Duration,
@@ -86,11 +88,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .with_context(|| format!("cannot listen on --http-addr {}", config.http_addr))?;
     let https = workers::bind(config.https_addr, config.workers)
         .with_context(|| format!("cannot listen on --https-addr {}", config.https_addr))?;
-    let admin_listener = TcpListener::bind(config.admin_addr)
-        .await
-        .with_context(|| format!("cannot listen on --admin-addr {}", config.admin_addr))?;
+    // One listener per audience: the kubelet, Prometheus, people on the pod (admin.rs).
+    let admin_listeners = [
+        bind_admin(Surface::Health, config.admin_addr).await?,
+        bind_admin(Surface::Metrics, config.metrics_addr).await?,
+        bind_admin(Surface::Debug, config.debug_addr).await?,
+    ];
     let (http_addr, https_addr) = (http.addr, https.addr);
-    let admin_addr = admin_listener.local_addr()?;
+    let [admin_addr, metrics_addr, debug_addr] = admin_listeners.each_ref().map(|l| l.1);
 
     let connections = Arc::new(Connections::new(config.limits));
     let metrics = Arc::new(Metrics::new(tables.clone(), connections.clone()));
@@ -111,11 +116,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
 
     let admin_state = Arc::new(AdminState::new(tables.clone(), metrics));
-    tasks.spawn(admin::serve(
-        admin_listener,
-        admin_state.clone(),
-        shutdown.clone(),
-    ));
+    for (surface, _, listener) in admin_listeners {
+        tasks.spawn(admin::serve(
+            listener,
+            surface,
+            admin_state.clone(),
+            shutdown.clone(),
+        ));
+    }
     let threads = workers::spawn(http, https, tables.clone(), connections, shutdown.clone())
         .context("cannot start the proxy workers")?;
     for thread in threads {
@@ -124,16 +132,29 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         });
     }
-    info!(http = %http_addr, https = %https_addr, admin = %admin_addr, workers = config.workers, "vane is serving");
+    info!(http = %http_addr, https = %https_addr, admin = %admin_addr, metrics = %metrics_addr, debug = %debug_addr, workers = config.workers, "vane is serving");
     Ok(Running {
         http: http_addr,
         https: https_addr,
         admin: admin_addr,
+        metrics: metrics_addr,
+        debug: debug_addr,
         tables,
         admin_state,
         shutdown_delay: config.shutdown_delay,
         tasks,
     })
+}
+
+/// Binds the listener of one admin surface: (surface, bound address, listener).
+async fn bind_admin(
+    surface: Surface,
+    addr: SocketAddr,
+) -> anyhow::Result<(Surface, SocketAddr, TcpListener)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {} {addr}", surface.flag()))?;
+    Ok((surface, listener.local_addr()?, listener))
 }
 
 async fn start_manifests(

@@ -103,7 +103,7 @@ pub struct Args {
     #[arg(long, env = "VANE_DEFAULT_SSL_CERTIFICATE", value_name = "NS/NAME")]
     pub default_ssl_certificate: Option<String>,
 
-    /// Health, readiness and debug endpoints.
+    /// Health and readiness endpoints (/healthz, /readyz), for the kubelet's probes.
     #[arg(
         long,
         env = "VANE_ADMIN_ADDR",
@@ -111,6 +111,25 @@ pub struct Args {
         default_value = "127.0.0.1:9090"
     )]
     pub admin_addr: SocketAddr,
+
+    /// Prometheus metrics (/metrics).
+    #[arg(
+        long,
+        env = "VANE_METRICS_ADDR",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9091"
+    )]
+    pub metrics_addr: SocketAddr,
+
+    /// Debug endpoints (/debug/routes: hosts, paths, endpoint addresses, certificate subjects).
+    /// Keep it on loopback: anyone who can reach it reads the whole routing table.
+    #[arg(
+        long,
+        env = "VANE_DEBUG_ADDR",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub debug_addr: SocketAddr,
 
     /// Proxy worker threads (default: the number of CPUs).
     #[arg(long, env = "VANE_WORKERS", value_name = "N")]
@@ -256,7 +275,12 @@ pub struct Config {
     pub https_addr: SocketAddr,
     /// `--default-ssl-certificate` as (namespace, name).
     pub default_ssl_certificate: Option<(String, String)>,
+    /// `--admin-addr`: health and readiness.
     pub admin_addr: SocketAddr,
+    /// `--metrics-addr`: `/metrics`.
+    pub metrics_addr: SocketAddr,
+    /// `--debug-addr`: `/debug/routes`.
+    pub debug_addr: SocketAddr,
     pub workers: usize,
     pub log_format: LogFormat,
     pub shutdown_delay: Duration,
@@ -335,6 +359,8 @@ impl Args {
             https_addr: self.https_addr,
             default_ssl_certificate,
             admin_addr: self.admin_addr,
+            metrics_addr: self.metrics_addr,
+            debug_addr: self.debug_addr,
             workers,
             log_format: self.log_format,
             shutdown_delay: self.shutdown_delay,
@@ -407,6 +433,8 @@ mod tests {
         assert_eq!(config.https_addr, "0.0.0.0:8443".parse().unwrap());
         assert_eq!(config.default_ssl_certificate, None);
         assert_eq!(config.admin_addr, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(config.metrics_addr, "127.0.0.1:9091".parse().unwrap());
+        assert_eq!(config.debug_addr, "127.0.0.1:9092".parse().unwrap());
         assert_eq!(config.workers, 4);
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.shutdown_delay, Duration::from_secs(5));

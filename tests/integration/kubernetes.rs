@@ -21,6 +21,8 @@ use crate::support::wait::eventually;
 struct Vane {
     http: SocketAddr,
     admin: SocketAddr,
+    metrics: SocketAddr,
+    debug: SocketAddr,
     shutdown: CancellationToken,
     running: Option<Running>,
 }
@@ -58,6 +60,8 @@ impl Vane {
             https_addr: "127.0.0.1:0".parse().unwrap(),
             default_ssl_certificate: None,
             admin_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            debug_addr: "127.0.0.1:0".parse().unwrap(),
             // Two workers: two threads share the listeners (SO_REUSEPORT).
             workers: 2,
             log_format: LogFormat::Text,
@@ -74,6 +78,8 @@ impl Vane {
         Vane {
             http: running.http,
             admin: running.admin,
+            metrics: running.metrics,
+            debug: running.debug,
             shutdown,
             running: Some(running),
         }
@@ -240,7 +246,7 @@ async fn api_server_outage_keeps_traffic_and_410_gone_relists_to_converge() {
         ingress_lists() > lists_before,
         "410 Gone should have led to a relist"
     );
-    let metrics = get(&client(), vane.admin, "x", "/metrics").await.text();
+    let metrics = get(&client(), vane.metrics, "x", "/metrics").await.text();
     let samples = crate::metrics::parse_strictly(&metrics);
     let ingress = |family: &str| samples[&format!("{family}{{kind=\"Ingress\"}}")];
     assert!(ingress("vane_watch_lists_total") >= 2.0, "{metrics}");
@@ -282,7 +288,7 @@ async fn one_leader_writes_status_and_another_takes_over_when_it_stops() {
     let lease = api.get("Lease", Some("default"), "vane-leader").unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "vane-a");
     let leader_metric = |vane: &Vane| {
-        let addr = vane.admin;
+        let addr = vane.metrics;
         async move {
             let metrics = get(&client(), addr, "x", "/metrics").await.text();
             metrics
@@ -483,7 +489,7 @@ async fn backend_policy_conditions_are_written_and_attach_to_services() {
         .clone();
     assert_eq!(observed, generation);
 
-    let routes = get(&client(), vane.admin, "x", "/debug/routes")
+    let routes = get(&client(), vane.debug, "x", "/debug/routes")
         .await
         .json();
     assert_eq!(routes["backends"][0]["policy"], "default/older");

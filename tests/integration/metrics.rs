@@ -1,8 +1,8 @@
-//! `GET /metrics` on the admin listener of the built binary: both formats parse strictly, and
-//! the control-plane, connection and process metrics move with what vane does; and the admin
-//! listener's own connection bound.
+//! `GET /metrics` on the metrics listener of the built binary: both formats parse strictly, and
+//! the control-plane, connection and process metrics move with what vane does. And the admin
+//! listeners themselves: each path on exactly one of them, each with its own connection bound.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use http::{Request, StatusCode};
@@ -12,7 +12,7 @@ use vane::metrics::Metrics;
 use vane::proxy::{Connections, ServerLimits};
 
 use crate::support::binary::{write_atomically, Vane};
-use crate::support::client::{client, send, status_of};
+use crate::support::client::{client, get, send, status_of};
 use crate::support::fixtures::{docs, ingress, single_route};
 use crate::support::origin;
 use crate::support::proxy::TestProxy;
@@ -108,7 +108,7 @@ pub fn sample(samples: &BTreeMap<String, f64>, family: &str, labels: &str) -> f6
 }
 
 async fn scrape(vane: &Vane, accept: Option<&str>) -> (String, BTreeMap<String, f64>) {
-    let mut request = Request::get(format!("http://{}/metrics", vane.admin));
+    let mut request = Request::get(format!("http://{}/metrics", vane.metrics));
     if let Some(accept) = accept {
         request = request.header("accept", accept);
     }
@@ -198,7 +198,7 @@ async fn metrics_count_swaps_diagnostics_connections_and_the_process() {
     })
     .await;
     let (content_type, body) = {
-        let request = Request::get(format!("http://{}/metrics", vane.admin))
+        let request = Request::get(format!("http://{}/metrics", vane.metrics))
             .header(
                 "accept",
                 "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
@@ -244,19 +244,64 @@ async fn metrics_count_swaps_diagnostics_connections_and_the_process() {
     assert!(expiry > 1.7e9, "{samples:?}");
 }
 
-/// The admin listener serves a bounded number of connections: one more waits for a place,
-/// and gets it when one closes.
+/// Health, metrics and debug each have a listener of their own, and every path is answered on
+/// its listener only: scraping `/metrics` never reaches `/debug/routes`, and neither does
+/// anything that can reach the health port the kubelet probes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_listener_serves_a_bounded_number_of_connections() {
+async fn each_admin_path_is_served_on_its_own_listener_only() {
+    let origins = origin::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.yaml");
+    write_atomically(&routes, &single_route(&origins, Some("app.example.com")));
+    let vane = Vane::start(dir.path()).await;
+    let listeners = [
+        ("admin", vane.admin),
+        ("metrics", vane.metrics),
+        ("debug", vane.debug),
+    ];
+    let distinct: BTreeSet<_> = listeners.iter().map(|l| l.1).collect();
+    assert_eq!(distinct.len(), 3, "three addresses: {listeners:?}");
+    let client = client();
+    for (path, served_on) in [
+        ("/healthz", "admin"),
+        ("/readyz", "admin"),
+        ("/metrics", "metrics"),
+        ("/debug/routes", "debug"),
+    ] {
+        for (listener, addr) in listeners {
+            let expected = if listener == served_on {
+                StatusCode::OK
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            assert_eq!(
+                status_of(&client, addr, "x", path).await,
+                expected,
+                "{path} on the {listener} listener"
+            );
+        }
+    }
+    // What each serves is what it says it serves.
+    let routes = get(&client, vane.debug, "x", "/debug/routes").await;
+    assert_eq!(routes.json()["hosts"][0]["host"], "app.example.com");
+    let (_, samples) = scrape(&vane, None).await;
+    assert!(samples.contains_key("vane_table_generation"), "{samples:?}");
+}
+
+/// Each admin listener serves a bounded number of connections: one more waits for a place,
+/// and gets it when one closes. The bounds are per listener, so a flood of scrapes leaves the
+/// health probes answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_admin_listener_serves_a_bounded_number_of_connections() {
     let dir = tempfile::tempdir().unwrap();
     let vane = Vane::start(dir.path()).await;
     let mut held = Vec::new();
     for _ in 0..vane::admin::MAX_ADMIN_CONNECTIONS {
-        held.push(tokio::net::TcpStream::connect(vane.admin).await.unwrap());
+        held.push(tokio::net::TcpStream::connect(vane.metrics).await.unwrap());
     }
-    let mut waiting = tokio::net::TcpStream::connect(vane.admin).await.unwrap();
+    let mut waiting = tokio::net::TcpStream::connect(vane.metrics).await.unwrap();
     waiting
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();
@@ -265,6 +310,11 @@ async fn the_admin_listener_serves_a_bounded_number_of_connections() {
         waiting.read_to_end(&mut answer),
     );
     assert!(early.await.is_err(), "answered beyond the cap");
+    // The metrics listener is full; the kubelet's probes are not held up by it.
+    assert_eq!(
+        status_of(&client(), vane.admin, "x", "/healthz").await,
+        StatusCode::OK
+    );
     drop(held.pop());
     tokio::time::timeout(
         std::time::Duration::from_secs(5),

@@ -153,7 +153,7 @@ async fn malformed_manifests_are_reported_and_the_rest_keep_routing() {
         status_of(&client, vane.admin, "admin", "/readyz").await,
         StatusCode::OK
     );
-    let routes = get(&client, vane.admin, "admin", "/debug/routes")
+    let routes = get(&client, vane.debug, "debug", "/debug/routes")
         .await
         .json();
     let diagnostics = routes["diagnostics"].as_array().unwrap();
@@ -194,7 +194,7 @@ async fn malformed_manifests_are_reported_and_the_rest_keep_routing() {
         status_of(&client, vane.http, "after.example.com", "/").await,
         StatusCode::OK
     );
-    let routes = get(&client, vane.admin, "admin", "/debug/routes")
+    let routes = get(&client, vane.debug, "debug", "/debug/routes")
         .await
         .json();
     assert!(routes["generation"].as_u64().unwrap() > generation);
@@ -241,7 +241,13 @@ async fn missing_manifests_directory_stops_vane_with_a_clear_error() {
             "/nonexistent/vane-manifests",
             "--http-addr",
             "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
             "--admin-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--debug-addr",
             "127.0.0.1:0",
         ])
         .output()
@@ -363,7 +369,7 @@ async fn a_change_to_one_of_many_files_reaches_traffic_and_old_errors_stay_quiet
     );
 
     // The broken file did not change: none of the reloads logged it again.
-    let generation = get(&client, vane.admin, "admin", "/debug/routes")
+    let generation = get(&client, vane.debug, "debug", "/debug/routes")
         .await
         .json()["generation"]
         .as_u64()

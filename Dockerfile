@@ -48,8 +48,9 @@ LABEL org.opencontainers.image.title="vane" \
       org.opencontainers.image.base.name="gcr.io/distroless/cc-debian12:nonroot" \
       org.opencontainers.image.documentation="charts/vane/README.md"
 COPY --from=build /vane /vane
-# 8080: plain HTTP (--http-addr); 8443: HTTPS (--https-addr); 9090: health, readiness, debug
-# (--admin-addr). All unprivileged: the image needs no capability.
-EXPOSE 8080 8443 9090
+# 8080: plain HTTP (--http-addr); 8443: HTTPS (--https-addr); 9090: health and readiness
+# (--admin-addr); 9091: metrics (--metrics-addr). Not 9092: /debug/routes (--debug-addr) belongs
+# on loopback. All unprivileged: the image needs no capability.
+EXPOSE 8080 8443 9090 9091
 USER 65532:65532
 ENTRYPOINT ["/vane"]

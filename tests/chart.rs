@@ -898,6 +898,8 @@ fn container_args_follow_the_values() {
             "--http-addr=0.0.0.0:8080",
             "--https-addr=0.0.0.0:8443",
             "--admin-addr=0.0.0.0:9090",
+            "--metrics-addr=127.0.0.1:9091",
+            "--debug-addr=127.0.0.1:9092",
             "--lease-name=vane-leader",
             "--lease-namespace=vane",
             "--shutdown-delay=5s",
@@ -1064,16 +1066,16 @@ fn each_values_file_renders_what_it_asks_for() {
     assert_eq!(node_ports, [Some(30080), Some(30443)]);
     assert!(nodeport.pod_disruption_budgets.is_empty());
 
-    // Metrics: a Service on the admin port, and a ServiceMonitor for /metrics.
+    // Metrics: a Service on the metrics port, and a ServiceMonitor for /metrics.
     let metrics = rendered("metrics");
     let service = metrics.service("vane-metrics").spec.as_ref().unwrap();
-    let admin = &service.ports.as_ref().unwrap()[0];
+    let port = &service.ports.as_ref().unwrap()[0];
     assert_eq!(
-        (admin.name.as_deref(), admin.port, admin.target_port.clone()),
+        (port.name.as_deref(), port.port, port.target_port.clone()),
         (
-            Some("admin"),
-            9090,
-            Some(IntOrString::String("admin".into()))
+            Some("metrics"),
+            9091,
+            Some(IntOrString::String("metrics".into()))
         )
     );
     assert_eq!(metrics.service_monitors[0].endpoints[0]["interval"], "15s");
@@ -1318,7 +1320,8 @@ fn notes_show_a_first_ingress_and_where_to_look() {
         "status.loadBalancer",
         "kubectl get backendpolicies",
         "/debug/routes",
-        "port-forward --namespace vane deployment/vane 9090:9090",
+        "port-forward --namespace vane deployment/vane 9092:9092",
+        "curl http://127.0.0.1:9092/debug/routes",
     ] {
         assert!(
             notes.contains(expected),
@@ -1749,12 +1752,13 @@ fn network_policy_opens_the_proxy_ports_and_little_else() {
         spec.policy_types,
         Some(vec!["Ingress".to_owned(), "Egress".to_owned()])
     );
-    // Ingress: the proxy ports from anywhere; admin only from Prometheus in "monitoring".
+    // Ingress: the proxy ports from anywhere; metrics only from Prometheus in "monitoring";
+    // no rule for the admin port (the kubelet probes from the node).
     let ingress = spec.ingress.as_ref().unwrap();
     assert_eq!(ingress.len(), 2);
     assert_eq!(ingress[0].from, None, "clients come from anywhere");
     assert_eq!(ports(&ingress[0].ports), [port("http"), port("https")]);
-    assert_eq!(ports(&ingress[1].ports), [port("admin")]);
+    assert_eq!(ports(&ingress[1].ports), [port("metrics")]);
     let from = &ingress[1].from.as_ref().unwrap()[0];
     assert_eq!(
         from.namespace_selector,
@@ -1781,7 +1785,7 @@ fn network_policy_opens_the_proxy_ports_and_little_else() {
     assert_eq!(cidrs(&egress[2].to), ["10.244.0.0/16", "192.0.2.0/24"]);
     assert_eq!(egress[2].ports, None, "backends listen on any port");
 
-    // Enabled with the defaults: no namespace reaches admin; the backends are every pod.
+    // Enabled with the defaults: no namespace reaches metrics; the backends are every pod.
     let plain = render_with(r#"{"networkPolicy": {"enabled": true}}"#);
     let spec = plain.network_policies[0].spec.as_ref().unwrap();
     let ingress = spec.ingress.as_ref().unwrap();
@@ -1802,6 +1806,113 @@ fn network_policy_opens_the_proxy_ports_and_little_else() {
     );
 }
 
+/// The address of a `--flag=HOST:PORT` container arg.
+fn bound(r: &Rendered, flag: &str) -> std::net::SocketAddr {
+    let value = r.arg(flag).unwrap_or_else(|| panic!("no {flag}"));
+    value
+        .parse()
+        .unwrap_or_else(|e| panic!("{flag}={value}: {e}"))
+}
+
+#[test]
+fn health_metrics_and_debug_listen_apart_and_debug_only_on_loopback() {
+    for (combination, r) in renders() {
+        let admin = bound(r, "--admin-addr");
+        let metrics = bound(r, "--metrics-addr");
+        let debug = bound(r, "--debug-addr");
+        let distinct = BTreeSet::from([admin.port(), metrics.port(), debug.port()]);
+        assert_eq!(distinct.len(), 3, "{combination}: three ports");
+        let container_ports: BTreeMap<String, i32> = r
+            .container()
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone().unwrap(), p.container_port))
+            .collect();
+        // Health on every pod address, where the kubelet probes it.
+        assert!(admin.ip().is_unspecified(), "{combination}: {admin}");
+        assert_eq!(container_ports["admin"], i32::from(admin.port()));
+        // Debug on loopback, always: no container port, Service or policy names it.
+        assert!(debug.ip().is_loopback(), "{combination}: {debug}");
+        assert!(
+            !container_ports
+                .values()
+                .any(|p| *p == i32::from(debug.port())),
+            "{combination}"
+        );
+        // Metrics on the pod network exactly when there is a metrics Service to reach it.
+        let is_metrics = |service: &&Service| {
+            let labels = service.metadata.labels.as_ref().unwrap();
+            labels
+                .get("app.kubernetes.io/component")
+                .map(String::as_str)
+                == Some("metrics")
+        };
+        let metrics_service = r.services.iter().find(is_metrics);
+        match container_ports.get("metrics") {
+            Some(port) => {
+                assert!(metrics.ip().is_unspecified(), "{combination}: {metrics}");
+                assert_eq!(*port, i32::from(metrics.port()), "{combination}");
+                assert!(metrics_service.is_some(), "{combination}");
+            }
+            None => {
+                assert!(metrics.ip().is_loopback(), "{combination}: {metrics}");
+                assert!(metrics_service.is_none(), "{combination}");
+            }
+        }
+        // No Service exposes the admin port, and the metrics Service only the metrics port.
+        for service in &r.services {
+            let targets: Vec<IntOrString> = service
+                .spec
+                .iter()
+                .flat_map(|spec| spec.ports.iter().flatten())
+                .filter_map(|p| p.target_port.clone())
+                .collect();
+            assert!(!targets.contains(&IntOrString::String("admin".into())));
+            if is_metrics(&service) {
+                assert_eq!(targets, [IntOrString::String("metrics".into())]);
+            }
+        }
+        for monitor in &r.service_monitors {
+            assert!(monitor.endpoints.iter().all(|e| e["port"] == "metrics"));
+        }
+        // A NetworkPolicy opens neither the admin port nor the debug port to anyone.
+        for policy in &r.network_policies {
+            for rule in policy.spec.iter().flat_map(|s| s.ingress.iter().flatten()) {
+                for port in rule.ports.iter().flatten() {
+                    let port = port.port.clone().unwrap();
+                    assert!(
+                        ![
+                            IntOrString::String("admin".into()),
+                            IntOrString::Int(i32::from(admin.port())),
+                            IntOrString::Int(i32::from(debug.port())),
+                        ]
+                        .contains(&port),
+                        "{combination}: {port:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(
+        bound(rendered("metrics"), "--metrics-addr").to_string(),
+        "0.0.0.0:9091"
+    );
+    assert_eq!(
+        bound(rendered("defaults"), "--metrics-addr").to_string(),
+        "127.0.0.1:9091"
+    );
+    // Nothing may point at a metrics port that is not on the pod network.
+    render_fails(
+        r#"{"metrics": {"serviceMonitor": {"enabled": true}}}"#,
+        "metrics.serviceMonitor.enabled needs metrics.enabled",
+    );
+    render_fails(
+        r#"{"networkPolicy": {"enabled": true, "metrics": {"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}}}"#,
+        "networkPolicy.metrics.namespaceSelector opens the metrics port",
+    );
+}
+
 #[test]
 fn the_image_exposes_the_chart_ports_and_ships_a_stripped_labelled_binary() {
     let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).unwrap();
@@ -1809,24 +1920,22 @@ fn the_image_exposes_the_chart_ports_and_ships_a_stripped_labelled_binary() {
         .lines()
         .filter(|line| !line.trim_start().starts_with('#'))
         .collect();
-    // EXPOSE lists exactly the container ports the chart declares.
+    // EXPOSE lists exactly the container ports the chart may declare.
     let exposed: BTreeSet<i32> = instructions
         .iter()
         .filter_map(|line| line.strip_prefix("EXPOSE "))
         .flat_map(|ports| ports.split_whitespace().map(|p| p.parse::<i32>().unwrap()))
         .collect();
-    let declared: BTreeSet<i32> = rendered("defaults")
-        .container()
-        .ports
+    let declared: BTreeSet<i32> = renders()
         .iter()
-        .flatten()
+        .flat_map(|(_, r)| r.container().ports.clone().unwrap_or_default())
         .map(|p| p.container_port)
         .collect();
     assert_eq!(
         exposed, declared,
         "Dockerfile EXPOSE vs the chart's containerPorts"
     );
-    assert_eq!(declared, BTreeSet::from([8080, 8443, 9090]));
+    assert_eq!(declared, BTreeSet::from([8080, 8443, 9090, 9091]));
     // The runtime image gets the binary without its debug info (split off, not thrown away).
     let code = instructions.join("\n");
     assert!(

@@ -217,7 +217,7 @@ async fn start_kubernetes(
     let (changes_tx, mut changes) = mpsc::channel(1);
     let stores = k8s::watch::start(
         &client,
-        settings.watch_namespace.as_deref(),
+        &settings.watch_namespaces,
         changes_tx,
         shutdown,
         tasks,

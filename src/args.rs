@@ -45,9 +45,14 @@ pub struct Args {
     #[arg(long, env = "VANE_CONTROLLER_NAME", value_name = "NAME", default_value = DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
 
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "VANE_WATCH_NAMESPACE", value_name = "NS")]
-    pub watch_namespace: Option<String>,
+    /// Watch only these namespaces (comma-separated; default: all namespaces).
+    #[arg(
+        long,
+        env = "VANE_WATCH_NAMESPACE",
+        value_name = "NS[,NS]",
+        value_delimiter = ','
+    )]
+    pub watch_namespace: Vec<String>,
 
     /// Write this Service's address into the status of our Ingresses.
     #[arg(
@@ -308,19 +313,18 @@ impl Args {
                 None => return Err(ConfigError::PublishService(service)),
             },
             (None, addresses) => {
-                let addresses: Vec<String> = addresses
-                    .into_iter()
-                    .map(|a| a.trim().to_owned())
-                    .filter(|a| !a.is_empty())
-                    .collect();
+                let addresses = non_empty(addresses);
                 (!addresses.is_empty()).then_some(Publish::Addresses(addresses))
             }
         };
+        let mut watch_namespaces = non_empty(self.watch_namespace);
+        watch_namespaces.sort();
+        watch_namespaces.dedup();
         let source = match self.manifests {
             Some(dir) => Source::Manifests(dir),
             None => Source::Kubernetes(KubeSettings {
                 kubeconfig: self.kubeconfig,
-                watch_namespace: self.watch_namespace.filter(|ns| !ns.is_empty()),
+                watch_namespaces,
                 publish,
                 lease: LeaseSettings::new(
                     self.lease_name,
@@ -382,6 +386,15 @@ pub fn log_directives(rust_log: Option<String>) -> String {
     } else {
         format!("{directives},rustls=error")
     }
+}
+
+/// The items of a comma-separated list flag, trimmed, without empty ones.
+fn non_empty(items: Vec<String>) -> Vec<String> {
+    items
+        .into_iter()
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect()
 }
 
 /// `NAMESPACE/NAME`, both non-empty.
@@ -533,7 +546,7 @@ mod tests {
     fn kubernetes_source_defaults() {
         let settings = kube(&[], &env());
         assert_eq!(settings.kubeconfig, None);
-        assert_eq!(settings.watch_namespace, None);
+        assert_eq!(settings.watch_namespaces, Vec::<String>::new());
         assert_eq!(settings.publish, None);
         assert_eq!(settings.lease.name, "vane-leader");
         assert_eq!(settings.lease.namespace, "default");
@@ -549,6 +562,22 @@ mod tests {
         assert_eq!(settings.lease.identity, "vane-abc");
         let settings = kube(&["--lease-namespace", "other"], &pod);
         assert_eq!(settings.lease.namespace, "other");
+    }
+
+    #[test]
+    fn watch_namespace_is_a_list_without_repeats_or_blanks() {
+        let namespaces = |args: &[&str]| kube(args, &env()).watch_namespaces;
+        assert_eq!(namespaces(&["--watch-namespace", "shop"]), ["shop"]);
+        assert_eq!(
+            namespaces(&["--watch-namespace", "shop, blog,,shop"]),
+            ["blog", "shop"]
+        );
+        assert_eq!(
+            namespaces(&["--watch-namespace=a", "--watch-namespace=b"]),
+            ["a", "b"]
+        );
+        // Empty, as an unset chart value renders it: every namespace.
+        assert_eq!(namespaces(&["--watch-namespace="]), Vec::<String>::new());
     }
 
     #[test]

@@ -30,8 +30,10 @@ pub use watch::Stores;
 pub struct KubeSettings {
     /// `--kubeconfig`; without it, in-cluster config, then `$KUBECONFIG` / `~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
-    /// `--watch-namespace`: only this namespace's Ingresses, Services, ... are read.
-    pub watch_namespace: Option<String>,
+    /// `--watch-namespace`: only these namespaces' Ingresses, Services, ... are read, each by
+    /// watches of its own. Empty: all namespaces. Sorted, without repeats (a namespace watched
+    /// twice would put each of its objects into the snapshot twice).
+    pub watch_namespaces: Vec<String>,
     pub publish: Option<Publish>,
     pub lease: LeaseSettings,
 }

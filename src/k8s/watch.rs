@@ -1,5 +1,9 @@
 //! Watches with reflector stores for every kind vane reads.
 //!
+//! Namespaced kinds are watched in all namespaces, or in each namespace `--watch-namespace`
+//! lists: one watch and one store per namespace and kind ([`ScopedStore`]), since a field
+//! selector cannot name several namespaces, and RBAC may grant only those namespaces.
+//!
 //! Each kind is listed and then watched by kube-runtime's watcher, which relists on `410 Gone`
 //! and retries failures with a capped, jittered backoff ([`ReconnectBackoff`]); while it does,
 //! the store keeps its last state, so traffic is served from the last table. Objects that fail to deserialize are logged by name and left
@@ -16,7 +20,7 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::core::{DeserializeGuard, NamespaceResourceScope};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
@@ -63,12 +67,36 @@ impl WatchStats {
 #[derive(Clone)]
 pub struct Stores {
     pub ingress_classes: Store<IngressClass>,
-    pub ingresses: Store<Ingress>,
-    pub services: Store<Service>,
-    pub endpoint_slices: Store<EndpointSlice>,
-    pub secrets: Store<Secret>,
-    pub backend_policies: Store<BackendPolicy>,
+    pub ingresses: ScopedStore<Ingress>,
+    pub services: ScopedStore<Service>,
+    pub endpoint_slices: ScopedStore<EndpointSlice>,
+    pub secrets: ScopedStore<Secret>,
+    pub backend_policies: ScopedStore<BackendPolicy>,
     pub stats: Arc<WatchStats>,
+}
+
+/// A namespaced kind's objects in the watched namespaces: one reflector store per namespace
+/// (or a single one for all). The stores cannot be shared: a relist replaces its store's whole
+/// content, and would drop the other namespaces' objects.
+#[derive(Clone)]
+pub struct ScopedStore<K: Resource<DynamicType = ()> + 'static>(Vec<Store<K>>);
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> ScopedStore<K> {
+    /// Every object of every watched namespace.
+    pub fn state(&self) -> Vec<Arc<K>> {
+        self.0.iter().flat_map(Store::state).collect()
+    }
+
+    /// The object `key` names, if its namespace is watched and it exists.
+    pub fn get(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.0.iter().find_map(|store| store.get(key))
+    }
+
+    /// Resolves once the watch of every namespace has listed once.
+    async fn wait_until_ready(&self) {
+        // Errors mean the writer was dropped, i.e. the watch task ended: nothing to wait for.
+        futures_util::future::join_all(self.0.iter().map(Store::wait_until_ready)).await;
+    }
 }
 
 impl Stores {
@@ -98,116 +126,99 @@ impl Stores {
     }
 }
 
-/// Starts a watch per kind. Each change (after the initial list, each applied or deleted
-/// object, each relist) sends a signal on `changes`. `namespace` narrows namespaced kinds.
+/// Starts the watches: one per cluster-scoped kind, and one per namespaced kind and watched
+/// namespace (`namespaces`; all namespaces when empty). Each change (after the initial list,
+/// each applied or deleted object, each relist) sends a signal on `changes`.
 pub fn start(
     client: &Client,
-    namespace: Option<&str>,
+    namespaces: &[String],
     changes: mpsc::Sender<()>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Stores {
-    let namespaced = |client: &Client| -> NamespacedApi {
-        NamespacedApi(client.clone(), namespace.map(str::to_owned))
-    };
-    let api = namespaced(client);
     let stats = Arc::new(WatchStats::default());
+    let mut watches = Watches {
+        client,
+        namespaces,
+        changes: &changes,
+        stats: &stats,
+        shutdown,
+        tasks,
+    };
+    let all = watcher::Config::default;
     Stores {
-        ingress_classes: spawn(
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            &changes,
-            &stats,
-            shutdown,
-            tasks,
-        ),
-        ingresses: spawn(
-            api.get(),
-            watcher::Config::default(),
-            &changes,
-            &stats,
-            shutdown,
-            tasks,
-        ),
-        services: spawn(
-            api.get(),
-            watcher::Config::default(),
-            &changes,
-            &stats,
-            shutdown,
-            tasks,
-        ),
-        endpoint_slices: spawn(
-            api.get(),
-            watcher::Config::default(),
-            &changes,
-            &stats,
-            shutdown,
-            tasks,
-        ),
-        secrets: spawn(
-            api.get(),
-            watcher::Config::default().fields(&format!("type={TLS_SECRET_TYPE}")),
-            &changes,
-            &stats,
-            shutdown,
-            tasks,
-        ),
-        backend_policies: spawn(
-            api.get(),
-            watcher::Config::default(),
-            &changes,
-            &stats,
-            shutdown,
-            tasks,
-        ),
-        stats,
+        ingress_classes: watches.spawn(Api::all(client.clone()), all()),
+        ingresses: watches.scoped(all()),
+        services: watches.scoped(all()),
+        endpoint_slices: watches.scoped(all()),
+        secrets: watches.scoped(all().fields(&format!("type={TLS_SECRET_TYPE}"))),
+        backend_policies: watches.scoped(all()),
+        stats: stats.clone(),
     }
 }
 
-/// Builds `Api`s for namespaced kinds: one namespace, or all.
-struct NamespacedApi(Client, Option<String>);
+/// What every watch task shares.
+struct Watches<'a> {
+    client: &'a Client,
+    /// The watched namespaces; all when empty.
+    namespaces: &'a [String],
+    changes: &'a mpsc::Sender<()>,
+    stats: &'a Arc<WatchStats>,
+    shutdown: &'a CancellationToken,
+    tasks: &'a mut JoinSet<()>,
+}
 
-impl NamespacedApi {
-    fn get<K>(&self) -> Api<DeserializeGuard<K>>
+impl Watches<'_> {
+    /// Watches a namespaced kind in each watched namespace.
+    fn scoped<K>(&mut self, config: watcher::Config) -> ScopedStore<K>
     where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + DeserializeOwned
+            + Clone
+            + Default
+            + Debug
+            + Send
+            + Sync
+            + 'static,
     {
-        match &self.1 {
-            Some(namespace) => Api::namespaced(self.0.clone(), namespace),
-            None => Api::all(self.0.clone()),
-        }
+        let apis: Vec<Api<DeserializeGuard<K>>> = if self.namespaces.is_empty() {
+            vec![Api::all(self.client.clone())]
+        } else {
+            let client = self.client;
+            let namespaces = self.namespaces.iter();
+            namespaces
+                .map(|namespace| Api::namespaced(client.clone(), namespace))
+                .collect()
+        };
+        ScopedStore(
+            apis.into_iter()
+                .map(|api| self.spawn(api, config.clone()))
+                .collect(),
+        )
     }
-}
 
-fn spawn<K>(
-    api: Api<DeserializeGuard<K>>,
-    config: watcher::Config,
-    changes: &mpsc::Sender<()>,
-    stats: &Arc<WatchStats>,
-    shutdown: &CancellationToken,
-    tasks: &mut JoinSet<()>,
-) -> Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + Default
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Eq + Hash + Clone,
-{
-    let (reader, writer) = reflector::store::<K>();
-    let kind = K::kind(&()).into_owned();
-    let events = watcher::watcher(api, config)
-        .backoff(ReconnectBackoff::new())
-        .filter_map(move |event| ready(unguard(event)));
-    let changes = changes.clone();
-    let shutdown = shutdown.clone();
-    let stats = stats.clone();
-    tasks.spawn(async move {
+    /// Watches `api` into a store of its own, in a task.
+    fn spawn<K>(&mut self, api: Api<DeserializeGuard<K>>, config: watcher::Config) -> Store<K>
+    where
+        K: Resource<DynamicType = ()>
+            + DeserializeOwned
+            + Clone
+            + Default
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Eq + Hash + Clone,
+    {
+        let (reader, writer) = reflector::store::<K>();
+        let kind = K::kind(&()).into_owned();
+        let events = watcher::watcher(api, config)
+            .backoff(ReconnectBackoff::new())
+            .filter_map(move |event| ready(unguard(event)));
+        let changes = self.changes.clone();
+        let shutdown = self.shutdown.clone();
+        let stats = self.stats.clone();
+        self.tasks.spawn(async move {
         let mut stream = std::pin::pin!(reflector::reflector(writer, events));
         loop {
             let event = tokio::select! {
@@ -232,7 +243,8 @@ where
         }
         debug!(kind, "watch ended");
     });
-    reader
+        reader
+    }
 }
 
 /// Unwraps objects that deserialized; logs and drops the rest. A modified object that no

@@ -47,7 +47,7 @@ impl Vane {
         };
         let mut settings = KubeSettings {
             kubeconfig: Some(api.write_kubeconfig(dir)),
-            watch_namespace: None,
+            watch_namespaces: Vec::new(),
             publish: None,
             lease,
         };
@@ -495,43 +495,60 @@ async fn backend_policy_conditions_are_written_and_attach_to_services() {
     assert_eq!(routes["backends"][0]["policy"], "default/older");
 }
 
+/// `--watch-namespace team-a,team-b`, given to the binary: vane lists and watches each
+/// namespaced kind in exactly those two namespaces, one watch each, routes their Ingresses, and
+/// never requests anything of team-c (RBAC may grant only the listed namespaces).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_namespace_limits_what_is_read() {
+async fn watch_namespace_list_reads_exactly_those_namespaces() {
     let origins = origin::start(1).await;
     let api = ApiServer::start().await;
-    let in_namespace = |yaml: String, namespace: &str| {
-        yaml.replace("namespace: default", &format!("namespace: {namespace}"))
-    };
-    api.apply_yaml(&docs(&[
-        INGRESS_CLASS.to_string(),
-        in_namespace(backend("app", origins.port, &origins.ips()), "team-a"),
-        in_namespace(ingress("a", Some("a.example.com"), "/", "app"), "team-a"),
-        in_namespace(backend("app", origins.port, &origins.ips()), "team-b"),
-        in_namespace(ingress("b", Some("b.example.com"), "/", "app"), "team-b"),
-    ]));
+    let mut objects = vec![INGRESS_CLASS.to_string()];
+    for team in ["a", "b", "c"] {
+        let in_namespace =
+            |yaml: String| yaml.replace("namespace: default", &format!("namespace: team-{team}"));
+        let host = format!("{team}.example.com");
+        objects.push(in_namespace(backend("app", origins.port, &origins.ips())));
+        objects.push(in_namespace(ingress(team, Some(&host), "/", "app")));
+    }
+    api.apply_yaml(&docs(&objects));
     let dir = tempfile::tempdir().unwrap();
-    let vane = Vane::start_with(&api, dir.path(), "a", |settings| {
-        settings.watch_namespace = Some("team-a".into())
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    let vane = crate::support::binary::Vane::start_with(&[
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+        "--watch-namespace".as_ref(),
+        "team-a,team-b".as_ref(),
+    ])
+    .await;
+    let client = client();
+    let status = |host: &'static str| status_of(&client, vane.http, host, "/");
+    eventually("team-a and team-b are routed", || async {
+        status("a.example.com").await == StatusCode::OK
+            && status("b.example.com").await == StatusCode::OK
     })
     .await;
-    eventually("team-a is routed", || async {
-        status(&vane, "a.example.com").await == StatusCode::OK
-    })
-    .await;
-    assert_eq!(status(&vane, "b.example.com").await, StatusCode::NOT_FOUND);
-    // Namespaced kinds were only ever requested within team-a.
-    let outside = api.count_requests(|_, path| {
-        [
-            "ingresses",
-            "services",
-            "endpointslices",
-            "secrets",
-            "backendpolicies",
-        ]
-        .iter()
-        .any(|plural| path.contains(&format!("/{plural}")) && !path.contains("/namespaces/team-a/"))
-    });
-    assert_eq!(outside, 0);
+    assert_eq!(status("c.example.com").await, StatusCode::NOT_FOUND);
+    for plural in [
+        "ingresses",
+        "services",
+        "endpointslices",
+        "secrets",
+        "backendpolicies",
+    ] {
+        for namespace in ["team-a", "team-b"] {
+            let listed = api.count_requests(|method, path| {
+                method == http::Method::GET
+                    && path.contains(&format!("/namespaces/{namespace}/{plural}?"))
+            });
+            assert!(listed > 0, "{plural} of {namespace} never requested");
+        }
+        let elsewhere = api.count_requests(|_, path| {
+            path.contains(&format!("/{plural}"))
+                && !path.contains("/namespaces/team-a/")
+                && !path.contains("/namespaces/team-b/")
+        });
+        assert_eq!(elsewhere, 0, "{plural} requested outside team-a and team-b");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -586,7 +603,7 @@ async fn watches_reconnect_within_5s_of_the_api_server_returning_after_a_long_ou
     let (changes, _changed) = tokio::sync::mpsc::channel(1);
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let stores = vane::k8s::watch::start(&client, None, changes, &shutdown, &mut tasks);
+    let stores = vane::k8s::watch::start(&client, &[], changes, &shutdown, &mut tasks);
     stores.wait_until_ready().await;
 
     api.stop().await;

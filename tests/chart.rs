@@ -791,9 +791,9 @@ fn cluster_rbac_is_exactly_the_documented_set() {
 }
 
 #[test]
-fn watch_namespace_rbac_is_a_role_there_plus_an_ingressclass_clusterrole() {
+fn watch_namespace_rbac_is_a_role_in_each_namespace_plus_an_ingressclass_clusterrole() {
     let r = rendered("watch-namespace");
-    assert_eq!(r.arg("--watch-namespace").as_deref(), Some("shop"));
+    assert_eq!(r.arg("--watch-namespace").as_deref(), Some("shop,blog"));
     let documented = grants(&documented_cluster_rules());
 
     // IngressClasses are cluster-scoped: a ClusterRole for them, and for nothing else.
@@ -805,19 +805,21 @@ fn watch_namespace_rbac_is_a_role_there_plus_an_ingressclass_clusterrole() {
         .cloned()
         .collect();
     assert_eq!(cluster, ingress_classes);
-    // Everything else in the watched namespace: together exactly the documented set.
-    let namespaced = grants(rules_of(find_role(r, "shop", "vane")));
-    assert_eq!(
-        &cluster | &namespaced,
-        documented,
-        "ClusterRole plus Role must grant exactly README.md's rules"
-    );
-    assert!(cluster.is_disjoint(&namespaced));
+    // Everything else in each watched namespace: together exactly the documented set.
+    for namespace in ["shop", "blog"] {
+        let namespaced = grants(rules_of(find_role(r, namespace, "vane")));
+        assert_eq!(
+            &cluster | &namespaced,
+            documented,
+            "ClusterRole plus the Role in {namespace} must grant exactly README.md's rules"
+        );
+        assert!(cluster.is_disjoint(&namespaced));
+    }
     assert_eq!(
         rules_of(find_role(r, NAMESPACE, "vane-leader-election")),
         &documented_lease_rules("vane-leader")[..]
     );
-    // The published Service (the chart's, in the release namespace) is outside "shop": vane
+    // The published Service (the chart's, in the release namespace) is outside both: vane
     // may read that one Service there, and nothing more.
     assert_eq!(r.arg("--publish-service").as_deref(), Some("vane/vane"));
     let publish = find_role(r, NAMESPACE, "vane-publish-service");
@@ -828,18 +830,53 @@ fn watch_namespace_rbac_is_a_role_there_plus_an_ingressclass_clusterrole() {
         Some("vane".to_owned()),
     )]);
     assert_eq!(grants(rules_of(publish)), expected);
-    assert_eq!(r.roles.len(), 3);
+    // Two watched namespaces, the lease, the published Service; nowhere else.
+    let role_namespaces: BTreeSet<_> = r
+        .roles
+        .iter()
+        .map(|role| role.metadata.namespace.clone().unwrap())
+        .collect();
+    assert_eq!(
+        role_namespaces,
+        BTreeSet::from(["blog", "shop", NAMESPACE].map(String::from))
+    );
+    assert_eq!(r.roles.len(), 4);
 
-    // Watching the release namespace itself: its Role covers the published Service.
-    let same = render_with(r#"{"controller": {"watchNamespace": "vane"}}"#);
-    assert_eq!(same.roles.len(), 2, "the watch Role and the lease Role");
+    // One namespace as a plain string, as the value used to be: the same as a list of one.
+    let single = render_with(r#"{"controller": {"watchNamespace": "shop"}}"#);
+    assert_eq!(single.arg("--watch-namespace").as_deref(), Some("shop"));
+    let listed = render_with(r#"{"controller": {"watchNamespace": ["shop"]}}"#);
+    assert_eq!(single.objects, listed.objects);
+    assert_eq!(single.roles.len(), 3);
+    find_role(&single, "shop", "vane");
+    // An empty string or list: every namespace, one ClusterRole.
+    for all in [r#""""#, "[]"] {
+        let r = render_with(&format!(r#"{{"controller": {{"watchNamespace": {all}}}}}"#));
+        assert_eq!(r.arg("--watch-namespace"), None, "{all}");
+        assert_eq!(r.roles.len(), 1, "{all}: only the lease Role");
+    }
+    // Watching the release namespace too: its Role covers the published Service.
+    let same = render_with(r#"{"controller": {"watchNamespace": ["shop", "vane"]}}"#);
+    assert_eq!(same.roles.len(), 3, "two watch Roles and the lease Role");
     find_role(&same, NAMESPACE, "vane");
     // No status publishing: no extra Role.
     let none = render_with(
-        r#"{"controller": {"watchNamespace": "shop", "publishService": {"enabled": false}}}"#,
+        r#"{"controller": {"watchNamespace": ["shop"], "publishService": {"enabled": false}}}"#,
     );
     assert_eq!(none.roles.len(), 2);
     assert_eq!(none.arg("--publish-service"), None);
+    // Names that are not namespaces, a namespace twice, or a comma list in a string: refused.
+    for bad in [
+        r#""shop,blog""#,
+        r#"["shop", "shop"]"#,
+        r#"[""]"#,
+        r#"["Shop"]"#,
+    ] {
+        render_fails(
+            &format!(r#"{{"controller": {{"watchNamespace": {bad}}}}}"#),
+            "/controller/watchNamespace",
+        );
+    }
 }
 
 #[test]
@@ -1426,6 +1463,17 @@ fn notes_describe_the_default_certificate_flag_vane_has() {
     assert_eq!(
         r.arg("--default-ssl-certificate").as_deref(),
         Some("shop/wildcard")
+    );
+    // With a list, any of its namespaces will do.
+    let listed = r#"{"controller": {"defaultSSLCertificate": "blog/wildcard", "watchNamespace": ["shop", "blog"]}}"#;
+    let r = render_with(listed);
+    assert_eq!(
+        r.arg("--default-ssl-certificate").as_deref(),
+        Some("blog/wildcard")
+    );
+    render_fails(
+        r#"{"controller": {"defaultSSLCertificate": "vane/wildcard", "watchNamespace": ["shop", "blog"]}}"#,
+        r#"is outside controller.watchNamespace ["shop","blog"]"#,
     );
 }
 

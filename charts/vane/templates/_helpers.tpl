@@ -65,6 +65,18 @@ app.kubernetes.io/component: controller
 {{- end }}
 {{- end }}
 
+{{/*
+The namespaces vane watches (`--watch-namespace`), as a JSON list (read it back with
+fromJsonArray): controller.watchNamespace is a list, or one name as a string; empty: all.
+*/}}
+{{- define "vane.watchNamespaces" -}}
+{{- $namespaces := .Values.controller.watchNamespace }}
+{{- if kindIs "string" $namespaces }}
+{{- $namespaces = compact (list $namespaces) }}
+{{- end }}
+{{- toJson $namespaces }}
+{{- end }}
+
 {{/* The Lease name (`--lease-name`). */}}
 {{- define "vane.leaseName" -}}
 {{- default (printf "%s-leader" (include "vane.fullname" .)) .Values.controller.leaseName }}

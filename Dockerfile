@@ -1,12 +1,13 @@
 # syntax=docker/dockerfile:1
 # The vane image: a release build on the Rust image, then only the stripped binary on distroless.
 #
-#   make image                                  # docker or podman, tagged vane:<version>
-#   docker build -t vane:0.1.0 .                # the same by hand
+#   make image                                  # docker or podman, tagged as the chart's default
+#   docker build -t ghcr.io/vane-dev/vane:0.1.0 .   # the same by hand
 #   docker build --target debug-info --output type=local,dest=target/image .
 #                                               # the split-off debug info, for symbolizing
 #
-# The chart (charts/vane) runs it as user 65532 with a read-only root filesystem.
+# The chart (charts/vane) runs it as user 65532 with a read-only root filesystem. Releases are
+# built for linux/amd64 and linux/arm64 and pushed by .github/workflows/release.yml.
 #
 # Base images are pinned by tag, not yet by digest: the digests could not be looked up where
 # this file was written (no registry access). To pin, resolve each tag once

@@ -57,10 +57,12 @@ chart:
 	done
 	@echo "rendered into target/chart/: $$(cd target/chart && ls | tr '\n' ' ')"
 
-# The container image (Dockerfile), with docker or podman, whichever is here and running;
-# IMAGE=REGISTRY/vane:TAG to name it. Says so, and fails, where neither can build.
+# The container image (Dockerfile), with docker or podman, whichever is here and running. Named
+# as the chart's default image (tests/chart.rs checks that they agree); IMAGE=REGISTRY/vane:TAG
+# to name it otherwise. Says so, and fails, where neither can build. Releases are built and
+# pushed by .github/workflows/release.yml instead.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-IMAGE ?= vane:$(VERSION)
+IMAGE ?= ghcr.io/vane-dev/vane:$(VERSION)
 image:
 	@tool=$$(command -v docker || command -v podman); \
 	if [ -z "$$tool" ]; then \

@@ -2038,3 +2038,158 @@ fn the_image_exposes_the_chart_ports_and_ships_a_stripped_labelled_binary() {
     let makefile = std::fs::read_to_string(Path::new(ROOT).join("Makefile")).unwrap();
     assert!(makefile.contains("\nimage:"), "make image");
 }
+
+/// Why `image` is not a fully qualified reference, if it is not: one a container runtime pulls
+/// without guessing, a registry host (with a dot or a port, or `localhost`), a repository
+/// path, and a tag or a `sha256` digest. `vane:0.1.0` is not one: Docker would look on Docker
+/// Hub, and CRI-O would try its short-name aliases or refuse.
+fn unqualified(image: &str) -> Option<String> {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(format!("{digest:?} is not a sha256 digest"));
+        }
+    }
+    let Some((registry, path)) = name.split_once('/') else {
+        return Some("no registry host".into());
+    };
+    if !(registry.contains('.') || registry.contains(':') || registry == "localhost") {
+        return Some(format!(
+            "{registry:?} is not a registry host (no dot, no port)"
+        ));
+    }
+    // Past the registry, a colon can only start the tag.
+    let (repository, tag) = match path.split_once(':') {
+        Some((repository, tag)) => (repository, Some(tag)),
+        None => (path, None),
+    };
+    let component = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+            && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+    };
+    if !repository.split('/').all(component) {
+        return Some(format!("{repository:?} is not a repository path"));
+    }
+    match (tag, digest) {
+        (None, None) => Some("neither a tag nor a digest".into()),
+        (Some(tag), _)
+            if tag.is_empty()
+                || tag.len() > 128
+                || tag.starts_with(['.', '-'])
+                || !tag
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+        {
+            Some(format!("{tag:?} is not a tag"))
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn the_default_image_is_fully_qualified_and_overridable() {
+    // The check itself tells references apart.
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    for good in [
+        "ghcr.io/vane-dev/vane:0.1.0".to_owned(),
+        format!("registry.example.com/vane@{digest}"),
+        format!("ghcr.io/vane-dev/vane:0.1.0@{digest}"),
+        "localhost:5000/vane:dev".to_owned(),
+        "10.0.0.1:5000/team/vane:1.2.3".to_owned(),
+    ] {
+        assert_eq!(unqualified(&good), None, "{good}");
+    }
+    for bad in [
+        "vane",
+        "vane:0.1.0",
+        "vane-dev/vane:0.1.0",
+        "ghcr.io/vane-dev/vane",
+        "ghcr.io/vane-dev/vane:",
+        "ghcr.io/vane-dev/vane@sha256:0123",
+        "ghcr.io/Vane:0.1.0",
+        "ghcr.io//vane:0.1.0",
+    ] {
+        assert!(unqualified(bad).is_some(), "{bad} passed");
+    }
+
+    // The default, in the chart and in deploy/vane.yaml.
+    let values: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(Path::new(ROOT).join("charts/vane/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let repository = values["image"]["repository"].as_str().unwrap();
+    let image = rendered("defaults").container().image.clone().unwrap();
+    if let Some(why) = unqualified(&image) {
+        panic!("the chart's default image {image:?} is not fully qualified: {why}");
+    }
+    let chart = std::fs::read_to_string(Path::new(ROOT).join("charts/vane/Chart.yaml")).unwrap();
+    let app_version = chart
+        .lines()
+        .find_map(|l| l.strip_prefix("appVersion: "))
+        .unwrap()
+        .trim_matches('"');
+    assert_eq!(image, format!("{repository}:{app_version}"));
+    let manifest = std::fs::read_to_string(Path::new(ROOT).join("deploy/vane.yaml")).unwrap();
+    let deployed = Rendered::parse(&manifest).unwrap();
+    assert_eq!(deployed.container().image.as_deref(), Some(&image[..]));
+
+    // Overridable: another registry, tag or digest.
+    let local = render_with(r#"{"image": {"repository": "localhost:5000/vane", "tag": "dev"}}"#);
+    assert_eq!(
+        local.container().image.as_deref(),
+        Some("localhost:5000/vane:dev")
+    );
+    let pinned = rendered("customized").container().image.clone().unwrap();
+    assert!(pinned.starts_with("registry.example.com/vane@sha256:"));
+    assert_eq!(unqualified(&pinned), None);
+
+    // `make image` builds that name, and the release workflow pushes it.
+    let makefile = std::fs::read_to_string(Path::new(ROOT).join("Makefile")).unwrap();
+    assert!(
+        makefile.contains(&format!("IMAGE ?= {repository}:$(VERSION)")),
+        "make image names another image than the chart's default"
+    );
+    let workflow =
+        std::fs::read_to_string(Path::new(ROOT).join(".github/workflows/release.yml")).unwrap();
+    let workflow: Value = serde_yaml_ng::from_str(&workflow).unwrap();
+    assert_eq!(workflow["env"]["IMAGE"], repository);
+}
+
+#[test]
+fn the_release_workflow_builds_both_architectures_and_pins_the_chart_by_digest() {
+    let text =
+        std::fs::read_to_string(Path::new(ROOT).join(".github/workflows/release.yml")).unwrap();
+    let workflow: Value = serde_yaml_ng::from_str(&text).unwrap();
+    assert_eq!(workflow["on"]["push"]["tags"][0], "v*.*.*");
+    let jobs = &workflow["jobs"];
+    let platforms: BTreeSet<&str> = jobs["image"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, BTreeSet::from(["linux/amd64", "linux/arm64"]));
+    // Nothing is pushed before the tests pass; the chart waits for the index digest.
+    assert_eq!(jobs["image"]["needs"], "test");
+    let chart_needs = jobs["chart"]["needs"].as_array().unwrap();
+    assert!(chart_needs.iter().any(|need| need == "index"));
+    // The chart job rewrites the one `  digest: ""` line of values.yaml: it must stay one,
+    // and be image.digest.
+    let values = std::fs::read_to_string(Path::new(ROOT).join("charts/vane/values.yaml")).unwrap();
+    let lines: Vec<usize> = values
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| *line == "  digest: \"\"")
+        .map(|(index, _)| index)
+        .collect();
+    assert_eq!(lines.len(), 1, "values.yaml: one `  digest: \"\"` line");
+    assert_eq!(key_lines(&values).get("image.digest"), Some(&lines[0]));
+    assert!(text.contains(r#"s|^  digest: \"\"\$|  digest: \"$DIGEST\"|"#));
+}

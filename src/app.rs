@@ -1,4 +1,4 @@
-//! Wiring: the source, the compile loop, the proxy and the admin listener, and the order in
+//! Wiring: the source, the compile loop, the proxy and the admin listeners, and the order in
 //! which they start and stop.
 //!
 //! Start: bind every listener (so a taken port fails fast), start the source, serve. Until the

@@ -83,7 +83,7 @@ impl RequestRecord {
             reporter: reporter.clone(),
             started: Instant::now(),
             method: MethodLabel::of(request.method()),
-            labels: TrafficLabels::unmatched(),
+            labels: reporter.shard.unmatched(),
             status: 0,
             upstream_headers: None,
             request_bytes: BodyBytes::Known(0),
@@ -93,9 +93,10 @@ impl RequestRecord {
         }
     }
 
-    /// The request matched a route: it counts for `labels`, and is logged if the route says so.
+    /// The request matched a route: it counts for `labels` (the table's), and is logged if the
+    /// route says so.
     pub fn routed(&mut self, labels: &Arc<TrafficLabels>, access_log: bool) {
-        self.labels = labels.clone();
+        self.labels = self.reporter.shard.labels(labels);
         if !access_log {
             self.log = None;
         }

@@ -32,7 +32,18 @@ pub struct Traffic {
 
 /// The counters of one worker since the last scrape.
 #[derive(Debug, Default)]
-pub struct Shard(Mutex<HashMap<ShardKey, Tally>>);
+pub struct Shard(Mutex<ShardState>);
+
+#[derive(Debug, Default)]
+struct ShardState {
+    tallies: HashMap<ShardKey, Tally>,
+    /// This worker's copies of the table's labels, by the address of the table's: a request
+    /// holds the worker's copy, so its reference count is only ever touched by this worker
+    /// (every worker cloning the table's own `Arc` would bounce its count between cores).
+    /// Emptied at each scrape, so copies for swapped-out tables do not pile up.
+    copies: HashMap<usize, Arc<TrafficLabels>>,
+    unmatched: Option<Arc<TrafficLabels>>,
+}
 
 /// The running totals, by label values.
 pub type Totals = BTreeMap<SeriesKey, Tally>;
@@ -191,14 +202,35 @@ pub struct Completed<'r> {
 }
 
 impl Shard {
+    /// This worker's copy of `labels` (a table's).
+    pub fn labels(&self, labels: &Arc<TrafficLabels>) -> Arc<TrafficLabels> {
+        let mut state = self.lock();
+        let copy = state
+            .copies
+            .entry(Arc::as_ptr(labels) as usize)
+            .or_insert_with(|| Arc::new(TrafficLabels::clone(labels)));
+        // The address may be that of a dropped table's labels, reused: compared by content
+        // (reading shared memory costs nothing; writing its reference count would).
+        if **copy != **labels {
+            *copy = Arc::new(TrafficLabels::clone(labels));
+        }
+        copy.clone()
+    }
+
+    /// This worker's copy of the labels of requests no route served (empty ones).
+    pub fn unmatched(&self) -> Arc<TrafficLabels> {
+        let mut state = self.lock();
+        state.unmatched.get_or_insert_with(Default::default).clone()
+    }
+
     pub fn record(&self, request: Completed<'_>) {
         let key = ShardKey(SeriesKey {
             labels: request.labels.clone(),
             method: request.method,
             code: request.code,
         });
-        let mut tallies = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let tally = tallies.entry(key).or_default();
+        let mut state = self.lock();
+        let tally = state.tallies.entry(key).or_default();
         tally.requests += 1;
         tally.duration.observe(request.duration);
         if let Some(headers) = request.upstream_headers {
@@ -206,6 +238,10 @@ impl Shard {
         }
         tally.request_bytes += request.request_bytes;
         tally.response_bytes += request.response_bytes;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ShardState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -225,14 +261,17 @@ impl Traffic {
         let shards = self.lock_shards().clone();
         for shard in shards {
             // Taken whole, so the worker waits only for a swap of maps, not for the merge.
-            let drained =
-                std::mem::take(&mut *shard.0.lock().unwrap_or_else(PoisonError::into_inner));
+            let drained = {
+                let mut state = shard.lock();
+                state.copies.clear();
+                std::mem::take(&mut state.tallies)
+            };
             for (ShardKey(key), tally) in drained {
                 totals.entry(key).or_default().add(&tally);
             }
         }
-        let unmatched = TrafficLabels::unmatched();
-        totals.retain(|key, _| *key.labels == *unmatched || routed(&key.labels));
+        let unmatched = TrafficLabels::default();
+        totals.retain(|key, _| *key.labels == unmatched || routed(&key.labels));
         totals.clone()
     }
 
@@ -292,6 +331,26 @@ mod tests {
         one.record(completed(&new, 3));
         let totals = traffic.totals(|_| true);
         assert_eq!(totals.values().map(|t| t.requests).sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn a_worker_counts_with_its_own_copies_of_the_labels() {
+        let traffic = Traffic::default();
+        let shard = traffic.shard();
+        let table = labels("shop");
+        let copy = shard.labels(&table);
+        assert!(!Arc::ptr_eq(&copy, &table));
+        assert_eq!(copy, table);
+        assert!(
+            Arc::ptr_eq(&copy, &shard.labels(&table)),
+            "one copy per worker"
+        );
+        assert_eq!(
+            Arc::strong_count(&table),
+            1,
+            "the table's count is never touched"
+        );
+        assert_eq!(*shard.unmatched(), TrafficLabels::default());
     }
 
     #[test]

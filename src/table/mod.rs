@@ -70,8 +70,8 @@ pub struct Route {
 /// The Ingress and Service a request is counted for: the label values of the traffic metrics
 /// (`namespace`, `ingress`, `service`) and the access log's fields. They come only from the
 /// table, so clients cannot create series; a request that matched no route is counted under
-/// [`TrafficLabels::unmatched`]. Shared by pointer (`Arc`): the proxy copies no string per
-/// request.
+/// the default (empty) labels, as ingress-nginx reports them. Shared by pointer (`Arc`): the
+/// proxy copies no string per request.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TrafficLabels {
     pub namespace: Box<str>,
@@ -80,13 +80,6 @@ pub struct TrafficLabels {
 }
 
 impl TrafficLabels {
-    /// The labels of requests no route served: empty values, as ingress-nginx reports them.
-    pub fn unmatched() -> Arc<TrafficLabels> {
-        static UNMATCHED: std::sync::LazyLock<Arc<TrafficLabels>> =
-            std::sync::LazyLock::new(|| Arc::new(TrafficLabels::default()));
-        UNMATCHED.clone()
-    }
-
     /// The labels of `ingress`'s requests to the backend named `backend` (`namespace/service:port`,
     /// see [`Backend::name`]).
     pub fn new(ingress: &ObjectRef, backend: &str) -> Self {
@@ -444,7 +437,7 @@ mod tests {
             tls: RouteTls::default(),
             upgrade_protocols: None,
             access_log: true,
-            labels: TrafficLabels::unmatched(),
+            labels: Arc::default(),
         }
     }
 
@@ -499,7 +492,7 @@ mod tests {
             header_value: header_value.map(|v| v.parse().unwrap()),
             by_cookie: Some("canary".into()),
             weight_percent: 10,
-            labels: TrafficLabels::unmatched(),
+            labels: Arc::default(),
         };
         let headers = |value: &str| {
             let mut map = http::HeaderMap::new();

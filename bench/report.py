@@ -15,6 +15,8 @@ import sys
 import time
 
 PROXIES = ["vane", "haproxy", "nginx"]
+# vane and nginx again, with their access logs on (scenario a only).
+LOGGING = ["vane_log", "nginx_log"]
 
 
 # ---------------------------------------------------------------- /proc helpers
@@ -224,6 +226,30 @@ def report(raw, out_path):
     idle = int(mem.get("vane_idle_rss", "0")) / 1024
     lines.append(f"| d. vane idle RSS right after start (MiB) | {idle:.1f} | | | | |")
 
+    # a with access logs on, in the same rounds
+    logged = {p: load_runs(raw, "a", p) for p in LOGGING}
+    logging = read_kv(os.path.join(raw, "logging"))
+    if all(logged.values()):
+        vl, nl = (median(logged[p], "cpu_us") for p in LOGGING)
+        vr, nr = (median(logged[p], "rps") for p in LOGGING)
+        v, n = med["vane"]["a_cpu"], med["nginx"]["a_cpu"]
+        lines.append(
+            f"| a. with the JSON access log on: requests/s | {fmt(vr, ',.0f')} | | {fmt(nr, ',.0f')} "
+            f"| {ratio(vr, nr)} | |"
+        )
+        lines.append(
+            f"| a. with the JSON access log on: CPU per request, µs | {fmt(vl, '.1f')} | | {fmt(nl, '.1f')} "
+            f"| {ratio(vl, nl)} | |"
+        )
+        lines.append(
+            f"| a. CPU the access log adds per request, µs | {fmt(vl - v, '+.1f')} | | {fmt(nl - n, '+.1f')} | | |"
+        )
+        lines.append(
+            f"| a. access log lines written (all rounds, warm-up included) / dropped | "
+            f"{logging.get('vane_log_lines', '?')} / {logging.get('vane_log_dropped', '?')} | | "
+            f"{logging.get('nginx_log_lines', '?')} / 0 | | |"
+        )
+
     # e. churn
     e = load_runs(raw, "e", "vane")
     churn_lines = []
@@ -271,7 +297,10 @@ def report(raw, out_path):
         "(worker_processes 1) on 127.0.0.2-4:18001, 100-byte body on /, 1 MiB file on /big",
         f"- rounds (interleaved vane, haproxy, nginx): a={rounds[0]}, b={rounds[1]}, c={rounds[2]}, "
         f"e={len(e)}; figures are medians over rounds",
-        f"- a: `{meta.get('cmd_a', '?')}`",
+        f"- a: `{meta.get('cmd_a', '?')}`; vane counts its traffic metrics in every run; the "
+        "access-log rows run a second vane (`--access-log-format json`, stdout to a file) and a "
+        "second nginx (a JSON `log_format`, `access_log` to a file, unbuffered as ingress-nginx "
+        "has it) in the same rounds",
         f"- b: `{meta.get('cmd_b', '?')}`",
         f"- c: `{meta.get('cmd_c', '?')}`",
         f"- e: scenario a against vane while the manifests file is rewritten "

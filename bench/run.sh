@@ -18,9 +18,16 @@ ORIGIN_PORT=18001
 VANE_ADDR=127.0.0.1:18080
 HAPROXY_ADDR=127.0.0.1:18081
 NGINX_ADDR=127.0.0.1:18082
+# The same two proxies with their access logs on (JSON lines to a file), run in scenario a's
+# rounds: what logging adds per request, vane's beside nginx's.
+VANE_LOG_ADDR=127.0.0.1:18083
+NGINX_LOG_ADDR=127.0.0.1:18084
 ADMIN_ADDR=127.0.0.1:18090
 METRICS_ADDR=127.0.0.1:18091
 DEBUG_ADDR=127.0.0.1:18092
+VANE_LOG_ADMIN_ADDR=127.0.0.1:18093
+VANE_LOG_METRICS_ADDR=127.0.0.1:18094
+VANE_LOG_DEBUG_ADDR=127.0.0.1:18095
 
 PIDS=()
 WRK_PID=""
@@ -87,7 +94,7 @@ fi
 T=$(mktemp -d /tmp/vane-bench.XXXXXX)
 chmod 755 "$T"
 RAW=$T/raw
-mkdir -p "$RAW" "$T/www" "$T/origin" "$T/nginx" "$T/haproxy" "$T/vane/manifests"
+mkdir -p "$RAW" "$T/www" "$T/origin" "$T/nginx" "$T/nginx_log" "$T/haproxy" "$T/vane/manifests" "$T/vane_log"
 RUN_USER=""
 [[ $(id -u) -eq 0 ]] && RUN_USER="user root;"
 
@@ -143,6 +150,15 @@ http {
     }
 }
 EOF
+
+# nginx with its access log on: JSON lines with about the fields vane logs, written per
+# request (no buffer=, as ingress-nginx configures it).
+sed -e "s#listen $NGINX_ADDR;#listen $NGINX_LOG_ADDR;#" \
+    -e "s#pid $T/nginx/nginx.pid;#pid $T/nginx_log/nginx.pid;#" \
+    -e "s#error_log $T/nginx/error.log warn;#error_log $T/nginx_log/error.log warn;#" \
+    -e "s#^    access_log off;#    log_format json escape=json '{\"time\":\"\$time_iso8601\",\"client\":\"\$remote_addr\",\"method\":\"\$request_method\",\"host\":\"\$host\",\"path\":\"\$request_uri\",\"protocol\":\"\$server_protocol\",\"status\":\$status,\"request_bytes\":\$request_length,\"response_bytes\":\$body_bytes_sent,\"duration\":\$request_time,\"upstream_addr\":\"\$upstream_addr\",\"upstream_status\":\"\$upstream_status\",\"upstream_response_time\":\"\$upstream_response_time\",\"request_id\":\"\$request_id\",\"user_agent\":\"\$http_user_agent\",\"referer\":\"\$http_referer\"}';\n    access_log $T/nginx_log/access.log json;#" \
+    "$T/nginx/nginx.conf" > "$T/nginx_log/nginx.conf"
+grep -q "access_log $T/nginx_log/access.log json;" "$T/nginx_log/nginx.conf" || { log "nginx_log config lacks its access_log"; exit 1; }
 
 cat > "$T/haproxy/haproxy.cfg" <<EOF
 global
@@ -251,23 +267,37 @@ for ip in 127.0.0.2 127.0.0.3 127.0.0.4; do wait_http origin "http://$ip:$ORIGIN
 log "starting vane, haproxy, nginx with $WORKERS worker(s) each"
 RUST_LOG=warn "$VANE" --manifests "$T/vane/manifests" --http-addr "$VANE_ADDR" \
     --admin-addr "$ADMIN_ADDR" --metrics-addr "$METRICS_ADDR" --debug-addr "$DEBUG_ADDR" \
-    --workers "$WORKERS" >"$T/vane/log" 2>&1 &
+    --workers "$WORKERS" --access-log off >"$T/vane/log" 2>&1 &
 VANE_PID=$!
 PIDS+=("$VANE_PID")
+RUST_LOG=warn "$VANE" --manifests "$T/vane/manifests" --http-addr "$VANE_LOG_ADDR" \
+    --https-addr 127.0.0.1:18443 --admin-addr "$VANE_LOG_ADMIN_ADDR" \
+    --metrics-addr "$VANE_LOG_METRICS_ADDR" --debug-addr "$VANE_LOG_DEBUG_ADDR" --workers "$WORKERS" \
+    --access-log on --access-log-format json >"$T/vane_log/access.log" 2>"$T/vane_log/log" &
+VANE_LOG_PID=$!
+PIDS+=("$VANE_LOG_PID")
 haproxy -f "$T/haproxy/haproxy.cfg" -db >"$T/haproxy/log" 2>&1 &
 HAPROXY_PID=$!
 PIDS+=("$HAPROXY_PID")
 nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" -g 'daemon off;' 2>"$T/nginx/stderr" &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
+nginx -p "$T/nginx_log" -c "$T/nginx_log/nginx.conf" -g 'daemon off;' 2>"$T/nginx_log/stderr" &
+NGINX_LOG_PID=$!
+PIDS+=("$NGINX_LOG_PID")
 
 wait_http vane "http://$VANE_ADDR/"
 VANE_IDLE_RSS=$($REPORT mem "$VANE_PID" VmRSS)
 wait_http haproxy "http://$HAPROXY_ADDR/"
 wait_http nginx "http://$NGINX_ADDR/"
-declare -A PID_OF=([vane]=$VANE_PID [haproxy]=$HAPROXY_PID [nginx]=$NGINX_PID)
-declare -A ADDR_OF=([vane]=$VANE_ADDR [haproxy]=$HAPROXY_ADDR [nginx]=$NGINX_ADDR)
+wait_http vane_log "http://$VANE_LOG_ADDR/"
+wait_http nginx_log "http://$NGINX_LOG_ADDR/"
+declare -A PID_OF=([vane]=$VANE_PID [haproxy]=$HAPROXY_PID [nginx]=$NGINX_PID
+    [vane_log]=$VANE_LOG_PID [nginx_log]=$NGINX_LOG_PID)
+declare -A ADDR_OF=([vane]=$VANE_ADDR [haproxy]=$HAPROXY_ADDR [nginx]=$NGINX_ADDR
+    [vane_log]=$VANE_LOG_ADDR [nginx_log]=$NGINX_LOG_ADDR)
 PROXIES=(vane haproxy nginx)
+LOGGING=(vane_log nginx_log)
 
 # --------------------------------------------------------------------------- metadata
 META=$RAW/meta
@@ -314,12 +344,20 @@ run() {
 }
 
 log "warm-up (2 s per proxy)"
-for p in "${PROXIES[@]}"; do wrk_bg -t2 -c64 -d2s "http://${ADDR_OF[$p]}/" >/dev/null 2>&1 || true; done
+for p in "${PROXIES[@]}" "${LOGGING[@]}"; do wrk_bg -t2 -c64 -d2s "http://${ADDR_OF[$p]}/" >/dev/null 2>&1 || true; done
 
-log "a. small GET, keep-alive, 64 connections, $DURATION x $ROUNDS rounds"
+log "a. small GET, keep-alive, 64 connections, $DURATION x $ROUNDS rounds (and with access logs on)"
 for r in $(seq 1 "$ROUNDS"); do
-    for p in "${PROXIES[@]}"; do run a "$p" "$r" -t2 -c64 -d"$DURATION" --latency "http://${ADDR_OF[$p]}/"; done
+    for p in "${PROXIES[@]}" "${LOGGING[@]}"; do run a "$p" "$r" -t2 -c64 -d"$DURATION" --latency "http://${ADDR_OF[$p]}/"; done
 done
+{
+    echo "vane_log_lines=$(wc -l <"$T/vane_log/access.log")"
+    echo "nginx_log_lines=$(wc -l <"$T/nginx_log/access.log")"
+    echo "vane_log_dropped=$(curl -sf "http://$VANE_LOG_METRICS_ADDR/metrics" | awk '/^vane_access_log_dropped_total/ {print $2}')"
+} >"$RAW/logging"
+# The logs are not needed past here; scenarios b and c do not touch the logging proxies.
+: >"$T/vane_log/access.log"
+: >"$T/nginx_log/access.log"
 
 log "b. 1 MiB responses, 8 connections, $SHORT x $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do

@@ -275,6 +275,7 @@ fn standalone(dir: &Path) -> Config {
         debug_addr: "127.0.0.1:0".parse().unwrap(),
         workers: 2,
         log_format: LogFormat::Text,
+        access_log: None,
         shutdown_delay: Duration::ZERO,
         limits: ServerLimits {
             shutdown_grace: Duration::from_secs(1),

@@ -29,7 +29,8 @@ use crate::k8s::{self, KubeSettings, Outcome, StatusWriter};
 use crate::live::TableHandle;
 use crate::manifests::{self, Changes, LoadError, ManifestCache};
 use crate::metrics::Metrics;
-use crate::proxy::{workers, Connections};
+use crate::proxy::access_log::AccessLog;
+use crate::proxy::{workers, Connections, Telemetry};
 use crate::snapshot::Snapshot;
 use crate::table::Diagnostic;
 
@@ -98,7 +99,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let [admin_addr, metrics_addr, debug_addr] = admin_listeners.each_ref().map(|l| l.1);
 
     let connections = Arc::new(Connections::new(config.limits));
-    let metrics = Arc::new(Metrics::new(tables.clone(), connections.clone()));
+    let (access_log, log_writer) = match config.access_log {
+        Some(format) => {
+            let (log, writer) = AccessLog::start(format, Box::new(std::io::stdout()))
+                .context("cannot start the access log writer")?;
+            (Some(log), Some(writer))
+        }
+        None => (None, None),
+    };
+    let telemetry = Telemetry {
+        traffic: Arc::default(),
+        access_log,
+    };
+    let metrics = Arc::new(Metrics::new(
+        tables.clone(),
+        connections.clone(),
+        &telemetry,
+    ));
     let mut tasks = JoinSet::new();
     let compiler = Compiler::new(options, tables.clone(), metrics.clone());
     match config.source {
@@ -124,14 +141,26 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             shutdown.clone(),
         ));
     }
-    let threads = workers::spawn(http, https, tables.clone(), connections, shutdown.clone())
+    let shared = workers::Shared {
+        tables: tables.clone(),
+        connections,
+        telemetry,
+    };
+    let threads = workers::spawn(http, https, shared, shutdown.clone())
         .context("cannot start the proxy workers")?;
-    for thread in threads {
-        tasks.spawn(async move {
-            // Returns once the worker served out its grace period after `shutdown`.
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        });
-    }
+    tasks.spawn(async move {
+        // Returns once the workers served out their grace period after `shutdown`; then the
+        // access log has every line it will get, and is written out.
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+            if let Some(writer) = log_writer {
+                writer.finish();
+            }
+        })
+        .await;
+    });
     info!(http = %http_addr, https = %https_addr, admin = %admin_addr, metrics = %metrics_addr, debug = %debug_addr, workers = config.workers, "vane is serving");
     Ok(Running {
         http: http_addr,

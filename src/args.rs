@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::api::bounds::TIMEOUT;
 use crate::compile::{DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
 use crate::k8s::{KubeSettings, LeaseSettings, Publish};
-use crate::proxy::ServerLimits;
+use crate::proxy::{access_log, ServerLimits};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -144,6 +144,15 @@ pub struct Args {
     #[arg(long, env = "VANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// The access log: one line per request on stdout (`off`: none; an Ingress can also turn
+    /// its own off with `vane.dev/enable-access-log: "false"`).
+    #[arg(long, env = "VANE_ACCESS_LOG", value_enum, default_value_t = Switch::On)]
+    pub access_log: Switch,
+
+    /// Access log format (default: that of --log-format).
+    #[arg(long, env = "VANE_ACCESS_LOG_FORMAT", value_enum)]
+    pub access_log_format: Option<LogFormat>,
+
     /// On SIGTERM, keep accepting connections this long (with /readyz failing) while load
     /// balancers and endpoints stop sending traffic here.
     #[arg(long, env = "VANE_SHUTDOWN_DELAY", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
@@ -252,6 +261,12 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 /// Where the objects come from.
 #[derive(Clone, Debug)]
 pub enum Source {
@@ -288,6 +303,8 @@ pub struct Config {
     pub debug_addr: SocketAddr,
     pub workers: usize,
     pub log_format: LogFormat,
+    /// The access log's format; `None` when it is off.
+    pub access_log: Option<access_log::Format>,
     pub shutdown_delay: Duration,
     pub limits: ServerLimits,
 }
@@ -367,6 +384,14 @@ impl Args {
             debug_addr: self.debug_addr,
             workers,
             log_format: self.log_format,
+            access_log: match (
+                self.access_log,
+                self.access_log_format.unwrap_or(self.log_format),
+            ) {
+                (Switch::Off, _) => None,
+                (Switch::On, LogFormat::Text) => Some(access_log::Format::Text),
+                (Switch::On, LogFormat::Json) => Some(access_log::Format::Json),
+            },
             shutdown_delay: self.shutdown_delay,
             limits: self.limits.into_limits(self.shutdown_grace),
         })
@@ -432,6 +457,25 @@ mod tests {
     }
 
     #[test]
+    fn the_access_log_follows_the_log_format_unless_told_otherwise() {
+        let access_log = |args: &[&str]| {
+            let all = ["vane", "--manifests", "/m"].iter().chain(args).copied();
+            Args::try_parse_from(all)
+                .unwrap()
+                .into_config(1, &env())
+                .unwrap()
+                .access_log
+        };
+        assert_eq!(
+            access_log(&["--log-format", "json"]),
+            Some(access_log::Format::Json)
+        );
+        let text = ["--log-format", "json", "--access-log-format", "text"];
+        assert_eq!(access_log(&text), Some(access_log::Format::Text));
+        assert_eq!(access_log(&["--access-log", "off"]), None);
+    }
+
+    #[test]
     fn defaults_match_the_documented_interface() {
         let config = Args::try_parse_from(["vane", "--manifests", "/m"])
             .unwrap()
@@ -450,6 +494,7 @@ mod tests {
         assert_eq!(config.debug_addr, "127.0.0.1:9092".parse().unwrap());
         assert_eq!(config.workers, 4);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.access_log, Some(access_log::Format::Text));
         assert_eq!(config.shutdown_delay, Duration::from_secs(5));
         let limits = config.limits;
         let documented = ServerLimits::default();

@@ -62,6 +62,9 @@ pub mod keys {
     /// Comma-separated `Upgrade` protocols the Ingress's routes tunnel besides `websocket`
     /// (`SPDY/3.1` for `kubectl exec` through a proxied API server, say); never `h2c`.
     pub const UPGRADE_PROTOCOLS: &str = "vane.dev/upgrade-protocols";
+    /// `"false"`: the Ingress's requests are not written to the access log (default `"true"`;
+    /// `--access-log off` turns it off for every Ingress).
+    pub const ENABLE_ACCESS_LOG: &str = "vane.dev/enable-access-log";
 }
 
 /// Most protocols one `upgrade-protocols` annotation may list.

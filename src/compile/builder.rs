@@ -5,11 +5,12 @@
 use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
-use crate::api::annotations::{keys, parse_upgrade_protocols};
+use crate::api::annotations::{keys, parse_bool, parse_upgrade_protocols};
 use crate::api::BackendPolicy;
 use crate::table::{
     Backend, BackendProtocol, BackendTarget, Canary, CircuitBreaker, CookieAffinity, HealthCheck,
-    HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route, SlowStart, UpstreamTls,
+    HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route, RouteTls, SlowStart,
+    Timeouts, TrafficLabels, UpstreamTls,
 };
 
 use super::service::{self, Resolved, Unresolved};
@@ -22,7 +23,23 @@ pub(super) struct IngressConfig {
     pub(super) balancing: balancing::IngressBalancing,
     pub(super) timeouts: resilience::IngressTimeouts,
     pub(super) tls: tls::IngressTls,
-    pub(super) upgrade_protocols: Option<Arc<[Box<str>]>>,
+    pub(super) shared: RouteShared,
+}
+
+/// What every route of an Ingress takes from its annotations as it is.
+#[derive(Clone, Debug)]
+pub(super) struct RouteShared {
+    upgrade_protocols: Option<Arc<[Box<str>]>>,
+    access_log: bool,
+}
+
+/// One route's own parts: its rule, backend, TLS and timeouts.
+pub(super) struct RouteParts {
+    pub(super) host: HostPattern,
+    pub(super) path: Option<PathRule>,
+    pub(super) backend: usize,
+    pub(super) tls: RouteTls,
+    pub(super) timeouts: Timeouts,
 }
 
 impl IngressConfig {
@@ -35,9 +52,14 @@ impl IngressConfig {
             balancing: balancing::IngressBalancing::parse(annotations, sink),
             timeouts: resilience::IngressTimeouts::parse(annotations, sink),
             tls: tls::IngressTls::parse(annotations, object, sink),
-            upgrade_protocols: annotations
-                .parse(keys::UPGRADE_PROTOCOLS, parse_upgrade_protocols, sink)
-                .map(Arc::from),
+            shared: RouteShared {
+                upgrade_protocols: annotations
+                    .parse(keys::UPGRADE_PROTOCOLS, parse_upgrade_protocols, sink)
+                    .map(Arc::from),
+                access_log: annotations
+                    .parse(keys::ENABLE_ACCESS_LOG, parse_bool, sink)
+                    .unwrap_or(true),
+            },
         }
     }
 }
@@ -152,16 +174,41 @@ impl<'a> TableBuilder<'a> {
         }
         let resolution = self.resolve(object, config, &candidate.backend, sink);
         let (backend, policy) = self.backend(object, resolution, sink);
-        self.routes.push(Route {
+        let parts = RouteParts {
             tls: config.tls.route(&candidate.host),
-            ingress: object.clone(),
+            timeouts: config.timeouts.timeouts(policy),
             host: candidate.host,
             path: candidate.path,
             backend,
-            timeouts: config.timeouts.timeouts(policy),
+        };
+        self.push_route(object, parts, &config.shared);
+    }
+
+    /// Adds a route of `object`'s, counted in the traffic metrics for it and its backend.
+    pub(super) fn push_route(
+        &mut self,
+        object: &ObjectRef,
+        parts: RouteParts,
+        shared: &RouteShared,
+    ) {
+        let labels = self.labels(object, parts.backend);
+        self.routes.push(Route {
+            ingress: object.clone(),
+            host: parts.host,
+            path: parts.path,
+            backend: parts.backend,
+            timeouts: parts.timeouts,
             canary: None,
-            upgrade_protocols: config.upgrade_protocols.clone(),
+            tls: parts.tls,
+            upgrade_protocols: shared.upgrade_protocols.clone(),
+            access_log: shared.access_log,
+            labels,
         });
+    }
+
+    fn labels(&self, object: &ObjectRef, backend: usize) -> Arc<TrafficLabels> {
+        let backend = self.backends.get(backend).map_or("", |b| &*b.name);
+        Arc::new(TrafficLabels::new(object, backend))
     }
 
     /// Makes `object` the owner of the route on `host` and `path`, unless another Ingress is
@@ -236,8 +283,10 @@ impl<'a> TableBuilder<'a> {
         // canary decision is made.
         let resolution = self.resolve(object, config, &candidate.backend, sink);
         let (backend, _) = self.backend(object, resolution, sink);
+        let labels = self.labels(object, backend);
         if let Some(route) = self.routes.get_mut(route) {
             route.canary = Some(Canary {
+                labels,
                 ingress: object.clone(),
                 backend,
                 by_header: settings.by_header.clone(),

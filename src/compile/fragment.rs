@@ -22,12 +22,12 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::builder::{endpoints, BackendKey, IngressConfig, TableBuilder};
+use super::builder::{endpoints, BackendKey, IngressConfig, RouteParts, RouteShared, TableBuilder};
 use super::canary::{self, CanarySettings};
 use super::service::{Resolved, ServiceIndex, Unresolved};
 use super::{ingress, Annotations, Sink};
 use crate::api::BackendPolicy;
-use crate::table::{Diagnostic, HostPattern, ObjectRef, PathRule, Route, RouteTls, Timeouts};
+use crate::table::{Diagnostic, HostPattern, ObjectRef, PathRule, RouteTls, Timeouts};
 
 /// The fragments of the last compile, by Ingress.
 #[derive(Debug, Default)]
@@ -125,7 +125,7 @@ pub(super) struct Fragment {
     /// Reported for its annotations and rules, in order.
     diagnostics: Vec<Diagnostic>,
     pub rules: Vec<Rule>,
-    pub upgrade_protocols: Option<Arc<[Box<str>]>>,
+    pub shared: RouteShared,
 }
 
 /// One rule of the Ingress, with its backend resolved.
@@ -256,7 +256,7 @@ impl Fragment {
             reusable,
             diagnostics: sink.diagnostics,
             rules,
-            upgrade_protocols: config.upgrade_protocols,
+            shared: config.shared,
         })
     }
 
@@ -289,16 +289,14 @@ impl TableBuilder<'_> {
                 sink,
                 || rule.resolution.resolved.clone(),
             );
-            self.routes.push(Route {
-                tls: rule.tls.clone(),
-                ingress: object.clone(),
+            let parts = RouteParts {
                 host: rule.host.clone(),
                 path: rule.path.clone(),
                 backend,
+                tls: rule.tls.clone(),
                 timeouts: rule.timeouts,
-                canary: None,
-                upgrade_protocols: fragment.upgrade_protocols.clone(),
-            });
+            };
+            self.push_route(object, parts, &fragment.shared);
         }
     }
 }

@@ -11,6 +11,7 @@
 //! served unless the scraper asks for OpenMetrics in its `Accept` header.
 
 mod process;
+mod traffic;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -31,7 +32,9 @@ use tokio::sync::watch;
 use crate::endpoint::EndpointStats;
 use crate::k8s::watch::{KindStats, WatchStats};
 use crate::live::{ActiveTable, BackendGuard, TableHandle};
-use crate::proxy::{Connections, HandshakeOutcome};
+use crate::proxy::access_log::Counts;
+use crate::proxy::traffic::Traffic;
+use crate::proxy::{Connections, HandshakeOutcome, Telemetry};
 use crate::table::Diagnostic;
 
 /// The `Content-Type` of an OpenMetrics answer.
@@ -55,13 +58,21 @@ struct ReasonLabel {
 }
 
 impl Metrics {
-    pub fn new(tables: Arc<TableHandle>, connections: Arc<Connections>) -> Self {
+    /// The metrics of the table in `tables`, of the client connections, and of the requests
+    /// reported to `telemetry`.
+    pub fn new(
+        tables: Arc<TableHandle>,
+        connections: Arc<Connections>,
+        telemetry: &Telemetry,
+    ) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(process::ProcessCollector));
         let vane = registry.sub_registry_with_prefix("vane");
         let state = Arc::new(State {
             tables,
             connections,
+            traffic: telemetry.traffic.clone(),
+            access_log: telemetry.access_log.as_ref().map(|log| log.counts()),
             leader: OnceLock::new(),
             watches: OnceLock::new(),
         });
@@ -155,6 +166,9 @@ impl Metrics {
 struct State {
     tables: Arc<TableHandle>,
     connections: Arc<Connections>,
+    traffic: Arc<Traffic>,
+    /// The access log's queue, when the log is on.
+    access_log: Option<Arc<Counts>>,
     /// Kubernetes mode: leadership of the Lease, and how the watches fare.
     leader: OnceLock<watch::Receiver<bool>>,
     watches: OnceLock<Arc<WatchStats>>,
@@ -230,6 +244,16 @@ impl Collector for State {
                 kinds(|stats| stats.failures),
             )?;
         }
+        if let Some(access_log) = &self.access_log {
+            let dropped = ConstCounter::new(access_log.dropped());
+            dropped.encode(encoder.encode_descriptor(
+                "access_log_dropped",
+                "Access log lines dropped because the output could not keep up (or failed).",
+                None,
+                dropped.metric_type(),
+            )?)?;
+        }
+        traffic::encode(&active, &self.traffic, &mut encoder)?;
         endpoints(&active, &mut encoder)?;
         certificates(&active, &mut encoder)
     }

@@ -16,10 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::record::RequestRecord;
 use super::ServerLimits;
 
 /// Marks "not idle" in [`Activity::idle_since`].
@@ -358,25 +360,33 @@ impl Drop for InProgress {
 }
 
 /// A response body that keeps its request in progress until hyper has sent it (or dropped it),
-/// and on HTTP/2 tells [`Activity::send_stalled`] when it waits for the client.
+/// on HTTP/2 tells [`Activity::send_stalled`] when it waits for the client, and counts the
+/// bytes sent into the request's record, which reports the request when the body is dropped.
 pub struct InProgressBody<B> {
     body: B,
     send: Option<SendProgress>,
+    record: RequestRecord,
     _request: InProgress,
 }
 
 impl<B> InProgressBody<B> {
-    pub fn new(body: B, request: InProgress, send: Option<SendProgress>) -> Self {
+    pub fn new(
+        body: B,
+        request: InProgress,
+        send: Option<SendProgress>,
+        record: RequestRecord,
+    ) -> Self {
         Self {
             body,
             send,
+            record,
             _request: request,
         }
     }
 }
 
-impl<B: Body + Unpin> Body for InProgressBody<B> {
-    type Data = B::Data;
+impl<B: Body<Data = Bytes> + Unpin> Body for InProgressBody<B> {
+    type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(
@@ -384,15 +394,17 @@ impl<B: Body + Unpin> Body for InProgressBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        let Some(send) = &mut this.send else {
-            return Pin::new(&mut this.body).poll_frame(cx);
-        };
-        // hyper is back for more: the client took the last frame.
-        send.resumed();
+        if let Some(send) = &mut this.send {
+            // hyper is back for more: the client took the last frame.
+            send.resumed();
+        }
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if frame.is_data() {
-                send.handed_over();
+            if let Some(data) = frame.data_ref() {
+                this.record.sent(data.len() as u64);
+                if let Some(send) = &mut this.send {
+                    send.handed_over();
+                }
             }
         }
         polled

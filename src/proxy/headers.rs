@@ -439,6 +439,7 @@ mod tests {
         let verified = plain.with_tls(ConnectionTls {
             server_name: None,
             client_subject: Some(HeaderValue::from_static("CN=client")),
+            version: "TLSv1.3",
         });
         let mut h = spoofed();
         set_forwarded(&mut h, &verified, &host);

@@ -16,6 +16,7 @@
 //! `client_io` tells HTTP/1.1 from HTTP/2 within the handshake timeout and cuts clients that stop
 //! reading; `connection` keeps the process-wide connection cap and sheds idle connections at it.
 
+pub mod access_log;
 mod client_io;
 mod connect;
 mod connection;
@@ -24,12 +25,15 @@ mod grpc;
 mod headers;
 mod idle;
 mod pool;
+mod record;
 mod request_body;
 mod response_body;
 mod retry;
 mod send_error;
 mod server;
 mod tls_policy;
+mod trace;
+pub mod traffic;
 mod upgrade;
 mod upstream;
 pub mod workers;
@@ -53,11 +57,14 @@ use crate::endpoint::RequestOutcome;
 use crate::live::{Admission, BackendGuard, TableHandle};
 use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route};
 
+use access_log::AccessLog;
 use pool::Reusable;
+use record::{Reporter, RequestRecord};
 use request_body::{RequestBody, Uploaded, UpstreamBody};
 use response_body::{Hold, Tracked};
 use retry::{is_retryable, Failure};
 use send_error::SendError;
+use traffic::Traffic;
 use upstream::{version_for, Upstreams};
 
 pub use connection::{Connections, HandshakeOutcome};
@@ -85,10 +92,20 @@ impl Default for UpstreamConfig {
     }
 }
 
+/// Where the proxy reports its requests: the traffic counters every worker adds to (which
+/// `/metrics` reads), and the access log when it is on.
+#[derive(Clone, Debug, Default)]
+pub struct Telemetry {
+    pub traffic: Arc<Traffic>,
+    pub access_log: Option<AccessLog>,
+}
+
 /// Routes and forwards requests. Shared by every connection of a listener.
 pub struct Proxy {
     tables: Arc<TableHandle>,
     upstreams: Upstreams<UpstreamBody>,
+    /// This worker's traffic counters and the access log.
+    reporter: Arc<Reporter>,
     /// Upgraded (WebSocket) connections, which outlive the HTTP connections they came from.
     tunnels: TaskTracker,
 }
@@ -148,12 +165,23 @@ struct Target<'t> {
 }
 
 impl Proxy {
-    pub fn new(tables: Arc<TableHandle>, config: &UpstreamConfig) -> Self {
+    /// A proxy, typically one per worker thread, each with its own share of `telemetry`'s
+    /// traffic counters.
+    pub fn new(tables: Arc<TableHandle>, config: &UpstreamConfig, telemetry: &Telemetry) -> Self {
         Self {
             upstreams: Upstreams::new(config, tables.clone()),
             tables,
+            reporter: Arc::new(Reporter {
+                shard: telemetry.traffic.shard(),
+                access_log: telemetry.access_log.clone(),
+            }),
             tunnels: TaskTracker::new(),
         }
+    }
+
+    /// A record of `request`, which has just arrived, for the metrics and the access log.
+    fn record<B>(&self, request: &Request<B>, client: &ClientInfo) -> RequestRecord {
+        RequestRecord::begin(&self.reporter, request, (client.ip, client.tls.as_ref()))
     }
 
     /// The upgraded connections in progress; shutdown gives them a grace period.
@@ -161,24 +189,31 @@ impl Proxy {
         &self.tunnels
     }
 
-    /// Handles one request. Never fails: errors become responses.
-    pub async fn handle(
+    /// Handles one request. Never fails: errors become responses. What happens is noted in
+    /// `record`.
+    async fn handle(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         client: &ClientInfo,
+        record: &mut RequestRecord,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let is_grpc = grpc::is_grpc(request.headers());
-        Ok(match self.route_and_forward(request, client).await {
-            Ok(response) => response,
-            Err(error) if is_grpc => grpc::error_response(&error).map(Either::Right),
-            Err(error) => error.to_response().map(Either::Right),
-        })
+        let ids = RNG.with_borrow_mut(|rng| trace::identify(request.headers_mut(), rng));
+        record.identified(&ids);
+        Ok(
+            match self.route_and_forward(request, client, record).await {
+                Ok(response) => response,
+                Err(error) if is_grpc => grpc::error_response(&error).map(Either::Right),
+                Err(error) => error.to_response().map(Either::Right),
+            },
+        )
     }
 
     async fn route_and_forward(
         &self,
         request: Request<Incoming>,
         client: &ClientInfo,
+        record: &mut RequestRecord,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let active = self.tables.load();
         if active.generation == 0 {
@@ -204,8 +239,14 @@ impl Proxy {
             return Ok(redirect.map(Either::Right));
         }
         let backend_index = match &route.canary {
-            None => route.backend,
-            Some(canary) => choose_canary(canary, route.backend, request.headers()),
+            Some(canary) if choose_canary(canary, request.headers()) => {
+                record.routed(&canary.labels, route.access_log);
+                canary.backend
+            }
+            _ => {
+                record.routed(&route.labels, route.access_log);
+                route.backend
+            }
         };
         let (Some(backend), Some(balancer), Some(guard)) = (
             active.table.backend(backend_index),
@@ -239,7 +280,9 @@ impl Proxy {
                 warn!(route = %route, backend = %backend.name, "circuit breaker open: {tripped}")
             })
             .map_err(ProxyError::CircuitOpen)?;
-        let mut response = self.forward(request, &target, admission, client).await?;
+        let mut response = self
+            .forward(request, &target, admission, client, record)
+            .await?;
         tls_policy::add_hsts(route, client, &mut response);
         Ok(response)
     }
@@ -252,6 +295,7 @@ impl Proxy {
         target: &Target<'_>,
         admission: Option<Admission>,
         client: &ClientInfo,
+        record: &mut RequestRecord,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let Target {
             host,
@@ -286,6 +330,7 @@ impl Proxy {
         let protocol = upgrade.as_ref().map(|u| u.protocol.clone());
         prepare_headers(&mut parts, client, protocol, host.clone());
         let body = RequestBody::read(body, &parts.headers, timeouts.send_idle).await?;
+        record.body(body.bytes());
 
         let mut tried = Vec::new();
         let mut attempt = 1;
@@ -331,7 +376,10 @@ impl Proxy {
                     deadline,
                 )
                 .await;
+            let started = now;
             now = Instant::now();
+            let answered = result.as_ref().ok().map(|(response, _)| response.status());
+            record.attempted(endpoint.address, answered, now - started);
 
             let failure = match &result {
                 Ok((response, _)) if response.status().is_server_error() => {
@@ -370,7 +418,8 @@ impl Proxy {
                 }
                 (Ok((response, connection)), None) => {
                     in_flight.record_response(now, balancer.decay());
-                    let response = self.respond(response, route, endpoint, upgrade, set_cookie)?;
+                    let response =
+                        self.respond(response, route, endpoint, (upgrade, record), set_cookie)?;
                     // An upgraded connection belongs to its tunnel: neither the total timeout
                     // (only the idle one) nor the pool applies to it.
                     let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
@@ -434,7 +483,7 @@ impl Proxy {
         mut response: Response<Incoming>,
         route: &Route,
         endpoint: &Endpoint,
-        upgrade: Option<Upgrade>,
+        (upgrade, record): (Option<Upgrade>, &mut RequestRecord),
         set_cookie: Option<HeaderValue>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
@@ -448,12 +497,13 @@ impl Proxy {
                 }),
             ) => {
                 let upstream_side = hyper::upgrade::on(&mut response);
+                record.responded(response.status());
                 let tunnel = upgrade::tunnel(
                     client_side,
                     upstream_side,
-                    route.to_string(),
-                    endpoint.address,
+                    (route.to_string(), endpoint.address),
                     route.timeouts.read_idle,
+                    record.hand_over(),
                 );
                 self.tunnels.spawn(async move {
                     tunnel.await;
@@ -515,23 +565,19 @@ fn upstream_request(
     request
 }
 
-/// The backend of a route with a canary: by header, then cookie, then weight.
-fn choose_canary(canary: &Canary, main: usize, headers: &http::HeaderMap) -> usize {
+/// Whether a request of a route with a canary goes to the canary: by header, then cookie, then
+/// weight.
+fn choose_canary(canary: &Canary, headers: &http::HeaderMap) -> bool {
     let cookie = canary
         .by_cookie
         .as_deref()
         .and_then(|name| cookie_value(headers, name));
-    let to_canary = match canary.decide(headers, cookie) {
+    match canary.decide(headers, cookie) {
         CanaryDecision::Canary => true,
         CanaryDecision::Main => false,
         CanaryDecision::ByWeight => {
             RNG.with_borrow_mut(|rng| rng.u32(..100) < canary.weight_percent)
         }
-    };
-    if to_canary {
-        canary.backend
-    } else {
-        main
     }
 }
 

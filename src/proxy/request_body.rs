@@ -10,6 +10,7 @@
 //! While streaming, a pause longer than the send timeout ends the upload with an error.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -32,7 +33,43 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A request body, owned by the request across its attempts.
 pub enum RequestBody {
     Buffered(Bytes),
-    Streamed(Arc<Mutex<Option<Incoming>>>),
+    Streamed(Arc<Stream>),
+}
+
+/// A streamed body: the client's, until an attempt takes it, and how much of it was read.
+pub struct Stream {
+    body: Mutex<Option<Incoming>>,
+    read: AtomicU64,
+}
+
+impl Stream {
+    fn take(&self) -> Option<Incoming> {
+        self.body
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// Body bytes read from the client so far.
+    pub fn read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+}
+
+/// How many body bytes a request brought: known when it was buffered, counted as it goes when
+/// it streams (the count is read when the request is logged).
+pub enum BodyBytes {
+    Known(u64),
+    Streamed(Arc<Stream>),
+}
+
+impl BodyBytes {
+    pub fn get(&self) -> u64 {
+        match self {
+            BodyBytes::Known(bytes) => *bytes,
+            BodyBytes::Streamed(stream) => stream.read(),
+        }
+    }
 }
 
 impl RequestBody {
@@ -58,7 +95,18 @@ impl RequestBody {
                     .map_err(|e| ProxyError::ClientBody(e.into()))?;
                 Ok(RequestBody::Buffered(collected.to_bytes()))
             }
-            _ => Ok(RequestBody::Streamed(Arc::new(Mutex::new(Some(body))))),
+            _ => Ok(RequestBody::Streamed(Arc::new(Stream {
+                body: Mutex::new(Some(body)),
+                read: AtomicU64::new(0),
+            }))),
+        }
+    }
+
+    /// What counts this body's bytes.
+    pub fn bytes(&self) -> BodyBytes {
+        match self {
+            RequestBody::Buffered(bytes) => BodyBytes::Known(bytes.len() as u64),
+            RequestBody::Streamed(stream) => BodyBytes::Streamed(stream.clone()),
         }
     }
 
@@ -92,7 +140,8 @@ impl RequestBody {
     pub fn sent(&self) -> bool {
         match self {
             RequestBody::Buffered(bytes) => !bytes.is_empty(),
-            RequestBody::Streamed(shared) => shared
+            RequestBody::Streamed(stream) => stream
+                .body
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .is_none(),
@@ -117,7 +166,7 @@ pub struct UpstreamBody {
 enum Kind {
     Full(Option<Bytes>),
     Stream {
-        shared: Arc<Mutex<Option<Incoming>>>,
+        shared: Arc<Stream>,
         /// The client's body, once this attempt took it.
         taken: Option<Incoming>,
         idle: Idle,
@@ -150,20 +199,25 @@ impl Body for UpstreamBody {
                 done,
             } => {
                 if taken.is_none() {
-                    *taken = shared
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .take();
+                    *taken = shared.take();
                 }
                 let Some(body) = taken.as_mut() else {
                     // Another attempt took the stream: this one cannot send it.
                     return Poll::Ready(Some(Err("request body already sent".into())));
                 };
                 let polled = idle.poll_frame(body, cx);
-                if let Poll::Ready(None) = polled {
-                    if let Some(done) = done.take() {
-                        let _ = done.send(());
+                match &polled {
+                    Poll::Ready(None) => {
+                        if let Some(done) = done.take() {
+                            let _ = done.send(());
+                        }
                     }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            shared.read.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                    _ => {}
                 }
                 polled
             }
@@ -183,6 +237,7 @@ impl Body for UpstreamBody {
             Kind::Stream { shared, taken, .. } => match taken {
                 Some(body) => body.size_hint(),
                 None => shared
+                    .body
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .as_ref()

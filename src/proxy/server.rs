@@ -285,15 +285,17 @@ impl Connection {
                 let (proxy, client, activity) = &*shared;
                 let in_progress = activity.start();
                 let send = streams.then(|| activity.track_send());
+                let mut record = proxy.record(&request, client);
                 let response = match request.uri().path_and_query() {
                     // Checked here, not by hyper: hyper answers 431 for any head too large.
                     Some(target) if target.as_str().len() > max_uri_bytes => {
                         Ok(ProxyError::UriTooLong.to_response().map(Either::Right))
                     }
-                    _ => proxy.handle(request, client).await,
+                    _ => proxy.handle(request, client, &mut record).await,
                 };
                 response.map(|response| {
-                    response.map(|body| InProgressBody::new(body, in_progress, send))
+                    record.responded(response.status());
+                    response.map(|body| InProgressBody::new(body, in_progress, send, record))
                 })
             }
         });

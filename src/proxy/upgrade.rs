@@ -15,12 +15,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::record::RequestRecord;
+
+/// Copies between the two sides once both connections are handed over; `record` reports the
+/// request when the tunnel closes, with its duration and the bytes moved each way.
 pub async fn tunnel(
     client: OnUpgrade,
     upstream: OnUpgrade,
-    route: String,
-    endpoint: SocketAddr,
+    (route, endpoint): (String, SocketAddr),
     idle: Duration,
+    mut record: RequestRecord,
 ) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
@@ -54,6 +58,8 @@ pub async fn tunnel(
         },
         _ = watchdog => debug!(route, %endpoint, ?idle, "upgraded connection idle; closed"),
     }
+    // Counted as read, so an idle or failed tunnel reports what it moved too.
+    record.tunnelled(client.read, upstream.read);
 }
 
 /// An IO that records when it last moved bytes (milliseconds since `epoch`), shared by both
@@ -62,6 +68,8 @@ struct Active<T> {
     io: T,
     epoch: Instant,
     activity: Arc<AtomicU64>,
+    /// Bytes read from this side.
+    read: u64,
 }
 
 impl<T> Active<T> {
@@ -70,6 +78,7 @@ impl<T> Active<T> {
             io,
             epoch,
             activity,
+            read: 0,
         }
     }
 
@@ -91,7 +100,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Active<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            this.read += read as u64;
             this.touch();
         }
         polled

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use super::{serve, serve_tls, Connections, Proxy, TableHandle, UpstreamConfig};
+use super::{serve, serve_tls, Connections, Proxy, TableHandle, Telemetry, UpstreamConfig};
 
 /// One listening socket per worker, all on the same address.
 pub struct Listeners {
@@ -49,14 +49,21 @@ pub fn bind(addr: SocketAddr, workers: usize) -> io::Result<Listeners> {
     })
 }
 
+/// What every worker shares: the table, the connection cap, where requests are reported.
+#[derive(Clone)]
+pub struct Shared {
+    pub tables: Arc<TableHandle>,
+    pub connections: Arc<Connections>,
+    pub telemetry: Telemetry,
+}
+
 /// Starts one thread per pair of sockets, serving plain HTTP and TLS until `shutdown` (then
-/// the graceful shutdown of [`serve`]). The workers share `connections`, and so its cap. Join
-/// the handles to wait for them.
+/// the graceful shutdown of [`serve`]). The workers share `shared.connections`, and so its cap.
+/// Join the handles to wait for them.
 pub fn spawn(
     http: Listeners,
     https: Listeners,
-    tables: Arc<TableHandle>,
-    connections: Arc<Connections>,
+    shared: Shared,
     shutdown: CancellationToken,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     http.sockets
@@ -64,11 +71,10 @@ pub fn spawn(
         .zip(https.sockets)
         .enumerate()
         .map(|(index, (http, https))| {
-            let (tables, connections, shutdown) =
-                (tables.clone(), connections.clone(), shutdown.clone());
+            let (shared, shutdown) = (shared.clone(), shutdown.clone());
             std::thread::Builder::new()
                 .name(format!("vane-worker-{index}"))
-                .spawn(move || worker(http, https, tables, connections, shutdown))
+                .spawn(move || worker(http, https, shared, shutdown))
         })
         .collect()
 }
@@ -76,8 +82,7 @@ pub fn spawn(
 fn worker(
     http: std::net::TcpListener,
     https: std::net::TcpListener,
-    tables: Arc<TableHandle>,
-    connections: Arc<Connections>,
+    shared: Shared,
     shutdown: CancellationToken,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -101,7 +106,12 @@ fn worker(
                 return;
             }
         };
-        let proxy = Arc::new(Proxy::new(tables, &UpstreamConfig::default()));
+        let Shared {
+            tables,
+            connections,
+            telemetry,
+        } = shared;
+        let proxy = Arc::new(Proxy::new(tables, &UpstreamConfig::default(), &telemetry));
         tokio::join!(
             serve(http, proxy.clone(), connections.clone(), shutdown.clone()),
             serve_tls(https, proxy, connections, shutdown),

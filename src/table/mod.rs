@@ -61,6 +61,36 @@ pub struct Route {
     pub tls: RouteTls,
     /// `Upgrade` protocols tunnelled besides WebSocket, lowercase (`upgrade-protocols`).
     pub upgrade_protocols: Option<Arc<[Box<str>]>>,
+    /// Whether its requests are written to the access log (`enable-access-log`).
+    pub access_log: bool,
+    /// Who its requests are counted for in the traffic metrics and the access log.
+    pub labels: Arc<TrafficLabels>,
+}
+
+/// The Ingress and Service a request is counted for: the label values of the traffic metrics
+/// (`namespace`, `ingress`, `service`) and the access log's fields. They come only from the
+/// table, so clients cannot create series; a request that matched no route is counted under
+/// the default (empty) labels, as ingress-nginx reports them. Shared by pointer (`Arc`): the
+/// proxy copies no string per request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrafficLabels {
+    pub namespace: Box<str>,
+    pub ingress: Box<str>,
+    pub service: Box<str>,
+}
+
+impl TrafficLabels {
+    /// The labels of `ingress`'s requests to the backend named `backend` (`namespace/service:port`,
+    /// see [`Backend::name`]).
+    pub fn new(ingress: &ObjectRef, backend: &str) -> Self {
+        let service = backend.split_once('/').map_or(backend, |(_, rest)| rest);
+        let service = service.rsplit_once(':').map_or(service, |(name, _)| name);
+        Self {
+            namespace: ingress.namespace.as_str().into(),
+            ingress: ingress.name.as_str().into(),
+            service: service.into(),
+        }
+    }
 }
 
 /// A canary on a route, with ingress-nginx's semantics: the header decides first (`always`,
@@ -75,6 +105,8 @@ pub struct Canary {
     pub header_value: Option<http::HeaderValue>,
     pub by_cookie: Option<Box<str>>,
     pub weight_percent: u32,
+    /// Who the requests sent to the canary are counted for.
+    pub labels: Arc<TrafficLabels>,
 }
 
 /// Where a request of a route with a canary goes.
@@ -404,6 +436,8 @@ mod tests {
             canary: None,
             tls: RouteTls::default(),
             upgrade_protocols: None,
+            access_log: true,
+            labels: Arc::default(),
         }
     }
 
@@ -458,6 +492,7 @@ mod tests {
             header_value: header_value.map(|v| v.parse().unwrap()),
             by_cookie: Some("canary".into()),
             weight_percent: 10,
+            labels: Arc::default(),
         };
         let headers = |value: &str| {
             let mut map = http::HeaderMap::new();

@@ -21,6 +21,8 @@ pub struct ConnectionTls {
     pub server_name: Option<Box<str>>,
     /// The subject of the client certificate, verified by the host's CA (mTLS).
     pub client_subject: Option<HeaderValue>,
+    /// The negotiated version, as nginx's `$ssl_protocol` writes it (`TLSv1.3`).
+    pub version: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +52,13 @@ where
         return Err(HandshakeError::NoCertificate(server_name));
     };
     let stream = start.into_stream(config).await?;
-    let client_subject = stream
-        .get_ref()
-        .1
+    let connection = stream.get_ref().1;
+    let version = match connection.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        _ => "unknown",
+    };
+    let client_subject = connection
         .peer_certificates()
         .and_then(|chain| chain.first())
         .and_then(subject)
@@ -62,6 +68,7 @@ where
         ConnectionTls {
             server_name,
             client_subject,
+            version,
         },
     ))
 }

@@ -65,6 +65,7 @@ impl Vane {
             // Two workers: two threads share the listeners (SO_REUSEPORT).
             workers: 2,
             log_format: LogFormat::Text,
+            access_log: None,
             shutdown_delay: std::time::Duration::ZERO,
             limits: vane::proxy::ServerLimits {
                 shutdown_grace: std::time::Duration::from_secs(5),

@@ -9,6 +9,7 @@
 //!   (`vane_test_apiserver`, crates/test-apiserver);
 //! - `generated`: committed generated files match the code;
 //! - `metrics`: `/metrics` of the built binary, parsed strictly;
+//! - `observability`: traffic metrics, the access log, request IDs and trace context;
 //! - `layering`: each module imports only what ARCHITECTURE.md's rooms table allows;
 //! - `standalone`: tier 4, the built `vane` binary on a manifests directory;
 //! - `tls`: TLS termination, redirects, mTLS, upstream TLS, h2c and gRPC through the proxy,
@@ -21,6 +22,7 @@ mod generated;
 mod kubernetes;
 mod layering;
 mod metrics;
+mod observability;
 mod pool;
 mod properties;
 mod proxy;

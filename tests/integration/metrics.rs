@@ -92,7 +92,7 @@ pub fn parse_strictly(text: &str) -> BTreeMap<String, f64> {
 /// The metrics of a [`TestProxy`]'s table, as `/metrics` would serve them, parsed strictly.
 pub fn metrics_of(proxy: &TestProxy) -> BTreeMap<String, f64> {
     let connections = Arc::new(Connections::new(ServerLimits::default()));
-    let metrics = Metrics::new(proxy.tables.clone(), connections);
+    let metrics = Metrics::new(proxy.tables.clone(), connections, &proxy.telemetry);
     parse_strictly(&metrics.encode(None).1)
 }
 

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vane::compile::{compile, Options};
 use vane::live::TableHandle;
-use vane::proxy::{self, Connections, Proxy, ServerLimits, UpstreamConfig};
+use vane::proxy::{self, Connections, Proxy, ServerLimits, Telemetry, UpstreamConfig};
 
 use super::fixtures::snapshot;
 
@@ -17,6 +17,8 @@ pub struct TestProxy {
     pub https: SocketAddr,
     pub tables: Arc<TableHandle>,
     pub options: Options,
+    /// The traffic counters (and access log, if given) its requests are reported to.
+    pub telemetry: Telemetry,
     stop: CancellationToken,
 }
 
@@ -33,18 +35,41 @@ impl TestProxy {
             options,
             &UpstreamConfig::default(),
             ServerLimits::default(),
+            Telemetry::default(),
         )
         .await
     }
 
+    /// Starts reporting its requests to `telemetry` (an access log, say).
+    pub async fn start_with_telemetry(yaml: &str, telemetry: Telemetry) -> Self {
+        let (upstream, limits) = (UpstreamConfig::default(), ServerLimits::default());
+        Self::start_full(yaml, Options::default(), &upstream, limits, telemetry).await
+    }
+
     /// Starts with these upstream connection settings.
     pub async fn start_with_upstream(yaml: &str, upstream: &UpstreamConfig) -> Self {
-        Self::start_full(yaml, Options::default(), upstream, ServerLimits::default()).await
+        let limits = ServerLimits::default();
+        Self::start_full(
+            yaml,
+            Options::default(),
+            upstream,
+            limits,
+            Telemetry::default(),
+        )
+        .await
     }
 
     /// Starts with these client-side limits.
     pub async fn start_with_limits(yaml: &str, limits: ServerLimits) -> Self {
-        Self::start_full(yaml, Options::default(), &UpstreamConfig::default(), limits).await
+        let upstream = UpstreamConfig::default();
+        Self::start_full(
+            yaml,
+            Options::default(),
+            &upstream,
+            limits,
+            Telemetry::default(),
+        )
+        .await
     }
 
     async fn start_full(
@@ -52,6 +77,7 @@ impl TestProxy {
         mut options: Options,
         upstream: &UpstreamConfig,
         limits: ServerLimits,
+        telemetry: Telemetry,
     ) -> Self {
         if options.fallback_certificate.is_none() {
             options.fallback_certificate = Some(Arc::new(vane::compile::self_signed().unwrap()));
@@ -66,10 +92,11 @@ impl TestProxy {
             https: tls_listener.local_addr().unwrap(),
             tables: tables.clone(),
             options,
+            telemetry,
             stop: stop.clone(),
         };
         test_proxy.publish(yaml);
-        let proxy = Arc::new(Proxy::new(tables, upstream));
+        let proxy = Arc::new(Proxy::new(tables, upstream, &test_proxy.telemetry));
         let connections = Arc::new(Connections::new(limits));
         tokio::spawn(proxy::serve(
             listener,

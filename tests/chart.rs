@@ -18,7 +18,9 @@ use std::sync::OnceLock;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Container, Namespace, PodTemplateSpec, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Namespace, PodTemplateSpec, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::{IngressClass, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
@@ -167,6 +169,9 @@ struct Rendered {
     ingress_classes: Vec<IngressClass>,
     network_policies: Vec<NetworkPolicy>,
     service_monitors: Vec<ServiceMonitor>,
+    config_maps: Vec<ConfigMap>,
+    /// PrometheusRules, whose `spec.groups[].rules[]` are checked by the tests that use them.
+    prometheus_rules: Vec<Value>,
     /// (kind, namespace, name, is namespaced) of every object, in order.
     objects: Vec<(String, Option<String>, String, bool)>,
 }
@@ -219,6 +224,13 @@ impl Rendered {
             }
             ("monitoring.coreos.com/v1", "ServiceMonitor") => {
                 self.service_monitors.push(ServiceMonitor::parse(doc)?);
+                true
+            }
+            ("v1", "ConfigMap") => push(&mut self.config_maps, doc, true)?,
+            ("monitoring.coreos.com/v1", "PrometheusRule") => {
+                only_keys(doc, &["apiVersion", "kind", "metadata", "spec"], "")?;
+                only_keys(&doc["spec"], &["groups"], "spec")?;
+                self.prometheus_rules.push(doc.clone());
                 true
             }
             _ => return Err(format!("unexpected {api_version} {kind}")),
@@ -932,6 +944,7 @@ fn container_args_follow_the_values() {
             "--controller-name=vane.dev/ingress-controller",
             "--publish-service=vane/vane",
             "--log-format=json",
+            "--access-log=on",
             "--http-addr=0.0.0.0:8080",
             "--https-addr=0.0.0.0:8443",
             "--admin-addr=0.0.0.0:9090",
@@ -1600,6 +1613,144 @@ fn only_the_vane_pods_mount_the_service_account_token() {
             "{combination}"
         );
     }
+}
+
+/// The metric names README's Metrics table documents (what vane exposes).
+fn documented_metrics() -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split('`').next())
+        .filter(|name| name.starts_with("vane_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `vane_*` metric names a PromQL expression reads, without histogram suffixes.
+fn metrics_in(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("vane_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        names.push(base.to_owned());
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_and_alerts_read_only_metrics_vane_has() {
+    let documented = documented_metrics();
+    assert!(documented.contains("vane_requests_total"), "{documented:?}");
+    let metrics = rendered("metrics");
+
+    let [dashboard] = &metrics.config_maps[..] else {
+        panic!("one dashboard ConfigMap: {:?}", metrics.config_maps.len());
+    };
+    let labels = dashboard.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["grafana_dashboard"], "1", "the sidecar's label");
+    let json: Value = serde_json::from_str(&dashboard.data.as_ref().unwrap()["vane.json"]).unwrap();
+    let panels = json["panels"].as_array().unwrap();
+    assert!(panels.len() >= 8);
+    let mut read = 0;
+    for target in panels.iter().flat_map(|p| p["targets"].as_array().unwrap()) {
+        for name in metrics_in(target["expr"].as_str().unwrap()) {
+            assert!(
+                documented.contains(&name),
+                "the dashboard reads {name}, which vane lacks"
+            );
+            read += 1;
+        }
+    }
+    assert!(read >= 10);
+
+    let [rule] = &metrics.prometheus_rules[..] else {
+        panic!("one PrometheusRule");
+    };
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let alerts: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    assert!(alerts.contains(&"VaneIngressHighErrorRatio"), "{alerts:?}");
+    assert!(
+        alerts.contains(&"VaneCertificateExpiringSoon"),
+        "{alerts:?}"
+    );
+    for rule in rules {
+        let expr = rule["expr"].as_str().unwrap();
+        let names = metrics_in(expr);
+        assert!(!names.is_empty(), "{expr}");
+        for name in names {
+            assert!(
+                documented.contains(&name),
+                "an alert reads {name}, which vane lacks"
+            );
+        }
+    }
+    let ratio = rules
+        .iter()
+        .find(|r| r["alert"] == "VaneIngressHighErrorRatio")
+        .unwrap();
+    assert!(
+        ratio["expr"]
+            .as_str()
+            .unwrap()
+            .trim_end()
+            .ends_with("> 0.05"),
+        "{ratio}"
+    );
+    let expiry = rules
+        .iter()
+        .find(|r| r["alert"] == "VaneCertificateExpiringSoon")
+        .unwrap();
+    assert!(
+        expiry["expr"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("< {}", 14 * 86400)),
+        "{expiry}"
+    );
+
+    // Prometheus discovery by annotation points at the metrics port.
+    let annotations = metrics
+        .workload()
+        .2
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap();
+    assert_eq!(annotations["prometheus.io/port"], "9091");
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+
+    // Neither is there by default, nor without the metrics they read being reachable.
+    let defaults = rendered("defaults");
+    assert!(defaults.config_maps.is_empty() && defaults.prometheus_rules.is_empty());
+    render_fails(
+        r#"{"metrics": {"prometheusRule": {"enabled": true}}}"#,
+        "metrics.prometheusRule needs metrics.enabled",
+    );
+    render_fails(
+        r#"{"metrics": {"scrapeAnnotations": true}}"#,
+        "metrics.scrapeAnnotations needs metrics.enabled",
+    );
+}
+
+#[test]
+fn the_access_log_is_on_and_follows_the_log_format_unless_set() {
+    let defaults = rendered("defaults");
+    assert_eq!(defaults.arg("--access-log").as_deref(), Some("on"));
+    assert_eq!(defaults.arg("--access-log-format"), None);
+    let set = render_with(r#"{"controller": {"accessLog": {"enabled": false, "format": "text"}}}"#);
+    assert_eq!(set.arg("--access-log").as_deref(), Some("off"));
+    assert_eq!(set.arg("--access-log-format").as_deref(), Some("text"));
 }
 
 /// `render.py template --set-json SET` must fail, saying `expected`.

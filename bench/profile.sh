@@ -7,11 +7,15 @@
 #   bench/profile.sh                      # target/release/vane, 1 worker
 #   WORKERS=2 PERF=1 bench/profile.sh     # then: perf report -i $OUT/perf.data --no-children
 #   VANE=/path/to/other/vane bench/profile.sh
+#   VANE=/path/to/older/vane VANE_FLAGS="" bench/profile.sh   # a build without today's flags
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VANE=${VANE:-target/release/vane}
 WORKERS=${WORKERS:-1}
 OUT=${OUT:-target/profile}
+# Flags beyond the listeners every vane has: the metrics and debug listeners off the default
+# ports, and no access log (scenario a measures the proxy; bench/run.sh measures the log).
+VANE_FLAGS=${VANE_FLAGS---metrics-addr 127.0.0.1:18191 --debug-addr 127.0.0.1:18192 --access-log off}
 PORT=18101
 for tool in nginx wrk curl; do
     command -v "$tool" >/dev/null || { echo "profile.sh: $tool is needed (bench/run.sh installs it)"; exit 1; }
@@ -62,8 +66,7 @@ EOF
 
 nginx -c "$OUT/origin.conf"
 RUST_LOG=warn "$VANE" --manifests "$OUT/manifests" --http-addr 127.0.0.1:18180 \
-    --https-addr 127.0.0.1:18543 --admin-addr 127.0.0.1:18190 --metrics-addr 127.0.0.1:18191 \
-    --debug-addr 127.0.0.1:18192 --workers "$WORKERS" \
+    --https-addr 127.0.0.1:18543 --admin-addr 127.0.0.1:18190 --workers "$WORKERS" $VANE_FLAGS \
     >"$OUT/vane.log" 2>&1 &
 VANE_PID=$!
 # KILL: vane's SIGTERM keeps its listeners open for --shutdown-delay, which a script needn't wait.

@@ -173,6 +173,7 @@ impl Proxy {
             tables,
             reporter: Arc::new(Reporter {
                 shard: telemetry.traffic.shard(),
+                unmatched: Arc::default(),
                 access_log: telemetry.access_log.clone(),
             }),
             tunnels: TaskTracker::new(),

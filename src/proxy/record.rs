@@ -21,6 +21,9 @@ use crate::tls::ConnectionTls;
 #[derive(Debug)]
 pub struct Reporter {
     pub shard: Arc<Shard>,
+    /// The worker's own labels of requests no route served (empty ones; see [`Shard::labels`]
+    /// for why each worker has its own).
+    pub unmatched: Arc<TrafficLabels>,
     pub access_log: Option<AccessLog>,
 }
 
@@ -83,7 +86,7 @@ impl RequestRecord {
             reporter: reporter.clone(),
             started: Instant::now(),
             method: MethodLabel::of(request.method()),
-            labels: reporter.shard.unmatched(),
+            labels: reporter.unmatched.clone(),
             status: 0,
             upstream_headers: None,
             request_bytes: BodyBytes::Known(0),

@@ -42,7 +42,6 @@ struct ShardState {
     /// (every worker cloning the table's own `Arc` would bounce its count between cores).
     /// Emptied at each scrape, so copies for swapped-out tables do not pile up.
     copies: HashMap<usize, Arc<TrafficLabels>>,
-    unmatched: Option<Arc<TrafficLabels>>,
 }
 
 /// The running totals, by label values.
@@ -215,12 +214,6 @@ impl Shard {
             *copy = Arc::new(TrafficLabels::clone(labels));
         }
         copy.clone()
-    }
-
-    /// This worker's copy of the labels of requests no route served (empty ones).
-    pub fn unmatched(&self) -> Arc<TrafficLabels> {
-        let mut state = self.lock();
-        state.unmatched.get_or_insert_with(Default::default).clone()
     }
 
     pub fn record(&self, request: Completed<'_>) {

@@ -276,6 +276,7 @@ fn standalone(dir: &Path) -> Config {
         workers: 2,
         log_format: LogFormat::Text,
         access_log: None,
+        span_export: None,
         shutdown_delay: Duration::ZERO,
         limits: ServerLimits {
             shutdown_grace: Duration::from_secs(1),

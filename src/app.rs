@@ -29,8 +29,9 @@ use crate::k8s::{self, KubeSettings, Outcome, StatusWriter};
 use crate::live::TableHandle;
 use crate::manifests::{self, Changes, LoadError, ManifestCache};
 use crate::metrics::Metrics;
+use crate::otlp;
 use crate::proxy::access_log::AccessLog;
-use crate::proxy::{workers, Connections, Telemetry};
+use crate::proxy::{workers, Connections, Spans, Telemetry};
 use crate::snapshot::Snapshot;
 use crate::table::Diagnostic;
 
@@ -107,9 +108,24 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
         None => (None, None),
     };
+    let (spans, span_exporter) = match &config.span_export {
+        Some(export) => {
+            let (tracer, exporter) = otlp::start(&export.endpoint)?;
+            let sample_ratio = export.sample_ratio;
+            (
+                Some(Spans {
+                    tracer,
+                    sample_ratio,
+                }),
+                Some(exporter),
+            )
+        }
+        None => (None, None),
+    };
     let telemetry = Telemetry {
         traffic: Arc::default(),
         access_log,
+        spans,
     };
     let metrics = Arc::new(Metrics::new(
         tables.clone(),
@@ -150,13 +166,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .context("cannot start the proxy workers")?;
     tasks.spawn(async move {
         // Returns once the workers served out their grace period after `shutdown`; then the
-        // access log has every line it will get, and is written out.
+        // access log and the span exporter have every line and span they will get, and write
+        // them out (the exports run on this runtime, which is why this thread may wait).
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
             }
             if let Some(writer) = log_writer {
                 writer.finish();
+            }
+            if let Some(exporter) = span_exporter {
+                exporter.finish();
             }
         })
         .await;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use http::Uri;
 
 use crate::api::bounds::TIMEOUT;
 use crate::compile::{DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
@@ -153,6 +154,17 @@ pub struct Args {
     #[arg(long, env = "VANE_ACCESS_LOG_FORMAT", value_enum)]
     pub access_log_format: Option<LogFormat>,
 
+    /// Export a span per request to this OpenTelemetry collector, over OTLP/HTTP (protobuf),
+    /// POSTed to URL/v1/traces (unless URL ends in /v1/traces already). Default: no export.
+    #[arg(long, env = "VANE_OTLP_ENDPOINT", value_name = "URL", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<Uri>,
+
+    /// With --otlp-endpoint: the share of new traces (requests without a usable traceparent)
+    /// that vane records, 0.0 to 1.0. A request's traceparent decides for the traces it
+    /// continues.
+    #[arg(long, env = "VANE_TRACE_SAMPLE_RATIO", value_name = "R", default_value = "1.0", value_parser = parse_ratio)]
+    pub trace_sample_ratio: f64,
+
     /// On SIGTERM, keep accepting connections this long (with /readyz failing) while load
     /// balancers and endpoints stop sending traffic here.
     #[arg(long, env = "VANE_SHUTDOWN_DELAY", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
@@ -241,6 +253,42 @@ fn parse_timeout(value: &str) -> Result<Duration, String> {
     }
 }
 
+/// An OTLP/HTTP base URL (`http://collector:4318`) or traces URL (`.../v1/traces`), as the
+/// traces URL.
+fn parse_otlp_endpoint(value: &str) -> Result<Uri, String> {
+    let uri: Uri = value
+        .trim()
+        .parse()
+        .map_err(|e| format!("{value:?} is not a URL: {e}"))?;
+    let scheme = uri.scheme_str().unwrap_or_default();
+    if !matches!(scheme, "http" | "https") || uri.host().is_none_or(str::is_empty) {
+        return Err(format!(
+            "{value:?} is not an http:// or https:// URL with a host"
+        ));
+    }
+    if uri.query().is_some() {
+        return Err(format!("{value:?} has a query; OTLP takes none"));
+    }
+    const TRACES: &str = "/v1/traces";
+    let path = uri.path().trim_end_matches('/');
+    let path = if path.ends_with(TRACES) {
+        path.to_owned()
+    } else {
+        format!("{path}{TRACES}")
+    };
+    let mut parts = uri.into_parts();
+    parts.path_and_query = Some(path.parse().map_err(|e| format!("{value:?}: {e}"))?);
+    Uri::from_parts(parts).map_err(|e| format!("{value:?}: {e}"))
+}
+
+/// A ratio from 0.0 to 1.0.
+fn parse_ratio(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{value:?} is not a number from 0.0 to 1.0")),
+    }
+}
+
 fn parse_duration(value: &str) -> Result<Duration, String> {
     match value.trim() {
         "0" => Ok(Duration::ZERO),
@@ -285,6 +333,15 @@ pub struct Environment {
     pub pid: u32,
 }
 
+/// Span export (`--otlp-endpoint`, `--trace-sample-ratio`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanExport {
+    /// Where spans are POSTed: the collector's `/v1/traces`.
+    pub endpoint: Uri,
+    /// The share of new traces recorded.
+    pub sample_ratio: f64,
+}
+
 /// Validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -305,6 +362,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The access log's format; `None` when it is off.
     pub access_log: Option<access_log::Format>,
+    /// Span export; `None` when it is off.
+    pub span_export: Option<SpanExport>,
     pub shutdown_delay: Duration,
     pub limits: ServerLimits,
 }
@@ -392,6 +451,10 @@ impl Args {
                 (Switch::On, LogFormat::Text) => Some(access_log::Format::Text),
                 (Switch::On, LogFormat::Json) => Some(access_log::Format::Json),
             },
+            span_export: self.otlp_endpoint.map(|endpoint| SpanExport {
+                endpoint,
+                sample_ratio: self.trace_sample_ratio,
+            }),
             shutdown_delay: self.shutdown_delay,
             limits: self.limits.into_limits(self.shutdown_grace),
         })
@@ -540,6 +603,54 @@ mod tests {
             "--handshake-timeout=soon",
         ] {
             assert!(parse(&[bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn span_export_is_off_by_default_and_posts_to_v1_traces() {
+        let export = |args: &[&str]| {
+            let all = ["vane", "--manifests", "/m"].iter().chain(args).copied();
+            Args::try_parse_from(all)
+                .map(|args| args.into_config(1, &env()).unwrap().span_export)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(export(&[]).unwrap(), None);
+        // The ratio alone turns nothing on.
+        assert_eq!(export(&["--trace-sample-ratio", "0.5"]).unwrap(), None);
+        for (given, posted) in [
+            ("http://collector:4318", "http://collector:4318/v1/traces"),
+            ("http://collector:4318/", "http://collector:4318/v1/traces"),
+            (
+                "https://otel.example.com/v1/traces",
+                "https://otel.example.com/v1/traces",
+            ),
+            (
+                "http://10.0.0.1:4318/otlp/",
+                "http://10.0.0.1:4318/otlp/v1/traces",
+            ),
+        ] {
+            let on = export(&["--otlp-endpoint", given]).unwrap().unwrap();
+            assert_eq!(on.endpoint.to_string(), posted, "{given}");
+            assert_eq!(on.sample_ratio, 1.0);
+        }
+        let on = export(&["--otlp-endpoint=http://c:4318", "--trace-sample-ratio=0.25"]);
+        assert_eq!(on.unwrap().unwrap().sample_ratio, 0.25);
+
+        for bad in [
+            "collector:4318",
+            "grpc://collector:4317",
+            "http://",
+            "/v1/traces",
+            "http://c:4318/?x=1",
+            "not a url",
+        ] {
+            let error = export(&["--otlp-endpoint", bad]).unwrap_err();
+            assert!(error.contains("--otlp-endpoint"), "{bad}: {error}");
+        }
+        for bad in ["1.5", "-0.1", "half", "NaN"] {
+            let ratio = format!("--trace-sample-ratio={bad}");
+            let error = export(&["--otlp-endpoint=http://c", &ratio]);
+            assert!(error.unwrap_err().contains("0.0 to 1.0"), "{bad}");
         }
     }
 

@@ -19,6 +19,7 @@ pub mod live;
 pub mod manifests;
 pub mod metrics;
 pub mod net;
+pub mod otlp;
 pub mod proxy;
 pub mod snapshot;
 pub mod table;

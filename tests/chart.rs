@@ -1753,6 +1753,25 @@ fn the_access_log_is_on_and_follows_the_log_format_unless_set() {
     assert_eq!(set.arg("--access-log-format").as_deref(), Some("text"));
 }
 
+#[test]
+fn spans_are_exported_only_to_a_collector_the_values_name() {
+    let defaults = rendered("defaults");
+    assert_eq!(defaults.arg("--otlp-endpoint"), None);
+    assert_eq!(defaults.arg("--trace-sample-ratio"), None);
+    let traced = render_with(
+        r#"{"controller": {"tracing": {"otlpEndpoint": "http://otel.observability:4318", "sampleRatio": 0.25}}}"#,
+    );
+    assert_eq!(
+        traced.arg("--otlp-endpoint").as_deref(),
+        Some("http://otel.observability:4318")
+    );
+    assert_eq!(traced.arg("--trace-sample-ratio").as_deref(), Some("0.25"));
+    render_fails(
+        r#"{"controller": {"tracing": {"otlpEndpoint": "grpc://otel:4317"}}}"#,
+        "otlpEndpoint",
+    );
+}
+
 /// `render.py template --set-json SET` must fail, saying `expected`.
 fn render_fails(set_json: &str, expected: &str) {
     let output = render_py(&["template", "--set-json", set_json]);

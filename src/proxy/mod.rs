@@ -31,6 +31,7 @@ mod response_body;
 mod retry;
 mod send_error;
 mod server;
+mod span;
 mod tls_policy;
 mod trace;
 pub mod traffic;
@@ -71,6 +72,7 @@ pub use connection::{Connections, HandshakeOutcome};
 pub use error::ProxyError;
 pub use headers::ClientInfo;
 pub use server::{serve, serve_tls, ServerLimits};
+pub use span::Spans;
 
 /// The body of every response the proxy sends: streamed from an upstream, or generated here.
 pub type ProxyBody = Either<Tracked, Full<Bytes>>;
@@ -93,11 +95,12 @@ impl Default for UpstreamConfig {
 }
 
 /// Where the proxy reports its requests: the traffic counters every worker adds to (which
-/// `/metrics` reads), and the access log when it is on.
+/// `/metrics` reads), the access log when it is on, and spans when they are exported.
 #[derive(Clone, Debug, Default)]
 pub struct Telemetry {
     pub traffic: Arc<Traffic>,
     pub access_log: Option<AccessLog>,
+    pub spans: Option<Spans>,
 }
 
 /// Routes and forwards requests. Shared by every connection of a listener.
@@ -175,14 +178,16 @@ impl Proxy {
                 shard: telemetry.traffic.shard(),
                 unmatched: Arc::default(),
                 access_log: telemetry.access_log.clone(),
+                spans: telemetry.spans.clone(),
             }),
             tunnels: TaskTracker::new(),
         }
     }
 
-    /// A record of `request`, which has just arrived, for the metrics and the access log.
-    fn record<B>(&self, request: &Request<B>, client: &ClientInfo) -> RequestRecord {
-        RequestRecord::begin(&self.reporter, request, (client.ip, client.tls.as_ref()))
+    /// A record of `request`, which has just arrived, for the metrics, the access log and
+    /// spans; settles its request ID and trace context (see [`RequestRecord::begin`]).
+    fn record<B>(&self, request: &mut Request<B>, client: &ClientInfo) -> RequestRecord {
+        RNG.with_borrow_mut(|rng| RequestRecord::begin(&self.reporter, request, client, rng))
     }
 
     /// The upgraded connections in progress; shutdown gives them a grace period.
@@ -194,13 +199,11 @@ impl Proxy {
     /// `record`.
     async fn handle(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         client: &ClientInfo,
         record: &mut RequestRecord,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let is_grpc = grpc::is_grpc(request.headers());
-        let ids = RNG.with_borrow_mut(|rng| trace::identify(request.headers_mut(), rng));
-        record.identified(&ids);
         Ok(
             match self.route_and_forward(request, client, record).await {
                 Ok(response) => response,

@@ -1,7 +1,7 @@
 //! What is known about one request, from its head to the end of its response, for the traffic
-//! metrics and the access log. The record is filled as the request is routed and forwarded,
-//! rides along with the response body, and reports itself when dropped: when the body has been
-//! sent or abandoned, or, for a protocol switch, when the tunnel closes.
+//! metrics, the access log and vane's span. The record is filled as the request is routed and
+//! forwarded, rides along with the response body, and reports itself when dropped: when the
+//! body has been sent or abandoned, or, for a protocol switch, when the tunnel closes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -11,8 +11,10 @@ use http::{header, HeaderValue, Method, Request, StatusCode, Uri, Version};
 use tokio::time::Instant;
 
 use super::access_log::{AccessLog, Attempt, Entry};
+use super::headers::ClientInfo;
 use super::request_body::BodyBytes;
-use super::trace::RequestIds;
+use super::span::{ServerSpan, Spans};
+use super::trace::{self, RequestIds};
 use super::traffic::{Completed, MethodLabel, Shard};
 use crate::table::TrafficLabels;
 use crate::tls::ConnectionTls;
@@ -25,6 +27,7 @@ pub struct Reporter {
     /// for why each worker has its own).
     pub unmatched: Arc<TrafficLabels>,
     pub access_log: Option<AccessLog>,
+    pub spans: Option<Spans>,
 }
 
 /// One request's record; reported when dropped.
@@ -40,6 +43,8 @@ pub struct RequestRecord {
     response_bytes: u64,
     /// What only the access log needs; `None` when the request is not logged.
     log: Option<Box<LogFields>>,
+    /// vane's span of the request, when it is recorded.
+    span: Option<Box<ServerSpan>>,
     /// Moved to a tunnel, which reports it.
     handed_over: bool,
 }
@@ -54,37 +59,49 @@ struct LogFields {
     user_agent: Option<HeaderValue>,
     referer: Option<HeaderValue>,
     tls: Option<Arc<ConnectionTls>>,
-    ids: Option<RequestIds>,
+    ids: RequestIds,
     attempts: Vec<Attempt>,
 }
 
 impl RequestRecord {
-    /// A record of `request`, which has just arrived from `client` (over `tls`). Copies only
+    /// A record of `request`, which has just arrived from `client`. Settles the request's ID
+    /// and trace context first (in its headers, which go upstream; `rng` makes new IDs and
+    /// sampling decisions), and starts vane's span if the request is sampled. Copies only
     /// references (`Bytes` and `Arc` clones), and only when the access log is on.
     pub fn begin<B>(
         reporter: &Arc<Reporter>,
-        request: &Request<B>,
-        (client, tls): (IpAddr, Option<&Arc<ConnectionTls>>),
+        request: &mut Request<B>,
+        client: &ClientInfo,
+        rng: &mut fastrand::Rng,
     ) -> Self {
+        let started = Instant::now();
+        let spans = reporter.spans.as_ref();
+        let sample_ratio = spans.map(|spans| spans.sample_ratio);
+        let (mut ids, parent) = trace::identify(request.headers_mut(), rng, sample_ratio);
+        let span = spans.zip(parent).map(|(spans, parent)| {
+            let span = ServerSpan::start(&spans.tracer, &parent, request, client, started);
+            ids.trace_id = Some(trace::propagate(request.headers_mut(), span.context()));
+            Box::new(span)
+        });
         let log = reporter.access_log.as_ref().map(|_| {
             let header = |name| request.headers().get(name).cloned();
             Box::new(LogFields {
                 time: SystemTime::now(),
-                client,
+                client: client.ip,
                 method: request.method().clone(),
                 target: request.uri().clone(),
                 version: request.version(),
                 host: header(header::HOST),
                 user_agent: header(header::USER_AGENT),
                 referer: header(header::REFERER),
-                tls: tls.cloned(),
-                ids: None,
+                tls: client.tls.clone(),
+                ids,
                 attempts: Vec::new(),
             })
         });
         Self {
             reporter: reporter.clone(),
-            started: Instant::now(),
+            started,
             method: MethodLabel::of(request.method()),
             labels: reporter.unmatched.clone(),
             status: 0,
@@ -92,6 +109,7 @@ impl RequestRecord {
             request_bytes: BodyBytes::Known(0),
             response_bytes: 0,
             log,
+            span,
             handed_over: false,
         }
     }
@@ -105,12 +123,6 @@ impl RequestRecord {
         }
     }
 
-    pub fn identified(&mut self, ids: &RequestIds) {
-        if let Some(log) = &mut self.log {
-            log.ids = Some(ids.clone());
-        }
-    }
-
     /// The request's body, whose bytes are counted when the record is reported.
     pub fn body(&mut self, bytes: BodyBytes) {
         self.request_bytes = bytes;
@@ -120,6 +132,9 @@ impl RequestRecord {
     pub fn attempted(&mut self, address: SocketAddr, status: Option<StatusCode>, took: Duration) {
         if status.is_some() {
             self.upstream_headers = Some(took);
+        }
+        if let Some(span) = &mut self.span {
+            span.attempted(address, status);
         }
         if let Some(log) = &mut self.log {
             log.attempts.push(Attempt {
@@ -152,6 +167,7 @@ impl RequestRecord {
             request_bytes: std::mem::replace(&mut self.request_bytes, BodyBytes::Known(0)),
             response_bytes: self.response_bytes,
             log: self.log.take(),
+            span: self.span.take(),
             handed_over: false,
         };
         self.handed_over = true;
@@ -164,10 +180,11 @@ impl RequestRecord {
         self.response_bytes = to_client;
     }
 
-    fn report(&self) {
+    fn report(&mut self) {
+        let span = self.span.take();
         let duration = self.started.elapsed();
         let request_bytes = self.request_bytes.get();
-        self.reporter.shard.record(Completed {
+        let completed = Completed {
             labels: &self.labels,
             method: self.method,
             code: self.status,
@@ -175,7 +192,11 @@ impl RequestRecord {
             upstream_headers: self.upstream_headers,
             request_bytes,
             response_bytes: self.response_bytes,
-        });
+        };
+        if let Some(span) = span {
+            span.end(&completed);
+        }
+        self.reporter.shard.record(completed);
         let (Some(log), Some(access_log)) = (&self.log, &self.reporter.access_log) else {
             return;
         };
@@ -195,7 +216,7 @@ impl RequestRecord {
             .map(|a| a.as_str())
             .or_else(|| log.host.as_ref().and_then(|h| h.to_str().ok()))
             .unwrap_or_default();
-        let ids = log.ids.as_ref();
+        let ids = &log.ids;
         access_log.log(&Entry {
             time: log.time,
             client: log.client,
@@ -211,8 +232,8 @@ impl RequestRecord {
             namespace: &self.labels.namespace,
             ingress: &self.labels.ingress,
             service: &self.labels.service,
-            request_id: id(ids.map(|ids| &ids.request_id)),
-            trace_id: id(ids.and_then(|ids| ids.trace_id.as_ref())),
+            request_id: id(Some(&ids.request_id)),
+            trace_id: id(ids.trace_id.as_ref()),
             user_agent: &user_agent,
             referer: &referer,
             tls_version: log.tls.as_ref().map_or("", |tls| tls.version),

@@ -279,13 +279,13 @@ impl Connection {
         let streams = protocol == Protocol::Http2;
         // One allocation per connection; each request clones one Arc.
         let shared = Arc::new((self.proxy.clone(), client, activity.clone()));
-        let service = service_fn(move |request: Request<Incoming>| {
+        let service = service_fn(move |mut request: Request<Incoming>| {
             let shared = shared.clone();
             async move {
                 let (proxy, client, activity) = &*shared;
                 let in_progress = activity.start();
                 let send = streams.then(|| activity.track_send());
-                let mut record = proxy.record(&request, client);
+                let mut record = proxy.record(&mut request, client);
                 let response = match request.uri().path_and_query() {
                     // Checked here, not by hyper: hyper answers 431 for any head too large.
                     Some(target) if target.as_str().len() > max_uri_bytes => {

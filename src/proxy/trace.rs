@@ -2,13 +2,23 @@
 //!
 //! Every request goes upstream with an `X-Request-ID`: the client's when it is a sane value
 //! (1 to 200 visible ASCII bytes), else a new random one (32 hex digits, like ingress-nginx's
-//! `$req_id`). A well-formed `traceparent` passes through with its `tracestate`; a malformed
-//! one is replaced by a new trace, never forwarded, and its `tracestate` dropped (W3C Trace
-//! Context section 3.3: tracestate means nothing without a valid traceparent). vane records no
-//! spans of its own, so it does not make itself the parent: an upstream span whose parent was
-//! never exported would hang in the trace.
+//! `$req_id`).
+//!
+//! Trace context depends on whether vane exports spans (`--otlp-endpoint`):
+//! - Off: a well-formed `traceparent` passes through with its `tracestate`; a malformed one is
+//!   replaced by a new trace, not sampled, never forwarded, and its `tracestate` dropped (W3C
+//!   Trace Context section 3.3: tracestate means nothing without a valid traceparent). vane
+//!   records no spans then, so it does not make itself the parent: an upstream span whose parent
+//!   was never exported would hang in the trace.
+//! - On: vane records its own span, parent-based: for a sampled `traceparent` always, for an
+//!   unsampled one never (it passes through unchanged), and for a request without a usable one
+//!   (none, malformed, repeated) with the sample ratio. A recorded span is the parent of the
+//!   upstream request ([`propagate`]); an unrecorded new trace goes upstream as a new unsampled
+//!   `traceparent`, so that the services behind vane follow its decision.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::Context;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -29,8 +39,14 @@ pub struct RequestIds {
 }
 
 /// Settles the request's `X-Request-ID` and trace context in `headers`, which go upstream as
-/// they are left, and returns them. `rng` makes new IDs.
-pub fn identify(headers: &mut HeaderMap, rng: &mut fastrand::Rng) -> RequestIds {
+/// they are left, and returns them. `rng` makes new IDs and sampling decisions. With
+/// `sample_ratio` (spans are exported), also returns the parent of vane's span when the request
+/// is to be recorded: then start the span and [`propagate`] it.
+pub fn identify(
+    headers: &mut HeaderMap,
+    rng: &mut fastrand::Rng,
+    sample_ratio: Option<f64>,
+) -> (RequestIds, Option<Context>) {
     let request_id = match headers.get(&X_REQUEST_ID) {
         Some(id) if is_sane_request_id(id) && !repeated(headers, &X_REQUEST_ID) => id.clone(),
         _ => {
@@ -39,33 +55,65 @@ pub fn identify(headers: &mut HeaderMap, rng: &mut fastrand::Rng) -> RequestIds 
             id
         }
     };
-    let trace_id = match headers.get(&TRACEPARENT) {
-        None => None,
-        Some(parent) if !repeated(headers, &TRACEPARENT) => match TraceParent::parse(parent) {
-            Some(parent) => {
-                let oversized = headers
-                    .get_all(&TRACESTATE)
-                    .iter()
-                    .map(|v| v.len() + 1)
-                    .sum::<usize>()
-                    > MAX_TRACESTATE_BYTES;
-                if oversized {
-                    headers.remove(&TRACESTATE);
-                }
-                Some(parent.trace_id)
+    // The request's traceparent: none, usable (its trace ID, and vane's parent if recorded), or
+    // unusable (malformed or repeated).
+    let given = headers.get(&TRACEPARENT).map(|parent| {
+        let parsed = (!repeated(headers, &TRACEPARENT))
+            .then(|| TraceParent::parse(parent))
+            .flatten();
+        parsed.map(|parent| {
+            let recorded = sample_ratio.is_some() && parent.is_sampled();
+            let remote = recorded.then(|| parent.remote_parent()).flatten();
+            (parent.trace_id_value(), remote)
+        })
+    });
+    let (trace_id, parent) = match (given, sample_ratio) {
+        (Some(Some((trace_id, parent))), _) => {
+            let oversized = headers
+                .get_all(&TRACESTATE)
+                .iter()
+                .map(|v| v.len() + 1)
+                .sum::<usize>()
+                > MAX_TRACESTATE_BYTES;
+            if oversized {
+                headers.remove(&TRACESTATE);
             }
-            None => Some(restart(headers, rng)),
-        },
-        Some(_) => Some(restart(headers, rng)),
+            (Some(trace_id), parent)
+        }
+        (None, None) => (None, None),
+        // A new trace, recorded: vane's span is its root, and `propagate` writes its context.
+        (_, Some(ratio)) if rng.f64() < ratio => {
+            headers.remove(&TRACEPARENT);
+            headers.remove(&TRACESTATE);
+            (None, Some(Context::new()))
+        }
+        _ => (Some(restart(headers, rng)), None),
     };
-    RequestIds {
-        request_id,
-        trace_id,
-    }
+    (
+        RequestIds {
+            request_id,
+            trace_id,
+        },
+        parent,
+    )
 }
 
-/// Replaces an unusable trace context with a new trace (not sampled: the client asked for none
-/// that vane could honour); returns its trace ID.
+/// Makes vane's recorded span, `span`, the parent of the upstream request (a `tracestate`
+/// passes on with it); returns the trace ID for the logs.
+pub fn propagate(headers: &mut HeaderMap, span: &SpanContext) -> HeaderValue {
+    let trace_id = span.trace_id().to_string();
+    // The sampled flag only: version 00 defines no other (W3C Trace Context section 3.2.2.5).
+    let flags = (span.trace_flags() & TraceFlags::SAMPLED).to_u8();
+    let parent = format!("00-{trace_id}-{}-{flags:02x}", span.span_id());
+    headers.insert(
+        TRACEPARENT.clone(),
+        HeaderValue::from_str(&parent).expect("hex digits and dashes"),
+    );
+    HeaderValue::from_str(&trace_id).expect("hex digits")
+}
+
+/// Puts a new trace, not sampled, in place of the request's trace context (an unusable one, or
+/// none where vane chose not to record a new trace); returns its trace ID.
 fn restart(headers: &mut HeaderMap, rng: &mut fastrand::Rng) -> HeaderValue {
     headers.remove(&TRACESTATE);
     let mut trace_id = [0u8; 16];
@@ -93,15 +141,17 @@ fn is_sane_request_id(id: &HeaderValue) -> bool {
 }
 
 /// A `traceparent` (W3C Trace Context section 3.2): `VERSION-TRACEID-PARENTID-FLAGS`.
-struct TraceParent {
-    trace_id: HeaderValue,
+struct TraceParent<'h> {
+    trace_id: &'h [u8],
+    parent_id: &'h [u8],
+    flags: &'h [u8],
 }
 
-impl TraceParent {
+impl<'h> TraceParent<'h> {
     /// Version 00 exactly as specified; a later version by its version-00 prefix (followed by
     /// the end or a `-`), as the spec asks of parsers; version `ff` never. IDs of all zeros are
     /// invalid, and hex digits must be lowercase.
-    fn parse(value: &HeaderValue) -> Option<Self> {
+    fn parse(value: &'h HeaderValue) -> Option<Self> {
         let bytes = value.as_bytes();
         let (version, rest) = (bytes.get(..2)?, bytes.get(2..)?);
         let lower_hex = |b: &[u8]| b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
@@ -126,9 +176,35 @@ impl TraceParent {
             && lower_hex(flags)
             && nonzero(trace_id)
             && nonzero(parent_id);
-        valid.then(|| Self {
-            trace_id: HeaderValue::from_bytes(trace_id).expect("hex digits"),
+        valid.then_some(Self {
+            trace_id,
+            parent_id,
+            flags,
         })
+    }
+
+    fn trace_id_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(self.trace_id).expect("hex digits")
+    }
+
+    /// The sampled flag (the low bit of the flags).
+    fn is_sampled(&self) -> bool {
+        u8::from_str_radix(str_of(self.flags), 16).is_ok_and(|flags| flags & 1 == 1)
+    }
+
+    /// The span this `traceparent` names, as the parent of vane's span. `None` only for what
+    /// `parse` never returns.
+    fn remote_parent(&self) -> Option<Context> {
+        let trace_id = TraceId::from_hex(str_of(self.trace_id)).ok()?;
+        let span_id = SpanId::from_hex(str_of(self.parent_id)).ok()?;
+        let span = SpanContext::new(
+            trace_id,
+            span_id,
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::NONE,
+        );
+        Some(Context::new().with_remote_span_context(span))
     }
 }
 
@@ -154,7 +230,11 @@ mod tests {
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-    fn identified(pairs: &[(&str, &str)]) -> (RequestIds, HeaderMap) {
+    /// Identified with spans exported at `sample_ratio`, or not exported.
+    fn identified_with(
+        pairs: &[(&str, &str)],
+        sample_ratio: Option<f64>,
+    ) -> (RequestIds, Option<Context>, HeaderMap) {
         let mut headers = HeaderMap::new();
         for (name, value) in pairs {
             headers.append(
@@ -162,7 +242,15 @@ mod tests {
                 HeaderValue::from_str(value).unwrap(),
             );
         }
-        let ids = identify(&mut headers, &mut fastrand::Rng::with_seed(7));
+        let mut rng = fastrand::Rng::with_seed(7);
+        let (ids, parent) = identify(&mut headers, &mut rng, sample_ratio);
+        (ids, parent, headers)
+    }
+
+    /// Identified with spans not exported: vane never records a span then.
+    fn identified(pairs: &[(&str, &str)]) -> (RequestIds, HeaderMap) {
+        let (ids, parent, headers) = identified_with(pairs, None);
+        assert!(parent.is_none());
         (ids, headers)
     }
 
@@ -221,5 +309,100 @@ mod tests {
             assert_eq!(&parent[3..35], ids.trace_id.unwrap().to_str().unwrap());
             assert!(!headers.contains_key("tracestate"));
         }
+    }
+
+    #[test]
+    fn with_export_a_sampled_traceparent_is_continued_and_an_unsampled_one_passes() {
+        // Sampled: vane's span is the client's span's child, whatever the ratio.
+        let (ids, parent, headers) = identified_with(&[("traceparent", VALID)], Some(0.0));
+        assert_eq!(ids.trace_id.unwrap(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let parent = parent.expect("recorded");
+        let span = parent.span().span_context().clone();
+        assert_eq!(
+            span.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(span.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(span.is_remote() && span.is_sampled());
+        // Until `propagate`, the header is the client's.
+        assert_eq!(headers["traceparent"], VALID);
+
+        // Flags with the sampled bit among others.
+        let flags_03 = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03";
+        assert!(identified_with(&[("traceparent", flags_03)], Some(0.0))
+            .1
+            .is_some());
+
+        // Unsampled: no span, and the context passes through untouched, whatever the ratio.
+        for unsampled in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02",
+        ] {
+            let pairs = [("traceparent", unsampled), ("tracestate", "k=v")];
+            let (ids, parent, headers) = identified_with(&pairs, Some(1.0));
+            assert!(parent.is_none(), "{unsampled}");
+            assert_eq!(headers["traceparent"], unsampled);
+            assert_eq!(headers["tracestate"], "k=v");
+            assert_eq!(ids.trace_id.unwrap(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        }
+    }
+
+    #[test]
+    fn with_export_a_request_without_a_usable_traceparent_is_sampled_by_the_ratio() {
+        for pairs in [
+            &[][..],
+            &[("traceparent", "garbage"), ("tracestate", "k=v")][..],
+            &[("traceparent", VALID), ("traceparent", VALID)][..],
+        ] {
+            // Recorded: a new trace whose root is vane's span, written by `propagate`.
+            let (ids, parent, headers) = identified_with(pairs, Some(1.0));
+            let parent = parent.expect("ratio 1 records every new trace");
+            assert!(!parent.has_active_span(), "a root span: {pairs:?}");
+            assert!(ids.trace_id.is_none());
+            assert!(!headers.contains_key("traceparent") && !headers.contains_key("tracestate"));
+
+            // Not recorded: a new unsampled trace goes upstream, so services follow the decision.
+            let (ids, parent, headers) = identified_with(pairs, Some(0.0));
+            assert!(parent.is_none());
+            let sent = headers["traceparent"].to_str().unwrap();
+            assert!(sent.ends_with("-00"), "{sent}");
+            assert_eq!(&sent[3..35], ids.trace_id.unwrap().to_str().unwrap());
+            assert!(!headers.contains_key("tracestate"));
+        }
+
+        let mut rng = fastrand::Rng::with_seed(1);
+        let recorded = (0..10_000)
+            .filter(|_| {
+                identify(&mut HeaderMap::new(), &mut rng, Some(0.25))
+                    .1
+                    .is_some()
+            })
+            .count();
+        assert!(
+            (2_200..2_800).contains(&recorded),
+            "{recorded} of 10,000 at 0.25"
+        );
+    }
+
+    #[test]
+    fn propagate_makes_vanes_span_the_parent_and_keeps_tracestate() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&TRACEPARENT, HeaderValue::from_static(VALID));
+        headers.insert(&TRACESTATE, HeaderValue::from_static("k=v"));
+        let vanes = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("0123456789abcdef").unwrap(),
+            TraceFlags::new(0x03),
+            false,
+            TraceState::NONE,
+        );
+        let trace_id = propagate(&mut headers, &vanes);
+        assert_eq!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            headers["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0123456789abcdef-01"
+        );
+        assert_eq!(headers["tracestate"], "k=v");
+        assert!(TraceParent::parse(&headers["traceparent"]).is_some());
     }
 }

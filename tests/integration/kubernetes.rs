@@ -66,6 +66,7 @@ impl Vane {
             workers: 2,
             log_format: LogFormat::Text,
             access_log: None,
+            span_export: None,
             shutdown_delay: std::time::Duration::ZERO,
             limits: vane::proxy::ServerLimits {
                 shutdown_grace: std::time::Duration::from_secs(5),

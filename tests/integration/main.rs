@@ -10,6 +10,7 @@
 //! - `generated`: committed generated files match the code;
 //! - `metrics`: `/metrics` of the built binary, parsed strictly;
 //! - `observability`: traffic metrics, the access log, request IDs and trace context;
+//! - `spans`: vane's spans, exported over OTLP to an in-process collector;
 //! - `layering`: each module imports only what ARCHITECTURE.md's rooms table allows;
 //! - `standalone`: tier 4, the built `vane` binary on a manifests directory;
 //! - `tls`: TLS termination, redirects, mTLS, upstream TLS, h2c and gRPC through the proxy,
@@ -27,6 +28,7 @@ mod pool;
 mod properties;
 mod proxy;
 mod resilience;
+mod spans;
 mod standalone;
 mod support;
 mod tls;

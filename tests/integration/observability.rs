@@ -20,7 +20,7 @@ use crate::support::proxy::TestProxy;
 
 /// An access log writing `format` into one end of a socket pair, and the lines arriving at the
 /// other.
-fn access_log(format: Format) -> (Telemetry, Lines<BufReader<tokio::net::UnixStream>>) {
+pub fn access_log(format: Format) -> (Telemetry, Lines<BufReader<tokio::net::UnixStream>>) {
     let (write, read) = std::os::unix::net::UnixStream::pair().unwrap();
     read.set_nonblocking(true).unwrap();
     let (log, _writer) = AccessLog::start(format, Box::new(write)).unwrap();
@@ -32,7 +32,7 @@ fn access_log(format: Format) -> (Telemetry, Lines<BufReader<tokio::net::UnixStr
     (telemetry, BufReader::new(read).lines())
 }
 
-async fn next_line(lines: &mut Lines<BufReader<tokio::net::UnixStream>>) -> String {
+pub async fn next_line(lines: &mut Lines<BufReader<tokio::net::UnixStream>>) -> String {
     tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
         .expect("an access log line within 10 s")

@@ -6,6 +6,7 @@
 
 pub mod binary;
 pub mod client;
+pub mod collector;
 pub mod fixtures;
 pub mod grpc;
 pub mod origin;

@@ -6,8 +6,6 @@ cd "$(dirname "$0")/.."
 
 HTTP_ADDR=${VANE_HTTP_ADDR:-127.0.0.1:8080}
 ADMIN_ADDR=${VANE_ADMIN_ADDR:-127.0.0.1:9090}
-METRICS_ADDR=${VANE_METRICS_ADDR:-127.0.0.1:9091}
-DEBUG_ADDR=${VANE_DEBUG_ADDR:-127.0.0.1:9092}
 HTTPS_ADDR=${VANE_HTTPS_ADDR:-127.0.0.1:8443}
 
 cargo build --quiet --bin vane --example demo-origins
@@ -23,8 +21,7 @@ trap cleanup EXIT INT TERM
 ./target/debug/examples/demo-origins 5678 &
 pids+=($!)
 ./target/debug/vane --manifests deploy/examples/standalone \
-    --http-addr "$HTTP_ADDR" --https-addr "$HTTPS_ADDR" --admin-addr "$ADMIN_ADDR" \
-    --metrics-addr "$METRICS_ADDR" --debug-addr "$DEBUG_ADDR" &
+    --http-addr "$HTTP_ADDR" --https-addr "$HTTPS_ADDR" --admin-addr "$ADMIN_ADDR" &
 pids+=($!)
 
 cat <<EOF
@@ -34,8 +31,8 @@ certificate) with the manifests in deploy/examples/standalone/.
 Try, in another terminal:
 
   curl http://$HTTP_ADDR/hello           # run it three times: origin-1, origin-2, origin-3 take turns
-  curl http://$DEBUG_ADDR/debug/routes   # the routing table vane compiled, as JSON
-  curl http://$METRICS_ADDR/metrics      # Prometheus metrics
+  curl http://$ADMIN_ADDR/debug/routes   # the routing table vane compiled, as JSON
+  curl http://$ADMIN_ADDR/metrics        # Prometheus metrics
   curl http://$ADMIN_ADDR/readyz         # readiness
 
 Edit deploy/examples/standalone/demo.yaml (remove an endpoint, say) and vane picks it up

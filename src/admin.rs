@@ -1,17 +1,19 @@
-//! The admin listeners: health and readiness, `/metrics`, and `/debug/routes`, each on an
-//! address of its own. Who can reach an endpoint is decided by where it listens, not by a check
-//! here: the kubelet must probe health on the pod address, Prometheus must scrape metrics over
-//! the pod network, and the debug output (hosts, paths, endpoint addresses, certificate
-//! subjects) is for people on the pod or the node, so it stays on loopback, where
-//! `kubectl port-forward` still reaches it.
+//! The admin listeners: health and readiness, `/metrics`, and `/debug/routes`. Who can reach an
+//! endpoint is decided by where it listens, not by a check here: the kubelet must probe health
+//! on the pod address, Prometheus must scrape metrics over the pod network, and the debug output
+//! (hosts, paths, endpoint addresses, certificate subjects) is for people on the pod or the
+//! node, so it stays on loopback, where `kubectl port-forward` still reaches it.
 //!
 //! | [`Surface`] | flag (default) | serves |
 //! | --- | --- | --- |
 //! | `Health` | `--admin-addr` (127.0.0.1:9090) | `/healthz`, `/readyz` |
-//! | `Metrics` | `--metrics-addr` (127.0.0.1:9091) | `/metrics` |
-//! | `Debug` | `--debug-addr` (127.0.0.1:9092) | `/debug/routes` |
+//! | `Metrics` | `--metrics-addr` (unset: the admin listener) | `/metrics` |
+//! | `Debug` | `--debug-addr` (unset: the admin listener) | `/debug/routes` |
 //!
-//! Every path is served on exactly one listener; the others answer 404. All are read-only.
+//! By default everything is on the admin listener, on loopback. Binding the admin listener on
+//! the pod network for the kubelet (as the chart does) calls for the other two to have
+//! listeners of their own; a path is served on one listener only, the others answer 404. All
+//! are read-only.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -63,19 +65,19 @@ impl AdminState {
     }
 }
 
-/// Which endpoints a listener serves.
+/// A group of admin endpoints, by audience.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Surface {
     /// `/healthz` and `/readyz`, for the kubelet's probes (`--admin-addr`).
     Health,
     /// `/metrics`, for Prometheus (`--metrics-addr`).
     Metrics,
-    /// `/debug/routes`, for people (`--debug-addr`, loopback by default).
+    /// `/debug/routes`, for people (`--debug-addr`).
     Debug,
 }
 
 impl Surface {
-    /// The flag that sets this listener's address.
+    /// The flag that gives this surface a listener.
     pub fn flag(self) -> &'static str {
         match self {
             Surface::Health => "--admin-addr",
@@ -85,16 +87,61 @@ impl Surface {
     }
 }
 
+/// The surfaces one listener serves. The admin listener serves health, and metrics and debug
+/// too unless they were given listeners of their own (the chart gives both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Surfaces {
+    health: bool,
+    metrics: bool,
+    debug: bool,
+}
+
+impl Surfaces {
+    pub fn only(surface: Surface) -> Self {
+        Self {
+            health: false,
+            metrics: false,
+            debug: false,
+        }
+        .with(surface)
+    }
+
+    pub fn with(mut self, surface: Surface) -> Self {
+        *self.flag_of(surface) = true;
+        self
+    }
+
+    pub fn serves(mut self, surface: Surface) -> bool {
+        *self.flag_of(surface)
+    }
+
+    fn flag_of(&mut self, surface: Surface) -> &mut bool {
+        match surface {
+            Surface::Health => &mut self.health,
+            Surface::Metrics => &mut self.metrics,
+            Surface::Debug => &mut self.debug,
+        }
+    }
+
+    /// The flag of the listener: that of its first surface.
+    pub fn flag(self) -> &'static str {
+        [Surface::Health, Surface::Metrics, Surface::Debug]
+            .into_iter()
+            .find(|&surface| self.serves(surface))
+            .map_or("--admin-addr", Surface::flag)
+    }
+}
+
 /// Connections each admin listener serves at once. Probes and scrapes need a handful; beyond
 /// that a client waits for a place rather than making the process hold (and render `/metrics`
 /// for) more. Each listener has its own places, so a flood of scrapes or debug requests never
 /// keeps the kubelet's probes waiting.
 pub const MAX_ADMIN_CONNECTIONS: usize = 64;
 
-/// Serves `surface`'s endpoints on `listener` until `shutdown`.
+/// Serves the endpoints of `surfaces` on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
-    surface: Surface,
+    surfaces: Surfaces,
     state: Arc<AdminState>,
     shutdown: CancellationToken,
 ) {
@@ -110,7 +157,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    failures.failed(surface.flag(), &error).await;
+                    failures.failed(surfaces.flag(), &error).await;
                     continue;
                 }
             },
@@ -120,7 +167,7 @@ pub async fn serve(
             let _place = place;
             let service = service_fn(move |request| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(respond(&state, surface, &request)) }
+                async move { Ok::<_, Infallible>(respond(&state, surfaces, &request)) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -135,17 +182,26 @@ pub async fn serve(
 
 fn respond(
     state: &AdminState,
-    surface: Surface,
+    surfaces: Surfaces,
     request: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
     }
-    match (surface, request.uri().path()) {
-        (Surface::Health, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (Surface::Health, "/readyz") if state.is_ready() => text(StatusCode::OK, "ready\n"),
-        (Surface::Health, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        (Surface::Metrics, "/metrics") => {
+    let path = request.uri().path();
+    let surface = match path {
+        "/healthz" | "/readyz" => Surface::Health,
+        "/metrics" => Surface::Metrics,
+        _ => Surface::Debug,
+    };
+    if !surfaces.serves(surface) {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    match path {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => {
             let accept = request.headers().get(header::ACCEPT);
             let (content_type, body) = state.metrics.encode(accept.and_then(|a| a.to_str().ok()));
             let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -155,7 +211,7 @@ fn respond(
             );
             response
         }
-        (Surface::Debug, "/debug/routes") => {
+        "/debug/routes" => {
             let body =
                 serde_json::to_vec_pretty(&routes_json(&state.tables.load())).unwrap_or_default();
             let mut response = Response::new(Full::new(Bytes::from(body)));

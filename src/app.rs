@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::admin::{self, AdminState, Surface};
+use crate::admin::{self, AdminState, Surface, Surfaces};
 use crate::args::{Config, Source};
 use crate::compile::{self, Compiled, Fragments, Options};
 use crate::debounce;
@@ -90,14 +90,32 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .with_context(|| format!("cannot listen on --http-addr {}", config.http_addr))?;
     let https = workers::bind(config.https_addr, config.workers)
         .with_context(|| format!("cannot listen on --https-addr {}", config.https_addr))?;
-    // One listener per audience: the kubelet, Prometheus, people on the pod (admin.rs).
-    let admin_listeners = [
-        bind_admin(Surface::Health, config.admin_addr).await?,
-        bind_admin(Surface::Metrics, config.metrics_addr).await?,
-        bind_admin(Surface::Debug, config.debug_addr).await?,
-    ];
+    // Metrics and debug on listeners of their own when asked, else on the admin one (admin.rs).
+    let mut admin_serves = Surfaces::only(Surface::Health);
+    let mut admin_listeners = Vec::new();
+    for (surface, addr) in [
+        (Surface::Metrics, config.metrics_addr),
+        (Surface::Debug, config.debug_addr),
+    ] {
+        match addr {
+            Some(addr) => admin_listeners.push(bind_admin(Surfaces::only(surface), addr).await?),
+            None => admin_serves = admin_serves.with(surface),
+        }
+    }
+    admin_listeners.insert(0, bind_admin(admin_serves, config.admin_addr).await?);
+    let address_of = |surface| {
+        admin_listeners
+            .iter()
+            .find(|(surfaces, _, _)| surfaces.serves(surface))
+            .map(|(_, addr, _)| *addr)
+            .expect("every surface has a listener")
+    };
+    let (admin_addr, metrics_addr, debug_addr) = (
+        address_of(Surface::Health),
+        address_of(Surface::Metrics),
+        address_of(Surface::Debug),
+    );
     let (http_addr, https_addr) = (http.addr, https.addr);
-    let [admin_addr, metrics_addr, debug_addr] = admin_listeners.each_ref().map(|l| l.1);
 
     let connections = Arc::new(Connections::new(config.limits));
     let (access_log, log_writer) = match config.access_log {
@@ -149,10 +167,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
 
     let admin_state = Arc::new(AdminState::new(tables.clone(), metrics));
-    for (surface, _, listener) in admin_listeners {
+    for (surfaces, _, listener) in admin_listeners {
         tasks.spawn(admin::serve(
             listener,
-            surface,
+            surfaces,
             admin_state.clone(),
             shutdown.clone(),
         ));
@@ -195,15 +213,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     })
 }
 
-/// Binds the listener of one admin surface: (surface, bound address, listener).
+/// Binds an admin listener: (what it serves, bound address, listener).
 async fn bind_admin(
-    surface: Surface,
+    surfaces: Surfaces,
     addr: SocketAddr,
-) -> anyhow::Result<(Surface, SocketAddr, TcpListener)> {
+) -> anyhow::Result<(Surfaces, SocketAddr, TcpListener)> {
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {} {addr}", surface.flag()))?;
-    Ok((surface, listener.local_addr()?, listener))
+        .with_context(|| format!("cannot listen on {} {addr}", surfaces.flag()))?;
+    Ok((surfaces, listener.local_addr()?, listener))
 }
 
 async fn start_manifests(

@@ -118,24 +118,15 @@ pub struct Args {
     )]
     pub admin_addr: SocketAddr,
 
-    /// Prometheus metrics (/metrics).
-    #[arg(
-        long,
-        env = "VANE_METRICS_ADDR",
-        value_name = "ADDR",
-        default_value = "127.0.0.1:9091"
-    )]
-    pub metrics_addr: SocketAddr,
+    /// A listener of its own for Prometheus metrics (/metrics); unset: on --admin-addr.
+    #[arg(long, env = "VANE_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
-    /// Debug endpoints (/debug/routes: hosts, paths, endpoint addresses, certificate subjects).
-    /// Keep it on loopback: anyone who can reach it reads the whole routing table.
-    #[arg(
-        long,
-        env = "VANE_DEBUG_ADDR",
-        value_name = "ADDR",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub debug_addr: SocketAddr,
+    /// A listener of its own for the debug endpoints (/debug/routes: hosts, paths, endpoint
+    /// addresses, certificate subjects); unset: on --admin-addr. Keep it on loopback: anyone
+    /// who can reach it reads the whole routing table.
+    #[arg(long, env = "VANE_DEBUG_ADDR", value_name = "ADDR")]
+    pub debug_addr: Option<SocketAddr>,
 
     /// Proxy worker threads (default: the number of CPUs).
     #[arg(long, env = "VANE_WORKERS", value_name = "N")]
@@ -355,9 +346,11 @@ pub struct Config {
     /// `--admin-addr`: health and readiness.
     pub admin_addr: SocketAddr,
     /// `--metrics-addr`: `/metrics`.
-    pub metrics_addr: SocketAddr,
+    /// `None`: served on the admin listener.
+    pub metrics_addr: Option<SocketAddr>,
     /// `--debug-addr`: `/debug/routes`.
-    pub debug_addr: SocketAddr,
+    /// `None`: served on the admin listener.
+    pub debug_addr: Option<SocketAddr>,
     pub workers: usize,
     pub log_format: LogFormat,
     /// The access log's format; `None` when it is off.
@@ -553,8 +546,8 @@ mod tests {
         assert_eq!(config.https_addr, "0.0.0.0:8443".parse().unwrap());
         assert_eq!(config.default_ssl_certificate, None);
         assert_eq!(config.admin_addr, "127.0.0.1:9090".parse().unwrap());
-        assert_eq!(config.metrics_addr, "127.0.0.1:9091".parse().unwrap());
-        assert_eq!(config.debug_addr, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(config.metrics_addr, None, "on the admin listener");
+        assert_eq!(config.debug_addr, None, "on the admin listener");
         assert_eq!(config.workers, 4);
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.access_log, Some(access_log::Format::Text));

@@ -60,8 +60,8 @@ impl Vane {
             https_addr: "127.0.0.1:0".parse().unwrap(),
             default_ssl_certificate: None,
             admin_addr: "127.0.0.1:0".parse().unwrap(),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            debug_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+            debug_addr: Some("127.0.0.1:0".parse().unwrap()),
             // Two workers: two threads share the listeners (SO_REUSEPORT).
             workers: 2,
             log_format: LogFormat::Text,

@@ -288,6 +288,25 @@ async fn each_admin_path_is_served_on_its_own_listener_only() {
     assert!(samples.contains_key("vane_table_generation"), "{samples:?}");
 }
 
+/// By default (the interface every vane has had), health, metrics and debug are all on the
+/// admin listener, on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_listeners_of_their_own_every_admin_path_is_on_the_admin_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start_with_one_admin_listener(dir.path()).await;
+    assert_eq!((vane.metrics, vane.debug), (vane.admin, vane.admin));
+    assert!(vane.admin.ip().is_loopback());
+    let client = client();
+    for path in ["/healthz", "/readyz", "/metrics", "/debug/routes"] {
+        let status = status_of(&client, vane.admin, "x", path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    assert_eq!(
+        status_of(&client, vane.admin, "x", "/debug/other").await,
+        StatusCode::NOT_FOUND
+    );
+}
+
 /// Each admin listener serves a bounded number of connections: one more waits for a place,
 /// and gets it when one closes. The bounds are per listener, so a flood of scrapes leaves the
 /// health probes answered.

@@ -28,20 +28,34 @@ impl Vane {
     }
 
     /// Starts `vane` with `source` (`--manifests DIR` or `--kubeconfig PATH` and friends) on
-    /// ephemeral loopback ports, and waits until it serves.
+    /// ephemeral loopback ports, metrics and debug on listeners of their own (as the chart runs
+    /// it), and waits until it serves.
     pub async fn start_with(source: &[&std::ffi::OsStr]) -> Vane {
+        let own_listeners = [
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--debug-addr",
+            "127.0.0.1:0",
+        ];
+        Self::spawn(source, &own_listeners).await
+    }
+
+    /// Starts `vane --manifests DIR` with every admin endpoint on the admin listener (the
+    /// default), and waits until it serves.
+    pub async fn start_with_one_admin_listener(manifests: &Path) -> Vane {
+        Self::spawn(&["--manifests".as_ref(), manifests.as_os_str()], &[]).await
+    }
+
+    async fn spawn(source: &[&std::ffi::OsStr], admin: &[&str]) -> Vane {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vane"))
             .args(source)
+            .args(admin)
             .args([
                 "--http-addr",
                 "127.0.0.1:0",
                 "--https-addr",
                 "127.0.0.1:0",
                 "--admin-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--debug-addr",
                 "127.0.0.1:0",
                 "--log-format",
                 "json",

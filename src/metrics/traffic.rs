@@ -13,8 +13,8 @@ use prometheus_client::registry::Unit;
 
 use super::counters;
 use crate::live::ActiveTable;
-use crate::proxy::traffic::{Histogram, Tally, Traffic};
-use crate::table::TrafficLabels;
+use crate::proxy::traffic::{Attempts, Histogram, Tally, Traffic};
+use crate::table::{BackendTarget, TrafficLabels};
 
 /// `namespace`, `ingress`, `service`.
 fn labels(labels: &TrafficLabels) -> [(&'static str, &str); 3] {
@@ -39,7 +39,21 @@ pub(super) fn encode(
             std::iter::once(&*route.labels).chain(canary)
         })
         .collect();
-    let totals = traffic.totals(|labels| routed.contains(labels));
+    let members: HashSet<std::net::SocketAddr> = active
+        .table
+        .backends()
+        .iter()
+        .filter_map(|backend| match &backend.target {
+            BackendTarget::Endpoints(endpoints) => Some(endpoints),
+            BackendTarget::Invalid(_) => None,
+        })
+        .flatten()
+        .map(|endpoint| endpoint.address)
+        .collect();
+    let totals = traffic.totals(
+        |labels| routed.contains(labels),
+        |endpoint| members.contains(&endpoint),
+    );
 
     let mut family = encoder.encode_descriptor(
         "requests",
@@ -48,7 +62,7 @@ pub(super) fn encode(
         None,
         MetricType::Counter,
     )?;
-    for (key, tally) in &totals {
+    for (key, tally) in &totals.series {
         let [namespace, ingress, service] = labels(&key.labels);
         let code = key.code.to_string();
         let series = [
@@ -64,7 +78,7 @@ pub(super) fn encode(
 
     // The other families are by Ingress and Service only.
     let mut by_labels: BTreeMap<&TrafficLabels, Tally> = BTreeMap::new();
-    for (key, tally) in &totals {
+    for (key, tally) in &totals.series {
         by_labels.entry(&key.labels).or_default().add(tally);
     }
     histograms(
@@ -93,6 +107,28 @@ pub(super) fn encode(
         "response_body_bytes",
         "Response body bytes sent to clients.",
         by_labels.iter().map(|(l, t)| (labels(l), t.response_bytes)),
+    )?;
+
+    let endpoints: Vec<(String, Attempts)> = totals
+        .endpoints
+        .iter()
+        .map(|(endpoint, attempts)| (endpoint.to_string(), *attempts))
+        .collect();
+    counters(
+        encoder,
+        "endpoint_upstream_requests",
+        "Attempts sent to the endpoint, retries included.",
+        endpoints
+            .iter()
+            .map(|(e, a)| ([("endpoint", e.as_str())], a.sent)),
+    )?;
+    counters(
+        encoder,
+        "endpoint_upstream_failures",
+        "Attempts at the endpoint that got no response: a failed connect, a reset, a timeout.",
+        endpoints
+            .iter()
+            .map(|(e, a)| ([("endpoint", e.as_str())], a.failed)),
     )
 }
 

@@ -15,7 +15,7 @@ use super::headers::ClientInfo;
 use super::request_body::BodyBytes;
 use super::span::{ServerSpan, Spans};
 use super::trace::{self, RequestIds};
-use super::traffic::{Completed, MethodLabel, Shard};
+use super::traffic::{Attempted, Completed, MethodLabel, Shard};
 use crate::table::TrafficLabels;
 use crate::tls::ConnectionTls;
 
@@ -39,6 +39,8 @@ pub struct RequestRecord {
     status: u16,
     /// Time to the response headers of the attempt that was answered.
     upstream_headers: Option<Duration>,
+    /// The latest attempt at an endpoint, counted with the request.
+    last_attempt: Option<Attempted>,
     request_bytes: BodyBytes,
     response_bytes: u64,
     /// What only the access log needs; `None` when the request is not logged.
@@ -106,6 +108,7 @@ impl RequestRecord {
             labels: reporter.unmatched.clone(),
             status: 0,
             upstream_headers: None,
+            last_attempt: None,
             request_bytes: BodyBytes::Known(0),
             response_bytes: 0,
             log,
@@ -132,6 +135,13 @@ impl RequestRecord {
     pub fn attempted(&mut self, address: SocketAddr, status: Option<StatusCode>, took: Duration) {
         if status.is_some() {
             self.upstream_headers = Some(took);
+        }
+        let attempt = Attempted {
+            endpoint: address,
+            answered: status.is_some(),
+        };
+        if let Some(retried) = self.last_attempt.replace(attempt) {
+            self.reporter.shard.attempted(retried);
         }
         if let Some(span) = &mut self.span {
             span.attempted(address, status);
@@ -164,6 +174,7 @@ impl RequestRecord {
             labels: self.labels.clone(),
             status: self.status,
             upstream_headers: self.upstream_headers,
+            last_attempt: self.last_attempt.take(),
             request_bytes: std::mem::replace(&mut self.request_bytes, BodyBytes::Known(0)),
             response_bytes: self.response_bytes,
             log: self.log.take(),
@@ -192,6 +203,7 @@ impl RequestRecord {
             upstream_headers: self.upstream_headers,
             request_bytes,
             response_bytes: self.response_bytes,
+            last_attempt: self.last_attempt,
         };
         if let Some(span) = span {
             span.end(&completed);

@@ -1,5 +1,6 @@
 //! Per-request traffic counters: requests by Ingress, Service, method and status; their
-//! durations, the upstream's time to response headers, and bytes.
+//! durations, the upstream's time to response headers, and bytes; and the attempts each
+//! endpoint was sent, and how many it failed.
 //!
 //! Each worker counts in its own [`Shard`], which only that worker and a scrape ever lock, so a
 //! request pays an uncontended lock and a hash of a pointer, never a shared atomic. A scrape
@@ -9,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,10 +44,37 @@ struct ShardState {
     /// (every worker cloning the table's own `Arc` would bounce its count between cores).
     /// Emptied at each scrape, so copies for swapped-out tables do not pile up.
     copies: HashMap<usize, Arc<TrafficLabels>>,
+    endpoints: HashMap<SocketAddr, Attempts>,
 }
 
-/// The running totals, by label values.
-pub type Totals = BTreeMap<SeriesKey, Tally>;
+/// The running totals, by label values and by endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub series: BTreeMap<SeriesKey, Tally>,
+    pub endpoints: BTreeMap<SocketAddr, Attempts>,
+}
+
+/// What an endpoint was sent: attempts (retries included), and those that got no response (a
+/// failed connect, a reset, a timeout).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attempts {
+    pub sent: u64,
+    pub failed: u64,
+}
+
+impl Attempts {
+    fn add(&mut self, other: Attempts) {
+        self.sent += other.sent;
+        self.failed += other.failed;
+    }
+}
+
+/// One attempt at an endpoint, for its counts: where, and whether it got a response.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempted {
+    pub endpoint: SocketAddr,
+    pub answered: bool,
+}
 
 /// A series: who the request was for, its method and the status it was answered with.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -198,6 +227,8 @@ pub struct Completed<'r> {
     pub upstream_headers: Option<Duration>,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    /// The last attempt at an endpoint (earlier ones are counted by [`Shard::attempted`]).
+    pub last_attempt: Option<Attempted>,
 }
 
 impl Shard {
@@ -231,11 +262,26 @@ impl Shard {
         }
         tally.request_bytes += request.request_bytes;
         tally.response_bytes += request.response_bytes;
+        if let Some(attempt) = request.last_attempt {
+            count(&mut state, attempt);
+        }
+    }
+
+    /// Counts an attempt that was not a request's last (one that was retried): rare, so it is
+    /// counted at once rather than carried in the record.
+    pub fn attempted(&self, attempt: Attempted) {
+        count(&mut self.lock(), attempt);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ShardState> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+fn count(state: &mut ShardState, attempt: Attempted) {
+    let counts = state.endpoints.entry(attempt.endpoint).or_default();
+    counts.sent += 1;
+    counts.failed += u64::from(!attempt.answered);
 }
 
 impl Traffic {
@@ -247,24 +293,36 @@ impl Traffic {
     }
 
     /// The totals of every series whose labels `routed` still accepts (and of unmatched
-    /// requests); the others are forgotten, so the series of a deleted Ingress disappear.
-    pub fn totals(&self, routed: impl Fn(&TrafficLabels) -> bool) -> Totals {
+    /// requests), and of every endpoint `member` still accepts; the others are forgotten, so the
+    /// series of a deleted Ingress or a departed endpoint disappear.
+    pub fn totals(
+        &self,
+        routed: impl Fn(&TrafficLabels) -> bool,
+        member: impl Fn(SocketAddr) -> bool,
+    ) -> Totals {
         let mut totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
         // A worker that stopped leaves its shard here with only the last scrape's counts.
         let shards = self.lock_shards().clone();
         for shard in shards {
             // Taken whole, so the worker waits only for a swap of maps, not for the merge.
-            let drained = {
+            let (tallies, endpoints) = {
                 let mut state = shard.lock();
                 state.copies.clear();
-                std::mem::take(&mut state.tallies)
+                let tallies = std::mem::take(&mut state.tallies);
+                (tallies, std::mem::take(&mut state.endpoints))
             };
-            for (ShardKey(key), tally) in drained {
-                totals.entry(key).or_default().add(&tally);
+            for (ShardKey(key), tally) in tallies {
+                totals.series.entry(key).or_default().add(&tally);
+            }
+            for (endpoint, attempts) in endpoints {
+                totals.endpoints.entry(endpoint).or_default().add(attempts);
             }
         }
         let unmatched = TrafficLabels::default();
-        totals.retain(|key, _| *key.labels == unmatched || routed(&key.labels));
+        totals
+            .series
+            .retain(|key, _| *key.labels == unmatched || routed(&key.labels));
+        totals.endpoints.retain(|&endpoint, _| member(endpoint));
         totals.clone()
     }
 
@@ -294,6 +352,10 @@ mod tests {
             upstream_headers: Some(Duration::from_millis(millis / 2)),
             request_bytes: 10,
             response_bytes: 100,
+            last_attempt: Some(Attempted {
+                endpoint: "10.0.0.1:80".parse().unwrap(),
+                answered: true,
+            }),
         }
     }
 
@@ -306,9 +368,26 @@ mod tests {
         one.record(completed(&old, 3));
         two.record(completed(&new, 30));
         two.record(completed(&gone, 1));
-        let totals = traffic.totals(|labels| &*labels.ingress != "gone");
-        assert_eq!(totals.len(), 1);
-        let tally = &totals[&SeriesKey {
+        two.attempted(Attempted {
+            endpoint: "10.0.0.1:80".parse().unwrap(),
+            answered: false,
+        });
+        two.attempted(Attempted {
+            endpoint: "10.0.0.9:80".parse().unwrap(),
+            answered: false,
+        });
+        let member =
+            |endpoint: SocketAddr| endpoint.ip() != "10.0.0.9".parse::<std::net::IpAddr>().unwrap();
+        let totals = traffic.totals(|labels| &*labels.ingress != "gone", member);
+        assert_eq!(totals.series.len(), 1);
+        let endpoint = totals.endpoints[&"10.0.0.1:80".parse().unwrap()];
+        assert_eq!(endpoint, Attempts { sent: 4, failed: 1 });
+        assert_eq!(
+            totals.endpoints.len(),
+            1,
+            "the departed endpoint is forgotten"
+        );
+        let tally = &totals.series[&SeriesKey {
             labels: new.clone(),
             method: MethodLabel::Get,
             code: 200,
@@ -322,8 +401,8 @@ mod tests {
 
         // Drained: the next scrape adds only what came since.
         one.record(completed(&new, 3));
-        let totals = traffic.totals(|_| true);
-        assert_eq!(totals.values().map(|t| t.requests).sum::<u64>(), 3);
+        let totals = traffic.totals(|_| true, |_| true);
+        assert_eq!(totals.series.values().map(|t| t.requests).sum::<u64>(), 3);
     }
 
     #[test]

@@ -103,6 +103,17 @@ async fn requests_are_counted_by_ingress_service_method_and_code_and_forgotten_w
     // The five downloads, and the upload's answer (its length as text).
     assert_eq!(count("vane_response_body_bytes_total{"), 5000.0 + 3.0);
 
+    // Six attempts at the one endpoint, all answered.
+    let endpoint = format!(r#"endpoint="{}""#, origins.origins[0].addr);
+    assert_eq!(
+        sample(&after, "vane_endpoint_upstream_requests_total{", &endpoint),
+        6.0
+    );
+    assert_eq!(
+        sample(&after, "vane_endpoint_upstream_failures_total{", &endpoint),
+        0.0
+    );
+
     // The Ingress is deleted: its series go with the swap.
     proxy.publish(&docs(&[
         INGRESS_CLASS.to_string(),
@@ -276,5 +287,37 @@ async fn a_log_nobody_reads_drops_lines_and_never_slows_requests() {
     assert!(
         metrics["vane_access_log_dropped_total"] >= 100.0,
         "{metrics:?}"
+    );
+}
+
+#[tokio::test]
+async fn attempts_that_get_no_response_count_as_the_endpoints_failures() {
+    let origins = origin::start(2).await;
+    let proxy = TestProxy::start(&shop(&origins)).await;
+    let (dead, alive) = (&origins.origins[0], &origins.origins[1]);
+    dead.kill();
+    let client = client();
+    for _ in 0..6 {
+        // A refused connect is retried on the other endpoint: every request succeeds.
+        let reply = get(&client, proxy.addr, "shop.example.com", "/").await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let metrics = metrics_of(&proxy);
+    let attempts = |family: &str, origin: &origin::Origin| {
+        sample(&metrics, family, &format!(r#"endpoint="{}""#, origin.addr))
+    };
+    let refused = attempts("vane_endpoint_upstream_failures_total{", dead);
+    assert!(refused >= 1.0, "{metrics:?}");
+    assert_eq!(
+        attempts("vane_endpoint_upstream_requests_total{", dead),
+        refused
+    );
+    assert_eq!(
+        attempts("vane_endpoint_upstream_failures_total{", alive),
+        0.0
+    );
+    assert_eq!(
+        attempts("vane_endpoint_upstream_requests_total{", alive),
+        6.0
     );
 }

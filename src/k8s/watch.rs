@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::ready;
-use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
@@ -168,18 +167,29 @@ struct Watches<'a> {
     tasks: &'a mut JoinSet<()>,
 }
 
+/// What a watched kind is: a Kubernetes resource of a static type that a store can hold.
+trait Watched:
+    Resource<DynamicType = ()> + DeserializeOwned + Clone + Default + Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + Default
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 impl Watches<'_> {
     /// Watches a namespaced kind in each watched namespace.
     fn scoped<K>(&mut self, config: watcher::Config) -> ScopedStore<K>
     where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + DeserializeOwned
-            + Clone
-            + Default
-            + Debug
-            + Send
-            + Sync
-            + 'static,
+        K: Watched + Resource<Scope = NamespaceResourceScope>,
     {
         let apis: Vec<Api<DeserializeGuard<K>>> = if self.namespaces.is_empty() {
             vec![Api::all(self.client.clone())]
@@ -198,18 +208,11 @@ impl Watches<'_> {
     }
 
     /// Watches `api` into a store of its own, in a task.
-    fn spawn<K>(&mut self, api: Api<DeserializeGuard<K>>, config: watcher::Config) -> Store<K>
-    where
-        K: Resource<DynamicType = ()>
-            + DeserializeOwned
-            + Clone
-            + Default
-            + Debug
-            + Send
-            + Sync
-            + 'static,
-        K::DynamicType: Eq + Hash + Clone,
-    {
+    fn spawn<K: Watched>(
+        &mut self,
+        api: Api<DeserializeGuard<K>>,
+        config: watcher::Config,
+    ) -> Store<K> {
         let (reader, writer) = reflector::store::<K>();
         let kind = K::kind(&()).into_owned();
         let events = watcher::watcher(api, config)

@@ -34,7 +34,7 @@ use crate::k8s::watch::{KindStats, WatchStats};
 use crate::live::{ActiveTable, BackendGuard, TableHandle};
 use crate::proxy::access_log::Counts;
 use crate::proxy::traffic::Traffic;
-use crate::proxy::{Connections, HandshakeOutcome, Telemetry};
+use crate::proxy::{Connections, HandshakeOutcome, Listener, Telemetry, PROTOCOLS};
 use crate::table::Diagnostic;
 
 /// The `Content-Type` of an OpenMetrics answer.
@@ -192,13 +192,27 @@ impl Collector for State {
             None,
             open.metric_type(),
         )?)?;
-        let accepted = ConstCounter::new(self.connections.accepted());
-        accepted.encode(encoder.encode_descriptor(
+        let listeners = &self.connections.listeners;
+        counters(
+            &mut encoder,
             "client_connections_accepted",
-            "Client connections accepted under the connection cap.",
+            "Client connections accepted under the connection cap, by listener (http, https).",
+            Listener::ALL.map(|l| ([("listener", l.as_str())], listeners.accepted_total(l))),
+        )?;
+        let serving = Listener::ALL.into_iter().flat_map(|listener| {
+            PROTOCOLS.map(|(protocol, p)| {
+                let labels = [("listener", listener.as_str()), ("protocol", protocol)];
+                (labels, listeners.serving_now(listener, p) as f64)
+            })
+        });
+        gauges(
+            &mut encoder,
+            "client_connections_serving",
+            "Client connections serving HTTP, by listener and protocol (http1, http2); not those \
+             in their handshake, nor WebSocket tunnels.",
             None,
-            accepted.metric_type(),
-        )?)?;
+            serving,
+        )?;
         let handshakes = &self.connections.handshakes;
         let outcomes = [
             ("completed", HandshakeOutcome::Completed),

@@ -21,8 +21,8 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// What a connection's first bytes say it speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
-    Http1,
-    Http2,
+    Http1 = 0,
+    Http2 = 1,
 }
 
 /// Why a connection was dropped before it made its first request.

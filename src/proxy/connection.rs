@@ -21,6 +21,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::listener_stats::ListenerStats;
 use super::record::RequestRecord;
 use super::ServerLimits;
 
@@ -35,8 +36,8 @@ const NOT_WAITING: u64 = u64::MAX;
 pub struct Connections {
     pub limits: ServerLimits,
     permits: Arc<Semaphore>,
-    /// Connections admitted since start (one count per connection, not per request).
-    accepted: AtomicU64,
+    /// Connections accepted and serving, by listener and protocol.
+    pub listeners: ListenerStats,
     /// TLS handshakes of the HTTPS listener, by how they ended.
     pub handshakes: Handshakes,
     open: Mutex<Registry>,
@@ -75,7 +76,7 @@ impl Connections {
     pub fn new(limits: ServerLimits) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limits.max_connections)),
-            accepted: AtomicU64::new(0),
+            listeners: ListenerStats::default(),
             handshakes: Handshakes::default(),
             limits,
             open: Mutex::new(Registry::default()),
@@ -90,11 +91,6 @@ impl Connections {
     /// Connections open now, WebSocket tunnels that outlived their HTTP connection included.
     pub fn open(&self) -> usize {
         self.limits.max_connections - self.permits.available_permits()
-    }
-
-    /// Connections admitted since start.
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
     }
 
     /// A place for a newly accepted connection. At the cap, the longest-idle connections are
@@ -112,7 +108,6 @@ impl Connections {
                     .ok()?
             }
         };
-        self.accepted.fetch_add(1, Ordering::Relaxed);
         let activity = Arc::new(Activity {
             in_progress: AtomicU32::new(0),
             idle_since: AtomicU64::new(micros_since(self.epoch, Instant::now())),

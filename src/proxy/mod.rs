@@ -24,6 +24,7 @@ mod error;
 mod grpc;
 mod headers;
 mod idle;
+mod listener_stats;
 mod pool;
 mod record;
 mod request_body;
@@ -68,9 +69,11 @@ use send_error::SendError;
 use traffic::Traffic;
 use upstream::{version_for, Upstreams};
 
+pub use client_io::Protocol;
 pub use connection::{Connections, HandshakeOutcome};
 pub use error::ProxyError;
 pub use headers::ClientInfo;
+pub use listener_stats::{Listener, ListenerStats, PROTOCOLS};
 pub use server::{serve, serve_tls, ServerLimits};
 pub use span::Spans;
 

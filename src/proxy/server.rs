@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::client_io::{sniff, Protocol, SendTimeout};
 use super::connection::{Admitted, Connections, HandshakeOutcome, InProgressBody};
+use super::listener_stats::Listener;
 use super::{ClientInfo, Proxy, ProxyError};
 use crate::net::AcceptBackoff;
 use crate::tls;
@@ -144,7 +145,12 @@ async fn accept_loop(
     let limits = connections.limits.clone();
     let builders = Arc::new(Builders::new(&limits));
     let tasks = TaskTracker::new();
-    let listener_name = if with_tls { "https" } else { "http" };
+    let listener_kind = if with_tls {
+        Listener::Https
+    } else {
+        Listener::Http
+    };
+    let listener_name = listener_kind.as_str();
     let mut accept_failures = AcceptBackoff::default();
     loop {
         let (stream, peer) = tokio::select! {
@@ -166,6 +172,7 @@ async fn accept_loop(
             debug!(%peer, "connection limit reached and every connection busy; closed");
             continue;
         };
+        connections.listeners.accepted(listener_kind);
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%error, "could not set TCP_NODELAY");
         }
@@ -272,6 +279,15 @@ impl Connection {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let peer = client.ip;
+        let listener = match client.tls {
+            Some(_) => Listener::Https,
+            None => Listener::Http,
+        };
+        let _serving = self
+            .admitted
+            .connections()
+            .listeners
+            .serving(listener, protocol);
         let activity = self.admitted.activity.clone();
         let max_uri_bytes = self.limits().max_uri_bytes;
         // HTTP/1.1 has one response at a time, and its socket's send timeout sees a client that

@@ -149,11 +149,21 @@ async fn metrics_count_swaps_diagnostics_connections_and_the_process() {
         );
     }
     let (_, after) = scrape(&vane, None).await;
-    assert_eq!(
-        after["vane_client_connections_accepted_total"]
-            - before["vane_client_connections_accepted_total"],
-        REQUESTS as f64
-    );
+    let accepted = r#"vane_client_connections_accepted_total{listener="http"}"#;
+    assert_eq!(after[accepted] - before[accepted], REQUESTS as f64);
+    // A keep-alive connection that has had its answer is still serving.
+    let mut held = tokio::net::TcpStream::connect(vane.http).await.unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    held.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let (_, holding) = scrape(&vane, None).await;
+    let serving = r#"vane_client_connections_serving{listener="http",protocol="http1"}"#;
+    assert!(holding[serving] >= 1.0, "{holding:?}");
+    let h2 = r#"vane_client_connections_serving{listener="http",protocol="http2"}"#;
+    assert_eq!(holding[h2], 0.0);
 
     // The endpoint is in rotation and not ejected; nothing is probed or in flight.
     let endpoint = |family: &str| {

@@ -122,6 +122,26 @@ pub(super) fn encode(
             .iter()
             .map(|(e, a)| ([("endpoint", e.as_str())], a.sent)),
     )?;
+    let (open, opened, reused) = traffic.pools();
+    super::gauges(
+        encoder,
+        "upstream_connections_open",
+        "HTTP/1.1 connections to endpoints open (idle or busy), over every worker.",
+        None,
+        [([("protocol", "http1")], open as f64)],
+    )?;
+    counters(
+        encoder,
+        "upstream_connections_opened",
+        "HTTP/1.1 connections dialled to endpoints.",
+        [([("protocol", "http1")], opened)],
+    )?;
+    counters(
+        encoder,
+        "upstream_connection_reuses",
+        "Requests sent over an HTTP/1.1 connection an earlier request used (keep-alive).",
+        [([("protocol", "http1")], reused)],
+    )?;
     counters(
         encoder,
         "endpoint_upstream_failures",

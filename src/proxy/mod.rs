@@ -175,7 +175,7 @@ impl Proxy {
     /// traffic counters.
     pub fn new(tables: Arc<TableHandle>, config: &UpstreamConfig, telemetry: &Telemetry) -> Self {
         Self {
-            upstreams: Upstreams::new(config, tables.clone()),
+            upstreams: Upstreams::new(config, tables.clone(), telemetry.traffic.pool()),
             tables,
             reporter: Arc::new(Reporter {
                 shard: telemetry.traffic.shard(),

@@ -21,6 +21,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::Duration;
 
@@ -46,6 +47,31 @@ const MAX_READ_BUFFER: usize = 64 * 1024;
 pub struct Http1Pool<B> {
     shared: Arc<Shared<B>>,
     sweeper: Once,
+    stats: Arc<PoolStats>,
+}
+
+/// What one worker's pool did: connections dialled and ended, and requests sent over a
+/// connection an earlier request used. Only that worker writes them.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    opened: AtomicU64,
+    closed: AtomicU64,
+    reused: AtomicU64,
+}
+
+impl PoolStats {
+    pub fn open(&self) -> u64 {
+        let closed = self.closed.load(Ordering::Relaxed);
+        self.opened.load(Ordering::Relaxed).saturating_sub(closed)
+    }
+
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    pub fn reused(&self) -> u64 {
+        self.reused.load(Ordering::Relaxed)
+    }
 }
 
 struct Shared<B> {
@@ -81,7 +107,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    pub fn new(config: &UpstreamConfig) -> Self {
+    pub fn new(config: &UpstreamConfig, stats: Arc<PoolStats>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 idle: Mutex::new(HashMap::new()),
@@ -89,6 +115,7 @@ where
                 idle_timeout: config.pool_idle_timeout,
             }),
             sweeper: Once::new(),
+            stats,
         }
     }
 
@@ -104,7 +131,10 @@ where
         // read; hyper then hands the request back unsent, and the next connection gets it.
         while let Some(mut sender) = self.checkout(endpoint) {
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, self.reusable(sender, endpoint))),
+                Ok(response) => {
+                    self.stats.reused.fetch_add(1, Ordering::Relaxed);
+                    return Ok((response, self.reusable(sender, endpoint)));
+                }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => request = unsent,
                     None => return Err(SendError::of_hyper(error.into_error())),
@@ -160,11 +190,14 @@ where
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Connect(e.into()))?;
+        self.stats.opened.fetch_add(1, Ordering::Relaxed);
+        let stats = self.stats.clone();
         tokio::spawn(async move {
             // Upgrades: a 101 response hands the connection over to a WebSocket tunnel.
             if let Err(error) = connection.with_upgrades().await {
                 debug!(%endpoint, %error, "upstream connection ended");
             }
+            stats.closed.fetch_add(1, Ordering::Relaxed);
         });
         Ok(sender)
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use foldhash::HashMap;
 use http::Method;
 
+use super::pool::PoolStats;
 use crate::table::TrafficLabels;
 
 /// Upper bounds of the duration histograms, in seconds: Prometheus's defaults, which are also
@@ -30,6 +31,8 @@ pub const DURATION_BUCKETS: [f64; 11] = [
 pub struct Traffic {
     shards: Mutex<Vec<Arc<Shard>>>,
     totals: Mutex<Totals>,
+    /// Each worker's HTTP/1.1 upstream pool's counts, read (not drained) at scrape time.
+    pools: Mutex<Vec<Arc<PoolStats>>>,
 }
 
 /// The counters of one worker since the last scrape.
@@ -290,6 +293,28 @@ impl Traffic {
         let shard = Arc::new(Shard::default());
         self.lock_shards().push(shard.clone());
         shard
+    }
+
+    /// A new worker's upstream pool counts.
+    pub fn pool(&self) -> Arc<PoolStats> {
+        let pool = Arc::new(PoolStats::default());
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.push(pool.clone());
+        pool
+    }
+
+    /// `(open, opened, reused)` over every worker's HTTP/1.1 upstream pool.
+    pub fn pools(&self) -> (u64, u64, u64) {
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools
+            .iter()
+            .fold((0, 0, 0), |(open, opened, reused), pool| {
+                (
+                    open + pool.open(),
+                    opened + pool.opened(),
+                    reused + pool.reused(),
+                )
+            })
     }
 
     /// The totals of every series whose labels `routed` still accepts (and of unmatched

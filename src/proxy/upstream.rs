@@ -34,7 +34,7 @@ use rustls::pki_types::ServerName;
 use tracing::{error, warn};
 
 use super::connect::TimedConnector;
-use super::pool::{Http1Pool, Reusable};
+use super::pool::{Http1Pool, PoolStats, Reusable};
 use super::send_error::SendError;
 use super::UpstreamConfig;
 use crate::live::TableHandle;
@@ -69,10 +69,11 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    pub fn new(config: &UpstreamConfig, tables: Arc<TableHandle>) -> Self {
+    /// The upstreams of one worker; `stats` counts what its HTTP/1.1 pool does.
+    pub fn new(config: &UpstreamConfig, tables: Arc<TableHandle>, stats: Arc<PoolStats>) -> Self {
         Self {
             config: config.clone(),
-            http1: Http1Pool::new(config),
+            http1: Http1Pool::new(config, stats),
             h2c: builder(config)
                 .http2_only(true)
                 .build(connector(&tables, true)),

@@ -103,6 +103,19 @@ async fn requests_are_counted_by_ingress_service_method_and_code_and_forgotten_w
     // The five downloads, and the upload's answer (its length as text).
     assert_eq!(count("vane_response_body_bytes_total{"), 5000.0 + 3.0);
 
+    // Each attempt went over a connection dialled for it or one kept alive from before.
+    let pool = |family: &str| sample(&after, family, r#"protocol="http1""#);
+    let (opened, reused) = (
+        pool("vane_upstream_connections_opened_total{"),
+        pool("vane_upstream_connection_reuses_total{"),
+    );
+    assert_eq!(opened + reused, 6.0);
+    assert!(reused >= 1.0, "keep-alive to the origin");
+    assert!(
+        pool("vane_upstream_connections_open{") >= 1.0,
+        "idle in the pool"
+    );
+
     // Six attempts at the one endpoint, all answered.
     let endpoint = format!(r#"endpoint="{}""#, origins.origins[0].addr);
     assert_eq!(

@@ -315,8 +315,9 @@ impl Proxy {
         let timeouts = &route.timeouts;
         let policy = &backend.retry;
         let wait = policy.per_try_timeout.unwrap_or(timeouts.response_headers);
-        // One clock read per step: the pick, then the end of each attempt.
-        let mut now = Instant::now();
+        // One clock read per step: the request's arrival (read for its record, and close
+        // enough: routing takes microseconds), then the end of each attempt.
+        let mut now = record.started();
         let deadline = timeouts.request.map(|total| (now + total, total));
         guard.budget.deposit(now);
 

@@ -155,6 +155,11 @@ impl RequestRecord {
         }
     }
 
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     pub fn responded(&mut self, status: StatusCode) {
         self.status = status.as_u16();
     }

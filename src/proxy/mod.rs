@@ -24,6 +24,7 @@ mod error;
 mod grpc;
 mod headers;
 mod idle;
+mod in_progress_body;
 mod listener_stats;
 mod pool;
 mod record;

@@ -24,7 +24,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::client_io::{sniff, Protocol, SendTimeout};
-use super::connection::{Admitted, Connections, HandshakeOutcome, InProgressBody};
+use super::connection::{Admitted, Connections, HandshakeOutcome};
+use super::in_progress_body::InProgressBody;
 use super::listener_stats::Listener;
 use super::{ClientInfo, Proxy, ProxyError};
 use crate::net::AcceptBackoff;

@@ -135,6 +135,8 @@ impl Metrics {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         self.last_swap.set(at.as_secs_f64());
+        // The series of what the new table no longer routes go now, scraped or not.
+        traffic::fold(&self.state.tables.load(), &self.state.traffic);
         // Reasons that no longer occur go away rather than stay at their last count.
         self.diagnostics.clear();
         for diagnostic in diagnostics {
@@ -281,11 +283,8 @@ fn gauges<L: EncodeLabelSet>(
     unit: Option<&Unit>,
     rows: impl IntoIterator<Item = (L, f64)>,
 ) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    for (labels, value) in rows {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let rows = rows.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
+    family(encoder, (name, help, unit, MetricType::Gauge), rows)
 }
 
 /// One labelled counter per row.
@@ -295,9 +294,19 @@ fn counters<L: EncodeLabelSet>(
     help: &str,
     rows: impl IntoIterator<Item = (L, u64)>,
 ) -> fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in rows {
-        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    let rows = rows.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+    family(encoder, (name, help, None, MetricType::Counter), rows)
+}
+
+/// A family (name, help, unit, type) with one metric per row of labels.
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, unit, kind): (&str, &str, Option<&Unit>, MetricType),
+    rows: impl IntoIterator<Item = (L, M)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, unit, kind)?;
+    for (labels, metric) in rows {
+        metric.encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }

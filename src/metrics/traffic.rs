@@ -11,7 +11,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::counters;
+use super::{counters, family};
 use crate::live::ActiveTable;
 use crate::proxy::traffic::{Attempts, Histogram, Tally, Traffic};
 use crate::table::{BackendTarget, TrafficLabels};
@@ -25,11 +25,9 @@ fn labels(labels: &TrafficLabels) -> [(&'static str, &str); 3] {
     ]
 }
 
-pub(super) fn encode(
-    active: &ActiveTable,
-    traffic: &Traffic,
-    encoder: &mut DescriptorEncoder,
-) -> fmt::Result {
+/// Folds the workers' counts into the totals, keeping only the series `active` still routes
+/// for and the endpoints it still has.
+pub(super) fn fold(active: &ActiveTable, traffic: &Traffic) {
     let routed: HashSet<&TrafficLabels> = active
         .table
         .routes()
@@ -50,10 +48,19 @@ pub(super) fn encode(
         .flatten()
         .map(|endpoint| endpoint.address)
         .collect();
-    let totals = traffic.totals(
+    traffic.fold(
         |labels| routed.contains(labels),
         |endpoint| members.contains(&endpoint),
     );
+}
+
+pub(super) fn encode(
+    active: &ActiveTable,
+    traffic: &Traffic,
+    encoder: &mut DescriptorEncoder,
+) -> fmt::Result {
+    fold(active, traffic);
+    let totals = traffic.totals();
 
     let mut family = encoder.encode_descriptor(
         "requests",
@@ -158,12 +165,8 @@ fn histograms<'t, L: EncodeLabelSet>(
     help: &str,
     rows: impl Iterator<Item = (L, &'t Histogram)>,
 ) -> fmt::Result {
-    let mut family =
-        encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
-    for (labels, histogram) in rows {
-        Encoded(histogram).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let kind = (name, help, Some(&Unit::Seconds), MetricType::Histogram);
+    family(encoder, kind, rows.map(|(labels, h)| (labels, Encoded(h))))
 }
 
 /// A histogram counted elsewhere, encoded as it is.

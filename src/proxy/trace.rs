@@ -50,7 +50,7 @@ pub fn identify(
     let request_id = match headers.get(&X_REQUEST_ID) {
         Some(id) if is_sane_request_id(id) && !repeated(headers, &X_REQUEST_ID) => id.clone(),
         _ => {
-            let id = hex_value(&rng.u128(..).to_be_bytes());
+            let id = hex_value::<16, 32>(&rng.u128(..).to_be_bytes());
             headers.insert(X_REQUEST_ID.clone(), id.clone());
             id
         }
@@ -122,8 +122,9 @@ fn restart(headers: &mut HeaderMap, rng: &mut fastrand::Rng) -> HeaderValue {
     let mut span_id = [0u8; 8];
     rng.fill(&mut span_id);
     span_id[0] |= 1;
-    let trace_id = hex(&trace_id);
-    let parent = format!("00-{}-{}-00", str_of(&trace_id), str_of(&hex(&span_id)));
+    let trace_id = hex::<16, 32>(&trace_id);
+    let span_id = hex::<8, 16>(&span_id);
+    let parent = format!("00-{}-{}-00", str_of(&trace_id), str_of(&span_id));
     headers.insert(
         TRACEPARENT.clone(),
         HeaderValue::from_str(&parent).expect("hex digits and dashes"),
@@ -208,16 +209,21 @@ impl<'h> TraceParent<'h> {
     }
 }
 
-fn hex_value(bytes: &[u8]) -> HeaderValue {
-    HeaderValue::from_bytes(&hex(bytes)).expect("hex digits")
+fn hex_value<const N: usize, const HEX: usize>(bytes: &[u8; N]) -> HeaderValue {
+    HeaderValue::from_bytes(&hex::<N, HEX>(bytes)).expect("hex digits")
 }
 
-fn hex(bytes: &[u8]) -> Vec<u8> {
+/// `bytes` as lowercase hex digits (`HEX` = 2 × `N`), on the stack: the request ID is made for
+/// every request that comes without one, and this keeps it to the header value's allocation.
+fn hex<const N: usize, const HEX: usize>(bytes: &[u8; N]) -> [u8; HEX] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]])
-        .collect()
+    const { assert!(HEX == 2 * N) };
+    let mut digits = [0; HEX];
+    for (pair, byte) in digits.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
+    digits
 }
 
 fn str_of(hex: &[u8]) -> &str {
@@ -270,6 +276,22 @@ mod tests {
         assert_eq!(headers["x-request-id"], ids.request_id);
         let (twice, _) = identified(&[("x-request-id", "a"), ("x-request-id", "b")]);
         assert_eq!(twice.request_id.len(), 32);
+    }
+
+    #[test]
+    fn an_oversized_tracestate_is_dropped_and_its_traceparent_kept() {
+        let member = format!("k={}", "v".repeat(250));
+        let mut pairs = vec![("traceparent", VALID.to_owned())];
+        // 34 members of 252 bytes, over the 8,400 bytes 32 members may take.
+        pairs.extend(std::iter::repeat_n(("tracestate", member), 34));
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (ids, headers) = identified(&pairs);
+        assert_eq!(headers["traceparent"], VALID);
+        assert!(!headers.contains_key("tracestate"));
+        assert!(ids.trace_id.is_some());
+        // Within the bound, all of it passes.
+        let (_, headers) = identified(&pairs[..33]);
+        assert_eq!(headers.get_all("tracestate").iter().count(), 32);
     }
 
     #[test]

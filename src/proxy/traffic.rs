@@ -317,15 +317,17 @@ impl Traffic {
             })
     }
 
-    /// The totals of every series whose labels `routed` still accepts (and of unmatched
-    /// requests), and of every endpoint `member` still accepts; the others are forgotten, so the
-    /// series of a deleted Ingress or a departed endpoint disappear.
-    pub fn totals(
+    /// Drains every worker's shard into the totals and forgets the series whose labels
+    /// `routed` no longer accepts (unmatched requests always stay) and the endpoints `member`
+    /// no longer accepts, so the series of a deleted Ingress or a departed endpoint disappear.
+    /// Run at every table swap as well as at every scrape: shards are keyed by the table's
+    /// label copies, so without it a process nobody scrapes would keep a set per table.
+    pub fn fold(
         &self,
         routed: impl Fn(&TrafficLabels) -> bool,
         member: impl Fn(SocketAddr) -> bool,
-    ) -> Totals {
-        let mut totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+    ) {
+        let mut totals = self.totals();
         // A worker that stopped leaves its shard here with only the last scrape's counts.
         let shards = self.lock_shards().clone();
         for shard in shards {
@@ -348,7 +350,11 @@ impl Traffic {
             .series
             .retain(|key, _| *key.labels == unmatched || routed(&key.labels));
         totals.endpoints.retain(|&endpoint, _| member(endpoint));
-        totals.clone()
+    }
+
+    /// The totals as of the last [`fold`](Self::fold).
+    pub fn totals(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.totals.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_shards(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Shard>>> {
@@ -403,7 +409,8 @@ mod tests {
         });
         let member =
             |endpoint: SocketAddr| endpoint.ip() != "10.0.0.9".parse::<std::net::IpAddr>().unwrap();
-        let totals = traffic.totals(|labels| &*labels.ingress != "gone", member);
+        traffic.fold(|labels| &*labels.ingress != "gone", member);
+        let totals = traffic.totals();
         assert_eq!(totals.series.len(), 1);
         let endpoint = totals.endpoints[&"10.0.0.1:80".parse().unwrap()];
         assert_eq!(endpoint, Attempts { sent: 4, failed: 1 });
@@ -426,7 +433,9 @@ mod tests {
 
         // Drained: the next scrape adds only what came since.
         one.record(completed(&new, 3));
-        let totals = traffic.totals(|_| true, |_| true);
+        drop(totals);
+        traffic.fold(|_| true, |_| true);
+        let totals = traffic.totals();
         assert_eq!(totals.series.values().map(|t| t.requests).sum::<u64>(), 3);
     }
 

@@ -34,6 +34,7 @@ fuzz:
 bench:
 	WORKERS=$${WORKERS:-1} bench/run.sh
 	cargo bench --bench pick
+	cargo bench --bench lookup
 	cargo bench --bench control_plane
 
 # Regenerates committed files that derive from code (tests fail when they drift).

@@ -278,6 +278,7 @@ fn standalone(dir: &Path) -> Config {
         access_log: None,
         span_export: None,
         shutdown_delay: Duration::ZERO,
+        proxy_body_size: None,
         limits: ServerLimits {
             shutdown_grace: Duration::from_secs(1),
             ..ServerLimits::default()

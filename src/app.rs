@@ -83,6 +83,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         controller_name: config.controller_name.clone(),
         default_certificate: config.default_ssl_certificate.clone(),
         fallback_certificate: Some(Arc::new(fallback)),
+        proxy_body_size: config.proxy_body_size,
         ..Options::default()
     };
 

@@ -132,6 +132,12 @@ pub struct Args {
     #[arg(long, env = "VANE_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
 
+    /// The largest request body of an Ingress that sets no `proxy-body-size`: bytes, or with
+    /// k, m or g (`8m`). Larger bodies get 413. `0`: no limit. vane streams bodies rather than
+    /// buffering them, so the limit protects the backends, not vane.
+    #[arg(long, env = "VANE_PROXY_BODY_SIZE", value_name = "SIZE", default_value = "0", value_parser = crate::api::annotations::parse_body_size)]
+    pub proxy_body_size: u64,
+
     /// Log output format.
     #[arg(long, env = "VANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -359,6 +365,8 @@ pub struct Config {
     pub span_export: Option<SpanExport>,
     pub shutdown_delay: Duration,
     pub limits: ServerLimits,
+    /// `--proxy-body-size`; `None`: no limit.
+    pub proxy_body_size: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -436,6 +444,7 @@ impl Args {
             debug_addr: self.debug_addr,
             workers,
             log_format: self.log_format,
+            proxy_body_size: (self.proxy_body_size > 0).then_some(self.proxy_body_size),
             access_log: match (
                 self.access_log,
                 self.access_log_format.unwrap_or(self.log_format),

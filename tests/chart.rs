@@ -1754,6 +1754,17 @@ fn the_access_log_is_on_and_follows_the_log_format_unless_set() {
 }
 
 #[test]
+fn the_body_size_limit_is_passed_only_when_set() {
+    assert_eq!(rendered("defaults").arg("--proxy-body-size"), None);
+    let set = render_with(r#"{"controller": {"proxyBodySize": "8m"}}"#);
+    assert_eq!(set.arg("--proxy-body-size").as_deref(), Some("8m"));
+    render_fails(
+        r#"{"controller": {"proxyBodySize": "8 MB"}}"#,
+        "proxyBodySize",
+    );
+}
+
+#[test]
 fn spans_are_exported_only_to_a_collector_the_values_name() {
     let defaults = rendered("defaults");
     assert_eq!(defaults.arg("--otlp-endpoint"), None);

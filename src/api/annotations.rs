@@ -5,66 +5,128 @@
 
 use super::bounds;
 
-/// Annotation keys.
+/// An annotation vane reads: its full name under `vane.dev/`, and under ingress-nginx's prefix
+/// when vane honours that name too. Where both are set, `vane.dev/` wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub vane: &'static str,
+    pub nginx: Option<&'static str>,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.vane)
+    }
+}
+
+macro_rules! key {
+    ($name:literal) => {
+        Key {
+            vane: concat!("vane.dev/", $name),
+            nginx: None,
+        }
+    };
+    ($name:literal, nginx) => {
+        Key {
+            vane: concat!("vane.dev/", $name),
+            nginx: Some(concat!("nginx.ingress.kubernetes.io/", $name)),
+        }
+    };
+}
+
+/// Annotation keys. `key!("name")` is `vane.dev/name` alone; `key!("name", nginx)` is also
+/// read as `nginx.ingress.kubernetes.io/name`, with ingress-nginx's meaning.
 pub mod keys {
+    use super::Key;
+
     /// `round-robin`, `random`, `least-connections`, `least-response-time`, `consistent-hash`.
-    pub const LOAD_BALANCE: &str = "vane.dev/load-balance";
+    pub const LOAD_BALANCE: Key = key!("load-balance");
     /// `source-ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`; alone, it also turns
     /// on consistent hashing (as ingress-nginx's `upstream-hash-by` does).
-    pub const HASH_BY: &str = "vane.dev/hash-by";
+    pub const HASH_BY: Key = key!("hash-by");
     /// A duration (`30s`, `2m`): joining endpoints ramp up over it (round robin, least
     /// connections, least response time).
-    pub const SLOW_START: &str = "vane.dev/slow-start";
+    pub const SLOW_START: Key = key!("slow-start");
     /// `cookie`: keep each client on one endpoint with a cookie.
-    pub const AFFINITY: &str = "vane.dev/affinity";
+    pub const AFFINITY: Key = key!("affinity");
     /// The affinity cookie's name (default `vane-affinity`).
-    pub const SESSION_COOKIE_NAME: &str = "vane.dev/session-cookie-name";
+    pub const SESSION_COOKIE_NAME: Key = key!("session-cookie-name");
     /// The affinity cookie's Path (default `/`).
-    pub const SESSION_COOKIE_PATH: &str = "vane.dev/session-cookie-path";
+    pub const SESSION_COOKIE_PATH: Key = key!("session-cookie-path");
     /// The affinity cookie's Max-Age in seconds (default: a session cookie).
-    pub const SESSION_COOKIE_MAX_AGE: &str = "vane.dev/session-cookie-max-age";
+    pub const SESSION_COOKIE_MAX_AGE: Key = key!("session-cookie-max-age");
     /// `Strict`, `Lax` or `None`.
-    pub const SESSION_COOKIE_SAMESITE: &str = "vane.dev/session-cookie-samesite";
+    pub const SESSION_COOKIE_SAMESITE: Key = key!("session-cookie-samesite");
     /// `true` or `false`.
-    pub const SESSION_COOKIE_SECURE: &str = "vane.dev/session-cookie-secure";
+    pub const SESSION_COOKIE_SECURE: Key = key!("session-cookie-secure");
     /// `"true"`: this Ingress is a canary of the Ingress serving the same host and path.
-    pub const CANARY: &str = "vane.dev/canary";
+    pub const CANARY: Key = key!("canary");
     /// Percentage (0-100) of requests, not decided by header or cookie, that go to the canary.
-    pub const CANARY_WEIGHT: &str = "vane.dev/canary-weight";
+    pub const CANARY_WEIGHT: Key = key!("canary-weight");
     /// A request header: `always` sends to the canary, `never` keeps away from it.
-    pub const CANARY_BY_HEADER: &str = "vane.dev/canary-by-header";
+    pub const CANARY_BY_HEADER: Key = key!("canary-by-header");
     /// With `canary-by-header`: the header value that sends to the canary (instead of `always`).
-    pub const CANARY_BY_HEADER_VALUE: &str = "vane.dev/canary-by-header-value";
+    pub const CANARY_BY_HEADER_VALUE: Key = key!("canary-by-header-value");
     /// A cookie: `always` sends to the canary, `never` keeps away from it.
-    pub const CANARY_BY_COOKIE: &str = "vane.dev/canary-by-cookie";
+    pub const CANARY_BY_COOKIE: Key = key!("canary-by-cookie");
     /// Timeout to connect to an endpoint: seconds (`5`, as ingress-nginx) or a duration (`5s`).
-    pub const PROXY_CONNECT_TIMEOUT: &str = "vane.dev/proxy-connect-timeout";
+    pub const PROXY_CONNECT_TIMEOUT: Key = key!("proxy-connect-timeout");
     /// Timeout for the response headers, and between two reads of the response body.
-    pub const PROXY_READ_TIMEOUT: &str = "vane.dev/proxy-read-timeout";
+    pub const PROXY_READ_TIMEOUT: Key = key!("proxy-read-timeout");
     /// Timeout between two writes of the request body to the endpoint.
-    pub const PROXY_SEND_TIMEOUT: &str = "vane.dev/proxy-send-timeout";
+    pub const PROXY_SEND_TIMEOUT: Key = key!("proxy-send-timeout");
     /// Timeout of the whole exchange, retries included (not for upgraded connections).
-    pub const PROXY_REQUEST_TIMEOUT: &str = "vane.dev/proxy-request-timeout";
+    pub const PROXY_REQUEST_TIMEOUT: Key = key!("proxy-request-timeout");
     /// `"false"`: hosts with TLS do not redirect plain HTTP to HTTPS (default `"true"`).
-    pub const SSL_REDIRECT: &str = "vane.dev/ssl-redirect";
+    pub const SSL_REDIRECT: Key = key!("ssl-redirect");
     /// `"true"`: redirect plain HTTP to HTTPS even for hosts without a `spec.tls` entry.
-    pub const FORCE_SSL_REDIRECT: &str = "vane.dev/force-ssl-redirect";
+    pub const FORCE_SSL_REDIRECT: Key = key!("force-ssl-redirect");
     /// `max-age=SECONDS[; includeSubDomains][; preload]`: the Strict-Transport-Security of
     /// HTTPS responses.
-    pub const HSTS: &str = "vane.dev/hsts";
+    pub const HSTS: Key = key!("hsts");
     /// `NAME` or `NAMESPACE/NAME` (the Ingress's own namespace): a Secret whose `ca.crt`
     /// verifies client certificates.
-    pub const AUTH_TLS_SECRET: &str = "vane.dev/auth-tls-secret";
+    pub const AUTH_TLS_SECRET: Key = key!("auth-tls-secret");
     /// `on` (required, the default with `auth-tls-secret`), `optional` or `off`.
-    pub const AUTH_TLS_VERIFY_CLIENT: &str = "vane.dev/auth-tls-verify-client";
+    pub const AUTH_TLS_VERIFY_CLIENT: Key = key!("auth-tls-verify-client");
     /// `HTTP`, `HTTPS`, `H2C`, `GRPC` or `GRPCS`: how vane talks to the endpoints.
-    pub const BACKEND_PROTOCOL: &str = "vane.dev/backend-protocol";
+    pub const BACKEND_PROTOCOL: Key = key!("backend-protocol");
     /// Comma-separated `Upgrade` protocols the Ingress's routes tunnel besides `websocket`
     /// (`SPDY/3.1` for `kubectl exec` through a proxied API server, say); never `h2c`.
-    pub const UPGRADE_PROTOCOLS: &str = "vane.dev/upgrade-protocols";
+    pub const UPGRADE_PROTOCOLS: Key = key!("upgrade-protocols");
     /// `"false"`: the Ingress's requests are not written to the access log (default `"true"`;
     /// `--access-log off` turns it off for every Ingress).
-    pub const ENABLE_ACCESS_LOG: &str = "vane.dev/enable-access-log";
+    pub const ENABLE_ACCESS_LOG: Key = key!("enable-access-log");
+
+    // Route transforms, with ingress-nginx's names and meaning.
+
+    /// `"true"`: the Ingress's `ImplementationSpecific` paths are regular expressions,
+    /// case-insensitive and anchored at the start.
+    pub const USE_REGEX: Key = key!("use-regex", nginx);
+    /// The path sent upstream instead of the request's, with `$1`..`$9` from the path's
+    /// expression (`/$2`); also makes `ImplementationSpecific` paths expressions.
+    pub const REWRITE_TARGET: Key = key!("rewrite-target", nginx);
+    /// The `X-Forwarded-Prefix` header sent upstream.
+    pub const X_FORWARDED_PREFIX: Key = key!("x-forwarded-prefix", nginx);
+    /// The `Host` header sent upstream instead of the request's.
+    pub const UPSTREAM_VHOST: Key = key!("upstream-vhost", nginx);
+    /// A URL every request is redirected to, with code `permanent-redirect-code` (301).
+    pub const PERMANENT_REDIRECT: Key = key!("permanent-redirect", nginx);
+    /// 300-308: the code of `permanent-redirect`.
+    pub const PERMANENT_REDIRECT_CODE: Key = key!("permanent-redirect-code", nginx);
+    /// A URL every request is redirected to, with code `temporal-redirect-code` (302); wins
+    /// over `permanent-redirect`.
+    pub const TEMPORAL_REDIRECT: Key = key!("temporal-redirect", nginx);
+    /// 300-307: the code of `temporal-redirect`.
+    pub const TEMPORAL_REDIRECT_CODE: Key = key!("temporal-redirect-code", nginx);
+    /// A path: requests for `/` are redirected (302) to it.
+    pub const APP_ROOT: Key = key!("app-root", nginx);
+    /// `"true"`: requests for `www.HOST` are redirected (308) to `HOST`, or the other way
+    /// round for a host that starts with `www.`, unless an Ingress serves that name.
+    pub const FROM_TO_WWW_REDIRECT: Key = key!("from-to-www-redirect", nginx);
+    /// The largest request body: bytes, or with a unit `k`, `m`, `g` (`8m`); `0` is no
+    /// limit. Larger bodies get 413.
+    pub const PROXY_BODY_SIZE: Key = key!("proxy-body-size", nginx);
 }
 
 /// Most protocols one `upgrade-protocols` annotation may list.
@@ -192,6 +254,31 @@ pub fn parse_same_site(value: &str) -> Result<super::SameSite, String> {
         "None" => Ok(super::SameSite::None),
         other => Err(format!("{other:?} is not Strict, Lax or None")),
     }
+}
+
+/// Largest `proxy-body-size`: a terabyte is no limit in practice, and keeps sums in range.
+const MAX_BODY_SIZE: u64 = 1 << 40;
+
+/// A size as nginx writes it (`client_max_body_size`): bytes, or a number with `k`, `m` or
+/// `g` (binary units, any case), at most 1 TiB.
+pub fn parse_body_size(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let (digits, unit) = match value.as_bytes().last().map(u8::to_ascii_lowercase) {
+        Some(b'b') => (&value[..value.len() - 1], 1),
+        Some(b'k') => (&value[..value.len() - 1], 1 << 10),
+        Some(b'm') => (&value[..value.len() - 1], 1 << 20),
+        Some(b'g') => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|&size| size <= MAX_BODY_SIZE)
+        .ok_or_else(|| {
+            format!("{value:?} is not a size like 1048576, 512k, 8m or 1g (at most 1024g)")
+        })
 }
 
 /// `true` or `false`.
@@ -412,6 +499,18 @@ mod tests {
         assert_eq!(parse_timeout("1m30s"), Ok(Duration::from_secs(90)));
         for bad in ["0", "-1", "5 s", "1d", "", "100000"] {
             assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn body_sizes_take_nginx_units() {
+        assert_eq!(parse_body_size("0"), Ok(0));
+        assert_eq!(parse_body_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_body_size("8m"), Ok(8 << 20));
+        assert_eq!(parse_body_size(" 512K "), Ok(512 << 10));
+        assert_eq!(parse_body_size("1g"), Ok(1 << 30));
+        for bad in ["", "m", "-1", "1.5m", "1t", "2000g", "+5", "1 m"] {
+            assert!(parse_body_size(bad).is_err(), "{bad:?}");
         }
     }
 

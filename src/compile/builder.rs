@@ -10,12 +10,13 @@ use crate::api::BackendPolicy;
 use crate::table::{
     Backend, BackendProtocol, BackendTarget, Canary, CircuitBreaker, CookieAffinity, HealthCheck,
     HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route, RouteTls, SlowStart,
-    Timeouts, TrafficLabels, UpstreamTls,
+    Timeouts, TrafficLabels, Transforms, UpstreamTls,
 };
 
 use super::service::{self, Resolved, Unresolved};
 use super::{
-    balancing, canary, ingress, policy, reasons, resilience, tls, upstream_tls, Annotations, Sink,
+    balancing, canary, ingress, policy, reasons, resilience, tls, transform, upstream_tls,
+    Annotations, Sink,
 };
 
 /// What an Ingress's annotations say, parsed once per Ingress.
@@ -31,6 +32,7 @@ pub(super) struct IngressConfig {
 pub(super) struct RouteShared {
     upgrade_protocols: Option<Arc<[Box<str>]>>,
     access_log: bool,
+    pub(super) transforms: transform::IngressTransforms,
 }
 
 /// One route's own parts: its rule, backend, TLS and timeouts.
@@ -43,9 +45,11 @@ pub(super) struct RouteParts {
 }
 
 impl IngressConfig {
+    /// `body_limit` is `--proxy-body-size`.
     pub(super) fn parse(
         annotations: &Annotations<'_>,
         object: &ObjectRef,
+        body_limit: Option<u64>,
         sink: &mut Sink,
     ) -> Self {
         Self {
@@ -59,6 +63,7 @@ impl IngressConfig {
                 access_log: annotations
                     .parse(keys::ENABLE_ACCESS_LOG, parse_bool, sink)
                     .unwrap_or(true),
+                transforms: transform::IngressTransforms::parse(annotations, body_limit, sink),
             },
         }
     }
@@ -140,6 +145,10 @@ pub(super) struct TableBuilder<'a> {
     pub(super) problems: HashMap<usize, Vec<Unresolved>>,
     /// Who owns each (host, path) so far, and its route; `None` path is the default backend.
     pub(super) owners: HashMap<(HostPattern, Option<PathRule>), (ObjectRef, usize)>,
+    /// `--proxy-body-size`: the request body limit of Ingresses that set none.
+    pub(super) body_limit: Option<u64>,
+    /// Routes whose Ingress asked for `from-to-www-redirect`, by host.
+    www: Vec<(Box<str>, usize)>,
 }
 
 impl<'a> TableBuilder<'a> {
@@ -148,6 +157,7 @@ impl<'a> TableBuilder<'a> {
         policies: &'a policy::Attachments<'a>,
         tls: tls::TlsBuilder<'a>,
         routes: usize,
+        body_limit: Option<u64>,
     ) -> Self {
         // Sized for the common case of a backend per route.
         Self {
@@ -159,6 +169,8 @@ impl<'a> TableBuilder<'a> {
             backend_by_key: HashMap::with_capacity(routes),
             problems: HashMap::new(),
             owners: HashMap::with_capacity(routes),
+            body_limit,
+            www: Vec::new(),
         }
     }
 
@@ -192,8 +204,14 @@ impl<'a> TableBuilder<'a> {
         shared: &RouteShared,
     ) {
         let labels = self.labels(object, parts.backend);
+        let transforms = &shared.transforms;
+        if let (true, HostPattern::Exact(host)) = (transforms.www_redirect, &parts.host) {
+            self.www.push((host.clone(), self.routes.len()));
+        }
         self.routes.push(Route {
             ingress: object.clone(),
+            rewrite: transforms.rewrite(parts.path.as_ref()),
+            transforms: transforms.transforms.clone(),
             host: parts.host,
             path: parts.path,
             backend: parts.backend,
@@ -204,6 +222,43 @@ impl<'a> TableBuilder<'a> {
             access_log: shared.access_log,
             labels,
         });
+    }
+
+    /// Adds the redirects `from-to-www-redirect` asked for, once every Ingress has its routes:
+    /// the other name of each such host (`www.example.com` for `example.com`, and the other
+    /// way round) answers every request with a redirect to it, unless an Ingress serves that
+    /// name (as ingress-nginx does).
+    pub(super) fn add_www_redirects(&mut self) {
+        let served: foldhash::HashSet<&str> = self
+            .routes
+            .iter()
+            .filter_map(|route| match &route.host {
+                HostPattern::Exact(host) => Some(&**host),
+                _ => None,
+            })
+            .collect();
+        let mut redirects: Vec<(String, Transforms, usize)> = Vec::new();
+        for (host, route) in &self.www {
+            let Some((from, transforms)) = transform::www_redirect(host) else {
+                continue;
+            };
+            if served.contains(from.as_str()) || redirects.iter().any(|(f, ..)| f == &from) {
+                continue;
+            }
+            redirects.push((from, transforms, *route));
+        }
+        for (from, transforms, route) in redirects {
+            let source = &self.routes[route];
+            let redirect = Route {
+                host: HostPattern::from_rule(Some(&from)),
+                path: Some(PathRule::prefix("/")),
+                canary: None,
+                rewrite: None,
+                transforms: Some(Arc::new(transforms)),
+                ..source.clone()
+            };
+            self.routes.push(redirect);
+        }
     }
 
     fn labels(&self, object: &ObjectRef, backend: usize) -> Arc<TrafficLabels> {

@@ -209,7 +209,7 @@ impl Fragment {
     ) -> Result<Self, Box<Outside>> {
         let mut sink = Sink::default();
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
-        let config = IngressConfig::parse(&annotations, object, &mut sink);
+        let config = IngressConfig::parse(&annotations, object, builder.body_limit, &mut sink);
         let canary = canary::parse(&annotations, &mut sink);
         if canary.is_some() || !config.tls.adds_nothing(ingress) {
             return Err(Box::new(Outside {
@@ -218,7 +218,8 @@ impl Fragment {
                 parsed: sink,
             }));
         }
-        let candidates = ingress::candidates(ingress, object, &mut sink);
+        let regex = config.shared.transforms.regex_paths;
+        let candidates = ingress::candidates(ingress, object, regex, &mut sink);
         let mut inputs: Vec<Input> = Vec::new();
         let mut reusable = true;
         let mut rules = Vec::with_capacity(candidates.len());

@@ -22,6 +22,7 @@ mod resilience;
 mod self_signed;
 mod service;
 mod tls;
+mod transform;
 mod upstream_tls;
 
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub mod reasons {
     pub const POLICY_TARGET_NOT_FOUND: &str = "PolicyTargetNotFound";
     pub const POLICY_CONFLICT: &str = "PolicyConflict";
     pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
+    /// The same setting under both prefixes, with different values: `vane.dev/` is used.
+    pub const ANNOTATION_OVERRIDDEN: &str = "AnnotationOverridden";
     pub const CANARY_WITHOUT_MAIN: &str = "CanaryWithoutMainIngress";
     pub const CANARY_CONFLICT: &str = "CanaryConflict";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
@@ -88,6 +91,9 @@ pub struct Options {
     pub fallback_certificate: Option<Arc<Certificate>>,
     /// Seconds since the Unix epoch, to refuse expired certificates; `None`: not checked.
     pub now: Option<i64>,
+    /// `--proxy-body-size`: the largest request body of Ingresses that set no
+    /// `proxy-body-size`; `None`: no limit.
+    pub proxy_body_size: Option<u64>,
 }
 
 impl Default for Options {
@@ -98,6 +104,7 @@ impl Default for Options {
             default_certificate: None,
             fallback_certificate: None,
             now: None,
+            proxy_body_size: None,
         }
     }
 }
@@ -150,7 +157,13 @@ pub fn compile_cached(
         .iter()
         .map(|(ingress, _)| ingress::route_count(ingress))
         .sum();
-    let mut builder = TableBuilder::new(&services, &attachments, certificates, routes);
+    let mut builder = TableBuilder::new(
+        &services,
+        &attachments,
+        certificates,
+        routes,
+        options.proxy_body_size,
+    );
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
     for (ingress, object) in &ours {
@@ -172,17 +185,20 @@ pub fn compile_cached(
                 builder
                     .tls
                     .add_ingress(ingress, object, &mut config.tls, &mut sink);
-                for candidate in ingress::candidates(ingress, object, &mut sink) {
+                let regex = config.shared.transforms.regex_paths;
+                for candidate in ingress::candidates(ingress, object, regex, &mut sink) {
                     builder.add(object, &config, candidate, &mut sink);
                 }
             }
         }
     }
     for (ingress, object, config, settings) in canaries {
-        for candidate in ingress::candidates(ingress, object, &mut sink) {
+        let regex = config.shared.transforms.regex_paths;
+        for candidate in ingress::candidates(ingress, object, regex, &mut sink) {
             builder.add_canary(object, &config, &settings, candidate, &mut sink);
         }
     }
+    builder.add_www_redirects();
     Compiled {
         table: RoutingTable::new(builder.routes, builder.backends).with_tls(builder.tls.finish()),
         diagnostics: sink.diagnostics,

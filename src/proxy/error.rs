@@ -39,6 +39,10 @@ pub enum ProxyError {
     BadHost(&'static str),
     #[error("CONNECT is not supported")]
     ConnectMethod,
+    #[error("the request body is larger than the route allows")]
+    PayloadTooLarge,
+    #[error("the rewritten path is not a valid request target")]
+    BadRewrite,
 }
 
 impl ProxyError {
@@ -60,6 +64,8 @@ impl ProxyError {
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::BadHost(_) => StatusCode::BAD_REQUEST,
             ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRewrite => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -81,6 +87,8 @@ impl ProxyError {
             ProxyError::UriTooLong => "uri_too_long",
             ProxyError::BadHost(_) => "bad_host",
             ProxyError::ConnectMethod => "connect_method",
+            ProxyError::PayloadTooLarge => "payload_too_large",
+            ProxyError::BadRewrite => "bad_rewrite",
         }
     }
 
@@ -114,6 +122,12 @@ impl ProxyError {
             ProxyError::UriTooLong => "414 URI Too Long: the request target is too long\n",
             ProxyError::BadHost(_) => "400 Bad Request: missing, repeated or invalid Host\n",
             ProxyError::ConnectMethod => "405 Method Not Allowed: CONNECT is not supported\n",
+            ProxyError::PayloadTooLarge => {
+                "413 Content Too Large: the request body is larger than this route allows\n"
+            }
+            ProxyError::BadRewrite => {
+                "400 Bad Request: the path cannot be rewritten into a valid request\n"
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use super::ProxyError;
 
 /// gRPC status codes vane uses.
 const DEADLINE_EXCEEDED: &str = "4";
+const RESOURCE_EXHAUSTED: &str = "8";
 const UNIMPLEMENTED: &str = "12";
 const INTERNAL: &str = "13";
 const UNAVAILABLE: &str = "14";
@@ -36,7 +37,8 @@ pub fn error_response(error: &ProxyError) -> Response<Full<Bytes>> {
         | ProxyError::UriTooLong => return error.to_response(),
         ProxyError::NoRoute => UNIMPLEMENTED,
         ProxyError::UpstreamTimeout(_) | ProxyError::ClientBodyTimeout => DEADLINE_EXCEEDED,
-        ProxyError::ClientBody(_) => INTERNAL,
+        ProxyError::ClientBody(_) | ProxyError::BadRewrite => INTERNAL,
+        ProxyError::PayloadTooLarge => RESOURCE_EXHAUSTED,
         ProxyError::CircuitOpen(_)
         | ProxyError::NotReady
         | ProxyError::InvalidBackend(_)

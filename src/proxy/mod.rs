@@ -37,6 +37,7 @@ mod span;
 mod tls_policy;
 mod trace;
 pub mod traffic;
+mod transform;
 mod upgrade;
 mod upstream;
 pub mod workers;
@@ -58,7 +59,7 @@ use tracing::{debug, warn};
 use crate::balance::{cookie_value, BackendBalancer, PickContext, RequestInfo};
 use crate::endpoint::RequestOutcome;
 use crate::live::{Admission, BackendGuard, TableHandle};
-use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route};
+use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route, Transforms};
 
 use access_log::AccessLog;
 use pool::Reusable;
@@ -243,9 +244,16 @@ impl Proxy {
             debug!(host, path = request.uri().path(), "no route");
             return Err(ProxyError::NoRoute);
         };
+        if let Some(transforms) = &route.transforms {
+            record.routed(&route.labels, route.access_log);
+            if let Some(redirect) = transform::redirect(transforms, client, &request, host) {
+                return Ok(redirect.map(Either::Right));
+            }
+        }
         if let Some(redirect) = tls_policy::redirect(route, client, &request, host) {
             return Ok(redirect.map(Either::Right));
         }
+        transform::check_body_size(transform::body_limit(route), &request)?;
         let backend_index = match &route.canary {
             Some(canary) if choose_canary(canary, request.headers()) => {
                 record.routed(&canary.labels, route.access_log);
@@ -336,9 +344,27 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // The balancer (hashing by path or query) sees the request as the client sent it;
+        // the endpoint gets the rewritten path.
+        let upstream_target = match &route.rewrite {
+            Some(rewrite) => transform::rewrite(rewrite, &path_and_query)?,
+            None => path_and_query.clone(),
+        };
         let protocol = upgrade.as_ref().map(|u| u.protocol.clone());
-        prepare_headers(&mut parts, client, protocol, host.clone());
-        let body = RequestBody::read(body, &parts.headers, timeouts.send_idle).await?;
+        prepare_headers(
+            &mut parts,
+            client,
+            protocol,
+            host,
+            route.transforms.as_deref(),
+        );
+        let body = RequestBody::read(
+            body,
+            &parts.headers,
+            timeouts.send_idle,
+            transform::body_limit(route),
+        )
+        .await?;
         record.body(body.bytes());
 
         let mut tried = Vec::new();
@@ -372,7 +398,7 @@ impl Proxy {
             };
             let upstream = upstream_request(
                 &parts.method,
-                &path_and_query,
+                &upstream_target,
                 backend,
                 headers,
                 upstream_body,
@@ -443,7 +469,10 @@ impl Proxy {
                     }));
                 }
                 (Err(error), None) => {
-                    let error = ProxyError::from(error);
+                    let error = match body.over_limit() {
+                        true => ProxyError::PayloadTooLarge,
+                        false => ProxyError::from(error),
+                    };
                     warn!(route = %route, backend = %backend.name, endpoint = %endpoint.address, attempts = attempt, error = %error, kind = error.label(), "upstream error");
                     return Err(error);
                 }
@@ -546,16 +575,22 @@ impl Proxy {
 
 /// Rewrites the client's headers for the upstream, once for all attempts: hop-by-hop headers
 /// out, forwarding headers in, and Host set to the host vane routed by (HTTP/2 requests carry
-/// it in `:authority`, and HTTP/1.1 upstreams need it).
+/// it in `:authority`, and HTTP/1.1 upstreams need it) or the route's `upstream-vhost`.
 fn prepare_headers(
     parts: &mut http::request::Parts,
     client: &ClientInfo,
     upgrade: Option<HeaderValue>,
-    host: HeaderValue,
+    host: &HeaderValue,
+    transforms: Option<&Transforms>,
 ) {
-    headers::remove_hop_by_hop(&mut parts.headers, upgrade);
-    headers::set_forwarded(&mut parts.headers, client, &host);
-    parts.headers.insert(header::HOST, host);
+    let headers = &mut parts.headers;
+    headers::remove_hop_by_hop(headers, upgrade);
+    headers::set_forwarded(headers, client, host);
+    let upstream_host = transforms.and_then(|t| t.upstream_host.as_ref());
+    headers.insert(header::HOST, upstream_host.unwrap_or(host).clone());
+    if let Some(prefix) = transforms.and_then(|t| t.forwarded_prefix.as_ref()) {
+        headers.insert(headers::X_FORWARDED_PREFIX.clone(), prefix.clone());
+    }
 }
 
 /// The request for one attempt, with an origin-form URI (`/path?query`).

@@ -24,6 +24,7 @@ mod path;
 mod resilience;
 mod status;
 mod tls;
+mod transform;
 
 use foldhash::{HashMap, HashMapExt};
 use std::fmt;
@@ -34,7 +35,7 @@ use std::time::Duration;
 pub use diagnostic::{Diagnostic, ObjectRef};
 pub use host::{normalize_request_host, wildcard_parent, HostPattern};
 pub use path::normalize_request_path;
-pub use path::{PathKind, PathMatcher, PathRule};
+pub use path::{PathKind, PathMatcher, PathRegex, PathRule};
 pub use resilience::{
     ActiveCheck, CircuitBreaker, HealthCheck, OutlierDetection, Probe, RetryOn, RetryPolicy,
     Timeouts,
@@ -44,6 +45,7 @@ pub use tls::{
     BackendProtocol, Certificate, ClientAuth, ClientAuthMode, RouteTls, TlsHosts, TlsSite,
     UpstreamRoots, UpstreamTls,
 };
+pub use transform::{Location, Redirect, Rewrite, Template, TemplatePart, Transforms, Variable};
 
 /// One routable rule: a host pattern and path (or the default backend) leading to a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub struct Route {
     pub access_log: bool,
     /// Who its requests are counted for in the traffic metrics and the access log.
     pub labels: Arc<TrafficLabels>,
+    /// The path sent upstream instead of the request's (`rewrite-target`).
+    pub rewrite: Option<Arc<Rewrite>>,
+    /// Redirects, Host and header changes, body limit: its Ingress's, if it has any.
+    pub transforms: Option<Arc<Transforms>>,
 }
 
 /// The Ingress and Service a request is counted for: the label values of the traffic metrics
@@ -438,6 +444,8 @@ mod tests {
             upgrade_protocols: None,
             access_log: true,
             labels: Arc::default(),
+            rewrite: None,
+            transforms: None,
         }
     }
 

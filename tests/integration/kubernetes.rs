@@ -68,6 +68,7 @@ impl Vane {
             access_log: None,
             span_export: None,
             shutdown_delay: std::time::Duration::ZERO,
+            proxy_body_size: None,
             limits: vane::proxy::ServerLimits {
                 shutdown_grace: std::time::Duration::from_secs(5),
                 ..Default::default()

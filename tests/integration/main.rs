@@ -32,3 +32,4 @@ mod spans;
 mod standalone;
 mod support;
 mod tls;
+mod transforms;

@@ -1,0 +1,107 @@
+//! What a route does besides forwarding a request as it came: answering it with a redirect,
+//! rewriting its path or Host, limiting its body. Compiled from an Ingress's annotations
+//! (ingress-nginx's `rewrite-target`, `permanent-redirect`, `app-root`, ...) into typed values,
+//! so that nothing is parsed per request; the proxy applies them.
+
+use http::{HeaderValue, StatusCode};
+
+use super::path::PathRegex;
+
+/// A string with substitutions, parsed once: `https://example.com$request_uri`, `/$2`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Template {
+    pub parts: Vec<TemplatePart>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(Box<str>),
+    /// `$1`..`$9`: a capture group of the route's expression (empty when it did not take part).
+    Capture(usize),
+    Variable(Variable),
+}
+
+/// The nginx variables a redirect target may use, with nginx's meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variable {
+    /// `$request_uri`: the path and query as the client sent them.
+    RequestUri,
+    /// `$uri`: the normalized path, without the query.
+    Uri,
+    /// `$args` and `$query_string`: the query, without `?`.
+    Args,
+    /// `$is_args`: `?` if there is a query, else nothing.
+    IsArgs,
+    /// `$scheme`: `http` or `https`.
+    Scheme,
+    /// `$host`: the request's host, without port, lowercase.
+    Host,
+    /// `$http_host`: the `Host` header (or `:authority`) as sent, port included.
+    HttpHost,
+}
+
+impl Template {
+    /// A template of one literal string.
+    pub fn literal(text: &str) -> Self {
+        Self {
+            parts: vec![TemplatePart::Literal(text.into())],
+        }
+    }
+
+    /// Whether expanding it needs the request's captures.
+    pub fn uses_captures(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, TemplatePart::Capture(_)))
+    }
+}
+
+/// `rewrite-target`: the path sent upstream instead of the request's, as nginx's
+/// `rewrite "(?i)PATH" TARGET break;` makes it. The whole path is replaced by the target with
+/// `$N` filled from the route's expression; the request's query follows (after `&` when the
+/// target has a query of its own; not at all when the target ends with `?`). Routing itself
+/// used the request's path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The route's expression for a Regex rule; else its path, taken literally.
+    pub pattern: PathRegex,
+    pub target: Template,
+}
+
+/// A response vane gives instead of forwarding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub code: StatusCode,
+    pub location: Location,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// `permanent-redirect` and `temporal-redirect`: a URL, with nginx variables.
+    Url(Template),
+    /// `from-to-www-redirect`: the same scheme, port and request URI on host `to` (less a
+    /// trailing slash, as ingress-nginx writes it).
+    Host(Box<str>),
+}
+
+/// What the routes of one Ingress change, shared by them all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transforms {
+    /// Every request is answered with this redirect.
+    pub redirect: Option<Redirect>,
+    /// `app-root`: a request for `/` is redirected (302) to this path on the same host.
+    pub app_root: Option<Box<str>>,
+    /// `upstream-vhost`: the `Host` sent upstream (`X-Forwarded-Host` keeps the client's).
+    pub upstream_host: Option<HeaderValue>,
+    /// `x-forwarded-prefix`: the `X-Forwarded-Prefix` sent upstream.
+    pub forwarded_prefix: Option<HeaderValue>,
+    /// `proxy-body-size`: the largest request body, in bytes; `None`: no limit.
+    pub body_limit: Option<u64>,
+}
+
+impl Transforms {
+    /// Whether there is nothing to apply, so routes need not carry it.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}

@@ -1,0 +1,329 @@
+//! Route transforms: regex paths, rewrites, redirects, Host and prefix headers, body limits.
+//! Compile-tier checks of what the annotations become, and the proxy on loopback applying them.
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+
+use vane::compile::{compile, reasons, Options};
+
+use crate::support::client::{client, get, send};
+use crate::support::fixtures::{annotate, backend, docs, snapshot, INGRESS_CLASS};
+use crate::support::origin;
+use crate::support::proxy::TestProxy;
+
+/// An Ingress `name` on `host` with `paths` as (path, pathType), all to Service `service`.
+fn ingress(name: &str, host: &str, paths: &[(&str, &str)], service: &str) -> String {
+    let mut yaml = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec:\n  ingressClassName: vane\n  rules:\n  - host: {host}\n    http:\n      paths:\n"
+    );
+    for (path, kind) in paths {
+        yaml += &format!(
+            "      - path: {}\n        pathType: {kind}\n        backend: {{service: {{name: {service}, port: {{name: http}}}}}}\n",
+            serde_json::to_string(path).unwrap()
+        );
+    }
+    yaml
+}
+
+/// ingress-nginx's rewrite example (docs/examples/rewrite), under its own prefix.
+fn rewrite_example(service: &str) -> String {
+    annotate(
+        &ingress(
+            "rewrite",
+            "rewrite.bar.com",
+            &[("/something(/|$)(.*)", "ImplementationSpecific")],
+            service,
+        ),
+        &[
+            ("nginx.ingress.kubernetes.io/use-regex", "true"),
+            ("nginx.ingress.kubernetes.io/rewrite-target", "/$2"),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn rewrite_target_fills_in_capture_groups_and_keeps_the_query() {
+    let origins = origin::start(1).await;
+    let proxy = TestProxy::start(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        rewrite_example("app"),
+    ]))
+    .await;
+    let client = client();
+    for (path, upstream, query) in [
+        ("/something", "/", None),
+        ("/something/", "/", None),
+        ("/something/new", "/new", None),
+        ("/SOMETHING/new/deeper", "/new/deeper", None),
+        ("/something/new?x=1&y=2", "/new", Some("x=1&y=2")),
+        ("/something/../something/a", "/a", None),
+    ] {
+        let reply = get(&client, proxy.addr, "rewrite.bar.com", path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        let echo = reply.json();
+        assert_eq!(echo["path"], upstream, "{path}");
+        assert_eq!(echo["query"].as_str(), query, "{path}");
+    }
+    // Anchored at the start: a path that only contains the expression is not routed.
+    let reply = get(&client, proxy.addr, "rewrite.bar.com", "/x/something").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn upstream_vhost_and_forwarded_prefix_reach_the_endpoint() {
+    let origins = origin::start(1).await;
+    let ingress = annotate(
+        &ingress("app", "app.example.com", &[("/api", "Prefix")], "app"),
+        &[
+            (
+                "nginx.ingress.kubernetes.io/upstream-vhost",
+                "internal.example:8080",
+            ),
+            ("vane.dev/x-forwarded-prefix", "/api"),
+            ("vane.dev/rewrite-target", "/v2/"),
+        ],
+    );
+    let proxy = TestProxy::start(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        ingress,
+    ]))
+    .await;
+    let echo = get(
+        &client(),
+        proxy.addr,
+        "app.example.com",
+        "/api/items?page=2",
+    )
+    .await
+    .json();
+    // A Prefix path taken literally: the whole path becomes the target, as in ingress-nginx.
+    assert_eq!(echo["path"], "/v2/");
+    assert_eq!(echo["query"], "page=2");
+    assert_eq!(echo["headers"]["host"], "internal.example:8080");
+    assert_eq!(echo["headers"]["x-forwarded-host"], "app.example.com");
+    assert_eq!(echo["headers"]["x-forwarded-prefix"], "/api");
+}
+
+#[tokio::test]
+async fn regex_and_prefix_paths_are_tried_longest_first() {
+    let (one, two, three) = (
+        origin::start(1).await,
+        origin::start(1).await,
+        origin::start(1).await,
+    );
+    let proxy = TestProxy::start(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("service1", one.port, &one.ips()),
+        backend("service2", two.port, &two.ips()),
+        backend("service3", three.port, &three.ips()),
+        ingress("test-1", "test.com", &[("/foo/bar", "Prefix")], "service1"),
+        ingress("test-2", "test.com", &[("/foo/baz", "Exact")], "service2"),
+        annotate(
+            &ingress(
+                "test-3",
+                "test.com",
+                &[("/foo/bar/[0-9]+", "ImplementationSpecific")],
+                "service3",
+            ),
+            &[("vane.dev/use-regex", "true")],
+        ),
+    ]))
+    .await;
+    let client = client();
+    for (path, origin) in [
+        ("/foo/bar/123", &three),
+        ("/foo/bar/abc", &one),
+        ("/foo/bar", &one),
+        ("/foo/baz", &two),
+    ] {
+        let reply = get(&client, proxy.addr, "test.com", path).await;
+        assert_eq!(
+            reply.origin().as_deref(),
+            Some(&*origin.origins[0].name),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn redirects_answer_without_the_backend() {
+    let origins = origin::start(1).await;
+    let proxy = TestProxy::start(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        annotate(
+            &ingress("moved", "old.example.com", &[("/", "Prefix")], "app"),
+            &[
+                (
+                    "nginx.ingress.kubernetes.io/permanent-redirect",
+                    "https://new.example.com$request_uri",
+                ),
+                ("nginx.ingress.kubernetes.io/permanent-redirect-code", "308"),
+            ],
+        ),
+        annotate(
+            &ingress("away", "away.example.com", &[("/", "Prefix")], "app"),
+            &[(
+                "vane.dev/temporal-redirect",
+                "https://elsewhere.example.com/maintenance",
+            )],
+        ),
+        annotate(
+            &ingress("root", "root.example.com", &[("/", "Prefix")], "app"),
+            &[("nginx.ingress.kubernetes.io/app-root", "/app1")],
+        ),
+        annotate(
+            &ingress("www", "example.com", &[("/", "Prefix")], "app"),
+            &[("nginx.ingress.kubernetes.io/from-to-www-redirect", "true")],
+        ),
+    ]))
+    .await;
+    let client = client();
+    let location = |reply: &crate::support::client::Reply| {
+        reply.headers["location"].to_str().unwrap().to_owned()
+    };
+
+    let reply = get(&client, proxy.addr, "old.example.com", "/a/b?c=d").await;
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(location(&reply), "https://new.example.com/a/b?c=d");
+
+    let reply = get(&client, proxy.addr, "away.example.com", "/x").await;
+    assert_eq!(reply.status, StatusCode::FOUND);
+    assert_eq!(
+        location(&reply),
+        "https://elsewhere.example.com/maintenance"
+    );
+
+    let reply = get(&client, proxy.addr, "root.example.com:8080", "/").await;
+    assert_eq!(reply.status, StatusCode::FOUND);
+    assert_eq!(location(&reply), "http://root.example.com:8080/app1");
+    // Only `/` is redirected.
+    let reply = get(&client, proxy.addr, "root.example.com", "/app1/page").await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    let reply = get(&client, proxy.addr, "www.example.com", "/docs/?q=1").await;
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(location(&reply), "http://example.com/docs/?q=1");
+    let reply = get(&client, proxy.addr, "www.example.com:8080", "/docs/").await;
+    assert_eq!(location(&reply), "http://example.com:8080/docs");
+    assert_eq!(
+        get(&client, proxy.addr, "example.com", "/").await.status,
+        StatusCode::OK
+    );
+
+    assert_eq!(
+        origins.origins[0].hits(),
+        2,
+        "only the app-root page and example.com"
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413() {
+    let origins = origin::start(1).await;
+    let proxy = TestProxy::start(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        annotate(
+            &ingress("app", "app.example.com", &[("/", "Prefix")], "app"),
+            &[("nginx.ingress.kubernetes.io/proxy-body-size", "1k")],
+        ),
+    ]))
+    .await;
+    let client = client();
+    let upload = |body: Vec<u8>| {
+        Request::post(format!("http://{}/upload", proxy.addr))
+            .header("host", "app.example.com")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    let reply = send(&client, upload(vec![b'x'; 1024])).await;
+    assert_eq!(
+        (reply.status, reply.text()),
+        (StatusCode::OK, "1024".into())
+    );
+    let reply = send(&client, upload(vec![b'x'; 1025])).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        origins.origins[0].hits(),
+        1,
+        "the declared length was refused up front"
+    );
+
+    // A chunked body (no declared length) is cut as it grows past the limit.
+    let chunks = futures_util::stream::iter((0..4).map(|_| {
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'y'; 512])))
+    }));
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(
+        hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(proxy.addr).await.unwrap()),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = Request::post("/upload")
+        .header("host", "app.example.com")
+        .body(StreamBody::new(chunks))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let _ = response.into_body().collect().await;
+}
+
+#[test]
+fn invalid_transform_annotations_are_reported_and_only_they_are_dropped() {
+    let compiled = compile(
+        &snapshot(&docs(&[
+            INGRESS_CLASS.to_string(),
+            backend("app", 8080, &["10.0.0.1".parse().unwrap()]),
+            annotate(
+                &ingress(
+                    "app",
+                    "app.example.com",
+                    &[
+                        ("/lookahead(?=x)", "ImplementationSpecific"),
+                        ("/ok/[0-9]+", "ImplementationSpecific"),
+                    ],
+                    "app",
+                ),
+                &[
+                    ("vane.dev/use-regex", "true"),
+                    ("vane.dev/permanent-redirect", "javascript:alert(1)"),
+                    ("nginx.ingress.kubernetes.io/proxy-body-size", "8m"),
+                    ("vane.dev/proxy-body-size", "1m"),
+                ],
+            ),
+        ])),
+        &Options::default(),
+    );
+    let found: Vec<(&str, &str)> = compiled
+        .diagnostics
+        .iter()
+        .map(|d| (d.reason, d.message.as_str()))
+        .collect();
+    let has =
+        |reason: &str, text: &str| found.iter().any(|(r, m)| *r == reason && m.contains(text));
+    assert!(has(reasons::INVALID_PATH, "/lookahead(?=x)"), "{found:?}");
+    assert!(
+        has(reasons::INVALID_ANNOTATION, "vane.dev/permanent-redirect"),
+        "{found:?}"
+    );
+    assert!(
+        has(
+            reasons::ANNOTATION_OVERRIDDEN,
+            "nginx.ingress.kubernetes.io/proxy-body-size"
+        ),
+        "{found:?}"
+    );
+    let route = compiled.table.lookup("app.example.com", "/OK/42").unwrap();
+    let transforms = route.transforms.as_ref().unwrap();
+    assert_eq!(transforms.body_limit, Some(1 << 20), "vane.dev/ wins");
+    assert!(transforms.redirect.is_none());
+    assert!(compiled
+        .table
+        .lookup("app.example.com", "/lookaheadx")
+        .is_none());
+}

@@ -127,6 +127,11 @@ pub mod keys {
     /// The largest request body: bytes, or with a unit `k`, `m`, `g` (`8m`); `0` is no
     /// limit. Larger bodies get 413.
     pub const PROXY_BODY_SIZE: Key = key!("proxy-body-size", nginx);
+    /// A YAML map of `set`, `add` (header: value) and `remove` (a list of names): changes
+    /// to the request before it goes upstream.
+    pub const REQUEST_HEADERS: Key = key!("request-headers");
+    /// The same for the endpoint's response before it goes to the client.
+    pub const RESPONSE_HEADERS: Key = key!("response-headers");
 }
 
 /// Most protocols one `upgrade-protocols` annotation may list.

@@ -16,6 +16,7 @@ mod certificate;
 mod class;
 mod context;
 mod fragment;
+mod header_changes;
 mod ingress;
 mod policy;
 mod resilience;

@@ -1,12 +1,13 @@
 //! An Ingress's route transforms, from ingress-nginx's annotations (under either prefix):
 //! regex paths, `rewrite-target`, the redirects, `upstream-vhost`, `x-forwarded-prefix` and
-//! `proxy-body-size`. Each is parsed into a typed value once; a value that cannot be used is
+//! `proxy-body-size`; and vane's header changes. Each is parsed into a typed value once; a value that cannot be used is
 //! reported and that setting alone is dropped.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
+use super::header_changes::{self, Side};
 use super::{ingress, Annotations, Sink};
 use crate::api::annotations::{self, keys};
 use crate::table::{
@@ -61,6 +62,20 @@ impl IngressTransforms {
                 Some(limit) => Some(limit),
                 None => body_limit,
             },
+            request_headers: annotations
+                .parse(
+                    keys::REQUEST_HEADERS,
+                    |v| header_changes::parse(v, Side::Request),
+                    sink,
+                )
+                .unwrap_or_default(),
+            response_headers: annotations
+                .parse(
+                    keys::RESPONSE_HEADERS,
+                    |v| header_changes::parse(v, Side::Response),
+                    sink,
+                )
+                .unwrap_or_default(),
         };
         Self {
             regex_paths: use_regex || rewrite_target.is_some(),

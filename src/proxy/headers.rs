@@ -12,6 +12,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::connection::Activity;
+use crate::table::HOP_BY_HOP;
 use crate::tls::ConnectionTls;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -24,28 +25,6 @@ pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-client-subject-dn");
 /// `SUCCESS` (a verified client certificate) or `NONE`, on TLS connections.
 pub static SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-/// The settings of an `Upgrade: h2c` request (RFC 7540 section 3.2.1).
-static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
-
-/// Headers that are hop-by-hop whatever `Connection` says. `HTTP2-Settings` among them: it
-/// only ever accompanies `Upgrade: h2c`, which vane never forwards.
-fn hop_by_hop() -> [&'static HeaderName; 10] {
-    [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &HTTP2_SETTINGS,
-    ]
-}
-
 /// The protocol the request may switch to, as the client wrote it: the first of its `Upgrade`
 /// protocols that is `websocket` or one the route allows (`upgrade-protocols`), when
 /// `Connection` has `upgrade`.
@@ -102,7 +81,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) 
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         })
     });
-    for name in hop_by_hop() {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if te_trailers {

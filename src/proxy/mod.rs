@@ -569,6 +569,9 @@ impl Proxy {
         if let Some(cookie) = set_cookie {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
+        if let Some(transforms) = &route.transforms {
+            transforms.response_headers.apply(response.headers_mut());
+        }
         Ok(response)
     }
 }
@@ -588,8 +591,11 @@ fn prepare_headers(
     headers::set_forwarded(headers, client, host);
     let upstream_host = transforms.and_then(|t| t.upstream_host.as_ref());
     headers.insert(header::HOST, upstream_host.unwrap_or(host).clone());
-    if let Some(prefix) = transforms.and_then(|t| t.forwarded_prefix.as_ref()) {
-        headers.insert(headers::X_FORWARDED_PREFIX.clone(), prefix.clone());
+    if let Some(transforms) = transforms {
+        if let Some(prefix) = &transforms.forwarded_prefix {
+            headers.insert(headers::X_FORWARDED_PREFIX.clone(), prefix.clone());
+        }
+        transforms.request_headers.apply(headers);
     }
 }
 

@@ -45,7 +45,10 @@ pub use tls::{
     BackendProtocol, Certificate, ClientAuth, ClientAuthMode, RouteTls, TlsHosts, TlsSite,
     UpstreamRoots, UpstreamTls,
 };
-pub use transform::{Location, Redirect, Rewrite, Template, TemplatePart, Transforms, Variable};
+pub use transform::{
+    HeaderChanges, Location, Redirect, Rewrite, Template, TemplatePart, Transforms, Variable,
+    HOP_BY_HOP,
+};
 
 /// One routable rule: a host pattern and path (or the default backend) leading to a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]

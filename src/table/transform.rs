@@ -3,6 +3,7 @@
 //! (ingress-nginx's `rewrite-target`, `permanent-redirect`, `app-root`, ...) into typed values,
 //! so that nothing is parsed per request; the proxy applies them.
 
+use http::header::{self, HeaderName};
 use http::{HeaderValue, StatusCode};
 
 use super::path::PathRegex;
@@ -84,6 +85,49 @@ pub enum Location {
     Host(Box<str>),
 }
 
+/// Headers that are hop-by-hop whatever `Connection` says: the proxy drops them on both sides,
+/// and header changes may not name them. `HTTP2-Settings` among them: it only ever accompanies
+/// `Upgrade: h2c`, which vane never forwards.
+pub const HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+];
+
+/// Header changes (`vane.dev/request-headers`, `vane.dev/response-headers`), applied in this
+/// order: remove, set (replacing every value), add (appending).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderChanges {
+    pub remove: Vec<HeaderName>,
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderChanges {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+}
+
 /// What the routes of one Ingress change, shared by them all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transforms {
@@ -97,6 +141,10 @@ pub struct Transforms {
     pub forwarded_prefix: Option<HeaderValue>,
     /// `proxy-body-size`: the largest request body, in bytes; `None`: no limit.
     pub body_limit: Option<u64>,
+    /// Changes to the request before it goes upstream.
+    pub request_headers: HeaderChanges,
+    /// Changes to the endpoint's response before it goes to the client.
+    pub response_headers: HeaderChanges,
 }
 
 impl Transforms {

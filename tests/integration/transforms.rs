@@ -327,3 +327,42 @@ fn invalid_transform_annotations_are_reported_and_only_they_are_dropped() {
         .lookup("app.example.com", "/lookaheadx")
         .is_none());
 }
+
+#[tokio::test]
+async fn header_changes_apply_to_the_request_and_the_response() {
+    let origins = origin::start(1).await;
+    let proxy = TestProxy::start(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        annotate(
+            &ingress("app", "app.example.com", &[("/", "Prefix")], "app"),
+            &[
+                (
+                    "vane.dev/request-headers",
+                    "set: {X-Env: prod}\nadd: {X-Tag: extra}\nremove: [X-Debug]",
+                ),
+                (
+                    "vane.dev/response-headers",
+                    "set: {X-Frame-Options: DENY}\nremove: [X-Origin]",
+                ),
+            ],
+        ),
+    ]))
+    .await;
+    let request = Request::get(format!("http://{}/", proxy.addr))
+        .header("host", "app.example.com")
+        .header("x-env", "dev")
+        .header("x-debug", "1")
+        .header("x-tag", "mine")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = send(&client(), request).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["x-frame-options"], "DENY");
+    assert!(reply.headers.get("x-origin").is_none());
+    let seen = &reply.json()["headers"];
+    assert_eq!(seen["x-env"], "prod");
+    assert!(seen.get("x-debug").is_none());
+    // Added after the client's own (the echo keeps a header's last value).
+    assert_eq!(seen["x-tag"], "extra");
+}

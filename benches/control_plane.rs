@@ -279,6 +279,8 @@ fn standalone(dir: &Path) -> Config {
         span_export: None,
         shutdown_delay: Duration::ZERO,
         proxy_body_size: None,
+        default_backend_service: None,
+        custom_http_errors: Vec::new(),
         limits: ServerLimits {
             shutdown_grace: Duration::from_secs(1),
             ..ServerLimits::default()

@@ -132,6 +132,17 @@ pub struct Args {
     #[arg(long, env = "VANE_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
 
+    /// A Service (its first port) that serves requests no rule matches, unless an Ingress has a
+    /// spec.defaultBackend, and the error pages of --custom-http-errors.
+    #[arg(long, env = "VANE_DEFAULT_BACKEND_SERVICE", value_name = "NS/NAME")]
+    pub default_backend_service: Option<String>,
+
+    /// Status codes (comma-separated, 400-599) whose responses, the endpoints' or vane's own,
+    /// are replaced by the error page of --default-backend-service, for Ingresses that set no
+    /// `custom-http-errors`.
+    #[arg(long, env = "VANE_CUSTOM_HTTP_ERRORS", value_name = "CODES", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub custom_http_errors: Vec<u16>,
+
     /// The largest request body of an Ingress that sets no `proxy-body-size`: bytes, or with
     /// k, m or g (`8m`). Larger bodies get 413. `0`: no limit. vane streams bodies rather than
     /// buffering them, so the limit protects the backends, not vane.
@@ -367,6 +378,10 @@ pub struct Config {
     pub limits: ServerLimits,
     /// `--proxy-body-size`; `None`: no limit.
     pub proxy_body_size: Option<u64>,
+    /// `--default-backend-service` as (namespace, name).
+    pub default_backend_service: Option<(String, String)>,
+    /// `--custom-http-errors`.
+    pub custom_http_errors: Vec<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -375,6 +390,8 @@ pub enum ConfigError {
     PublishService(String),
     #[error("--default-ssl-certificate must be NAMESPACE/NAME, not {0:?}")]
     DefaultSslCertificate(String),
+    #[error("--default-backend-service must be NAMESPACE/NAME, not {0:?}")]
+    DefaultBackendService(String),
     #[error("--workers must be at least 1")]
     NoWorkers,
     #[error("--{0} must not be empty")]
@@ -428,6 +445,12 @@ impl Args {
             }
             None => None,
         };
+        let default_backend_service = match self.default_backend_service {
+            Some(service) => {
+                Some(namespaced_name(&service).ok_or(ConfigError::DefaultBackendService(service))?)
+            }
+            None => None,
+        };
         let workers = self.workers.unwrap_or(cpus);
         if workers == 0 {
             return Err(ConfigError::NoWorkers);
@@ -445,6 +468,8 @@ impl Args {
             workers,
             log_format: self.log_format,
             proxy_body_size: (self.proxy_body_size > 0).then_some(self.proxy_body_size),
+            default_backend_service,
+            custom_http_errors: self.custom_http_errors,
             access_log: match (
                 self.access_log,
                 self.access_log_format.unwrap_or(self.log_format),
@@ -653,6 +678,31 @@ mod tests {
             let ratio = format!("--trace-sample-ratio={bad}");
             let error = export(&["--otlp-endpoint=http://c", &ratio]);
             assert!(error.unwrap_err().contains("0.0 to 1.0"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_backend_and_error_codes_parse() {
+        let config = Args::try_parse_from([
+            "vane",
+            "--manifests",
+            "/m",
+            "--default-backend-service",
+            "ingress/errors",
+            "--custom-http-errors",
+            "404,503",
+        ])
+        .unwrap()
+        .into_config(1, &env())
+        .unwrap();
+        assert_eq!(
+            config.default_backend_service,
+            Some(("ingress".into(), "errors".into()))
+        );
+        assert_eq!(config.custom_http_errors, [404, 503]);
+        for bad in ["200", "404;x", "404,600"] {
+            let args = ["vane", "--manifests", "/m", "--custom-http-errors", bad];
+            assert!(Args::try_parse_from(args).is_err(), "{bad}");
         }
     }
 

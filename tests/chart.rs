@@ -1765,6 +1765,25 @@ fn the_body_size_limit_is_passed_only_when_set() {
 }
 
 #[test]
+fn the_default_backend_and_error_codes_are_passed_when_set() {
+    let defaults = rendered("defaults");
+    assert_eq!(defaults.arg("--default-backend-service"), None);
+    assert_eq!(defaults.arg("--custom-http-errors"), None);
+    let set = render_with(
+        r#"{"controller": {"defaultBackendService": "ingress/errors", "customHttpErrors": [404, 503]}}"#,
+    );
+    assert_eq!(
+        set.arg("--default-backend-service").as_deref(),
+        Some("ingress/errors")
+    );
+    assert_eq!(set.arg("--custom-http-errors").as_deref(), Some("404,503"));
+    render_fails(
+        r#"{"controller": {"customHttpErrors": [200]}}"#,
+        "customHttpErrors",
+    );
+}
+
+#[test]
 fn spans_are_exported_only_to_a_collector_the_values_name() {
     let defaults = rendered("defaults");
     assert_eq!(defaults.arg("--otlp-endpoint"), None);

@@ -127,6 +127,12 @@ pub mod keys {
     /// The largest request body: bytes, or with a unit `k`, `m`, `g` (`8m`); `0` is no
     /// limit. Larger bodies get 413.
     pub const PROXY_BODY_SIZE: Key = key!("proxy-body-size", nginx);
+    /// Comma-separated status codes (`404,503`): responses with them, the endpoint's or vane's
+    /// own, are replaced by the error page of `default-backend` (or `--default-backend-service`).
+    pub const CUSTOM_HTTP_ERRORS: Key = key!("custom-http-errors", nginx);
+    /// A Service of the Ingress's namespace (its first port) that answers the error pages of
+    /// `custom-http-errors`.
+    pub const DEFAULT_BACKEND: Key = key!("default-backend", nginx);
     /// A YAML map of `set`, `add` (header: value) and `remove` (a list of names): changes
     /// to the request before it goes upstream.
     pub const REQUEST_HEADERS: Key = key!("request-headers");
@@ -258,6 +264,47 @@ pub fn parse_same_site(value: &str) -> Result<super::SameSite, String> {
         "Lax" => Ok(super::SameSite::Lax),
         "None" => Ok(super::SameSite::None),
         other => Err(format!("{other:?} is not Strict, Lax or None")),
+    }
+}
+
+/// Most codes one `custom-http-errors` may list.
+const MAX_ERROR_CODES: usize = 32;
+
+/// Status codes, comma-separated, each from 400 to 599 (`404,503`).
+pub fn parse_error_codes(value: &str) -> Result<Vec<u16>, String> {
+    let codes: Vec<u16> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|code| {
+            code.parse::<u16>()
+                .ok()
+                .filter(|c| (400..=599).contains(c))
+                .ok_or_else(|| format!("{code:?} is not a status code from 400 to 599"))
+        })
+        .collect::<Result<_, _>>()?;
+    if codes.is_empty() || codes.len() > MAX_ERROR_CODES {
+        return Err(format!(
+            "{value:?} is not a list of 1 to {MAX_ERROR_CODES} codes"
+        ));
+    }
+    Ok(codes)
+}
+
+/// A Service name (a DNS-1035 label), as `default-backend` names one.
+pub fn parse_service_name(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && !value.ends_with('-');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not a Service name"))
     }
 }
 

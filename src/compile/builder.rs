@@ -5,12 +5,14 @@
 use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
+use http::StatusCode;
+
 use crate::api::annotations::{keys, parse_bool, parse_upgrade_protocols};
 use crate::api::BackendPolicy;
 use crate::table::{
-    Backend, BackendProtocol, BackendTarget, Canary, CircuitBreaker, CookieAffinity, HealthCheck,
-    HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route, RouteTls, SlowStart,
-    Timeouts, TrafficLabels, Transforms, UpstreamTls,
+    Backend, BackendProtocol, BackendTarget, Canary, CircuitBreaker, CookieAffinity, ErrorPages,
+    HealthCheck, HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route, RouteTls,
+    SlowStart, Timeouts, TrafficLabels, Transforms, UpstreamTls,
 };
 
 use super::service::{self, Resolved, Unresolved};
@@ -33,6 +35,8 @@ pub(super) struct RouteShared {
     upgrade_protocols: Option<Arc<[Box<str>]>>,
     access_log: bool,
     pub(super) transforms: transform::IngressTransforms,
+    /// The backend of the Ingress's own `default-backend`, once resolved.
+    error_backend: Option<usize>,
 }
 
 /// One route's own parts: its rule, backend, TLS and timeouts.
@@ -64,6 +68,7 @@ impl IngressConfig {
                     .parse(keys::ENABLE_ACCESS_LOG, parse_bool, sink)
                     .unwrap_or(true),
                 transforms: transform::IngressTransforms::parse(annotations, body_limit, sink),
+                error_backend: None,
             },
         }
     }
@@ -149,6 +154,13 @@ pub(super) struct TableBuilder<'a> {
     pub(super) body_limit: Option<u64>,
     /// Routes whose Ingress asked for `from-to-www-redirect`, by host.
     www: Vec<(Box<str>, usize)>,
+    /// `--default-backend-service`: its backend, and the route it serves unmatched requests on.
+    default_backend: Option<usize>,
+    default_route: Option<Route>,
+    /// `--custom-http-errors` from that backend: the error pages of Ingresses that set none.
+    default_pages: Option<Arc<ErrorPages>>,
+    /// `--custom-http-errors`.
+    default_codes: Box<[StatusCode]>,
 }
 
 impl<'a> TableBuilder<'a> {
@@ -171,7 +183,106 @@ impl<'a> TableBuilder<'a> {
             owners: HashMap::with_capacity(routes),
             body_limit,
             www: Vec::new(),
+            default_backend: None,
+            default_route: None,
+            default_pages: None,
+            default_codes: Box::default(),
         }
+    }
+
+    /// Resolves `--default-backend-service` (its first port) into a backend, with the route
+    /// that serves unmatched requests and the error pages of `codes`.
+    pub(super) fn set_default_backend(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        codes: &[u16],
+        sink: &mut Sink,
+    ) {
+        let object = ObjectRef::new("Service", namespace, name);
+        let config = IngressConfig::parse(&Annotations::new(None, &object), &object, None, sink);
+        let backend = self.error_backend(&object, &config, name, sink);
+        let route = Route {
+            ingress: object.clone(),
+            host: HostPattern::Any,
+            path: None,
+            backend,
+            timeouts: config.timeouts.timeouts(None),
+            canary: None,
+            tls: RouteTls::default(),
+            upgrade_protocols: None,
+            access_log: true,
+            labels: self.labels(&object, backend),
+            rewrite: None,
+            transforms: None,
+            error_pages: None,
+        };
+        self.default_codes = transform::status_codes(codes);
+        self.default_pages = (!codes.is_empty()).then(|| {
+            Arc::new(ErrorPages {
+                codes: self.default_codes.clone(),
+                backend,
+            })
+        });
+        self.default_backend = Some(backend);
+        self.default_route = Some(route);
+    }
+
+    /// Serves requests no rule matches on `--default-backend-service`, unless an Ingress's
+    /// `spec.defaultBackend` does (the first route without a path is the table's default).
+    pub(super) fn add_default_backend_route(&mut self) {
+        if let Some(route) = self.default_route.take() {
+            self.routes.push(route);
+        }
+    }
+
+    /// Resolves the Ingress's own `default-backend`, if it has one, for its error pages.
+    pub(super) fn resolve_error_backend(
+        &mut self,
+        object: &ObjectRef,
+        config: &mut IngressConfig,
+        sink: &mut Sink,
+    ) {
+        if let Some(service) = config.shared.transforms.default_backend.clone() {
+            config.shared.error_backend = Some(self.error_backend(object, config, &service, sink));
+        }
+    }
+
+    /// The backend of Service `service` (of `object`'s namespace) on its first port.
+    fn error_backend(
+        &mut self,
+        object: &ObjectRef,
+        config: &IngressConfig,
+        service: &str,
+        sink: &mut Sink,
+    ) -> usize {
+        let port = self.services.first_port(&object.namespace, service);
+        let target = match &port {
+            Ok(port) => ingress::BackendRef::Service {
+                name: service,
+                port,
+            },
+            Err(problem) => ingress::BackendRef::Unsupported(problem.message.clone()),
+        };
+        let resolution = self.resolve(object, config, &target, sink);
+        self.backend(object, resolution, sink).0
+    }
+
+    /// The error pages of a route of an Ingress: its own codes and backend where it sets them,
+    /// else `--custom-http-errors` and `--default-backend-service`.
+    fn error_pages(&self, shared: &RouteShared) -> Option<Arc<ErrorPages>> {
+        let codes = shared.transforms.error_codes.as_ref();
+        if codes.is_none() && shared.error_backend.is_none() {
+            return self.default_pages.clone();
+        }
+        let codes = codes.unwrap_or(&self.default_codes);
+        let backend = shared.error_backend.or(self.default_backend)?;
+        (!codes.is_empty()).then(|| {
+            Arc::new(ErrorPages {
+                codes: codes.clone(),
+                backend,
+            })
+        })
     }
 
     pub(super) fn add(
@@ -212,6 +323,7 @@ impl<'a> TableBuilder<'a> {
             ingress: object.clone(),
             rewrite: transforms.rewrite(parts.path.as_ref()),
             transforms: transforms.transforms.clone(),
+            error_pages: self.error_pages(shared),
             host: parts.host,
             path: parts.path,
             backend: parts.backend,
@@ -255,6 +367,7 @@ impl<'a> TableBuilder<'a> {
                 canary: None,
                 rewrite: None,
                 transforms: Some(Arc::new(transforms)),
+                error_pages: None,
                 ..source.clone()
             };
             self.routes.push(redirect);

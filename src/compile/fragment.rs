@@ -211,7 +211,9 @@ impl Fragment {
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
         let config = IngressConfig::parse(&annotations, object, builder.body_limit, &mut sink);
         let canary = canary::parse(&annotations, &mut sink);
-        if canary.is_some() || !config.tls.adds_nothing(ingress) {
+        // An Ingress's own error backend is resolved with the table's backends, not cached.
+        let own_error_backend = config.shared.transforms.default_backend.is_some();
+        if canary.is_some() || !config.tls.adds_nothing(ingress) || own_error_backend {
             return Err(Box::new(Outside {
                 config,
                 canary,

@@ -95,6 +95,11 @@ pub struct Options {
     /// `--proxy-body-size`: the largest request body of Ingresses that set no
     /// `proxy-body-size`; `None`: no limit.
     pub proxy_body_size: Option<u64>,
+    /// `--default-backend-service` (namespace, name): serves requests no rule matches (unless
+    /// an Ingress has a `spec.defaultBackend`) and the error pages of `custom-http-errors`.
+    pub default_backend_service: Option<(String, String)>,
+    /// `--custom-http-errors`: the codes replaced by error pages where an Ingress sets none.
+    pub custom_http_errors: Vec<u16>,
 }
 
 impl Default for Options {
@@ -106,6 +111,8 @@ impl Default for Options {
             fallback_certificate: None,
             now: None,
             proxy_body_size: None,
+            default_backend_service: None,
+            custom_http_errors: Vec::new(),
         }
     }
 }
@@ -165,6 +172,9 @@ pub fn compile_cached(
         routes,
         options.proxy_body_size,
     );
+    if let Some((namespace, name)) = &options.default_backend_service {
+        builder.set_default_backend(namespace, name, &options.custom_http_errors, &mut sink);
+    }
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
     for (ingress, object) in &ours {
@@ -186,6 +196,7 @@ pub fn compile_cached(
                 builder
                     .tls
                     .add_ingress(ingress, object, &mut config.tls, &mut sink);
+                builder.resolve_error_backend(object, &mut config, &mut sink);
                 let regex = config.shared.transforms.regex_paths;
                 for candidate in ingress::candidates(ingress, object, regex, &mut sink) {
                     builder.add(object, &config, candidate, &mut sink);
@@ -200,6 +211,7 @@ pub fn compile_cached(
         }
     }
     builder.add_www_redirects();
+    builder.add_default_backend_route();
     Compiled {
         table: RoutingTable::new(builder.routes, builder.backends).with_tls(builder.tls.finish()),
         diagnostics: sink.diagnostics,

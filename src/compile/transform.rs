@@ -31,6 +31,10 @@ pub(super) struct IngressTransforms {
     pub(super) www_redirect: bool,
     /// Shared by every route of the Ingress; `None` when there is nothing to apply.
     pub(super) transforms: Option<Arc<Transforms>>,
+    /// `custom-http-errors`.
+    pub(super) error_codes: Option<Box<[StatusCode]>>,
+    /// `default-backend`: a Service of the Ingress's namespace.
+    pub(super) default_backend: Option<String>,
 }
 
 impl IngressTransforms {
@@ -84,6 +88,18 @@ impl IngressTransforms {
                 .parse(keys::FROM_TO_WWW_REDIRECT, annotations::parse_bool, sink)
                 .unwrap_or(false),
             transforms: (!transforms.is_empty()).then(|| Arc::new(transforms)),
+            error_codes: annotations
+                .parse(
+                    keys::CUSTOM_HTTP_ERRORS,
+                    annotations::parse_error_codes,
+                    sink,
+                )
+                .map(|codes| status_codes(&codes)),
+            default_backend: annotations.parse(
+                keys::DEFAULT_BACKEND,
+                annotations::parse_service_name,
+                sink,
+            ),
         }
     }
 
@@ -101,6 +117,14 @@ impl IngressTransforms {
             target: target.clone(),
         }))
     }
+}
+
+/// Status codes parsed as 400-599 (so each is one).
+pub(super) fn status_codes(codes: &[u16]) -> Box<[StatusCode]> {
+    codes
+        .iter()
+        .filter_map(|&code| StatusCode::from_u16(code).ok())
+        .collect()
 }
 
 /// The redirect of `temporal-redirect` (which wins, as in ingress-nginx) or

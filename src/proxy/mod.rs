@@ -21,6 +21,7 @@ mod client_io;
 mod connect;
 mod connection;
 mod error;
+mod error_page;
 mod grpc;
 mod headers;
 mod idle;
@@ -58,7 +59,7 @@ use tracing::{debug, warn};
 
 use crate::balance::{cookie_value, BackendBalancer, PickContext, RequestInfo};
 use crate::endpoint::RequestOutcome;
-use crate::live::{Admission, BackendGuard, TableHandle};
+use crate::live::{ActiveTable, Admission, BackendGuard, TableHandle};
 use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route, Transforms};
 
 use access_log::AccessLog;
@@ -244,6 +245,48 @@ impl Proxy {
             debug!(host, path = request.uri().path(), "no route");
             return Err(ProxyError::NoRoute);
         };
+        // Owned (a header is a reference count), since the request moves on without it.
+        let host = match request.headers().get(header::HOST) {
+            Some(header) if header.as_bytes() == host.as_bytes() => header.clone(),
+            _ => HeaderValue::from_str(host).map_err(|_| ProxyError::BadHost("invalid"))?,
+        };
+        let Some(pages) = route.error_pages.as_deref() else {
+            return self
+                .serve(&active, route, request, host, client, record)
+                .await;
+        };
+        let context = error_page::Context::of(&request, &host);
+        let result = self
+            .serve(&active, route, request, host, client, record)
+            .await;
+        let status = match &result {
+            Ok(response) => response.status(),
+            Err(error) => error.status(),
+        };
+        if !pages.replaces(status) {
+            return result;
+        }
+        // The error page replaces the answer; if it cannot be had, the answer stands.
+        let page = self
+            .error_page(&active, pages, route, context.with_code(status), client)
+            .await;
+        page.map_or(result, Ok)
+    }
+
+    /// Serves a request that matched `route`: its redirects and limits, then the backend.
+    async fn serve(
+        &self,
+        active: &ActiveTable,
+        route: &Route,
+        request: Request<Incoming>,
+        host_header: HeaderValue,
+        client: &ClientInfo,
+        record: &mut RequestRecord,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        // Validated as a host already, so visible ASCII.
+        let host = host_header
+            .to_str()
+            .map_err(|_| ProxyError::BadHost("invalid"))?;
         if let Some(transforms) = &route.transforms {
             record.routed(&route.labels, route.access_log);
             if let Some(redirect) = transform::redirect(transforms, client, &request, host) {
@@ -279,10 +322,7 @@ impl Proxy {
             }
         };
         let target = Target {
-            host: match request.headers().get(header::HOST) {
-                Some(header) if header.as_bytes() == host.as_bytes() => header.clone(),
-                _ => HeaderValue::from_str(host).map_err(|_| ProxyError::BadHost("invalid"))?,
-            },
+            host: host_header.clone(),
             route,
             backend,
             endpoints,

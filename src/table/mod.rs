@@ -46,8 +46,8 @@ pub use tls::{
     UpstreamRoots, UpstreamTls,
 };
 pub use transform::{
-    HeaderChanges, Location, Redirect, Rewrite, Template, TemplatePart, Transforms, Variable,
-    HOP_BY_HOP,
+    ErrorPages, HeaderChanges, Location, Redirect, Rewrite, Template, TemplatePart, Transforms,
+    Variable, HOP_BY_HOP,
 };
 
 /// One routable rule: a host pattern and path (or the default backend) leading to a backend.
@@ -74,6 +74,8 @@ pub struct Route {
     pub rewrite: Option<Arc<Rewrite>>,
     /// Redirects, Host and header changes, body limit: its Ingress's, if it has any.
     pub transforms: Option<Arc<Transforms>>,
+    /// Which responses are replaced by an error page, and from where.
+    pub error_pages: Option<Arc<ErrorPages>>,
 }
 
 /// The Ingress and Service a request is counted for: the label values of the traffic metrics
@@ -449,6 +451,7 @@ mod tests {
             labels: Arc::default(),
             rewrite: None,
             transforms: None,
+            error_pages: None,
         }
     }
 

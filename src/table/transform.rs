@@ -128,6 +128,23 @@ impl HeaderChanges {
     }
 }
 
+/// Error pages (`custom-http-errors` with `default-backend`, or `--custom-http-errors` with
+/// `--default-backend-service`): a response with one of `codes`, the endpoint's or vane's own,
+/// is replaced by what `backend` answers to `GET /` with ingress-nginx's `X-Code`, `X-Format`,
+/// `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`, `X-Service-Name` and `X-Service-Port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorPages {
+    pub codes: Box<[StatusCode]>,
+    /// Index into [`super::RoutingTable::backends`].
+    pub backend: usize,
+}
+
+impl ErrorPages {
+    pub fn replaces(&self, status: StatusCode) -> bool {
+        self.codes.contains(&status)
+    }
+}
+
 /// What the routes of one Ingress change, shared by them all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transforms {

@@ -69,6 +69,8 @@ impl Vane {
             span_export: None,
             shutdown_delay: std::time::Duration::ZERO,
             proxy_body_size: None,
+            default_backend_service: None,
+            custom_http_errors: Vec::new(),
             limits: vane::proxy::ServerLimits {
                 shutdown_grace: std::time::Duration::from_secs(5),
                 ..Default::default()

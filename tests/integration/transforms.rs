@@ -366,3 +366,92 @@ async fn header_changes_apply_to_the_request_and_the_response() {
     // Added after the client's own (the echo keeps a header's last value).
     assert_eq!(seen["x-tag"], "extra");
 }
+
+#[tokio::test]
+async fn custom_http_errors_are_answered_by_the_default_backend() {
+    let (app, errors) = (origin::start(1).await, origin::start(1).await);
+    let proxy = TestProxy::start(&docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", app.port, &app.ips()),
+        backend("errors", errors.port, &errors.ips()),
+        backend("empty", app.port, &[]),
+        annotate(
+            &ingress("app", "app.example.com", &[("/", "Prefix")], "app"),
+            &[
+                ("nginx.ingress.kubernetes.io/custom-http-errors", "404,503"),
+                ("nginx.ingress.kubernetes.io/default-backend", "errors"),
+            ],
+        ),
+        annotate(
+            &ingress("down", "down.example.com", &[("/", "Prefix")], "empty"),
+            &[
+                ("vane.dev/custom-http-errors", "503"),
+                ("vane.dev/default-backend", "errors"),
+            ],
+        ),
+    ]))
+    .await;
+    let client = client();
+    let request = Request::get(format!("http://{}/status/404?q=1", proxy.addr))
+        .header("host", "app.example.com")
+        .header("accept", "application/json")
+        .header("x-request-id", "req-42")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = send(&client, request).await;
+    // The error backend's answer, status included, with the request described to it.
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.origin().as_deref(), Some(&*errors.origins[0].name));
+    let echo = reply.json();
+    assert_eq!(echo["path"], "/");
+    let seen = &echo["headers"];
+    assert_eq!(seen["x-code"], "404");
+    assert_eq!(seen["x-format"], "application/json");
+    assert_eq!(seen["x-original-uri"], "/status/404?q=1");
+    assert_eq!(seen["x-namespace"], "default");
+    assert_eq!(seen["x-ingress-name"], "app");
+    assert_eq!(seen["x-service-name"], "app");
+    assert_eq!(seen["x-service-port"], "80");
+    assert_eq!(seen["x-request-id"], "req-42");
+    assert_eq!(seen["host"], "app.example.com");
+
+    // A code not listed passes through.
+    let reply = get(&client, proxy.addr, "app.example.com", "/status/500").await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    // vane's own 503 (no ready endpoint) is replaced too.
+    let reply = get(&client, proxy.addr, "down.example.com", "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["headers"]["x-code"], "503");
+}
+
+#[tokio::test]
+async fn the_default_backend_service_serves_unmatched_requests_and_global_error_pages() {
+    let (app, errors) = (origin::start(1).await, origin::start(1).await);
+    let options = Options {
+        default_backend_service: Some(("default".into(), "errors".into())),
+        custom_http_errors: vec![502],
+        ..Options::default()
+    };
+    let proxy = TestProxy::start_with(
+        &docs(&[
+            INGRESS_CLASS.to_string(),
+            backend("app", app.port, &app.ips()),
+            backend("errors", errors.port, &errors.ips()),
+            ingress("app", "app.example.com", &[("/", "Prefix")], "app"),
+        ]),
+        options,
+    )
+    .await;
+    let client = client();
+    let reply = get(&client, proxy.addr, "unknown.example.com", "/anything").await;
+    assert_eq!(reply.origin().as_deref(), Some(&*errors.origins[0].name));
+    assert_eq!(
+        reply.json()["path"],
+        "/anything",
+        "proxied as it is, as ingress-nginx does"
+    );
+    let reply = get(&client, proxy.addr, "app.example.com", "/status/502").await;
+    assert_eq!(reply.json()["headers"]["x-code"], "502");
+    let reply = get(&client, proxy.addr, "app.example.com", "/status/503").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+}

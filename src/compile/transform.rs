@@ -1,13 +1,13 @@
 //! An Ingress's route transforms, from ingress-nginx's annotations (under either prefix):
-//! regex paths, `rewrite-target`, the redirects, `upstream-vhost`, `x-forwarded-prefix` and
-//! `proxy-body-size`. Each is parsed into a typed value once; a value that cannot be used is
-//! reported and that setting alone is dropped.
+//! regex paths, `rewrite-target`, the redirects, `upstream-vhost`, `x-forwarded-prefix`,
+//! `proxy-body-size`, and CORS (parsed in `cors.rs`). Each is parsed into a typed value once; a
+//! value that cannot be used is reported and that setting alone is dropped.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
-use super::{ingress, Annotations, Sink};
+use super::{cors, ingress, Annotations, Sink};
 use crate::api::annotations::{self, keys};
 use crate::table::{
     Location, PathKind, PathRegex, PathRule, Redirect, Rewrite, Template, TemplatePart, Transforms,
@@ -61,6 +61,7 @@ impl IngressTransforms {
                 Some(limit) => Some(limit),
                 None => body_limit,
             },
+            cors: cors::parse(annotations, sink),
         };
         Self {
             regex_paths: use_regex || rewrite_target.is_some(),

@@ -20,6 +20,7 @@ pub mod access_log;
 mod client_io;
 mod connect;
 mod connection;
+mod cors;
 mod error;
 mod grpc;
 mod headers;
@@ -209,20 +210,29 @@ impl Proxy {
         record: &mut RequestRecord,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let is_grpc = grpc::is_grpc(request.headers());
-        Ok(
-            match self.route_and_forward(request, client, record).await {
-                Ok(response) => response,
-                Err(error) if is_grpc => grpc::error_response(&error).map(Either::Right),
-                Err(error) => error.to_response().map(Either::Right),
-            },
-        )
+        let mut cors_reply = None;
+        let mut response = match self
+            .route_and_forward(request, client, record, &mut cors_reply)
+            .await
+        {
+            Ok(response) => response,
+            Err(error) if is_grpc => grpc::error_response(&error).map(Either::Right),
+            Err(error) => error.to_response().map(Either::Right),
+        };
+        if let Some(reply) = cors_reply {
+            reply.add_headers(response.headers_mut());
+        }
+        Ok(response)
     }
 
+    /// Routes the request and answers it. `cors_reply` is set once the request is routed to a
+    /// route with CORS, whose headers then go on whatever the answer is, errors included.
     async fn route_and_forward(
         &self,
         request: Request<Incoming>,
         client: &ClientInfo,
         record: &mut RequestRecord,
+        cors_reply: &mut Option<cors::Reply>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let active = self.tables.load();
         if active.generation == 0 {
@@ -246,6 +256,15 @@ impl Proxy {
         };
         if let Some(transforms) = &route.transforms {
             record.routed(&route.labels, route.access_log);
+            if let Some(policy) = &transforms.cors {
+                let reply = cors_reply.insert(cors::Reply::new(policy, &request));
+                // Before the redirects, as nginx runs the CORS block's `return 204` first:
+                // a preflight is answered for the route, and the request that follows it
+                // gets the redirect.
+                if let Some(preflight) = reply.preflight() {
+                    return Ok(preflight.map(Either::Right));
+                }
+            }
             if let Some(redirect) = transform::redirect(transforms, client, &request, host) {
                 return Ok(redirect.map(Either::Right));
             }
@@ -568,6 +587,9 @@ impl Proxy {
         headers::remove_hop_by_hop(response.headers_mut(), switched_to);
         if let Some(cookie) = set_cookie {
             response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        if route.transforms.as_ref().is_some_and(|t| t.cors.is_some()) {
+            cors::remove_upstream_headers(response.headers_mut());
         }
         Ok(response)
     }

@@ -138,6 +138,26 @@ pub mod keys {
     pub const REQUEST_HEADERS: Key = key!("request-headers");
     /// The same for the endpoint's response before it goes to the client.
     pub const RESPONSE_HEADERS: Key = key!("response-headers");
+
+    // CORS, with ingress-nginx's names, defaults and meaning.
+
+    /// `"true"`: vane answers CORS preflights for the Ingress's routes and adds CORS headers
+    /// to their responses.
+    pub const ENABLE_CORS: Key = key!("enable-cors", nginx);
+    /// `*` (the default: any origin), or comma-separated origins: `https://app.example.com`,
+    /// `http://localhost:3000`, `https://*.example.com` (one label), `null`.
+    pub const CORS_ALLOW_ORIGIN: Key = key!("cors-allow-origin", nginx);
+    /// Comma-separated methods a preflight allows (default
+    /// `GET, PUT, POST, DELETE, PATCH, OPTIONS`).
+    pub const CORS_ALLOW_METHODS: Key = key!("cors-allow-methods", nginx);
+    /// Comma-separated request headers a preflight allows (default ingress-nginx's list).
+    pub const CORS_ALLOW_HEADERS: Key = key!("cors-allow-headers", nginx);
+    /// Comma-separated response headers (or `*`) scripts may read (default none).
+    pub const CORS_EXPOSE_HEADERS: Key = key!("cors-expose-headers", nginx);
+    /// `"false"`: no `Access-Control-Allow-Credentials: true` (default `"true"`).
+    pub const CORS_ALLOW_CREDENTIALS: Key = key!("cors-allow-credentials", nginx);
+    /// Seconds a browser may cache a preflight's answer (default 1728000).
+    pub const CORS_MAX_AGE: Key = key!("cors-max-age", nginx);
 }
 
 /// Most protocols one `upgrade-protocols` annotation may list.

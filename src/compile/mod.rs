@@ -15,6 +15,7 @@ mod canary;
 mod certificate;
 mod class;
 mod context;
+mod cors;
 mod fragment;
 mod header_changes;
 mod ingress;

@@ -1,14 +1,15 @@
 //! An Ingress's route transforms, from ingress-nginx's annotations (under either prefix):
-//! regex paths, `rewrite-target`, the redirects, `upstream-vhost`, `x-forwarded-prefix` and
-//! `proxy-body-size`; and vane's header changes. Each is parsed into a typed value once; a value that cannot be used is
-//! reported and that setting alone is dropped.
+//! regex paths, `rewrite-target`, the redirects, `upstream-vhost`, `x-forwarded-prefix`,
+//! `proxy-body-size`, CORS (parsed in `cors.rs`), error pages; and vane's header changes (in
+//! `header_changes.rs`). Each is parsed into a typed value once; a value that cannot be used
+//! is reported and that setting alone is dropped.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 
 use super::header_changes::{self, Side};
-use super::{ingress, Annotations, Sink};
+use super::{cors, ingress, Annotations, Sink};
 use crate::api::annotations::{self, keys};
 use crate::table::{
     Location, PathKind, PathRegex, PathRule, Redirect, Rewrite, Template, TemplatePart, Transforms,
@@ -80,6 +81,7 @@ impl IngressTransforms {
                     sink,
                 )
                 .unwrap_or_default(),
+            cors: cors::parse(annotations, sink),
         };
         Self {
             regex_paths: use_regex || rewrite_target.is_some(),

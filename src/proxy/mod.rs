@@ -20,6 +20,7 @@ pub mod access_log;
 mod client_io;
 mod connect;
 mod connection;
+mod cors;
 mod error;
 mod error_page;
 mod grpc;
@@ -210,20 +211,29 @@ impl Proxy {
         record: &mut RequestRecord,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let is_grpc = grpc::is_grpc(request.headers());
-        Ok(
-            match self.route_and_forward(request, client, record).await {
-                Ok(response) => response,
-                Err(error) if is_grpc => grpc::error_response(&error).map(Either::Right),
-                Err(error) => error.to_response().map(Either::Right),
-            },
-        )
+        let mut cors_reply = None;
+        let mut response = match self
+            .route_and_forward(request, client, record, &mut cors_reply)
+            .await
+        {
+            Ok(response) => response,
+            Err(error) if is_grpc => grpc::error_response(&error).map(Either::Right),
+            Err(error) => error.to_response().map(Either::Right),
+        };
+        if let Some(reply) = cors_reply {
+            reply.add_headers(response.headers_mut());
+        }
+        Ok(response)
     }
 
+    /// Routes the request and answers it. `cors_reply` is set once the request is routed to a
+    /// route with CORS, whose headers then go on whatever the answer is, errors included.
     async fn route_and_forward(
         &self,
         request: Request<Incoming>,
         client: &ClientInfo,
         record: &mut RequestRecord,
+        cors_reply: &mut Option<cors::Reply>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let active = self.tables.load();
         if active.generation == 0 {
@@ -250,14 +260,15 @@ impl Proxy {
             Some(header) if header.as_bytes() == host.as_bytes() => header.clone(),
             _ => HeaderValue::from_str(host).map_err(|_| ProxyError::BadHost("invalid"))?,
         };
+        let answer = (record, cors_reply);
         let Some(pages) = route.error_pages.as_deref() else {
             return self
-                .serve(&active, route, request, host, client, record)
+                .serve(&active, route, request, host, client, answer)
                 .await;
         };
         let context = error_page::Context::of(&request, &host);
         let result = self
-            .serve(&active, route, request, host, client, record)
+            .serve(&active, route, request, host, client, answer)
             .await;
         let status = match &result {
             Ok(response) => response.status(),
@@ -273,7 +284,8 @@ impl Proxy {
         page.map_or(result, Ok)
     }
 
-    /// Serves a request that matched `route`: its redirects and limits, then the backend.
+    /// Serves a request that matched `route`: CORS, its redirects and limits, then the
+    /// backend. What happens is noted in the record, and the CORS answer in `cors_reply`.
     async fn serve(
         &self,
         active: &ActiveTable,
@@ -281,7 +293,7 @@ impl Proxy {
         request: Request<Incoming>,
         host_header: HeaderValue,
         client: &ClientInfo,
-        record: &mut RequestRecord,
+        (record, cors_reply): (&mut RequestRecord, &mut Option<cors::Reply>),
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // Validated as a host already, so visible ASCII.
         let host = host_header
@@ -289,6 +301,15 @@ impl Proxy {
             .map_err(|_| ProxyError::BadHost("invalid"))?;
         if let Some(transforms) = &route.transforms {
             record.routed(&route.labels, route.access_log);
+            if let Some(policy) = &transforms.cors {
+                let reply = cors_reply.insert(cors::Reply::new(policy, &request));
+                // Before the redirects, as nginx runs the CORS block's `return 204` first:
+                // a preflight is answered for the route, and the request that follows it
+                // gets the redirect.
+                if let Some(preflight) = reply.preflight() {
+                    return Ok(preflight.map(Either::Right));
+                }
+            }
             if let Some(redirect) = transform::redirect(transforms, client, &request, host) {
                 return Ok(redirect.map(Either::Right));
             }
@@ -610,6 +631,9 @@ impl Proxy {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
         if let Some(transforms) = &route.transforms {
+            if transforms.cors.is_some() {
+                cors::remove_upstream_headers(response.headers_mut());
+            }
             transforms.response_headers.apply(response.headers_mut());
         }
         Ok(response)

@@ -1,11 +1,15 @@
 //! What a route does besides forwarding a request as it came: answering it with a redirect,
-//! rewriting its path or Host, limiting its body. Compiled from an Ingress's annotations
-//! (ingress-nginx's `rewrite-target`, `permanent-redirect`, `app-root`, ...) into typed values,
-//! so that nothing is parsed per request; the proxy applies them.
+//! rewriting its path or Host, limiting its body, answering for CORS. Compiled from an
+//! Ingress's annotations (ingress-nginx's `rewrite-target`, `permanent-redirect`, `app-root`,
+//! `enable-cors`, ...) into typed values, so that nothing is parsed per request; the proxy
+//! applies them.
+
+use std::sync::Arc;
 
 use http::header::{self, HeaderName};
 use http::{HeaderValue, StatusCode};
 
+use super::cors::Cors;
 use super::path::PathRegex;
 
 /// A string with substitutions, parsed once: `https://example.com$request_uri`, `/$2`.
@@ -162,6 +166,9 @@ pub struct Transforms {
     pub request_headers: HeaderChanges,
     /// Changes to the endpoint's response before it goes to the client.
     pub response_headers: HeaderChanges,
+    /// `enable-cors`: the CORS policy. An `Arc` of its own, so that a request's answer can
+    /// keep it after the table is let go (error responses get CORS headers too).
+    pub cors: Option<Arc<Cors>>,
 }
 
 impl Transforms {

@@ -1,6 +1,7 @@
 //! vane's integration tests, in one binary so that `cargo test` links once.
 //!
 //! - `compile`: tier 1, manifests to table, no I/O;
+//! - `cors`: CORS annotations through compile, and preflights and headers through the proxy;
 //! - `proxy`: tier 2, the real proxy on loopback with real origins and clients;
 //! - `edge`: the proxy against hostile and careless clients and origins (hardening);
 //! - `pool`: the HTTP/1.1 upstream connection pool, seen from the origins;
@@ -18,6 +19,7 @@
 
 mod balancing;
 mod compile;
+mod cors;
 mod edge;
 mod generated;
 mod kubernetes;

@@ -5,6 +5,11 @@
 
 use super::bounds;
 
+/// The prefix of vane's own annotations.
+pub const VANE_PREFIX: &str = "vane.dev/";
+/// ingress-nginx's prefix, read where vane gives an annotation ingress-nginx's meaning.
+pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
 /// An annotation vane reads: its full name under `vane.dev/`, and under ingress-nginx's prefix
 /// when vane honours that name too. Where both are set, `vane.dev/` wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

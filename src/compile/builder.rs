@@ -67,7 +67,12 @@ impl IngressConfig {
                 access_log: annotations
                     .parse(keys::ENABLE_ACCESS_LOG, parse_bool, sink)
                     .unwrap_or(true),
-                transforms: transform::IngressTransforms::parse(annotations, body_limit, sink),
+                transforms: transform::IngressTransforms::parse(
+                    annotations,
+                    object,
+                    body_limit,
+                    sink,
+                ),
                 error_backend: None,
             },
         }
@@ -438,6 +443,14 @@ impl<'a> TableBuilder<'a> {
             );
             return;
         };
+        if let Some(why) = config.shared.transforms.refused() {
+            sink.report(
+                object,
+                reasons::REFUSED_ANNOTATION,
+                format!("{what}: {why}; the canary takes no traffic"),
+            );
+            return;
+        }
         if let Some(older) = self.routes.get(route).and_then(|r| r.canary.as_ref()) {
             let older = format!("{}/{}", older.ingress.namespace, older.ingress.name);
             sink.report(

@@ -45,6 +45,13 @@ impl<'a> Annotations<'a> {
             .ok()
     }
 
+    /// Every annotation's name, in order.
+    pub fn names(&self) -> impl Iterator<Item = &'a str> {
+        self.map
+            .into_iter()
+            .flat_map(|map| map.keys().map(String::as_str))
+    }
+
     /// Whether `key` is set under either prefix.
     pub fn has(&self, key: Key) -> bool {
         self.map.is_some_and(|map| {

@@ -61,6 +61,9 @@ pub mod reasons {
     pub const POLICY_TARGET_NOT_FOUND: &str = "PolicyTargetNotFound";
     pub const POLICY_CONFLICT: &str = "PolicyConflict";
     pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
+    /// An annotation vane will not apply (a configuration snippet): the Ingress's routes
+    /// answer 503 rather than serve without it.
+    pub const REFUSED_ANNOTATION: &str = "RefusedAnnotation";
     /// The same setting under both prefixes, with different values: `vane.dev/` is used.
     pub const ANNOTATION_OVERRIDDEN: &str = "AnnotationOverridden";
     pub const CANARY_WITHOUT_MAIN: &str = "CanaryWithoutMainIngress";

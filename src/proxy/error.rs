@@ -43,6 +43,8 @@ pub enum ProxyError {
     PayloadTooLarge,
     #[error("the rewritten path is not a valid request target")]
     BadRewrite,
+    #[error("the route's Ingress asks for something vane refuses to apply")]
+    Refused,
 }
 
 impl ProxyError {
@@ -66,6 +68,7 @@ impl ProxyError {
             ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRewrite => StatusCode::BAD_REQUEST,
+            ProxyError::Refused => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -89,6 +92,7 @@ impl ProxyError {
             ProxyError::ConnectMethod => "connect_method",
             ProxyError::PayloadTooLarge => "payload_too_large",
             ProxyError::BadRewrite => "bad_rewrite",
+            ProxyError::Refused => "refused",
         }
     }
 
@@ -127,6 +131,10 @@ impl ProxyError {
             }
             ProxyError::BadRewrite => {
                 "400 Bad Request: the path cannot be rewritten into a valid request\n"
+            }
+            ProxyError::Refused => {
+                "503 Service Unavailable: this route's Ingress has an annotation vane refuses \
+                 to apply (see its events)\n"
             }
         }
     }

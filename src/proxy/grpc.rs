@@ -40,6 +40,7 @@ pub fn error_response(error: &ProxyError) -> Response<Full<Bytes>> {
         ProxyError::ClientBody(_) | ProxyError::BadRewrite => INTERNAL,
         ProxyError::PayloadTooLarge => RESOURCE_EXHAUSTED,
         ProxyError::CircuitOpen(_)
+        | ProxyError::Refused
         | ProxyError::NotReady
         | ProxyError::InvalidBackend(_)
         | ProxyError::NoEndpoint

@@ -301,6 +301,9 @@ impl Proxy {
             .map_err(|_| ProxyError::BadHost("invalid"))?;
         if let Some(transforms) = &route.transforms {
             record.routed(&route.labels, route.access_log);
+            if transforms.refused.is_some() {
+                return Err(ProxyError::Refused);
+            }
             if let Some(policy) = &transforms.cors {
                 let reply = cors_reply.insert(cors::Reply::new(policy, &request));
                 // Before the redirects, as nginx runs the CORS block's `return 204` first:

@@ -152,6 +152,9 @@ impl ErrorPages {
 /// What the routes of one Ingress change, shared by them all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transforms {
+    /// Why the Ingress asks for something vane will not do safely (a configuration snippet,
+    /// say): its routes answer 503 rather than serve the backend without what was asked.
+    pub refused: Option<Box<str>>,
     /// Every request is answered with this redirect.
     pub redirect: Option<Redirect>,
     /// `app-root`: a request for `/` is redirected (302) to this path on the same host.

@@ -457,3 +457,41 @@ async fn the_default_backend_service_serves_unmatched_requests_and_global_error_
     let reply = get(&client, proxy.addr, "app.example.com", "/status/503").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn an_ingress_with_a_snippet_fails_closed_and_others_serve() {
+    let origins = origin::start(1).await;
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        annotate(
+            &ingress("guarded", "guarded.example.com", &[("/", "Prefix")], "app"),
+            &[(
+                "nginx.ingress.kubernetes.io/configuration-snippet",
+                "allow 10.0.0.0/8;\ndeny all;",
+            )],
+        ),
+        ingress("open", "open.example.com", &[("/", "Prefix")], "app"),
+    ]);
+    let proxy = TestProxy::start(&yaml).await;
+    let diagnostics = proxy.publish(&yaml);
+    assert!(
+        has_diagnostic(
+            &diagnostics,
+            reasons::REFUSED_ANNOTATION,
+            "configuration-snippet"
+        ),
+        "{diagnostics:?}"
+    );
+    let client = client();
+    let reply = get(&client, proxy.addr, "guarded.example.com", "/").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.text().contains("refuses"), "{}", reply.text());
+    assert_eq!(
+        origins.origins[0].hits(),
+        0,
+        "the backend is never served unprotected"
+    );
+    let reply = get(&client, proxy.addr, "open.example.com", "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+}

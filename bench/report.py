@@ -17,6 +17,8 @@ import time
 PROXIES = ["vane", "haproxy", "nginx"]
 # vane and nginx again, with their access logs on (scenario a only).
 LOGGING = ["vane_log", "nginx_log"]
+# vane and nginx again, with a regex rewrite and two header changes (scenario a only).
+TRANSFORMS = ["vane_xform", "nginx_xform"]
 
 
 # ---------------------------------------------------------------- /proc helpers
@@ -248,6 +250,19 @@ def report(raw, out_path):
             f"| a. access log lines written (all rounds, warm-up included) / dropped | "
             f"{logging.get('vane_log_lines', '?')} / {logging.get('vane_log_dropped', '?')} | | "
             f"{logging.get('nginx_log_lines', '?')} / 0 | | |"
+        )
+
+    # a with route transforms, in the same rounds
+    transformed = {p: load_runs(raw, "a", p) for p in TRANSFORMS}
+    if all(transformed.values()):
+        vt, nt = (median(transformed[p], "cpu_us") for p in TRANSFORMS)
+        v, n = med["vane"]["a_cpu"], med["nginx"]["a_cpu"]
+        lines.append(
+            f"| a. with a regex rewrite and two header changes: CPU per request, µs | {fmt(vt, '.1f')} | | {fmt(nt, '.1f')} "
+            f"| {ratio(vt, nt)} | |"
+        )
+        lines.append(
+            f"| a. CPU the transforms add per request, µs | {fmt(vt - v, '+.1f')} | | {fmt(nt - n, '+.1f')} | | |"
         )
 
     # e. churn

@@ -138,6 +138,13 @@ pub mod keys {
     /// A Service of the Ingress's namespace (its first port) that answers the error pages of
     /// `custom-http-errors`.
     pub const DEFAULT_BACKEND: Key = key!("default-backend", nginx);
+    /// Comma-separated CIDRs or addresses, IPv4 and IPv6: only these clients reach the
+    /// routes; others get 403. An invalid value fails closed (the routes answer 503).
+    pub const ALLOWLIST_SOURCE_RANGE: Key = key!("allowlist-source-range", nginx);
+    /// ingress-nginx's older name of `allowlist-source-range` (which wins if both are set).
+    pub const WHITELIST_SOURCE_RANGE: Key = key!("whitelist-source-range", nginx);
+    /// Comma-separated CIDRs or addresses whose clients get 403; checked before the allow list.
+    pub const DENYLIST_SOURCE_RANGE: Key = key!("denylist-source-range", nginx);
     /// A YAML map of `set`, `add` (header: value) and `remove` (a list of names): changes
     /// to the request before it goes upstream.
     pub const REQUEST_HEADERS: Key = key!("request-headers");
@@ -331,6 +338,28 @@ pub fn parse_service_name(value: &str) -> Result<String, String> {
     } else {
         Err(format!("{value:?} is not a Service name"))
     }
+}
+
+/// Most CIDRs one source-range annotation may list.
+const MAX_CIDRS: usize = 10_000;
+
+/// Comma-separated CIDRs (`10.0.0.0/8`) or single addresses (`192.0.2.7`, taken as /32 or
+/// /128), IPv4 and IPv6, as ingress-nginx's source ranges.
+pub fn parse_cidrs(value: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    let cidrs: Vec<ipnet::IpNet> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|cidr| {
+            cidr.parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{cidr:?} is not a CIDR like 10.0.0.0/8 or an address"))
+        })
+        .collect::<Result<_, _>>()?;
+    if cidrs.is_empty() || cidrs.len() > MAX_CIDRS {
+        return Err(format!("{value:?} is not a list of 1 to {MAX_CIDRS} CIDRs"));
+    }
+    Ok(cidrs)
 }
 
 /// Largest `proxy-body-size`: a terabyte is no limit in practice, and keeps sums in range.

@@ -45,6 +45,31 @@ impl<'a> Annotations<'a> {
             .ok()
     }
 
+    /// Like [`parse`](Self::parse), for a security setting: a value that does not parse is
+    /// reported as refused, and `Err` says why, so that the caller fails closed rather than
+    /// serving without the setting.
+    pub fn parse_or_refuse<T>(
+        &self,
+        key: Key,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+        sink: &mut Sink,
+    ) -> Result<Option<T>, String> {
+        let Some((key, value)) = self.get(key, sink) else {
+            return Ok(None);
+        };
+        parse(value).map(Some).map_err(|why| {
+            sink.report(
+                self.object,
+                reasons::REFUSED_ANNOTATION,
+                format!(
+                    "{key}: {why}; a security setting that cannot be applied is not skipped: \
+                     the Ingress's routes answer 503 until it is fixed"
+                ),
+            );
+            format!("{key} cannot be applied")
+        })
+    }
+
     /// Every annotation's name, in order.
     pub fn names(&self) -> impl Iterator<Item = &'a str> {
         self.map

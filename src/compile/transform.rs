@@ -12,8 +12,8 @@ use super::header_changes::{self, Side};
 use super::{cors, ingress, reasons, Annotations, Sink};
 use crate::api::annotations::{self, keys, NGINX_PREFIX, VANE_PREFIX};
 use crate::table::{
-    Location, ObjectRef, PathKind, PathRegex, PathRule, Redirect, Rewrite, Template, TemplatePart,
-    Transforms, Variable,
+    IpSet, Location, ObjectRef, PathKind, PathRegex, PathRule, Redirect, Rewrite, SourceRanges,
+    Template, TemplatePart, Transforms, Variable,
 };
 
 /// Longest template (a rewrite target or redirect URL) vane accepts.
@@ -50,8 +50,13 @@ impl IngressTransforms {
         let use_regex = annotations
             .parse(keys::USE_REGEX, annotations::parse_bool, sink)
             .unwrap_or(false);
+        let (source_ranges, unusable) = match source_ranges(annotations, sink) {
+            Ok(ranges) => (ranges, None),
+            Err(why) => (None, Some(why.into_boxed_str())),
+        };
         let transforms = Transforms {
-            refused: refusal(annotations, object, sink),
+            refused: refusal(annotations, object, sink).or(unusable),
+            source_ranges,
             redirect: redirect(annotations, sink),
             app_root: annotations.parse(keys::APP_ROOT, parse_app_root, sink),
             upstream_host: annotations.parse(keys::UPSTREAM_VHOST, parse_upstream_vhost, sink),
@@ -155,6 +160,24 @@ fn refusal(annotations: &Annotations<'_>, object: &ObjectRef, sink: &mut Sink) -
         ),
     );
     Some(format!("{names} cannot be applied").into())
+}
+
+/// The allow and deny lists, or why they cannot be applied (reported).
+fn source_ranges(
+    annotations: &Annotations<'_>,
+    sink: &mut Sink,
+) -> Result<Option<SourceRanges>, String> {
+    let list = |key, sink: &mut Sink| {
+        annotations
+            .parse_or_refuse(key, annotations::parse_cidrs, sink)
+            .map(|cidrs| cidrs.map(IpSet::new))
+    };
+    let allow = match list(keys::ALLOWLIST_SOURCE_RANGE, sink)? {
+        Some(allow) => Some(allow),
+        None => list(keys::WHITELIST_SOURCE_RANGE, sink)?,
+    };
+    let deny = list(keys::DENYLIST_SOURCE_RANGE, sink)?;
+    Ok((allow.is_some() || deny.is_some()).then_some(SourceRanges { allow, deny }))
 }
 
 /// Status codes parsed as 400-599 (so each is one).

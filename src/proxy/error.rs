@@ -45,6 +45,8 @@ pub enum ProxyError {
     BadRewrite,
     #[error("the route's Ingress asks for something vane refuses to apply")]
     Refused,
+    #[error("the client's address is not allowed on this route")]
+    Forbidden,
 }
 
 impl ProxyError {
@@ -69,6 +71,7 @@ impl ProxyError {
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRewrite => StatusCode::BAD_REQUEST,
             ProxyError::Refused => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -93,6 +96,7 @@ impl ProxyError {
             ProxyError::PayloadTooLarge => "payload_too_large",
             ProxyError::BadRewrite => "bad_rewrite",
             ProxyError::Refused => "refused",
+            ProxyError::Forbidden => "forbidden",
         }
     }
 
@@ -136,6 +140,7 @@ impl ProxyError {
                 "503 Service Unavailable: this route's Ingress has an annotation vane refuses \
                  to apply (see its events)\n"
             }
+            ProxyError::Forbidden => "403 Forbidden\n",
         }
     }
 

@@ -10,6 +10,7 @@ use super::ProxyError;
 
 /// gRPC status codes vane uses.
 const DEADLINE_EXCEEDED: &str = "4";
+const PERMISSION_DENIED: &str = "7";
 const RESOURCE_EXHAUSTED: &str = "8";
 const UNIMPLEMENTED: &str = "12";
 const INTERNAL: &str = "13";
@@ -39,6 +40,7 @@ pub fn error_response(error: &ProxyError) -> Response<Full<Bytes>> {
         ProxyError::UpstreamTimeout(_) | ProxyError::ClientBodyTimeout => DEADLINE_EXCEEDED,
         ProxyError::ClientBody(_) | ProxyError::BadRewrite => INTERNAL,
         ProxyError::PayloadTooLarge => RESOURCE_EXHAUSTED,
+        ProxyError::Forbidden => PERMISSION_DENIED,
         ProxyError::CircuitOpen(_)
         | ProxyError::Refused
         | ProxyError::NotReady

@@ -320,6 +320,16 @@ impl Proxy {
         if let Some(redirect) = tls_policy::redirect(route, client, &request, host) {
             return Ok(redirect.map(Either::Right));
         }
+        // After the redirects, as nginx's access phase follows its rewrite phase.
+        if let Some(ranges) = route
+            .transforms
+            .as_ref()
+            .and_then(|t| t.source_ranges.as_ref())
+        {
+            if !ranges.admits(client.ip) {
+                return Err(ProxyError::Forbidden);
+            }
+        }
         transform::check_body_size(transform::body_limit(route), &request)?;
         let backend_index = match &route.canary {
             Some(canary) if choose_canary(canary, request.headers()) => {

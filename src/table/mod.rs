@@ -23,6 +23,7 @@ mod diagnostic;
 mod host;
 mod path;
 mod resilience;
+mod source_range;
 mod status;
 mod tls;
 mod transform;
@@ -42,6 +43,7 @@ pub use resilience::{
     ActiveCheck, CircuitBreaker, HealthCheck, OutlierDetection, Probe, RetryOn, RetryPolicy,
     Timeouts,
 };
+pub use source_range::{IpSet, SourceRanges};
 pub use status::{ConditionSpec, PolicyStatus};
 pub use tls::{
     BackendProtocol, Certificate, ClientAuth, ClientAuthMode, RouteTls, TlsHosts, TlsSite,

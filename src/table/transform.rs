@@ -169,6 +169,9 @@ pub struct Transforms {
     pub request_headers: HeaderChanges,
     /// Changes to the endpoint's response before it goes to the client.
     pub response_headers: HeaderChanges,
+    /// `allowlist-source-range` and `denylist-source-range`: who may reach the routes (403 for
+    /// anyone else).
+    pub source_ranges: Option<super::SourceRanges>,
     /// `enable-cors`: the CORS policy. An `Arc` of its own, so that a request's answer can
     /// keep it after the table is let go (error responses get CORS headers too).
     pub cors: Option<Arc<Cors>>,

@@ -495,3 +495,75 @@ async fn an_ingress_with_a_snippet_fails_closed_and_others_serve() {
     let reply = get(&client, proxy.addr, "open.example.com", "/").await;
     assert_eq!(reply.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn source_ranges_admit_deny_and_fail_closed_on_bad_cidrs() {
+    let origins = origin::start(1).await;
+    let routed = |name: &str, annotations: &[(&str, &str)]| {
+        annotate(
+            &ingress(
+                name,
+                &format!("{name}.example.com"),
+                &[("/", "Prefix")],
+                "app",
+            ),
+            annotations,
+        )
+    };
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        routed(
+            "loopback",
+            &[(
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "127.0.0.0/8, ::1",
+            )],
+        ),
+        routed(
+            "elsewhere",
+            &[(
+                "nginx.ingress.kubernetes.io/allowlist-source-range",
+                "10.0.0.0/8,192.0.2.7",
+            )],
+        ),
+        routed(
+            "denied",
+            &[
+                ("vane.dev/allowlist-source-range", "127.0.0.0/8"),
+                ("vane.dev/denylist-source-range", "127.0.0.1"),
+            ],
+        ),
+        routed(
+            "broken",
+            &[(
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "10.0.0.0/33",
+            )],
+        ),
+    ]);
+    let proxy = TestProxy::start(&yaml).await;
+    let client = client();
+    let status = |host: &'static str| {
+        let client = client.clone();
+        let addr = proxy.addr;
+        async move { get(&client, addr, host, "/").await.status }
+    };
+    assert_eq!(status("loopback.example.com").await, StatusCode::OK);
+    assert_eq!(status("elsewhere.example.com").await, StatusCode::FORBIDDEN);
+    assert_eq!(status("denied.example.com").await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        status("broken.example.com").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        origins.origins[0].hits(),
+        1,
+        "only the allowed client got through"
+    );
+    let diagnostics = proxy.publish(&yaml);
+    assert!(
+        has_diagnostic(&diagnostics, reasons::REFUSED_ANNOTATION, "10.0.0.0/33"),
+        "{diagnostics:?}"
+    );
+}

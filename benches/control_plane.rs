@@ -281,6 +281,7 @@ fn standalone(dir: &Path) -> Config {
         proxy_body_size: None,
         default_backend_service: None,
         custom_http_errors: Vec::new(),
+        limit_req_status_code: http::StatusCode::SERVICE_UNAVAILABLE,
         limits: ServerLimits {
             shutdown_grace: Duration::from_secs(1),
             ..ServerLimits::default()

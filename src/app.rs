@@ -86,6 +86,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         proxy_body_size: config.proxy_body_size,
         default_backend_service: config.default_backend_service.clone(),
         custom_http_errors: config.custom_http_errors.clone(),
+        limit_req_status_code: config.limit_req_status_code,
         ..Options::default()
     };
 

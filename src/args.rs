@@ -143,6 +143,11 @@ pub struct Args {
     #[arg(long, env = "VANE_CUSTOM_HTTP_ERRORS", value_name = "CODES", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(400..=599))]
     pub custom_http_errors: Vec<u16>,
 
+    /// The status of requests refused by `limit-rps` or `limit-rpm` (ingress-nginx's 503; 429
+    /// says what happened more exactly). They also get Retry-After.
+    #[arg(long, env = "VANE_LIMIT_REQ_STATUS_CODE", value_name = "CODE", default_value_t = 503, value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub limit_req_status_code: u16,
+
     /// The largest request body of an Ingress that sets no `proxy-body-size`: bytes, or with
     /// k, m or g (`8m`). Larger bodies get 413. `0`: no limit. vane streams bodies rather than
     /// buffering them, so the limit protects the backends, not vane.
@@ -382,6 +387,8 @@ pub struct Config {
     pub default_backend_service: Option<(String, String)>,
     /// `--custom-http-errors`.
     pub custom_http_errors: Vec<u16>,
+    /// `--limit-req-status-code`.
+    pub limit_req_status_code: http::StatusCode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -470,6 +477,8 @@ impl Args {
             proxy_body_size: (self.proxy_body_size > 0).then_some(self.proxy_body_size),
             default_backend_service,
             custom_http_errors: self.custom_http_errors,
+            limit_req_status_code: http::StatusCode::from_u16(self.limit_req_status_code)
+                .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
             access_log: match (
                 self.access_log,
                 self.access_log_format.unwrap_or(self.log_format),

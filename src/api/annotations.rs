@@ -145,6 +145,17 @@ pub mod keys {
     pub const WHITELIST_SOURCE_RANGE: Key = key!("whitelist-source-range", nginx);
     /// Comma-separated CIDRs or addresses whose clients get 403; checked before the allow list.
     pub const DENYLIST_SOURCE_RANGE: Key = key!("denylist-source-range", nginx);
+    /// Requests per second per client address (local to each replica); refused requests get
+    /// 503, or `--limit-req-status-code`.
+    pub const LIMIT_RPS: Key = key!("limit-rps", nginx);
+    /// Requests per minute per client address, likewise.
+    pub const LIMIT_RPM: Key = key!("limit-rpm", nginx);
+    /// How many times the rate a client may send at once (default 5).
+    pub const LIMIT_BURST_MULTIPLIER: Key = key!("limit-burst-multiplier", nginx);
+    /// CIDRs whose clients are not rate limited.
+    pub const LIMIT_ALLOWLIST: Key = key!("limit-allowlist", nginx);
+    /// ingress-nginx's older name of `limit-allowlist` (which wins if both are set).
+    pub const LIMIT_WHITELIST: Key = key!("limit-whitelist", nginx);
     /// A YAML map of `set`, `add` (header: value) and `remove` (a list of names): changes
     /// to the request before it goes upstream.
     pub const REQUEST_HEADERS: Key = key!("request-headers");
@@ -360,6 +371,14 @@ pub fn parse_cidrs(value: &str) -> Result<Vec<ipnet::IpNet>, String> {
         return Err(format!("{value:?} is not a list of 1 to {MAX_CIDRS} CIDRs"));
     }
     Ok(cidrs)
+}
+
+/// A positive whole number up to a million (a rate, or a burst multiplier).
+pub fn parse_rate(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!("{value:?} is not a whole number from 1 to 1000000")),
+    }
 }
 
 /// Largest `proxy-body-size`: a terabyte is no limit in practice, and keeps sums in range.

@@ -49,11 +49,11 @@ pub(super) struct RouteParts {
 }
 
 impl IngressConfig {
-    /// `body_limit` is `--proxy-body-size`.
+    /// `defaults` apply where the Ingress sets nothing.
     pub(super) fn parse(
         annotations: &Annotations<'_>,
         object: &ObjectRef,
-        body_limit: Option<u64>,
+        defaults: transform::Defaults,
         sink: &mut Sink,
     ) -> Self {
         Self {
@@ -70,7 +70,7 @@ impl IngressConfig {
                 transforms: transform::IngressTransforms::parse(
                     annotations,
                     object,
-                    body_limit,
+                    defaults,
                     sink,
                 ),
                 error_backend: None,
@@ -155,8 +155,8 @@ pub(super) struct TableBuilder<'a> {
     pub(super) problems: HashMap<usize, Vec<Unresolved>>,
     /// Who owns each (host, path) so far, and its route; `None` path is the default backend.
     pub(super) owners: HashMap<(HostPattern, Option<PathRule>), (ObjectRef, usize)>,
-    /// `--proxy-body-size`: the request body limit of Ingresses that set none.
-    pub(super) body_limit: Option<u64>,
+    /// What applies where an Ingress sets nothing (`--proxy-body-size`, ...).
+    pub(super) defaults: transform::Defaults,
     /// Routes whose Ingress asked for `from-to-www-redirect`, by host.
     www: Vec<(Box<str>, usize)>,
     /// `--default-backend-service`: its backend, and the route it serves unmatched requests on.
@@ -174,7 +174,7 @@ impl<'a> TableBuilder<'a> {
         policies: &'a policy::Attachments<'a>,
         tls: tls::TlsBuilder<'a>,
         routes: usize,
-        body_limit: Option<u64>,
+        defaults: transform::Defaults,
     ) -> Self {
         // Sized for the common case of a backend per route.
         Self {
@@ -186,7 +186,7 @@ impl<'a> TableBuilder<'a> {
             backend_by_key: HashMap::with_capacity(routes),
             problems: HashMap::new(),
             owners: HashMap::with_capacity(routes),
-            body_limit,
+            defaults,
             www: Vec::new(),
             default_backend: None,
             default_route: None,
@@ -205,7 +205,12 @@ impl<'a> TableBuilder<'a> {
         sink: &mut Sink,
     ) {
         let object = ObjectRef::new("Service", namespace, name);
-        let config = IngressConfig::parse(&Annotations::new(None, &object), &object, None, sink);
+        let config = IngressConfig::parse(
+            &Annotations::new(None, &object),
+            &object,
+            self.defaults,
+            sink,
+        );
         let backend = self.error_backend(&object, &config, name, sink);
         let route = Route {
             ingress: object.clone(),

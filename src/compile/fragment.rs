@@ -209,7 +209,7 @@ impl Fragment {
     ) -> Result<Self, Box<Outside>> {
         let mut sink = Sink::default();
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
-        let config = IngressConfig::parse(&annotations, object, builder.body_limit, &mut sink);
+        let config = IngressConfig::parse(&annotations, object, builder.defaults, &mut sink);
         let canary = canary::parse(&annotations, &mut sink);
         // An Ingress's own error backend is resolved with the table's backends, not cached.
         let own_error_backend = config.shared.transforms.default_backend.is_some();

@@ -104,6 +104,8 @@ pub struct Options {
     pub default_backend_service: Option<(String, String)>,
     /// `--custom-http-errors`: the codes replaced by error pages where an Ingress sets none.
     pub custom_http_errors: Vec<u16>,
+    /// `--limit-req-status-code`: what rate-limited requests get (ingress-nginx's 503).
+    pub limit_req_status_code: http::StatusCode,
 }
 
 impl Default for Options {
@@ -117,6 +119,7 @@ impl Default for Options {
             proxy_body_size: None,
             default_backend_service: None,
             custom_http_errors: Vec::new(),
+            limit_req_status_code: http::StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -174,7 +177,7 @@ pub fn compile_cached(
         &attachments,
         certificates,
         routes,
-        options.proxy_body_size,
+        transform::Defaults::of(options),
     );
     if let Some((namespace, name)) = &options.default_backend_service {
         builder.set_default_backend(namespace, name, &options.custom_http_errors, &mut sink);

@@ -5,6 +5,7 @@
 //! is reported and that setting alone is dropped.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
 
@@ -12,8 +13,8 @@ use super::header_changes::{self, Side};
 use super::{cors, ingress, reasons, Annotations, Sink};
 use crate::api::annotations::{self, keys, NGINX_PREFIX, VANE_PREFIX};
 use crate::table::{
-    IpSet, Location, ObjectRef, PathKind, PathRegex, PathRule, Redirect, Rewrite, SourceRanges,
-    Template, TemplatePart, Transforms, Variable,
+    IpSet, Location, ObjectRef, PathKind, PathRegex, PathRule, RateLimits, Redirect, RequestRate,
+    Rewrite, SourceRanges, Template, TemplatePart, Transforms, Variable,
 };
 
 /// Longest template (a rewrite target or redirect URL) vane accepts.
@@ -21,6 +22,24 @@ const MAX_TEMPLATE_LEN: usize = 2048;
 
 /// ingress-nginx's `http-redirect-code`, the code of its www redirects.
 const WWW_REDIRECT_CODE: StatusCode = StatusCode::PERMANENT_REDIRECT;
+
+/// What applies where an Ingress sets nothing: the flags.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Defaults {
+    /// `--proxy-body-size`.
+    pub(super) body_limit: Option<u64>,
+    /// `--limit-req-status-code`.
+    pub(super) limit_status: StatusCode,
+}
+
+impl Defaults {
+    pub(super) fn of(options: &super::Options) -> Self {
+        Self {
+            body_limit: options.proxy_body_size,
+            limit_status: options.limit_req_status_code,
+        }
+    }
+}
 
 /// What one Ingress's annotations say about its routes beyond where they go.
 #[derive(Clone, Debug, Default)]
@@ -39,11 +58,11 @@ pub(super) struct IngressTransforms {
 }
 
 impl IngressTransforms {
-    /// `body_limit` is `--proxy-body-size`, what applies without the annotation.
+    /// `defaults` apply where the Ingress sets nothing.
     pub(super) fn parse(
         annotations: &Annotations<'_>,
         object: &ObjectRef,
-        body_limit: Option<u64>,
+        defaults: Defaults,
         sink: &mut Sink,
     ) -> Self {
         let rewrite_target = annotations.parse(keys::REWRITE_TARGET, parse_rewrite_target, sink);
@@ -54,9 +73,14 @@ impl IngressTransforms {
             Ok(ranges) => (ranges, None),
             Err(why) => (None, Some(why.into_boxed_str())),
         };
+        let (rate_limits, unusable) = match rate_limits(annotations, defaults.limit_status, sink) {
+            Ok(limits) => (limits, unusable),
+            Err(why) => (None, unusable.or(Some(why.into_boxed_str()))),
+        };
         let transforms = Transforms {
             refused: refusal(annotations, object, sink).or(unusable),
             source_ranges,
+            rate_limits,
             redirect: redirect(annotations, sink),
             app_root: annotations.parse(keys::APP_ROOT, parse_app_root, sink),
             upstream_host: annotations.parse(keys::UPSTREAM_VHOST, parse_upstream_vhost, sink),
@@ -72,7 +96,7 @@ impl IngressTransforms {
             ) {
                 Some(0) => None,
                 Some(limit) => Some(limit),
-                None => body_limit,
+                None => defaults.body_limit,
             },
             request_headers: annotations
                 .parse(
@@ -178,6 +202,50 @@ fn source_ranges(
     };
     let deny = list(keys::DENYLIST_SOURCE_RANGE, sink)?;
     Ok((allow.is_some() || deny.is_some()).then_some(SourceRanges { allow, deny }))
+}
+
+/// ingress-nginx's default `limit-burst-multiplier`.
+const DEFAULT_BURST_MULTIPLIER: u32 = 5;
+
+/// The rate limits, or why they cannot be applied (reported): a limit that cannot be read
+/// fails closed, since serving without it would let a client through that was to be held.
+fn rate_limits(
+    annotations: &Annotations<'_>,
+    status: StatusCode,
+    sink: &mut Sink,
+) -> Result<Option<RateLimits>, String> {
+    let rps = annotations.parse_or_refuse(keys::LIMIT_RPS, annotations::parse_rate, sink)?;
+    let rpm = annotations.parse_or_refuse(keys::LIMIT_RPM, annotations::parse_rate, sink)?;
+    if rps.is_none() && rpm.is_none() {
+        return Ok(None);
+    }
+    let multiplier = annotations
+        .parse_or_refuse(keys::LIMIT_BURST_MULTIPLIER, annotations::parse_rate, sink)?
+        .unwrap_or(DEFAULT_BURST_MULTIPLIER);
+    let rates = [
+        (rps, Duration::from_secs(1)),
+        (rpm, Duration::from_secs(60)),
+    ]
+    .into_iter()
+    .filter_map(|(n, period)| {
+        let n = n?;
+        RequestRate::new(n, period, n.saturating_mul(multiplier))
+    })
+    .collect();
+    let exempt =
+        match annotations.parse_or_refuse(keys::LIMIT_ALLOWLIST, annotations::parse_cidrs, sink)? {
+            Some(cidrs) => Some(cidrs),
+            None => annotations.parse_or_refuse(
+                keys::LIMIT_WHITELIST,
+                annotations::parse_cidrs,
+                sink,
+            )?,
+        };
+    Ok(Some(RateLimits {
+        rates,
+        exempt: exempt.map(IpSet::new),
+        status,
+    }))
 }
 
 /// Status codes parsed as 400-599 (so each is one).

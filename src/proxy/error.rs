@@ -47,6 +47,11 @@ pub enum ProxyError {
     Refused,
     #[error("the client's address is not allowed on this route")]
     Forbidden,
+    #[error("the client is over the route's rate limit for {retry_after:?}")]
+    RateLimited {
+        status: StatusCode,
+        retry_after: std::time::Duration,
+    },
 }
 
 impl ProxyError {
@@ -72,6 +77,7 @@ impl ProxyError {
             ProxyError::BadRewrite => StatusCode::BAD_REQUEST,
             ProxyError::Refused => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::RateLimited { status, .. } => *status,
         }
     }
 
@@ -97,6 +103,7 @@ impl ProxyError {
             ProxyError::BadRewrite => "bad_rewrite",
             ProxyError::Refused => "refused",
             ProxyError::Forbidden => "forbidden",
+            ProxyError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -141,6 +148,9 @@ impl ProxyError {
                  to apply (see its events)\n"
             }
             ProxyError::Forbidden => "403 Forbidden\n",
+            ProxyError::RateLimited { .. } => {
+                "Too many requests from this address: slow down and retry after Retry-After\n"
+            }
         }
     }
 
@@ -151,6 +161,14 @@ impl ProxyError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if let ProxyError::RateLimited { retry_after, .. } = self {
+            // Whole seconds, rounded up: a client retrying at once would only be refused again.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(seconds.max(1)),
+            );
+        }
         if let ProxyError::ConnectMethod = self {
             // A 405 names the methods that are allowed (RFC 9110 section 15.5.6).
             response.headers_mut().insert(

@@ -39,7 +39,7 @@ pub fn error_response(error: &ProxyError) -> Response<Full<Bytes>> {
         ProxyError::NoRoute => UNIMPLEMENTED,
         ProxyError::UpstreamTimeout(_) | ProxyError::ClientBodyTimeout => DEADLINE_EXCEEDED,
         ProxyError::ClientBody(_) | ProxyError::BadRewrite => INTERNAL,
-        ProxyError::PayloadTooLarge => RESOURCE_EXHAUSTED,
+        ProxyError::PayloadTooLarge | ProxyError::RateLimited { .. } => RESOURCE_EXHAUSTED,
         ProxyError::Forbidden => PERMISSION_DENIED,
         ProxyError::CircuitOpen(_)
         | ProxyError::Refused

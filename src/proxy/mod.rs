@@ -320,15 +320,10 @@ impl Proxy {
         if let Some(redirect) = tls_policy::redirect(route, client, &request, host) {
             return Ok(redirect.map(Either::Right));
         }
-        // After the redirects, as nginx's access phase follows its rewrite phase.
-        if let Some(ranges) = route
-            .transforms
-            .as_ref()
-            .and_then(|t| t.source_ranges.as_ref())
-        {
-            if !ranges.admits(client.ip) {
-                return Err(ProxyError::Forbidden);
-            }
+        // After the redirects, as nginx's access phase (and its rate limits, in the phase
+        // before) follows its rewrite phase.
+        if let Some(transforms) = &route.transforms {
+            access(active, transforms, client)?;
         }
         transform::check_body_size(transform::body_limit(route), &request)?;
         let backend_index = match &route.canary {
@@ -650,6 +645,31 @@ impl Proxy {
             transforms.response_headers.apply(response.headers_mut());
         }
         Ok(response)
+    }
+}
+
+/// The route's rate limits, then its allow and deny lists (nginx's order: its preaccess phase
+/// limits requests before its access phase checks addresses).
+fn access(
+    active: &ActiveTable,
+    transforms: &Arc<Transforms>,
+    client: &ClientInfo,
+) -> Result<(), ProxyError> {
+    if let Some(limiter) = transforms
+        .rate_limits
+        .as_ref()
+        .and_then(|_| active.rate_limiter(transforms))
+    {
+        limiter
+            .check(client.ip)
+            .map_err(|retry_after| ProxyError::RateLimited {
+                status: limiter.status(),
+                retry_after,
+            })?;
+    }
+    match &transforms.source_ranges {
+        Some(ranges) if !ranges.admits(client.ip) => Err(ProxyError::Forbidden),
+        _ => Ok(()),
     }
 }
 

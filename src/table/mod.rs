@@ -50,8 +50,8 @@ pub use tls::{
     UpstreamRoots, UpstreamTls,
 };
 pub use transform::{
-    ErrorPages, HeaderChanges, Location, Redirect, Rewrite, Template, TemplatePart, Transforms,
-    Variable, HOP_BY_HOP,
+    ErrorPages, HeaderChanges, Location, RateLimits, Redirect, RequestRate, Rewrite, Template,
+    TemplatePart, Transforms, Variable, HOP_BY_HOP,
 };
 
 /// One routable rule: a host pattern and path (or the default backend) leading to a backend.

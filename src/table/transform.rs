@@ -149,6 +149,36 @@ impl ErrorPages {
     }
 }
 
+/// A request rate: `requests` per `period` per client address, with `burst` more allowed at
+/// once (ingress-nginx's `limit_req ... burst=N nodelay`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestRate {
+    pub requests: std::num::NonZeroU32,
+    pub period: std::time::Duration,
+    pub burst: std::num::NonZeroU32,
+}
+
+impl RequestRate {
+    /// `requests` per `period`, `burst` at once; `None` if either is zero.
+    pub fn new(requests: u32, period: std::time::Duration, burst: u32) -> Option<Self> {
+        Some(Self {
+            requests: std::num::NonZeroU32::new(requests)?,
+            period,
+            burst: std::num::NonZeroU32::new(burst)?,
+        })
+    }
+}
+
+/// `limit-rps` and `limit-rpm`, per client address and local to each replica; clients in
+/// `exempt` (`limit-allowlist`) are not limited. Refused requests get `status`
+/// (`--limit-req-status-code`) with `Retry-After`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    pub rates: Vec<RequestRate>,
+    pub exempt: Option<super::IpSet>,
+    pub status: StatusCode,
+}
+
 /// What the routes of one Ingress change, shared by them all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transforms {
@@ -172,6 +202,8 @@ pub struct Transforms {
     /// `allowlist-source-range` and `denylist-source-range`: who may reach the routes (403 for
     /// anyone else).
     pub source_ranges: Option<super::SourceRanges>,
+    /// `limit-rps`, `limit-rpm`: limits shared by every route of the Ingress.
+    pub rate_limits: Option<RateLimits>,
     /// `enable-cors`: the CORS policy. An `Arc` of its own, so that a request's answer can
     /// keep it after the table is let go (error responses get CORS headers too).
     pub cors: Option<Arc<Cors>>,

@@ -567,3 +567,87 @@ async fn source_ranges_admit_deny_and_fail_closed_on_bad_cidrs() {
         "{diagnostics:?}"
     );
 }
+
+#[tokio::test]
+async fn rate_limits_hold_each_client_to_its_burst() {
+    let origins = origin::start(1).await;
+    let routed = |name: &str, annotations: &[(&str, &str)]| {
+        annotate(
+            &ingress(
+                name,
+                &format!("{name}.example.com"),
+                &[("/", "Prefix")],
+                "app",
+            ),
+            annotations,
+        )
+    };
+    let yaml = docs(&[
+        INGRESS_CLASS.to_string(),
+        backend("app", origins.port, &origins.ips()),
+        // One request a minute, and a burst of one: the second request within the minute
+        // is refused, however fast the machine.
+        routed(
+            "limited",
+            &[
+                ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
+                ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "1"),
+            ],
+        ),
+        routed(
+            "exempt",
+            &[
+                ("vane.dev/limit-rpm", "1"),
+                ("vane.dev/limit-burst-multiplier", "1"),
+                ("vane.dev/limit-allowlist", "127.0.0.0/8"),
+            ],
+        ),
+        routed(
+            "broken",
+            &[("nginx.ingress.kubernetes.io/limit-rps", "fast")],
+        ),
+    ]);
+    let options = Options {
+        limit_req_status_code: StatusCode::TOO_MANY_REQUESTS,
+        ..Options::default()
+    };
+    let proxy = TestProxy::start_with(&yaml, options).await;
+    let client = client();
+    assert_eq!(
+        get(&client, proxy.addr, "limited.example.com", "/")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let refused = get(&client, proxy.addr, "limited.example.com", "/").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // A new table with the same limits keeps the buckets: still refused.
+    proxy.publish(&yaml);
+    assert_eq!(
+        get(&client, proxy.addr, "limited.example.com", "/")
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            get(&client, proxy.addr, "exempt.example.com", "/")
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        get(&client, proxy.addr, "broken.example.com", "/")
+            .await
+            .status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(origins.origins[0].hits(), 4);
+}

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use http::{HeaderValue, StatusCode};
 
 use super::header_changes::{self, Side};
-use super::{cors, ingress, reasons, Annotations, Sink};
-use crate::api::annotations::{self, keys, NGINX_PREFIX, VANE_PREFIX};
+use super::{compat, cors, ingress, Annotations, Sink};
+use crate::api::annotations::{self, keys};
 use crate::table::{
     Location, ObjectRef, PathKind, PathRegex, PathRule, Redirect, Rewrite, Template, TemplatePart,
     Transforms, Variable,
@@ -51,7 +51,7 @@ impl IngressTransforms {
             .parse(keys::USE_REGEX, annotations::parse_bool, sink)
             .unwrap_or(false);
         let transforms = Transforms {
-            refused: refusal(annotations, object, sink),
+            refused: compat::screen(annotations, object, sink),
             redirect: redirect(annotations, sink),
             app_root: annotations.parse(keys::APP_ROOT, parse_app_root, sink),
             upstream_host: annotations.parse(keys::UPSTREAM_VHOST, parse_upstream_vhost, sink),
@@ -126,35 +126,6 @@ impl IngressTransforms {
             target: target.clone(),
         }))
     }
-}
-
-/// Why the Ingress's routes cannot be served as asked, reported: an ingress-nginx snippet
-/// (`configuration-snippet`, `server-snippet`, ...) is nginx configuration text that vane
-/// cannot run, and it often carries access rules; serving without them could expose the
-/// backend (fail closed).
-fn refusal(annotations: &Annotations<'_>, object: &ObjectRef, sink: &mut Sink) -> Option<Box<str>> {
-    let snippets: Vec<&str> = annotations
-        .names()
-        .filter(|name| {
-            name.strip_prefix(NGINX_PREFIX)
-                .or_else(|| name.strip_prefix(VANE_PREFIX))
-                .is_some_and(|rest| rest.ends_with("-snippet"))
-        })
-        .collect();
-    if snippets.is_empty() {
-        return None;
-    }
-    let names = snippets.join(", ");
-    sink.report(
-        object,
-        reasons::REFUSED_ANNOTATION,
-        format!(
-            "{names}: vane runs no nginx configuration snippets, and serving without what they \
-             say could expose the backend; the Ingress's routes answer 503 until the annotation \
-             is removed"
-        ),
-    );
-    Some(format!("{names} cannot be applied").into())
 }
 
 /// Status codes parsed as 400-599 (so each is one).

@@ -76,28 +76,28 @@ pub mod keys {
         /// `true` or `false`.
         SESSION_COOKIE_SECURE = "session-cookie-secure";
         /// `"true"`: this Ingress is a canary of the Ingress serving the same host and path.
-        CANARY = "canary";
+        CANARY = "canary", nginx;
         /// Percentage (0-100) of requests, not decided by header or cookie, that go to the canary.
-        CANARY_WEIGHT = "canary-weight";
+        CANARY_WEIGHT = "canary-weight", nginx;
         /// A request header: `always` sends to the canary, `never` keeps away from it.
-        CANARY_BY_HEADER = "canary-by-header";
+        CANARY_BY_HEADER = "canary-by-header", nginx;
         /// With `canary-by-header`: the header value that sends to the canary (instead of
         /// `always`).
-        CANARY_BY_HEADER_VALUE = "canary-by-header-value";
+        CANARY_BY_HEADER_VALUE = "canary-by-header-value", nginx;
         /// A cookie: `always` sends to the canary, `never` keeps away from it.
-        CANARY_BY_COOKIE = "canary-by-cookie";
+        CANARY_BY_COOKIE = "canary-by-cookie", nginx;
         /// Timeout to connect to an endpoint: seconds (`5`, as ingress-nginx) or a duration (`5s`).
-        PROXY_CONNECT_TIMEOUT = "proxy-connect-timeout";
+        PROXY_CONNECT_TIMEOUT = "proxy-connect-timeout", nginx;
         /// Timeout for the response headers, and between two reads of the response body.
-        PROXY_READ_TIMEOUT = "proxy-read-timeout";
+        PROXY_READ_TIMEOUT = "proxy-read-timeout", nginx;
         /// Timeout between two writes of the request body to the endpoint.
-        PROXY_SEND_TIMEOUT = "proxy-send-timeout";
+        PROXY_SEND_TIMEOUT = "proxy-send-timeout", nginx;
         /// Timeout of the whole exchange, retries included (not for upgraded connections).
         PROXY_REQUEST_TIMEOUT = "proxy-request-timeout";
         /// `"false"`: hosts with TLS do not redirect plain HTTP to HTTPS (default `"true"`).
-        SSL_REDIRECT = "ssl-redirect";
+        SSL_REDIRECT = "ssl-redirect", nginx;
         /// `"true"`: redirect plain HTTP to HTTPS even for hosts without a `spec.tls` entry.
-        FORCE_SSL_REDIRECT = "force-ssl-redirect";
+        FORCE_SSL_REDIRECT = "force-ssl-redirect", nginx;
         /// `max-age=SECONDS[; includeSubDomains][; preload]`: the Strict-Transport-Security of
         /// HTTPS responses.
         HSTS = "hsts";
@@ -113,7 +113,7 @@ pub mod keys {
         UPGRADE_PROTOCOLS = "upgrade-protocols";
         /// `"false"`: the Ingress's requests are not written to the access log (default `"true"`;
         /// `--access-log off` turns it off for every Ingress).
-        ENABLE_ACCESS_LOG = "enable-access-log";
+        ENABLE_ACCESS_LOG = "enable-access-log", nginx;
 
         // Route transforms, with ingress-nginx's names and meaning.
 

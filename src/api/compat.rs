@@ -56,8 +56,7 @@ const OPENTELEMETRY: &str = "vane's spans are set for all Ingresses (--otlp-endp
                              --trace-sample-ratio)";
 const AFFINITY: &str = "cookie affinity is vane.dev/affinity and vane.dev/session-cookie-*; \
                         without it requests are balanced, not kept on one endpoint";
-const CANARY: &str = "without it the canary's traffic would be decided otherwise than asked; \
-                      vane.dev/canary* has the canary annotations vane supports";
+const CANARY: &str = "without it the canary's traffic would be decided otherwise than asked";
 const NGINX_REDIRECTS: &str = "about the Location of redirects nginx itself writes; vane's are \
                                absolute, with the port the client used";
 
@@ -96,12 +95,12 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("auth-type", Refused("basic and digest authentication; vane has none yet")),
         ("auth-url", Refused("external authentication (auth_request); vane has none yet")),
         ("backend-protocol", Refused("the endpoints would be spoken to in another protocol; vane.dev/backend-protocol takes HTTP, HTTPS, H2C, GRPC or GRPCS")),
-        ("canary", Refused("the canary Ingress would be served as a main Ingress; vane.dev/canary makes a canary")),
-        ("canary-by-cookie", Refused(CANARY)),
-        ("canary-by-header", Refused(CANARY)),
+        ("canary", Honoured),
+        ("canary-by-cookie", Honoured),
+        ("canary-by-header", Honoured),
         ("canary-by-header-pattern", Refused(CANARY)),
-        ("canary-by-header-value", Refused(CANARY)),
-        ("canary-weight", Refused(CANARY)),
+        ("canary-by-header-value", Honoured),
+        ("canary-weight", Honoured),
         ("canary-weight-total", Refused(CANARY)),
         ("client-body-buffer-size", Ignored(BUFFERING)),
         ("configuration-snippet", Refused(SNIPPET)),
@@ -117,7 +116,7 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("default-backend", Honoured),
         ("denylist-source-range", Refused("a deny list of client addresses; vane has none yet")),
         ("disable-proxy-intercept-errors", Ignored("with custom-http-errors, vane replaces the endpoint's error answers too")),
-        ("enable-access-log", Ignored("the access log is vane.dev/enable-access-log, or --access-log for all Ingresses")),
+        ("enable-access-log", Honoured),
         ("enable-cors", Honoured),
         ("enable-global-auth", Ignored("vane has no global external authentication to opt out of")),
         ("enable-modsecurity", Refused(MODSECURITY)),
@@ -126,7 +125,7 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("enable-rewrite-log", Ignored("nginx's debug log of rewrites; vane's access log has the request's own path")),
         ("fastcgi-index", Ignored("a setting of backend-protocol FCGI, which vane does not speak")),
         ("fastcgi-params-configmap", Ignored("a setting of backend-protocol FCGI, which vane does not speak")),
-        ("force-ssl-redirect", Refused("plain HTTP would be served where HTTPS was required; vane.dev/force-ssl-redirect redirects")),
+        ("force-ssl-redirect", Honoured),
         ("from-to-www-redirect", Honoured),
         ("http2-push-preload", Ignored("HTTP/2 server push, which browsers no longer support")),
         ("limit-allowlist", Ignored(RATE_LIMIT_ONLY)),
@@ -153,7 +152,7 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("proxy-buffering", Ignored(BUFFERING)),
         ("proxy-buffers-number", Ignored(BUFFERING)),
         ("proxy-busy-buffers-size", Ignored(BUFFERING)),
-        ("proxy-connect-timeout", Ignored("timeouts are vane.dev/proxy-connect-timeout and the other vane.dev/proxy-*-timeout")),
+        ("proxy-connect-timeout", Honoured),
         ("proxy-cookie-domain", Refused("Set-Cookie would keep the endpoint's Domain, which can widen where browsers send the cookie")),
         ("proxy-cookie-path", Refused("Set-Cookie would keep the endpoint's Path, which can widen where browsers send the cookie")),
         ("proxy-http-version", Ignored("vane speaks HTTP/1.1 to endpoints, or HTTP/2 for the h2c and gRPC protocols")),
@@ -161,11 +160,11 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("proxy-next-upstream", Ignored("retries are a BackendPolicy's spec.retry")),
         ("proxy-next-upstream-timeout", Ignored("retries are a BackendPolicy's spec.retry")),
         ("proxy-next-upstream-tries", Ignored("retries are a BackendPolicy's spec.retry")),
-        ("proxy-read-timeout", Ignored("timeouts are vane.dev/proxy-read-timeout and the other vane.dev/proxy-*-timeout")),
+        ("proxy-read-timeout", Honoured),
         ("proxy-redirect-from", Ignored("the endpoint's Location headers are passed on as written")),
         ("proxy-redirect-to", Ignored("the endpoint's Location headers are passed on as written")),
         ("proxy-request-buffering", Ignored(BUFFERING)),
-        ("proxy-send-timeout", Ignored("timeouts are vane.dev/proxy-send-timeout and the other vane.dev/proxy-*-timeout")),
+        ("proxy-send-timeout", Honoured),
         ("proxy-ssl-ciphers", Ignored(RUSTLS_DEFAULTS)),
         ("proxy-ssl-name", Refused(UPSTREAM_TLS)),
         ("proxy-ssl-protocols", Ignored(RUSTLS_DEFAULTS)),
@@ -191,7 +190,7 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("ssl-ciphers", Ignored(RUSTLS_DEFAULTS)),
         ("ssl-passthrough", Refused("TLS would end at vane, with vane's certificate, instead of at the endpoint")),
         ("ssl-prefer-server-ciphers", Ignored(RUSTLS_DEFAULTS)),
-        ("ssl-redirect", Ignored("hosts with TLS are redirected to HTTPS; vane.dev/ssl-redirect: \"false\" turns that off")),
+        ("ssl-redirect", Honoured),
         ("stream-snippet", Refused(SNIPPET)),
         ("temporal-redirect", Honoured),
         ("temporal-redirect-code", Honoured),

@@ -919,3 +919,38 @@ fn many_unknown_annotations_are_one_bounded_diagnostic() {
     );
     assert!(unknown[0].message.len() < 400, "{}", unknown[0].message);
 }
+
+/// A canary written for ingress-nginx is a canary in vane too, not a second main Ingress.
+#[test]
+fn ingress_nginx_canary_annotations_make_a_canary() {
+    use crate::support::fixtures::annotate;
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["app", "next"]));
+    documents.push(ingress("main", Some("shop.example.com"), "/", "app"));
+    documents.push(annotate(
+        &ingress("main-canary", Some("shop.example.com"), "/", "next"),
+        &[
+            ("nginx.ingress.kubernetes.io/canary", "true"),
+            ("nginx.ingress.kubernetes.io/canary-weight", "30"),
+            ("nginx.ingress.kubernetes.io/canary-by-header", "x-canary"),
+        ],
+    ));
+    let compiled = compile_yaml(&docs(&documents));
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+    assert_eq!(
+        route_to(&compiled, "shop.example.com", "/").as_deref(),
+        Some("app")
+    );
+    let route = compiled.table.lookup("shop.example.com", "/").unwrap();
+    let canary = route
+        .canary
+        .as_ref()
+        .expect("the second Ingress is a canary");
+    assert_eq!(canary.ingress.name, "main-canary");
+    assert_eq!(canary.weight_percent, 30);
+    assert_eq!(canary.by_header.as_ref().unwrap(), "x-canary");
+}

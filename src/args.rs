@@ -314,6 +314,27 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
 pub enum Command {
     /// Print the BackendPolicy CustomResourceDefinition as YAML.
     Crdgen,
+    /// Print README's annotation table: what vane does with each of its own annotations and
+    /// each of ingress-nginx's (Markdown).
+    Annotations,
+    /// Report offline what vane would do with the Ingresses of YAML manifests (files,
+    /// directories, or `-` for stdin, such as `kubectl get ingress,svc,endpointslices -A -o
+    /// yaml`). Exit status: 0 when all is honoured, 1 for ignored or unknown annotations with
+    /// --strict, 2 when an Ingress would be refused or anything has an error.
+    Check {
+        /// The IngressClass to report on, as if vane served it (`nginx` while migrating).
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_INGRESS_CLASS)]
+        ingress_class: String,
+        /// Report format.
+        #[arg(long, short = 'o', value_name = "FORMAT", default_value = "text")]
+        output: crate::check::Format,
+        /// Exit with 1 when annotations are ignored or unknown (and nothing is worse).
+        #[arg(long)]
+        strict: bool,
+        /// YAML files or directories (read recursively), `-` for stdin.
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

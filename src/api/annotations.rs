@@ -39,148 +39,162 @@ macro_rules! key {
     };
 }
 
+/// Declares each key once: its constant, and its place in `keys::ALL`.
+macro_rules! keys {
+    ($($(#[$doc:meta])* $name:ident = $key:literal $(, $nginx:ident)?;)*) => {
+        $($(#[$doc])* pub const $name: Key = key!($key $(, $nginx)?);)*
+
+        /// Every annotation vane reads, in the order declared.
+        pub const ALL: &[Key] = &[$($name),*];
+    };
+}
+
 /// Annotation keys. `key!("name")` is `vane.dev/name` alone; `key!("name", nginx)` is also
 /// read as `nginx.ingress.kubernetes.io/name`, with ingress-nginx's meaning.
 pub mod keys {
     use super::Key;
 
-    /// `round-robin`, `random`, `least-connections`, `least-response-time`, `consistent-hash`.
-    pub const LOAD_BALANCE: Key = key!("load-balance");
-    /// `source-ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`; alone, it also turns
-    /// on consistent hashing (as ingress-nginx's `upstream-hash-by` does).
-    pub const HASH_BY: Key = key!("hash-by");
-    /// A duration (`30s`, `2m`): joining endpoints ramp up over it (round robin, least
-    /// connections, least response time).
-    pub const SLOW_START: Key = key!("slow-start");
-    /// `cookie`: keep each client on one endpoint with a cookie.
-    pub const AFFINITY: Key = key!("affinity");
-    /// The affinity cookie's name (default `vane-affinity`).
-    pub const SESSION_COOKIE_NAME: Key = key!("session-cookie-name");
-    /// The affinity cookie's Path (default `/`).
-    pub const SESSION_COOKIE_PATH: Key = key!("session-cookie-path");
-    /// The affinity cookie's Max-Age in seconds (default: a session cookie).
-    pub const SESSION_COOKIE_MAX_AGE: Key = key!("session-cookie-max-age");
-    /// `Strict`, `Lax` or `None`.
-    pub const SESSION_COOKIE_SAMESITE: Key = key!("session-cookie-samesite");
-    /// `true` or `false`.
-    pub const SESSION_COOKIE_SECURE: Key = key!("session-cookie-secure");
-    /// `"true"`: this Ingress is a canary of the Ingress serving the same host and path.
-    pub const CANARY: Key = key!("canary");
-    /// Percentage (0-100) of requests, not decided by header or cookie, that go to the canary.
-    pub const CANARY_WEIGHT: Key = key!("canary-weight");
-    /// A request header: `always` sends to the canary, `never` keeps away from it.
-    pub const CANARY_BY_HEADER: Key = key!("canary-by-header");
-    /// With `canary-by-header`: the header value that sends to the canary (instead of `always`).
-    pub const CANARY_BY_HEADER_VALUE: Key = key!("canary-by-header-value");
-    /// A cookie: `always` sends to the canary, `never` keeps away from it.
-    pub const CANARY_BY_COOKIE: Key = key!("canary-by-cookie");
-    /// Timeout to connect to an endpoint: seconds (`5`, as ingress-nginx) or a duration (`5s`).
-    pub const PROXY_CONNECT_TIMEOUT: Key = key!("proxy-connect-timeout");
-    /// Timeout for the response headers, and between two reads of the response body.
-    pub const PROXY_READ_TIMEOUT: Key = key!("proxy-read-timeout");
-    /// Timeout between two writes of the request body to the endpoint.
-    pub const PROXY_SEND_TIMEOUT: Key = key!("proxy-send-timeout");
-    /// Timeout of the whole exchange, retries included (not for upgraded connections).
-    pub const PROXY_REQUEST_TIMEOUT: Key = key!("proxy-request-timeout");
-    /// `"false"`: hosts with TLS do not redirect plain HTTP to HTTPS (default `"true"`).
-    pub const SSL_REDIRECT: Key = key!("ssl-redirect");
-    /// `"true"`: redirect plain HTTP to HTTPS even for hosts without a `spec.tls` entry.
-    pub const FORCE_SSL_REDIRECT: Key = key!("force-ssl-redirect");
-    /// `max-age=SECONDS[; includeSubDomains][; preload]`: the Strict-Transport-Security of
-    /// HTTPS responses.
-    pub const HSTS: Key = key!("hsts");
-    /// `NAME` or `NAMESPACE/NAME` (the Ingress's own namespace): a Secret whose `ca.crt`
-    /// verifies client certificates.
-    pub const AUTH_TLS_SECRET: Key = key!("auth-tls-secret");
-    /// `on` (required, the default with `auth-tls-secret`), `optional` or `off`.
-    pub const AUTH_TLS_VERIFY_CLIENT: Key = key!("auth-tls-verify-client");
-    /// `HTTP`, `HTTPS`, `H2C`, `GRPC` or `GRPCS`: how vane talks to the endpoints.
-    pub const BACKEND_PROTOCOL: Key = key!("backend-protocol");
-    /// Comma-separated `Upgrade` protocols the Ingress's routes tunnel besides `websocket`
-    /// (`SPDY/3.1` for `kubectl exec` through a proxied API server, say); never `h2c`.
-    pub const UPGRADE_PROTOCOLS: Key = key!("upgrade-protocols");
-    /// `"false"`: the Ingress's requests are not written to the access log (default `"true"`;
-    /// `--access-log off` turns it off for every Ingress).
-    pub const ENABLE_ACCESS_LOG: Key = key!("enable-access-log");
+    keys! {
+        /// `round-robin`, `random`, `least-connections`, `least-response-time`, `consistent-hash`.
+        LOAD_BALANCE = "load-balance";
+        /// `source-ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`; alone, it also turns
+        /// on consistent hashing (as ingress-nginx's `upstream-hash-by` does).
+        HASH_BY = "hash-by";
+        /// A duration (`30s`, `2m`): joining endpoints ramp up over it (round robin, least
+        /// connections, least response time).
+        SLOW_START = "slow-start";
+        /// `cookie`: keep each client on one endpoint with a cookie.
+        AFFINITY = "affinity";
+        /// The affinity cookie's name (default `vane-affinity`).
+        SESSION_COOKIE_NAME = "session-cookie-name";
+        /// The affinity cookie's Path (default `/`).
+        SESSION_COOKIE_PATH = "session-cookie-path";
+        /// The affinity cookie's Max-Age in seconds (default: a session cookie).
+        SESSION_COOKIE_MAX_AGE = "session-cookie-max-age";
+        /// `Strict`, `Lax` or `None`.
+        SESSION_COOKIE_SAMESITE = "session-cookie-samesite";
+        /// `true` or `false`.
+        SESSION_COOKIE_SECURE = "session-cookie-secure";
+        /// `"true"`: this Ingress is a canary of the Ingress serving the same host and path.
+        CANARY = "canary", nginx;
+        /// Percentage (0-100) of requests, not decided by header or cookie, that go to the canary.
+        CANARY_WEIGHT = "canary-weight", nginx;
+        /// A request header: `always` sends to the canary, `never` keeps away from it.
+        CANARY_BY_HEADER = "canary-by-header", nginx;
+        /// With `canary-by-header`: the header value that sends to the canary (instead of
+        /// `always`).
+        CANARY_BY_HEADER_VALUE = "canary-by-header-value", nginx;
+        /// A cookie: `always` sends to the canary, `never` keeps away from it.
+        CANARY_BY_COOKIE = "canary-by-cookie", nginx;
+        /// Timeout to connect to an endpoint: seconds (`5`, as ingress-nginx) or a duration (`5s`).
+        PROXY_CONNECT_TIMEOUT = "proxy-connect-timeout", nginx;
+        /// Timeout for the response headers, and between two reads of the response body.
+        PROXY_READ_TIMEOUT = "proxy-read-timeout", nginx;
+        /// Timeout between two writes of the request body to the endpoint.
+        PROXY_SEND_TIMEOUT = "proxy-send-timeout", nginx;
+        /// Timeout of the whole exchange, retries included (not for upgraded connections).
+        PROXY_REQUEST_TIMEOUT = "proxy-request-timeout";
+        /// `"false"`: hosts with TLS do not redirect plain HTTP to HTTPS (default `"true"`).
+        SSL_REDIRECT = "ssl-redirect", nginx;
+        /// `"true"`: redirect plain HTTP to HTTPS even for hosts without a `spec.tls` entry.
+        FORCE_SSL_REDIRECT = "force-ssl-redirect", nginx;
+        /// `max-age=SECONDS[; includeSubDomains][; preload]`: the Strict-Transport-Security of
+        /// HTTPS responses.
+        HSTS = "hsts";
+        /// `NAME` or `NAMESPACE/NAME` (the Ingress's own namespace): a Secret whose `ca.crt`
+        /// verifies client certificates.
+        AUTH_TLS_SECRET = "auth-tls-secret";
+        /// `on` (required, the default with `auth-tls-secret`), `optional` or `off`.
+        AUTH_TLS_VERIFY_CLIENT = "auth-tls-verify-client";
+        /// `HTTP`, `HTTPS`, `H2C`, `GRPC` or `GRPCS`: how vane talks to the endpoints.
+        BACKEND_PROTOCOL = "backend-protocol";
+        /// Comma-separated `Upgrade` protocols the Ingress's routes tunnel besides `websocket`
+        /// (`SPDY/3.1` for `kubectl exec` through a proxied API server, say); never `h2c`.
+        UPGRADE_PROTOCOLS = "upgrade-protocols";
+        /// `"false"`: the Ingress's requests are not written to the access log (default `"true"`;
+        /// `--access-log off` turns it off for every Ingress).
+        ENABLE_ACCESS_LOG = "enable-access-log", nginx;
 
-    // Route transforms, with ingress-nginx's names and meaning.
+        // Route transforms, with ingress-nginx's names and meaning.
 
-    /// `"true"`: the Ingress's `ImplementationSpecific` paths are regular expressions,
-    /// case-insensitive and anchored at the start.
-    pub const USE_REGEX: Key = key!("use-regex", nginx);
-    /// The path sent upstream instead of the request's, with `$1`..`$9` from the path's
-    /// expression (`/$2`); also makes `ImplementationSpecific` paths expressions.
-    pub const REWRITE_TARGET: Key = key!("rewrite-target", nginx);
-    /// The `X-Forwarded-Prefix` header sent upstream.
-    pub const X_FORWARDED_PREFIX: Key = key!("x-forwarded-prefix", nginx);
-    /// The `Host` header sent upstream instead of the request's.
-    pub const UPSTREAM_VHOST: Key = key!("upstream-vhost", nginx);
-    /// A URL every request is redirected to, with code `permanent-redirect-code` (301).
-    pub const PERMANENT_REDIRECT: Key = key!("permanent-redirect", nginx);
-    /// 300-308: the code of `permanent-redirect`.
-    pub const PERMANENT_REDIRECT_CODE: Key = key!("permanent-redirect-code", nginx);
-    /// A URL every request is redirected to, with code `temporal-redirect-code` (302); wins
-    /// over `permanent-redirect`.
-    pub const TEMPORAL_REDIRECT: Key = key!("temporal-redirect", nginx);
-    /// 300-307: the code of `temporal-redirect`.
-    pub const TEMPORAL_REDIRECT_CODE: Key = key!("temporal-redirect-code", nginx);
-    /// A path: requests for `/` are redirected (302) to it.
-    pub const APP_ROOT: Key = key!("app-root", nginx);
-    /// `"true"`: requests for `www.HOST` are redirected (308) to `HOST`, or the other way
-    /// round for a host that starts with `www.`, unless an Ingress serves that name.
-    pub const FROM_TO_WWW_REDIRECT: Key = key!("from-to-www-redirect", nginx);
-    /// The largest request body: bytes, or with a unit `k`, `m`, `g` (`8m`); `0` is no
-    /// limit. Larger bodies get 413.
-    pub const PROXY_BODY_SIZE: Key = key!("proxy-body-size", nginx);
-    /// Comma-separated status codes (`404,503`): responses with them, the endpoint's or vane's
-    /// own, are replaced by the error page of `default-backend` (or `--default-backend-service`).
-    pub const CUSTOM_HTTP_ERRORS: Key = key!("custom-http-errors", nginx);
-    /// A Service of the Ingress's namespace (its first port) that answers the error pages of
-    /// `custom-http-errors`.
-    pub const DEFAULT_BACKEND: Key = key!("default-backend", nginx);
-    /// Comma-separated CIDRs or addresses, IPv4 and IPv6: only these clients reach the
-    /// routes; others get 403. An invalid value fails closed (the routes answer 503).
-    pub const ALLOWLIST_SOURCE_RANGE: Key = key!("allowlist-source-range", nginx);
-    /// ingress-nginx's older name of `allowlist-source-range` (which wins if both are set).
-    pub const WHITELIST_SOURCE_RANGE: Key = key!("whitelist-source-range", nginx);
-    /// Comma-separated CIDRs or addresses whose clients get 403; checked before the allow list.
-    pub const DENYLIST_SOURCE_RANGE: Key = key!("denylist-source-range", nginx);
-    /// Requests per second per client address (local to each replica); refused requests get
-    /// 503, or `--limit-req-status-code`.
-    pub const LIMIT_RPS: Key = key!("limit-rps", nginx);
-    /// Requests per minute per client address, likewise.
-    pub const LIMIT_RPM: Key = key!("limit-rpm", nginx);
-    /// How many times the rate a client may send at once (default 5).
-    pub const LIMIT_BURST_MULTIPLIER: Key = key!("limit-burst-multiplier", nginx);
-    /// CIDRs whose clients are not rate limited.
-    pub const LIMIT_ALLOWLIST: Key = key!("limit-allowlist", nginx);
-    /// ingress-nginx's older name of `limit-allowlist` (which wins if both are set).
-    pub const LIMIT_WHITELIST: Key = key!("limit-whitelist", nginx);
-    /// A YAML map of `set`, `add` (header: value) and `remove` (a list of names): changes
-    /// to the request before it goes upstream.
-    pub const REQUEST_HEADERS: Key = key!("request-headers");
-    /// The same for the endpoint's response before it goes to the client.
-    pub const RESPONSE_HEADERS: Key = key!("response-headers");
+        /// `"true"`: the Ingress's `ImplementationSpecific` paths are regular expressions,
+        /// case-insensitive and anchored at the start.
+        USE_REGEX = "use-regex", nginx;
+        /// The path sent upstream instead of the request's, with `$1`..`$9` from the path's
+        /// expression (`/$2`); also makes `ImplementationSpecific` paths expressions.
+        REWRITE_TARGET = "rewrite-target", nginx;
+        /// The `X-Forwarded-Prefix` header sent upstream.
+        X_FORWARDED_PREFIX = "x-forwarded-prefix", nginx;
+        /// The `Host` header sent upstream instead of the request's.
+        UPSTREAM_VHOST = "upstream-vhost", nginx;
+        /// A URL every request is redirected to, with code `permanent-redirect-code` (301).
+        PERMANENT_REDIRECT = "permanent-redirect", nginx;
+        /// 300-308: the code of `permanent-redirect`.
+        PERMANENT_REDIRECT_CODE = "permanent-redirect-code", nginx;
+        /// A URL every request is redirected to, with code `temporal-redirect-code` (302); wins
+        /// over `permanent-redirect`.
+        TEMPORAL_REDIRECT = "temporal-redirect", nginx;
+        /// 300-307: the code of `temporal-redirect`.
+        TEMPORAL_REDIRECT_CODE = "temporal-redirect-code", nginx;
+        /// A path: requests for `/` are redirected (302) to it.
+        APP_ROOT = "app-root", nginx;
+        /// `"true"`: requests for `www.HOST` are redirected (308) to `HOST`, or the other way
+        /// round for a host that starts with `www.`, unless an Ingress serves that name.
+        FROM_TO_WWW_REDIRECT = "from-to-www-redirect", nginx;
+        /// The largest request body: bytes, or with a unit `k`, `m`, `g` (`8m`); `0` is no
+        /// limit. Larger bodies get 413.
+        PROXY_BODY_SIZE = "proxy-body-size", nginx;
+        /// Comma-separated status codes (`404,503`): responses with them, the endpoint's or
+        /// vane's own, are replaced by the error page of `default-backend` (or
+        /// `--default-backend-service`).
+        CUSTOM_HTTP_ERRORS = "custom-http-errors", nginx;
+        /// A Service of the Ingress's namespace (its first port) that answers the error pages of
+        /// `custom-http-errors`.
+        DEFAULT_BACKEND = "default-backend", nginx;
+        /// Comma-separated CIDRs or addresses, IPv4 and IPv6: only these clients reach the
+        /// routes; others get 403. An invalid value fails closed (the routes answer 503).
+        ALLOWLIST_SOURCE_RANGE = "allowlist-source-range", nginx;
+        /// ingress-nginx's older name of `allowlist-source-range` (which wins if both are set).
+        WHITELIST_SOURCE_RANGE = "whitelist-source-range", nginx;
+        /// Comma-separated CIDRs or addresses whose clients get 403; checked before the allow list.
+        DENYLIST_SOURCE_RANGE = "denylist-source-range", nginx;
+        /// Requests per second per client address (local to each replica); refused requests get
+        /// 503, or `--limit-req-status-code`.
+        LIMIT_RPS = "limit-rps", nginx;
+        /// Requests per minute per client address, likewise.
+        LIMIT_RPM = "limit-rpm", nginx;
+        /// How many times the rate a client may send at once (default 5).
+        LIMIT_BURST_MULTIPLIER = "limit-burst-multiplier", nginx;
+        /// CIDRs whose clients are not rate limited.
+        LIMIT_ALLOWLIST = "limit-allowlist", nginx;
+        /// ingress-nginx's older name of `limit-allowlist` (which wins if both are set).
+        LIMIT_WHITELIST = "limit-whitelist", nginx;
+        /// A YAML map of `set`, `add` (header: value) and `remove` (a list of names): changes
+        /// to the request before it goes upstream.
+        REQUEST_HEADERS = "request-headers";
+        /// The same for the endpoint's response before it goes to the client.
+        RESPONSE_HEADERS = "response-headers";
 
-    // CORS, with ingress-nginx's names, defaults and meaning.
+        // CORS, with ingress-nginx's names, defaults and meaning.
 
-    /// `"true"`: vane answers CORS preflights for the Ingress's routes and adds CORS headers
-    /// to their responses.
-    pub const ENABLE_CORS: Key = key!("enable-cors", nginx);
-    /// `*` (the default: any origin), or comma-separated origins: `https://app.example.com`,
-    /// `http://localhost:3000`, `https://*.example.com` (one label), `null`.
-    pub const CORS_ALLOW_ORIGIN: Key = key!("cors-allow-origin", nginx);
-    /// Comma-separated methods a preflight allows (default
-    /// `GET, PUT, POST, DELETE, PATCH, OPTIONS`).
-    pub const CORS_ALLOW_METHODS: Key = key!("cors-allow-methods", nginx);
-    /// Comma-separated request headers a preflight allows (default ingress-nginx's list).
-    pub const CORS_ALLOW_HEADERS: Key = key!("cors-allow-headers", nginx);
-    /// Comma-separated response headers (or `*`) scripts may read (default none).
-    pub const CORS_EXPOSE_HEADERS: Key = key!("cors-expose-headers", nginx);
-    /// `"false"`: no `Access-Control-Allow-Credentials: true` (default `"true"`).
-    pub const CORS_ALLOW_CREDENTIALS: Key = key!("cors-allow-credentials", nginx);
-    /// Seconds a browser may cache a preflight's answer (default 1728000).
-    pub const CORS_MAX_AGE: Key = key!("cors-max-age", nginx);
+        /// `"true"`: vane answers CORS preflights for the Ingress's routes and adds CORS headers
+        /// to their responses.
+        ENABLE_CORS = "enable-cors", nginx;
+        /// `*` (the default: any origin), or comma-separated origins: `https://app.example.com`,
+        /// `http://localhost:3000`, `https://*.example.com` (one label), `null`.
+        CORS_ALLOW_ORIGIN = "cors-allow-origin", nginx;
+        /// Comma-separated methods a preflight allows (default
+        /// `GET, PUT, POST, DELETE, PATCH, OPTIONS`).
+        CORS_ALLOW_METHODS = "cors-allow-methods", nginx;
+        /// Comma-separated request headers a preflight allows (default ingress-nginx's list).
+        CORS_ALLOW_HEADERS = "cors-allow-headers", nginx;
+        /// Comma-separated response headers (or `*`) scripts may read (default none).
+        CORS_EXPOSE_HEADERS = "cors-expose-headers", nginx;
+        /// `"false"`: no `Access-Control-Allow-Credentials: true` (default `"true"`).
+        CORS_ALLOW_CREDENTIALS = "cors-allow-credentials", nginx;
+        /// Seconds a browser may cache a preflight's answer (default 1728000).
+        CORS_MAX_AGE = "cors-max-age", nginx;
+    }
 }
 
 /// Most protocols one `upgrade-protocols` annotation may list.

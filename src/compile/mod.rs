@@ -14,6 +14,7 @@ mod builder;
 mod canary;
 mod certificate;
 mod class;
+mod compat;
 mod context;
 mod cors;
 mod fragment;
@@ -61,9 +62,15 @@ pub mod reasons {
     pub const POLICY_TARGET_NOT_FOUND: &str = "PolicyTargetNotFound";
     pub const POLICY_CONFLICT: &str = "PolicyConflict";
     pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
-    /// An annotation vane will not apply (a configuration snippet): the Ingress's routes
-    /// answer 503 rather than serve without it.
+    /// An annotation vane will not apply and cannot safely serve without (a configuration
+    /// snippet, external authentication, an allow list; see `api::compat`): the Ingress's
+    /// routes answer 503.
     pub const REFUSED_ANNOTATION: &str = "RefusedAnnotation";
+    /// ingress-nginx annotations vane does not apply and serves without (buffer tuning, say).
+    pub const IGNORED_ANNOTATION: &str = "IgnoredAnnotation";
+    /// Annotations under `vane.dev/` or ingress-nginx's prefix that neither knows: a typo,
+    /// most likely.
+    pub const UNKNOWN_ANNOTATION: &str = "UnknownAnnotation";
     /// The same setting under both prefixes, with different values: `vane.dev/` is used.
     pub const ANNOTATION_OVERRIDDEN: &str = "AnnotationOverridden";
     pub const CANARY_WITHOUT_MAIN: &str = "CanaryWithoutMainIngress";

@@ -10,8 +10,8 @@ use std::time::Duration;
 use http::{HeaderValue, StatusCode};
 
 use super::header_changes::{self, Side};
-use super::{cors, ingress, reasons, Annotations, Sink};
-use crate::api::annotations::{self, keys, NGINX_PREFIX, VANE_PREFIX};
+use super::{compat, cors, ingress, Annotations, Sink};
+use crate::api::annotations::{self, keys};
 use crate::table::{
     IpSet, Location, ObjectRef, PathKind, PathRegex, PathRule, RateLimits, Redirect, RequestRate,
     Rewrite, SourceRanges, Template, TemplatePart, Transforms, Variable,
@@ -78,7 +78,7 @@ impl IngressTransforms {
             Err(why) => (None, unusable.or(Some(why.into_boxed_str()))),
         };
         let transforms = Transforms {
-            refused: refusal(annotations, object, sink).or(unusable),
+            refused: compat::screen(annotations, object, sink).or(unusable),
             source_ranges,
             rate_limits,
             redirect: redirect(annotations, sink),
@@ -155,35 +155,6 @@ impl IngressTransforms {
             target: target.clone(),
         }))
     }
-}
-
-/// Why the Ingress's routes cannot be served as asked, reported: an ingress-nginx snippet
-/// (`configuration-snippet`, `server-snippet`, ...) is nginx configuration text that vane
-/// cannot run, and it often carries access rules; serving without them could expose the
-/// backend (fail closed).
-fn refusal(annotations: &Annotations<'_>, object: &ObjectRef, sink: &mut Sink) -> Option<Box<str>> {
-    let snippets: Vec<&str> = annotations
-        .names()
-        .filter(|name| {
-            name.strip_prefix(NGINX_PREFIX)
-                .or_else(|| name.strip_prefix(VANE_PREFIX))
-                .is_some_and(|rest| rest.ends_with("-snippet"))
-        })
-        .collect();
-    if snippets.is_empty() {
-        return None;
-    }
-    let names = snippets.join(", ");
-    sink.report(
-        object,
-        reasons::REFUSED_ANNOTATION,
-        format!(
-            "{names}: vane runs no nginx configuration snippets, and serving without what they \
-             say could expose the backend; the Ingress's routes answer 503 until the annotation \
-             is removed"
-        ),
-    );
-    Some(format!("{names} cannot be applied").into())
 }
 
 /// The allow and deny lists, or why they cannot be applied (reported).

@@ -23,7 +23,7 @@ use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::load::{load_str, read_file, LoadError, Loaded};
+use super::load::{load_file, LoadError, Loaded};
 use super::{is_manifest, Changes, ATOMIC_WRITER_LINK};
 use crate::snapshot::Snapshot;
 
@@ -239,7 +239,7 @@ impl ManifestCache {
             ..Loaded::default()
         };
         for parsed in self.order.iter().filter_map(|path| self.files.get(path)) {
-            extend(&mut loaded.snapshot, &parsed.objects);
+            loaded.snapshot.extend(&parsed.objects);
             loaded.errors.extend(parsed.errors.iter().cloned());
         }
         loaded
@@ -250,36 +250,13 @@ impl ManifestCache {
 /// read leaves a newer stamp on disk and the file is read again on the next reload.
 fn parse_file(path: &Path, stamp: Stamp, seen: u64) -> Parsed {
     let mut loaded = Loaded::default();
-    match read_file(path, stamp.len) {
-        Ok(text) => load_str(&text, path, &mut loaded),
-        Err(message) => loaded.errors.push(LoadError {
-            file: path.to_owned(),
-            document: None,
-            message,
-        }),
-    }
+    load_file(path, stamp.len, &mut loaded);
     Parsed {
         stamp,
         objects: loaded.snapshot,
         errors: loaded.errors,
         seen,
     }
-}
-
-/// Appends `objects` to `snapshot`: pointer copies.
-fn extend(snapshot: &mut Snapshot, objects: &Snapshot) {
-    snapshot
-        .ingress_classes
-        .extend(objects.ingress_classes.iter().cloned());
-    snapshot.ingresses.extend(objects.ingresses.iter().cloned());
-    snapshot.services.extend(objects.services.iter().cloned());
-    snapshot
-        .endpoint_slices
-        .extend(objects.endpoint_slices.iter().cloned());
-    snapshot.secrets.extend(objects.secrets.iter().cloned());
-    snapshot
-        .backend_policies
-        .extend(objects.backend_policies.iter().cloned());
 }
 
 /// The manifest files below a directory with their metadata, the directories read and those

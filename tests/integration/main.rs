@@ -1,5 +1,6 @@
 //! vane's integration tests, in one binary so that `cargo test` links once.
 //!
+//! - `check`: `vane check`, the built binary on manifests, its report and exit status;
 //! - `compile`: tier 1, manifests to table, no I/O;
 //! - `cors`: CORS annotations through compile, and preflights and headers through the proxy;
 //! - `proxy`: tier 2, the real proxy on loopback with real origins and clients;
@@ -18,6 +19,7 @@
 //!   and TLS compile.
 
 mod balancing;
+mod check;
 mod compile;
 mod cors;
 mod edge;

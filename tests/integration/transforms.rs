@@ -27,6 +27,19 @@ fn ingress(name: &str, host: &str, paths: &[(&str, &str)], service: &str) -> Str
     yaml
 }
 
+/// An Ingress `name` routing `NAME.example.com` to Service `app`, with `annotations`.
+fn routed(name: &str, annotations: &[(&str, &str)]) -> String {
+    annotate(
+        &ingress(
+            name,
+            &format!("{name}.example.com"),
+            &[("/", "Prefix")],
+            "app",
+        ),
+        annotations,
+    )
+}
+
 /// ingress-nginx's rewrite example (docs/examples/rewrite), under its own prefix.
 fn rewrite_example(service: &str) -> String {
     annotate(
@@ -499,17 +512,6 @@ async fn an_ingress_with_a_snippet_fails_closed_and_others_serve() {
 #[tokio::test]
 async fn source_ranges_admit_deny_and_fail_closed_on_bad_cidrs() {
     let origins = origin::start(1).await;
-    let routed = |name: &str, annotations: &[(&str, &str)]| {
-        annotate(
-            &ingress(
-                name,
-                &format!("{name}.example.com"),
-                &[("/", "Prefix")],
-                "app",
-            ),
-            annotations,
-        )
-    };
     let yaml = docs(&[
         INGRESS_CLASS.to_string(),
         backend("app", origins.port, &origins.ips()),
@@ -571,17 +573,6 @@ async fn source_ranges_admit_deny_and_fail_closed_on_bad_cidrs() {
 #[tokio::test]
 async fn rate_limits_hold_each_client_to_its_burst() {
     let origins = origin::start(1).await;
-    let routed = |name: &str, annotations: &[(&str, &str)]| {
-        annotate(
-            &ingress(
-                name,
-                &format!("{name}.example.com"),
-                &[("/", "Prefix")],
-                "app",
-            ),
-            annotations,
-        )
-    };
     let yaml = docs(&[
         INGRESS_CLASS.to_string(),
         backend("app", origins.port, &origins.ips()),

@@ -11,7 +11,7 @@ use http::Uri;
 use crate::api::bounds::TIMEOUT;
 use crate::compile::{DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
 use crate::k8s::{KubeSettings, LeaseSettings, Publish};
-use crate::proxy::{access_log, ServerLimits};
+use crate::proxy::{access_log, ServerLimits, TrustedProxies};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -187,6 +187,12 @@ pub struct Args {
     #[arg(long, env = "VANE_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Addresses (CIDRs) of proxies in front of vane, such as a cloud load balancer: for a
+    /// connection from one of them, the client is the right-most address of X-Forwarded-For
+    /// that is not a trusted proxy. Default: none, so no client-sent header is believed.
+    #[arg(long, env = "VANE_TRUSTED_PROXIES", value_name = "CIDR[,CIDR]", value_parser = crate::api::annotations::parse_cidrs)]
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -237,7 +243,11 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
-    fn into_limits(self, shutdown_grace: Duration) -> ServerLimits {
+    fn into_limits(
+        self,
+        shutdown_grace: Duration,
+        trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    ) -> ServerLimits {
         // u32 to usize never truncates on the 32- and 64-bit targets vane builds for.
         let size = |value: u32| usize::try_from(value).unwrap_or(usize::MAX);
         ServerLimits {
@@ -251,6 +261,7 @@ impl LimitArgs {
             max_uri_bytes: size(self.max_uri_bytes),
             max_concurrent_streams: self.http2_max_streams,
             shutdown_grace,
+            trusted_proxies: trusted_proxies.map(TrustedProxies::new),
         }
     }
 }
@@ -513,7 +524,9 @@ impl Args {
                 sample_ratio: self.trace_sample_ratio,
             }),
             shutdown_delay: self.shutdown_delay,
-            limits: self.limits.into_limits(self.shutdown_grace),
+            limits: self
+                .limits
+                .into_limits(self.shutdown_grace, self.trusted_proxies),
         })
     }
 }

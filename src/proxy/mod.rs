@@ -76,7 +76,7 @@ use upstream::{version_for, Upstreams};
 pub use client_io::Protocol;
 pub use connection::{Connections, HandshakeOutcome};
 pub use error::ProxyError;
-pub use headers::ClientInfo;
+pub use headers::{ClientInfo, TrustedProxies};
 pub use listener_stats::{Listener, ListenerStats, PROTOCOLS};
 pub use server::{serve, serve_tls, ServerLimits};
 pub use span::Spans;

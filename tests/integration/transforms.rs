@@ -6,6 +6,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 
 use vane::compile::{compile, reasons, Options};
+use vane::proxy::{ServerLimits, TrustedProxies};
 
 use crate::support::client::{client, get, send};
 use crate::support::fixtures::{annotate, backend, docs, has_diagnostic, snapshot, INGRESS_CLASS};
@@ -641,4 +642,39 @@ async fn rate_limits_hold_each_client_to_its_burst() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(origins.origins[0].hits(), 4);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_the_client() {
+    let origins = origin::start(1).await;
+    let limits = ServerLimits {
+        trusted_proxies: Some(TrustedProxies::new(vec!["127.0.0.0/8".parse().unwrap()])),
+        ..ServerLimits::default()
+    };
+    let proxy = TestProxy::start_with_limits(
+        &docs(&[
+            INGRESS_CLASS.to_string(),
+            backend("app", origins.port, &origins.ips()),
+            routed(
+                "app",
+                &[("vane.dev/allowlist-source-range", "203.0.113.0/24")],
+            ),
+        ]),
+        limits,
+    )
+    .await;
+    let client = client();
+    let request = |forwarded: &str| {
+        Request::get(format!("http://{}/", proxy.addr))
+            .header("host", "app.example.com")
+            .header("x-forwarded-for", forwarded)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    // The load balancer (a trusted loopback peer) saw 203.0.113.9; the client forged the rest.
+    let reply = send(&client, request("198.51.100.1, 203.0.113.9")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["headers"]["x-real-ip"], "203.0.113.9");
+    let reply = send(&client, request("203.0.113.9, 198.51.100.1")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }

@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
 
 use serde::Serialize;
 
@@ -88,23 +88,34 @@ impl PathMatcher {
     /// Builds the matcher. `rules` must not contain the same rule twice (compile resolves
     /// conflicts before this point); if it does, the first one wins.
     pub fn new(rules: impl IntoIterator<Item = (PathRule, usize)>) -> Self {
-        let mut exact = HashMap::new();
-        let mut prefixes = Vec::new();
+        let mut matcher = Self::default();
         for (rule, route) in rules {
-            match rule.kind {
-                PathKind::Exact => {
-                    exact.entry(rule.path).or_insert(route);
+            matcher.insert(rule, route);
+        }
+        matcher
+    }
+
+    /// Adds a rule, unless the same rule is there already (the first one wins). Prefixes stay
+    /// sorted as they come, so a table indexes each host's rules without a pass of its own.
+    pub(super) fn insert(&mut self, rule: PathRule, route: usize) {
+        match rule.kind {
+            PathKind::Exact => {
+                self.exact.entry(rule.path).or_insert(route);
+            }
+            PathKind::Prefix => {
+                if self.prefixes.iter().any(|(p, _)| *p == rule.path) {
+                    return;
                 }
-                PathKind::Prefix => {
-                    if !prefixes.iter().any(|(p, _)| *p == rule.path) {
-                        prefixes.push((rule.path, route));
-                    }
-                }
+                // After every prefix at least as long: equal lengths keep their (deterministic)
+                // input order.
+                let at = self
+                    .prefixes
+                    .iter()
+                    .position(|(p, _)| p.len() < rule.path.len())
+                    .unwrap_or(self.prefixes.len());
+                self.prefixes.insert(at, (rule.path, route));
             }
         }
-        // Stable sort: equal lengths keep their (deterministic) input order.
-        prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-        Self { exact, prefixes }
     }
 
     pub fn lookup(&self, path: &str) -> Option<usize> {

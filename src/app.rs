@@ -317,7 +317,10 @@ async fn start_kubernetes(
             _ = stores.wait_until_ready() => {}
         }
         loop {
-            match compiler.compile_and_publish(stores.snapshot(), &[]).await {
+            match compiler
+                .compile_and_publish(Arc::new(stores.snapshot()), &[])
+                .await
+            {
                 Ok(outcome) => {
                     outcomes_tx.send_replace(Arc::new(outcome));
                 }
@@ -386,7 +389,7 @@ impl Compiler {
     /// Returns what the Kubernetes status writer needs of the result.
     async fn compile_and_publish(
         &mut self,
-        snapshot: Snapshot,
+        snapshot: Arc<Snapshot>,
         load_errors: &[LoadError],
     ) -> anyhow::Result<Outcome> {
         // The clock is read here, not in compile, which stays pure: certificates are checked for

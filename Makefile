@@ -34,7 +34,12 @@ fuzz:
 bench:
 	WORKERS=$${WORKERS:-1} bench/run.sh
 	cargo bench --bench pick
+	cargo bench --bench lookup
 	cargo bench --bench control_plane
+
+# README's annotation table sits between these lines (tests/integration/generated.rs).
+ANNOTATIONS_BEGIN := <!-- BEGIN generated: vane annotations -->
+ANNOTATIONS_END := <!-- END generated: vane annotations -->
 
 # Regenerates committed files that derive from code (tests fail when they drift).
 manifests:
@@ -42,6 +47,12 @@ manifests:
 	cp crds/backendpolicy.yaml charts/vane/crds/backendpolicy.yaml
 	$(RENDER) manifest > deploy/vane.yaml.tmp || { rm -f deploy/vane.yaml.tmp; exit 1; }
 	mv deploy/vane.yaml.tmp deploy/vane.yaml
+	cargo run --quiet --bin vane -- annotations > target/annotations.md
+	awk -v begin='$(ANNOTATIONS_BEGIN)' -v end='$(ANNOTATIONS_END)' \
+		'FNR == NR { table = table $$0 "\n"; next } \
+		 $$0 == begin { print; printf "%s", table; skip = 1; next } \
+		 $$0 == end { skip = 0 } !skip' target/annotations.md README.md > README.md.tmp
+	mv README.md.tmp README.md
 
 # Lints the chart strictly and renders it, with the defaults and with each test values file,
 # into target/chart/ (tests/chart.rs checks what these renders contain).

@@ -17,6 +17,8 @@ import time
 PROXIES = ["vane", "haproxy", "nginx"]
 # vane and nginx again, with their access logs on (scenario a only).
 LOGGING = ["vane_log", "nginx_log"]
+# vane and nginx again, with a regex rewrite and two header changes (scenario a only).
+TRANSFORMS = ["vane_xform", "nginx_xform"]
 
 
 # ---------------------------------------------------------------- /proc helpers
@@ -179,6 +181,27 @@ def ratio(a, b):
     return f"{a / b:.2f}x"
 
 
+def feature_rows(med, runs, label, feature, rps=False):
+    """Scenario a's rows for vane and nginx run with a feature on: CPU per request (and
+    requests/s), and the CPU the feature adds over the same proxy without it."""
+    vane, nginx = (p for p in runs)
+    vc, nc = (median(runs[p], "cpu_us") for p in (vane, nginx))
+    v, n = med["vane"]["a_cpu"], med["nginx"]["a_cpu"]
+    rows = []
+    if rps:
+        vr, nr = (median(runs[p], "rps") for p in (vane, nginx))
+        rows.append(
+            f"| a. {label}: requests/s | {fmt(vr, ',.0f')} | | {fmt(nr, ',.0f')} | {ratio(vr, nr)} | |"
+        )
+    rows.append(
+        f"| a. {label}: CPU per request, µs | {fmt(vc, '.1f')} | | {fmt(nc, '.1f')} | {ratio(vc, nc)} | |"
+    )
+    rows.append(
+        f"| a. CPU {feature} adds per request, µs | {fmt(vc - v, '+.1f')} | | {fmt(nc - n, '+.1f')} | | |"
+    )
+    return rows
+
+
 def report(raw, out_path):
     meta = read_kv(os.path.join(raw, "meta"))
     mem = read_kv(os.path.join(raw, "mem"))
@@ -226,28 +249,20 @@ def report(raw, out_path):
     idle = int(mem.get("vane_idle_rss", "0")) / 1024
     lines.append(f"| d. vane idle RSS right after start (MiB) | {idle:.1f} | | | | |")
 
-    # a with access logs on, in the same rounds
+    # a again with a feature on (vane's and nginx's), in the same rounds
     logged = {p: load_runs(raw, "a", p) for p in LOGGING}
     logging = read_kv(os.path.join(raw, "logging"))
     if all(logged.values()):
-        vl, nl = (median(logged[p], "cpu_us") for p in LOGGING)
-        vr, nr = (median(logged[p], "rps") for p in LOGGING)
-        v, n = med["vane"]["a_cpu"], med["nginx"]["a_cpu"]
-        lines.append(
-            f"| a. with the JSON access log on: requests/s | {fmt(vr, ',.0f')} | | {fmt(nr, ',.0f')} "
-            f"| {ratio(vr, nr)} | |"
-        )
-        lines.append(
-            f"| a. with the JSON access log on: CPU per request, µs | {fmt(vl, '.1f')} | | {fmt(nl, '.1f')} "
-            f"| {ratio(vl, nl)} | |"
-        )
-        lines.append(
-            f"| a. CPU the access log adds per request, µs | {fmt(vl - v, '+.1f')} | | {fmt(nl - n, '+.1f')} | | |"
-        )
+        lines += feature_rows(med, logged, "with the JSON access log on", "the access log", rps=True)
         lines.append(
             f"| a. access log lines written (all rounds, warm-up included) / dropped | "
             f"{logging.get('vane_log_lines', '?')} / {logging.get('vane_log_dropped', '?')} | | "
             f"{logging.get('nginx_log_lines', '?')} / 0 | | |"
+        )
+    transformed = {p: load_runs(raw, "a", p) for p in TRANSFORMS}
+    if all(transformed.values()):
+        lines += feature_rows(
+            med, transformed, "with a regex rewrite and two header changes", "the transforms"
         )
 
     # e. churn

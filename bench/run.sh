@@ -28,6 +28,11 @@ DEBUG_ADDR=127.0.0.1:18092
 VANE_LOG_ADMIN_ADDR=127.0.0.1:18093
 VANE_LOG_METRICS_ADDR=127.0.0.1:18094
 VANE_LOG_DEBUG_ADDR=127.0.0.1:18095
+# And with route transforms: a regex path rewritten with a capture, a request header set and
+# a response header set, in vane's annotations and nginx's directives (scenario a's rounds).
+VANE_XFORM_ADDR=127.0.0.1:18085
+NGINX_XFORM_ADDR=127.0.0.1:18086
+VANE_XFORM_ADMIN_ADDR=127.0.0.1:18096
 
 PIDS=()
 WRK_PID=""
@@ -94,7 +99,8 @@ fi
 T=$(mktemp -d /tmp/vane-bench.XXXXXX)
 chmod 755 "$T"
 RAW=$T/raw
-mkdir -p "$RAW" "$T/www" "$T/origin" "$T/nginx" "$T/nginx_log" "$T/haproxy" "$T/vane/manifests" "$T/vane_log"
+mkdir -p "$RAW" "$T/www" "$T/origin" "$T/nginx" "$T/nginx_log" "$T/nginx_xform" "$T/haproxy" \
+    "$T/vane/manifests" "$T/vane_log" "$T/vane_xform/manifests"
 RUN_USER=""
 [[ $(id -u) -eq 0 ]] && RUN_USER="user root;"
 
@@ -159,6 +165,15 @@ sed -e "s#listen $NGINX_ADDR;#listen $NGINX_LOG_ADDR;#" \
     -e "s#^    access_log off;#    log_format json escape=json '{\"time\":\"\$time_iso8601\",\"client\":\"\$remote_addr\",\"method\":\"\$request_method\",\"host\":\"\$host\",\"path\":\"\$request_uri\",\"protocol\":\"\$server_protocol\",\"status\":\$status,\"request_bytes\":\$request_length,\"response_bytes\":\$body_bytes_sent,\"duration\":\$request_time,\"upstream_addr\":\"\$upstream_addr\",\"upstream_status\":\"\$upstream_status\",\"upstream_response_time\":\"\$upstream_response_time\",\"request_id\":\"\$request_id\",\"user_agent\":\"\$http_user_agent\",\"referer\":\"\$http_referer\"}';\n    access_log $T/nginx_log/access.log json;#" \
     "$T/nginx/nginx.conf" > "$T/nginx_log/nginx.conf"
 grep -q "access_log $T/nginx_log/access.log json;" "$T/nginx_log/nginx.conf" || { log "nginx_log config lacks its access_log"; exit 1; }
+
+# nginx with the transforms vane_xform has: what ingress-nginx writes for rewrite-target, plus
+# one request and one response header.
+sed -e "s#listen $NGINX_ADDR;#listen $NGINX_XFORM_ADDR;#" \
+    -e "s#pid $T/nginx/nginx.pid;#pid $T/nginx_xform/nginx.pid;#" \
+    -e "s#error_log $T/nginx/error.log warn;#error_log $T/nginx_xform/error.log warn;#" \
+    -e "s#^        location / {#        location ~* \"^/(.*)\" {\n            rewrite \"(?i)/(.*)\" /\$1 break;\n            proxy_set_header X-Env prod;\n            add_header X-Frame-Options DENY;#" \
+    "$T/nginx/nginx.conf" > "$T/nginx_xform/nginx.conf"
+grep -q "rewrite" "$T/nginx_xform/nginx.conf" || { log "nginx_xform config lacks its rewrite"; exit 1; }
 
 cat > "$T/haproxy/haproxy.cfg" <<EOF
 global
@@ -245,6 +260,13 @@ endpoints:
 EOF
 }
 vane_manifests a > "$T/vane/routes.yaml.a"
+# vane_xform's Ingress: the same backend, its one path a regex rewritten with a capture.
+vane_manifests a | sed \
+    -e 's#^  name: bench$#  name: bench\n  annotations:\n    vane.dev/rewrite-target: /$1\n    vane.dev/request-headers: "set: {X-Env: prod}"\n    vane.dev/response-headers: "set: {X-Frame-Options: DENY}"#' \
+    -e 's#^          - path: /$#          - path: /(.*)#' \
+    -e 's#^            pathType: Prefix$#            pathType: ImplementationSpecific#' \
+    > "$T/vane_xform/manifests/routes.yaml"
+grep -q "rewrite-target" "$T/vane_xform/manifests/routes.yaml" || { log "vane_xform manifests lack the rewrite"; exit 1; }
 vane_manifests b > "$T/vane/routes.yaml.b"
 cp "$T/vane/routes.yaml.a" "$T/vane/manifests/routes.yaml"
 
@@ -276,6 +298,11 @@ RUST_LOG=warn "$VANE" --manifests "$T/vane/manifests" --http-addr "$VANE_LOG_ADD
     --access-log on --access-log-format json >"$T/vane_log/access.log" 2>"$T/vane_log/log" &
 VANE_LOG_PID=$!
 PIDS+=("$VANE_LOG_PID")
+RUST_LOG=warn "$VANE" --manifests "$T/vane_xform/manifests" --http-addr "$VANE_XFORM_ADDR" \
+    --https-addr 127.0.0.1:18444 --admin-addr "$VANE_XFORM_ADMIN_ADDR" --workers "$WORKERS" \
+    --access-log off >"$T/vane_xform/log" 2>&1 &
+VANE_XFORM_PID=$!
+PIDS+=("$VANE_XFORM_PID")
 haproxy -f "$T/haproxy/haproxy.cfg" -db >"$T/haproxy/log" 2>&1 &
 HAPROXY_PID=$!
 PIDS+=("$HAPROXY_PID")
@@ -285,6 +312,9 @@ PIDS+=("$NGINX_PID")
 nginx -p "$T/nginx_log" -c "$T/nginx_log/nginx.conf" -g 'daemon off;' 2>"$T/nginx_log/stderr" &
 NGINX_LOG_PID=$!
 PIDS+=("$NGINX_LOG_PID")
+nginx -p "$T/nginx_xform" -c "$T/nginx_xform/nginx.conf" -g 'daemon off;' 2>"$T/nginx_xform/stderr" &
+NGINX_XFORM_PID=$!
+PIDS+=("$NGINX_XFORM_PID")
 
 wait_http vane "http://$VANE_ADDR/"
 VANE_IDLE_RSS=$($REPORT mem "$VANE_PID" VmRSS)
@@ -292,12 +322,22 @@ wait_http haproxy "http://$HAPROXY_ADDR/"
 wait_http nginx "http://$NGINX_ADDR/"
 wait_http vane_log "http://$VANE_LOG_ADDR/"
 wait_http nginx_log "http://$NGINX_LOG_ADDR/"
+wait_http vane_xform "http://$VANE_XFORM_ADDR/"
+wait_http nginx_xform "http://$NGINX_XFORM_ADDR/"
+for p in vane_xform nginx_xform; do
+    addr=$VANE_XFORM_ADDR; [[ $p == nginx_xform ]] && addr=$NGINX_XFORM_ADDR
+    curl -sf -D - -o /dev/null "http://$addr/" | grep -qi '^x-frame-options: DENY' \
+        || { log "$p does not apply its transforms"; exit 1; }
+done
 declare -A PID_OF=([vane]=$VANE_PID [haproxy]=$HAPROXY_PID [nginx]=$NGINX_PID
-    [vane_log]=$VANE_LOG_PID [nginx_log]=$NGINX_LOG_PID)
+    [vane_log]=$VANE_LOG_PID [nginx_log]=$NGINX_LOG_PID
+    [vane_xform]=$VANE_XFORM_PID [nginx_xform]=$NGINX_XFORM_PID)
 declare -A ADDR_OF=([vane]=$VANE_ADDR [haproxy]=$HAPROXY_ADDR [nginx]=$NGINX_ADDR
-    [vane_log]=$VANE_LOG_ADDR [nginx_log]=$NGINX_LOG_ADDR)
+    [vane_log]=$VANE_LOG_ADDR [nginx_log]=$NGINX_LOG_ADDR
+    [vane_xform]=$VANE_XFORM_ADDR [nginx_xform]=$NGINX_XFORM_ADDR)
 PROXIES=(vane haproxy nginx)
 LOGGING=(vane_log nginx_log)
+TRANSFORMS=(vane_xform nginx_xform)
 
 # --------------------------------------------------------------------------- metadata
 META=$RAW/meta
@@ -344,11 +384,11 @@ run() {
 }
 
 log "warm-up (2 s per proxy)"
-for p in "${PROXIES[@]}" "${LOGGING[@]}"; do wrk_bg -t2 -c64 -d2s "http://${ADDR_OF[$p]}/" >/dev/null 2>&1 || true; done
+for p in "${PROXIES[@]}" "${LOGGING[@]}" "${TRANSFORMS[@]}"; do wrk_bg -t2 -c64 -d2s "http://${ADDR_OF[$p]}/" >/dev/null 2>&1 || true; done
 
-log "a. small GET, keep-alive, 64 connections, $DURATION x $ROUNDS rounds (and with access logs on)"
+log "a. small GET, keep-alive, 64 connections, $DURATION x $ROUNDS rounds (and with access logs, and with transforms)"
 for r in $(seq 1 "$ROUNDS"); do
-    for p in "${PROXIES[@]}" "${LOGGING[@]}"; do run a "$p" "$r" -t2 -c64 -d"$DURATION" --latency "http://${ADDR_OF[$p]}/"; done
+    for p in "${PROXIES[@]}" "${LOGGING[@]}" "${TRANSFORMS[@]}"; do run a "$p" "$r" -t2 -c64 -d"$DURATION" --latency "http://${ADDR_OF[$p]}/"; done
 done
 {
     echo "vane_log_lines=$(wc -l <"$T/vane_log/access.log")"

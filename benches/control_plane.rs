@@ -278,6 +278,10 @@ fn standalone(dir: &Path) -> Config {
         access_log: None,
         span_export: None,
         shutdown_delay: Duration::ZERO,
+        proxy_body_size: None,
+        default_backend_service: None,
+        custom_http_errors: Vec::new(),
+        limit_req_status_code: http::StatusCode::SERVICE_UNAVAILABLE,
         limits: ServerLimits {
             shutdown_grace: Duration::from_secs(1),
             ..ServerLimits::default()

@@ -252,7 +252,7 @@ pub fn routes_json(active: &ActiveTable) -> Value {
         };
         hosts.entry(route.host.to_string()).or_default().push(json!({
             "path": path.display_path(),
-            "pathType": match path.kind() { PathKind::Exact => "Exact", PathKind::Prefix => "Prefix" },
+            "pathType": match path.kind() { PathKind::Exact => "Exact", PathKind::Prefix => "Prefix", PathKind::Regex => "ImplementationSpecific" },
             "ingress": format!("{}/{}", route.ingress.namespace, route.ingress.name),
             "backend": backend_name(route.backend),
             "timeouts": timeouts_json(&route.timeouts),

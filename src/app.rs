@@ -83,6 +83,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         controller_name: config.controller_name.clone(),
         default_certificate: config.default_ssl_certificate.clone(),
         fallback_certificate: Some(Arc::new(fallback)),
+        proxy_body_size: config.proxy_body_size,
+        default_backend_service: config.default_backend_service.clone(),
+        custom_http_errors: config.custom_http_errors.clone(),
+        limit_req_status_code: config.limit_req_status_code,
         ..Options::default()
     };
 

@@ -11,7 +11,7 @@ use http::Uri;
 use crate::api::bounds::TIMEOUT;
 use crate::compile::{DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
 use crate::k8s::{KubeSettings, LeaseSettings, Publish};
-use crate::proxy::{access_log, ServerLimits};
+use crate::proxy::{access_log, ServerLimits, TrustedProxies};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -132,6 +132,28 @@ pub struct Args {
     #[arg(long, env = "VANE_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
 
+    /// A Service (its first port) that serves requests no rule matches, unless an Ingress has a
+    /// spec.defaultBackend, and the error pages of --custom-http-errors.
+    #[arg(long, env = "VANE_DEFAULT_BACKEND_SERVICE", value_name = "NS/NAME")]
+    pub default_backend_service: Option<String>,
+
+    /// Status codes (comma-separated, 400-599) whose responses, the endpoints' or vane's own,
+    /// are replaced by the error page of --default-backend-service, for Ingresses that set no
+    /// `custom-http-errors`.
+    #[arg(long, env = "VANE_CUSTOM_HTTP_ERRORS", value_name = "CODES", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub custom_http_errors: Vec<u16>,
+
+    /// The status of requests refused by `limit-rps` or `limit-rpm` (ingress-nginx's 503; 429
+    /// says what happened more exactly). They also get Retry-After.
+    #[arg(long, env = "VANE_LIMIT_REQ_STATUS_CODE", value_name = "CODE", default_value_t = 503, value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub limit_req_status_code: u16,
+
+    /// The largest request body of an Ingress that sets no `proxy-body-size`: bytes, or with
+    /// k, m or g (`8m`). Larger bodies get 413. `0`: no limit. vane streams bodies rather than
+    /// buffering them, so the limit protects the backends, not vane.
+    #[arg(long, env = "VANE_PROXY_BODY_SIZE", value_name = "SIZE", default_value = "0", value_parser = crate::api::annotations::parse_body_size)]
+    pub proxy_body_size: u64,
+
     /// Log output format.
     #[arg(long, env = "VANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -164,6 +186,12 @@ pub struct Args {
     /// Then stop accepting, and give in-flight requests and upgraded connections this long.
     #[arg(long, env = "VANE_SHUTDOWN_GRACE", value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Addresses (CIDRs) of proxies in front of vane, such as a cloud load balancer: for a
+    /// connection from one of them, the client is the right-most address of X-Forwarded-For
+    /// that is not a trusted proxy. Default: none, so no client-sent header is believed.
+    #[arg(long, env = "VANE_TRUSTED_PROXIES", value_name = "CIDR[,CIDR]", value_parser = crate::api::annotations::parse_cidrs)]
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
 
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -215,7 +243,11 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
-    fn into_limits(self, shutdown_grace: Duration) -> ServerLimits {
+    fn into_limits(
+        self,
+        shutdown_grace: Duration,
+        trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    ) -> ServerLimits {
         // u32 to usize never truncates on the 32- and 64-bit targets vane builds for.
         let size = |value: u32| usize::try_from(value).unwrap_or(usize::MAX);
         ServerLimits {
@@ -229,6 +261,7 @@ impl LimitArgs {
             max_uri_bytes: size(self.max_uri_bytes),
             max_concurrent_streams: self.http2_max_streams,
             shutdown_grace,
+            trusted_proxies: trusted_proxies.map(TrustedProxies::new),
         }
     }
 }
@@ -292,6 +325,27 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
 pub enum Command {
     /// Print the BackendPolicy CustomResourceDefinition as YAML.
     Crdgen,
+    /// Print README's annotation table: what vane does with each of its own annotations and
+    /// each of ingress-nginx's (Markdown).
+    Annotations,
+    /// Report offline what vane would do with the Ingresses of YAML manifests (files,
+    /// directories, or `-` for stdin, such as `kubectl get ingress,svc,endpointslices -A -o
+    /// yaml`). Exit status: 0 when all is honoured, 1 for ignored or unknown annotations with
+    /// --strict, 2 when an Ingress would be refused or anything has an error.
+    Check {
+        /// The IngressClass to report on, as if vane served it (`nginx` while migrating).
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_INGRESS_CLASS)]
+        ingress_class: String,
+        /// Report format.
+        #[arg(long, short = 'o', value_name = "FORMAT", default_value = "text")]
+        output: crate::check::Format,
+        /// Exit with 1 when annotations are ignored or unknown (and nothing is worse).
+        #[arg(long)]
+        strict: bool,
+        /// YAML files or directories (read recursively), `-` for stdin.
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -359,6 +413,14 @@ pub struct Config {
     pub span_export: Option<SpanExport>,
     pub shutdown_delay: Duration,
     pub limits: ServerLimits,
+    /// `--proxy-body-size`; `None`: no limit.
+    pub proxy_body_size: Option<u64>,
+    /// `--default-backend-service` as (namespace, name).
+    pub default_backend_service: Option<(String, String)>,
+    /// `--custom-http-errors`.
+    pub custom_http_errors: Vec<u16>,
+    /// `--limit-req-status-code`.
+    pub limit_req_status_code: http::StatusCode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -367,6 +429,8 @@ pub enum ConfigError {
     PublishService(String),
     #[error("--default-ssl-certificate must be NAMESPACE/NAME, not {0:?}")]
     DefaultSslCertificate(String),
+    #[error("--default-backend-service must be NAMESPACE/NAME, not {0:?}")]
+    DefaultBackendService(String),
     #[error("--workers must be at least 1")]
     NoWorkers,
     #[error("--{0} must not be empty")]
@@ -420,6 +484,12 @@ impl Args {
             }
             None => None,
         };
+        let default_backend_service = match self.default_backend_service {
+            Some(service) => {
+                Some(namespaced_name(&service).ok_or(ConfigError::DefaultBackendService(service))?)
+            }
+            None => None,
+        };
         let workers = self.workers.unwrap_or(cpus);
         if workers == 0 {
             return Err(ConfigError::NoWorkers);
@@ -436,6 +506,11 @@ impl Args {
             debug_addr: self.debug_addr,
             workers,
             log_format: self.log_format,
+            proxy_body_size: (self.proxy_body_size > 0).then_some(self.proxy_body_size),
+            default_backend_service,
+            custom_http_errors: self.custom_http_errors,
+            limit_req_status_code: http::StatusCode::from_u16(self.limit_req_status_code)
+                .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
             access_log: match (
                 self.access_log,
                 self.access_log_format.unwrap_or(self.log_format),
@@ -449,7 +524,9 @@ impl Args {
                 sample_ratio: self.trace_sample_ratio,
             }),
             shutdown_delay: self.shutdown_delay,
-            limits: self.limits.into_limits(self.shutdown_grace),
+            limits: self
+                .limits
+                .into_limits(self.shutdown_grace, self.trusted_proxies),
         })
     }
 }
@@ -644,6 +721,31 @@ mod tests {
             let ratio = format!("--trace-sample-ratio={bad}");
             let error = export(&["--otlp-endpoint=http://c", &ratio]);
             assert!(error.unwrap_err().contains("0.0 to 1.0"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_backend_and_error_codes_parse() {
+        let config = Args::try_parse_from([
+            "vane",
+            "--manifests",
+            "/m",
+            "--default-backend-service",
+            "ingress/errors",
+            "--custom-http-errors",
+            "404,503",
+        ])
+        .unwrap()
+        .into_config(1, &env())
+        .unwrap();
+        assert_eq!(
+            config.default_backend_service,
+            Some(("ingress".into(), "errors".into()))
+        );
+        assert_eq!(config.custom_http_errors, [404, 503]);
+        for bad in ["200", "404;x", "404,600"] {
+            let args = ["vane", "--manifests", "/m", "--custom-http-errors", bad];
+            assert!(Args::try_parse_from(args).is_err(), "{bad}");
         }
     }
 

@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod args;
 pub mod balance;
+pub mod check;
 pub mod compile;
 pub mod debounce;
 pub mod endpoint;

@@ -9,9 +9,27 @@ use vane::args::{Args, Command, Environment, LogFormat};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::Crdgen) = args.command {
-        print!("{}", vane::api::crd_yaml());
-        return ExitCode::SUCCESS;
+    match args.command {
+        Some(Command::Crdgen) => {
+            print!("{}", vane::api::crd_yaml());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Annotations) => {
+            print!("{}", vane::api::compat::markdown_table());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Check {
+            ingress_class,
+            output,
+            strict,
+            paths,
+        }) => {
+            let loaded = vane::check::load(&paths, &mut std::io::stdin().lock());
+            let report = vane::check::Report::new(&loaded, &ingress_class);
+            print!("{}", vane::check::render(&report, output));
+            return ExitCode::from(report.verdict.exit_code(strict));
+        }
+        None => {}
     }
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())

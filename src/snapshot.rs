@@ -26,3 +26,18 @@ pub struct Snapshot {
     pub secrets: Vec<Arc<Secret>>,
     pub backend_policies: Vec<Arc<BackendPolicy>>,
 }
+
+impl Snapshot {
+    /// Appends the objects of `other`: pointer copies.
+    pub fn extend(&mut self, other: &Snapshot) {
+        self.ingress_classes
+            .extend(other.ingress_classes.iter().cloned());
+        self.ingresses.extend(other.ingresses.iter().cloned());
+        self.services.extend(other.services.iter().cloned());
+        self.endpoint_slices
+            .extend(other.endpoint_slices.iter().cloned());
+        self.secrets.extend(other.secrets.iter().cloned());
+        self.backend_policies
+            .extend(other.backend_policies.iter().cloned());
+    }
+}

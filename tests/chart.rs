@@ -1754,6 +1754,36 @@ fn the_access_log_is_on_and_follows_the_log_format_unless_set() {
 }
 
 #[test]
+fn the_body_size_limit_is_passed_only_when_set() {
+    assert_eq!(rendered("defaults").arg("--proxy-body-size"), None);
+    let set = render_with(r#"{"controller": {"proxyBodySize": "8m"}}"#);
+    assert_eq!(set.arg("--proxy-body-size").as_deref(), Some("8m"));
+    render_fails(
+        r#"{"controller": {"proxyBodySize": "8 MB"}}"#,
+        "proxyBodySize",
+    );
+}
+
+#[test]
+fn the_default_backend_and_error_codes_are_passed_when_set() {
+    let defaults = rendered("defaults");
+    assert_eq!(defaults.arg("--default-backend-service"), None);
+    assert_eq!(defaults.arg("--custom-http-errors"), None);
+    let set = render_with(
+        r#"{"controller": {"defaultBackendService": "ingress/errors", "customHttpErrors": [404, 503]}}"#,
+    );
+    assert_eq!(
+        set.arg("--default-backend-service").as_deref(),
+        Some("ingress/errors")
+    );
+    assert_eq!(set.arg("--custom-http-errors").as_deref(), Some("404,503"));
+    render_fails(
+        r#"{"controller": {"customHttpErrors": [200]}}"#,
+        "customHttpErrors",
+    );
+}
+
+#[test]
 fn spans_are_exported_only_to_a_collector_the_values_name() {
     let defaults = rendered("defaults");
     assert_eq!(defaults.arg("--otlp-endpoint"), None);

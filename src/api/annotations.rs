@@ -5,66 +5,196 @@
 
 use super::bounds;
 
-/// Annotation keys.
+/// The prefix of vane's own annotations.
+pub const VANE_PREFIX: &str = "vane.dev/";
+/// ingress-nginx's prefix, read where vane gives an annotation ingress-nginx's meaning.
+pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// An annotation vane reads: its full name under `vane.dev/`, and under ingress-nginx's prefix
+/// when vane honours that name too. Where both are set, `vane.dev/` wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub vane: &'static str,
+    pub nginx: Option<&'static str>,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.vane)
+    }
+}
+
+macro_rules! key {
+    ($name:literal) => {
+        Key {
+            vane: concat!("vane.dev/", $name),
+            nginx: None,
+        }
+    };
+    ($name:literal, nginx) => {
+        Key {
+            vane: concat!("vane.dev/", $name),
+            nginx: Some(concat!("nginx.ingress.kubernetes.io/", $name)),
+        }
+    };
+}
+
+/// Declares each key once: its constant, and its place in `keys::ALL`.
+macro_rules! keys {
+    ($($(#[$doc:meta])* $name:ident = $key:literal $(, $nginx:ident)?;)*) => {
+        $($(#[$doc])* pub const $name: Key = key!($key $(, $nginx)?);)*
+
+        /// Every annotation vane reads, in the order declared.
+        pub const ALL: &[Key] = &[$($name),*];
+    };
+}
+
+/// Annotation keys. `key!("name")` is `vane.dev/name` alone; `key!("name", nginx)` is also
+/// read as `nginx.ingress.kubernetes.io/name`, with ingress-nginx's meaning.
 pub mod keys {
-    /// `round-robin`, `random`, `least-connections`, `least-response-time`, `consistent-hash`.
-    pub const LOAD_BALANCE: &str = "vane.dev/load-balance";
-    /// `source-ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`; alone, it also turns
-    /// on consistent hashing (as ingress-nginx's `upstream-hash-by` does).
-    pub const HASH_BY: &str = "vane.dev/hash-by";
-    /// A duration (`30s`, `2m`): joining endpoints ramp up over it (round robin, least
-    /// connections, least response time).
-    pub const SLOW_START: &str = "vane.dev/slow-start";
-    /// `cookie`: keep each client on one endpoint with a cookie.
-    pub const AFFINITY: &str = "vane.dev/affinity";
-    /// The affinity cookie's name (default `vane-affinity`).
-    pub const SESSION_COOKIE_NAME: &str = "vane.dev/session-cookie-name";
-    /// The affinity cookie's Path (default `/`).
-    pub const SESSION_COOKIE_PATH: &str = "vane.dev/session-cookie-path";
-    /// The affinity cookie's Max-Age in seconds (default: a session cookie).
-    pub const SESSION_COOKIE_MAX_AGE: &str = "vane.dev/session-cookie-max-age";
-    /// `Strict`, `Lax` or `None`.
-    pub const SESSION_COOKIE_SAMESITE: &str = "vane.dev/session-cookie-samesite";
-    /// `true` or `false`.
-    pub const SESSION_COOKIE_SECURE: &str = "vane.dev/session-cookie-secure";
-    /// `"true"`: this Ingress is a canary of the Ingress serving the same host and path.
-    pub const CANARY: &str = "vane.dev/canary";
-    /// Percentage (0-100) of requests, not decided by header or cookie, that go to the canary.
-    pub const CANARY_WEIGHT: &str = "vane.dev/canary-weight";
-    /// A request header: `always` sends to the canary, `never` keeps away from it.
-    pub const CANARY_BY_HEADER: &str = "vane.dev/canary-by-header";
-    /// With `canary-by-header`: the header value that sends to the canary (instead of `always`).
-    pub const CANARY_BY_HEADER_VALUE: &str = "vane.dev/canary-by-header-value";
-    /// A cookie: `always` sends to the canary, `never` keeps away from it.
-    pub const CANARY_BY_COOKIE: &str = "vane.dev/canary-by-cookie";
-    /// Timeout to connect to an endpoint: seconds (`5`, as ingress-nginx) or a duration (`5s`).
-    pub const PROXY_CONNECT_TIMEOUT: &str = "vane.dev/proxy-connect-timeout";
-    /// Timeout for the response headers, and between two reads of the response body.
-    pub const PROXY_READ_TIMEOUT: &str = "vane.dev/proxy-read-timeout";
-    /// Timeout between two writes of the request body to the endpoint.
-    pub const PROXY_SEND_TIMEOUT: &str = "vane.dev/proxy-send-timeout";
-    /// Timeout of the whole exchange, retries included (not for upgraded connections).
-    pub const PROXY_REQUEST_TIMEOUT: &str = "vane.dev/proxy-request-timeout";
-    /// `"false"`: hosts with TLS do not redirect plain HTTP to HTTPS (default `"true"`).
-    pub const SSL_REDIRECT: &str = "vane.dev/ssl-redirect";
-    /// `"true"`: redirect plain HTTP to HTTPS even for hosts without a `spec.tls` entry.
-    pub const FORCE_SSL_REDIRECT: &str = "vane.dev/force-ssl-redirect";
-    /// `max-age=SECONDS[; includeSubDomains][; preload]`: the Strict-Transport-Security of
-    /// HTTPS responses.
-    pub const HSTS: &str = "vane.dev/hsts";
-    /// `NAME` or `NAMESPACE/NAME` (the Ingress's own namespace): a Secret whose `ca.crt`
-    /// verifies client certificates.
-    pub const AUTH_TLS_SECRET: &str = "vane.dev/auth-tls-secret";
-    /// `on` (required, the default with `auth-tls-secret`), `optional` or `off`.
-    pub const AUTH_TLS_VERIFY_CLIENT: &str = "vane.dev/auth-tls-verify-client";
-    /// `HTTP`, `HTTPS`, `H2C`, `GRPC` or `GRPCS`: how vane talks to the endpoints.
-    pub const BACKEND_PROTOCOL: &str = "vane.dev/backend-protocol";
-    /// Comma-separated `Upgrade` protocols the Ingress's routes tunnel besides `websocket`
-    /// (`SPDY/3.1` for `kubectl exec` through a proxied API server, say); never `h2c`.
-    pub const UPGRADE_PROTOCOLS: &str = "vane.dev/upgrade-protocols";
-    /// `"false"`: the Ingress's requests are not written to the access log (default `"true"`;
-    /// `--access-log off` turns it off for every Ingress).
-    pub const ENABLE_ACCESS_LOG: &str = "vane.dev/enable-access-log";
+    use super::Key;
+
+    keys! {
+        /// `round-robin`, `random`, `least-connections`, `least-response-time`, `consistent-hash`.
+        LOAD_BALANCE = "load-balance";
+        /// `source-ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`; alone, it also turns
+        /// on consistent hashing (as ingress-nginx's `upstream-hash-by` does).
+        HASH_BY = "hash-by";
+        /// A duration (`30s`, `2m`): joining endpoints ramp up over it (round robin, least
+        /// connections, least response time).
+        SLOW_START = "slow-start";
+        /// `cookie`: keep each client on one endpoint with a cookie.
+        AFFINITY = "affinity";
+        /// The affinity cookie's name (default `vane-affinity`).
+        SESSION_COOKIE_NAME = "session-cookie-name";
+        /// The affinity cookie's Path (default `/`).
+        SESSION_COOKIE_PATH = "session-cookie-path";
+        /// The affinity cookie's Max-Age in seconds (default: a session cookie).
+        SESSION_COOKIE_MAX_AGE = "session-cookie-max-age";
+        /// `Strict`, `Lax` or `None`.
+        SESSION_COOKIE_SAMESITE = "session-cookie-samesite";
+        /// `true` or `false`.
+        SESSION_COOKIE_SECURE = "session-cookie-secure";
+        /// `"true"`: this Ingress is a canary of the Ingress serving the same host and path.
+        CANARY = "canary", nginx;
+        /// Percentage (0-100) of requests, not decided by header or cookie, that go to the canary.
+        CANARY_WEIGHT = "canary-weight", nginx;
+        /// A request header: `always` sends to the canary, `never` keeps away from it.
+        CANARY_BY_HEADER = "canary-by-header", nginx;
+        /// With `canary-by-header`: the header value that sends to the canary (instead of
+        /// `always`).
+        CANARY_BY_HEADER_VALUE = "canary-by-header-value", nginx;
+        /// A cookie: `always` sends to the canary, `never` keeps away from it.
+        CANARY_BY_COOKIE = "canary-by-cookie", nginx;
+        /// Timeout to connect to an endpoint: seconds (`5`, as ingress-nginx) or a duration (`5s`).
+        PROXY_CONNECT_TIMEOUT = "proxy-connect-timeout", nginx;
+        /// Timeout for the response headers, and between two reads of the response body.
+        PROXY_READ_TIMEOUT = "proxy-read-timeout", nginx;
+        /// Timeout between two writes of the request body to the endpoint.
+        PROXY_SEND_TIMEOUT = "proxy-send-timeout", nginx;
+        /// Timeout of the whole exchange, retries included (not for upgraded connections).
+        PROXY_REQUEST_TIMEOUT = "proxy-request-timeout";
+        /// `"false"`: hosts with TLS do not redirect plain HTTP to HTTPS (default `"true"`).
+        SSL_REDIRECT = "ssl-redirect", nginx;
+        /// `"true"`: redirect plain HTTP to HTTPS even for hosts without a `spec.tls` entry.
+        FORCE_SSL_REDIRECT = "force-ssl-redirect", nginx;
+        /// `max-age=SECONDS[; includeSubDomains][; preload]`: the Strict-Transport-Security of
+        /// HTTPS responses.
+        HSTS = "hsts";
+        /// `NAME` or `NAMESPACE/NAME` (the Ingress's own namespace): a Secret whose `ca.crt`
+        /// verifies client certificates.
+        AUTH_TLS_SECRET = "auth-tls-secret";
+        /// `on` (required, the default with `auth-tls-secret`), `optional` or `off`.
+        AUTH_TLS_VERIFY_CLIENT = "auth-tls-verify-client";
+        /// `HTTP`, `HTTPS`, `H2C`, `GRPC` or `GRPCS`: how vane talks to the endpoints.
+        BACKEND_PROTOCOL = "backend-protocol";
+        /// Comma-separated `Upgrade` protocols the Ingress's routes tunnel besides `websocket`
+        /// (`SPDY/3.1` for `kubectl exec` through a proxied API server, say); never `h2c`.
+        UPGRADE_PROTOCOLS = "upgrade-protocols";
+        /// `"false"`: the Ingress's requests are not written to the access log (default `"true"`;
+        /// `--access-log off` turns it off for every Ingress).
+        ENABLE_ACCESS_LOG = "enable-access-log", nginx;
+
+        // Route transforms, with ingress-nginx's names and meaning.
+
+        /// `"true"`: the Ingress's `ImplementationSpecific` paths are regular expressions,
+        /// case-insensitive and anchored at the start.
+        USE_REGEX = "use-regex", nginx;
+        /// The path sent upstream instead of the request's, with `$1`..`$9` from the path's
+        /// expression (`/$2`); also makes `ImplementationSpecific` paths expressions.
+        REWRITE_TARGET = "rewrite-target", nginx;
+        /// The `X-Forwarded-Prefix` header sent upstream.
+        X_FORWARDED_PREFIX = "x-forwarded-prefix", nginx;
+        /// The `Host` header sent upstream instead of the request's.
+        UPSTREAM_VHOST = "upstream-vhost", nginx;
+        /// A URL every request is redirected to, with code `permanent-redirect-code` (301).
+        PERMANENT_REDIRECT = "permanent-redirect", nginx;
+        /// 300-308: the code of `permanent-redirect`.
+        PERMANENT_REDIRECT_CODE = "permanent-redirect-code", nginx;
+        /// A URL every request is redirected to, with code `temporal-redirect-code` (302); wins
+        /// over `permanent-redirect`.
+        TEMPORAL_REDIRECT = "temporal-redirect", nginx;
+        /// 300-307: the code of `temporal-redirect`.
+        TEMPORAL_REDIRECT_CODE = "temporal-redirect-code", nginx;
+        /// A path: requests for `/` are redirected (302) to it.
+        APP_ROOT = "app-root", nginx;
+        /// `"true"`: requests for `www.HOST` are redirected (308) to `HOST`, or the other way
+        /// round for a host that starts with `www.`, unless an Ingress serves that name.
+        FROM_TO_WWW_REDIRECT = "from-to-www-redirect", nginx;
+        /// The largest request body: bytes, or with a unit `k`, `m`, `g` (`8m`); `0` is no
+        /// limit. Larger bodies get 413.
+        PROXY_BODY_SIZE = "proxy-body-size", nginx;
+        /// Comma-separated status codes (`404,503`): responses with them, the endpoint's or
+        /// vane's own, are replaced by the error page of `default-backend` (or
+        /// `--default-backend-service`).
+        CUSTOM_HTTP_ERRORS = "custom-http-errors", nginx;
+        /// A Service of the Ingress's namespace (its first port) that answers the error pages of
+        /// `custom-http-errors`.
+        DEFAULT_BACKEND = "default-backend", nginx;
+        /// Comma-separated CIDRs or addresses, IPv4 and IPv6: only these clients reach the
+        /// routes; others get 403. An invalid value fails closed (the routes answer 503).
+        ALLOWLIST_SOURCE_RANGE = "allowlist-source-range", nginx;
+        /// ingress-nginx's older name of `allowlist-source-range` (which wins if both are set).
+        WHITELIST_SOURCE_RANGE = "whitelist-source-range", nginx;
+        /// Comma-separated CIDRs or addresses whose clients get 403; checked before the allow list.
+        DENYLIST_SOURCE_RANGE = "denylist-source-range", nginx;
+        /// Requests per second per client address (local to each replica); refused requests get
+        /// 503, or `--limit-req-status-code`.
+        LIMIT_RPS = "limit-rps", nginx;
+        /// Requests per minute per client address, likewise.
+        LIMIT_RPM = "limit-rpm", nginx;
+        /// How many times the rate a client may send at once (default 5).
+        LIMIT_BURST_MULTIPLIER = "limit-burst-multiplier", nginx;
+        /// CIDRs whose clients are not rate limited.
+        LIMIT_ALLOWLIST = "limit-allowlist", nginx;
+        /// ingress-nginx's older name of `limit-allowlist` (which wins if both are set).
+        LIMIT_WHITELIST = "limit-whitelist", nginx;
+        /// A YAML map of `set`, `add` (header: value) and `remove` (a list of names): changes
+        /// to the request before it goes upstream.
+        REQUEST_HEADERS = "request-headers";
+        /// The same for the endpoint's response before it goes to the client.
+        RESPONSE_HEADERS = "response-headers";
+
+        // CORS, with ingress-nginx's names, defaults and meaning.
+
+        /// `"true"`: vane answers CORS preflights for the Ingress's routes and adds CORS headers
+        /// to their responses.
+        ENABLE_CORS = "enable-cors", nginx;
+        /// `*` (the default: any origin), or comma-separated origins: `https://app.example.com`,
+        /// `http://localhost:3000`, `https://*.example.com` (one label), `null`.
+        CORS_ALLOW_ORIGIN = "cors-allow-origin", nginx;
+        /// Comma-separated methods a preflight allows (default
+        /// `GET, PUT, POST, DELETE, PATCH, OPTIONS`).
+        CORS_ALLOW_METHODS = "cors-allow-methods", nginx;
+        /// Comma-separated request headers a preflight allows (default ingress-nginx's list).
+        CORS_ALLOW_HEADERS = "cors-allow-headers", nginx;
+        /// Comma-separated response headers (or `*`) scripts may read (default none).
+        CORS_EXPOSE_HEADERS = "cors-expose-headers", nginx;
+        /// `"false"`: no `Access-Control-Allow-Credentials: true` (default `"true"`).
+        CORS_ALLOW_CREDENTIALS = "cors-allow-credentials", nginx;
+        /// Seconds a browser may cache a preflight's answer (default 1728000).
+        CORS_MAX_AGE = "cors-max-age", nginx;
+    }
 }
 
 /// Most protocols one `upgrade-protocols` annotation may list.
@@ -192,6 +322,102 @@ pub fn parse_same_site(value: &str) -> Result<super::SameSite, String> {
         "None" => Ok(super::SameSite::None),
         other => Err(format!("{other:?} is not Strict, Lax or None")),
     }
+}
+
+/// Most codes one `custom-http-errors` may list.
+const MAX_ERROR_CODES: usize = 32;
+
+/// Status codes, comma-separated, each from 400 to 599 (`404,503`).
+pub fn parse_error_codes(value: &str) -> Result<Vec<u16>, String> {
+    let codes: Vec<u16> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|code| {
+            code.parse::<u16>()
+                .ok()
+                .filter(|c| (400..=599).contains(c))
+                .ok_or_else(|| format!("{code:?} is not a status code from 400 to 599"))
+        })
+        .collect::<Result<_, _>>()?;
+    if codes.is_empty() || codes.len() > MAX_ERROR_CODES {
+        return Err(format!(
+            "{value:?} is not a list of 1 to {MAX_ERROR_CODES} codes"
+        ));
+    }
+    Ok(codes)
+}
+
+/// A Service name (a DNS-1035 label), as `default-backend` names one.
+pub fn parse_service_name(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && !value.ends_with('-');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not a Service name"))
+    }
+}
+
+/// Most CIDRs one source-range annotation may list.
+const MAX_CIDRS: usize = 10_000;
+
+/// Comma-separated CIDRs (`10.0.0.0/8`) or single addresses (`192.0.2.7`, taken as /32 or
+/// /128), IPv4 and IPv6, as ingress-nginx's source ranges.
+pub fn parse_cidrs(value: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    let cidrs: Vec<ipnet::IpNet> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|cidr| {
+            cidr.parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{cidr:?} is not a CIDR like 10.0.0.0/8 or an address"))
+        })
+        .collect::<Result<_, _>>()?;
+    if cidrs.is_empty() || cidrs.len() > MAX_CIDRS {
+        return Err(format!("{value:?} is not a list of 1 to {MAX_CIDRS} CIDRs"));
+    }
+    Ok(cidrs)
+}
+
+/// A positive whole number up to a million (a rate, or a burst multiplier).
+pub fn parse_rate(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!("{value:?} is not a whole number from 1 to 1000000")),
+    }
+}
+
+/// Largest `proxy-body-size`: a terabyte is no limit in practice, and keeps sums in range.
+const MAX_BODY_SIZE: u64 = 1 << 40;
+
+/// A size as nginx writes it (`client_max_body_size`): bytes, or a number with `k`, `m` or
+/// `g` (binary units, any case), at most 1 TiB.
+pub fn parse_body_size(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let (digits, unit) = match value.as_bytes().last().map(u8::to_ascii_lowercase) {
+        Some(b'b') => (&value[..value.len() - 1], 1),
+        Some(b'k') => (&value[..value.len() - 1], 1 << 10),
+        Some(b'm') => (&value[..value.len() - 1], 1 << 20),
+        Some(b'g') => (&value[..value.len() - 1], 1 << 30),
+        _ => (value, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|&size| size <= MAX_BODY_SIZE)
+        .ok_or_else(|| {
+            format!("{value:?} is not a size like 1048576, 512k, 8m or 1g (at most 1024g)")
+        })
 }
 
 /// `true` or `false`.
@@ -412,6 +638,18 @@ mod tests {
         assert_eq!(parse_timeout("1m30s"), Ok(Duration::from_secs(90)));
         for bad in ["0", "-1", "5 s", "1d", "", "100000"] {
             assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn body_sizes_take_nginx_units() {
+        assert_eq!(parse_body_size("0"), Ok(0));
+        assert_eq!(parse_body_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_body_size("8m"), Ok(8 << 20));
+        assert_eq!(parse_body_size(" 512K "), Ok(512 << 10));
+        assert_eq!(parse_body_size("1g"), Ok(1 << 30));
+        for bad in ["", "m", "-1", "1.5m", "1t", "2000g", "+5", "1 m"] {
+            assert!(parse_body_size(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod annotations;
 mod backend_policy;
 pub mod bounds;
+pub mod compat;
 pub mod duration;
 mod validate;
 

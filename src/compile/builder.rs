@@ -8,19 +8,21 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use foldhash::{HashMap, HashMapExt};
 use hashbrown::HashTable;
+use http::StatusCode;
 
 use crate::api::annotations::{keys, parse_bool, parse_upgrade_protocols};
 use crate::api::BackendPolicy;
 use crate::table::{
-    Backend, BackendProtocol, BackendTarget, Canary, CircuitBreaker, CookieAffinity, HealthCheck,
-    HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route, RouteTls, SlowStart,
-    Timeouts, TrafficLabels, UpstreamTls,
+    Backend, BackendProtocol, BackendTarget, Canary, CircuitBreaker, CookieAffinity, ErrorPages,
+    HealthCheck, HostPattern, LoadBalancing, ObjectRef, PathRule, RetryPolicy, Route, RouteTls,
+    SlowStart, Timeouts, TrafficLabels, Transforms, UpstreamTls,
 };
 
 use super::service::{self, Resolved, Unresolved};
 use super::service_index::ServiceIndex;
 use super::{
-    balancing, canary, ingress, policy, reasons, resilience, tls, upstream_tls, Annotations, Sink,
+    balancing, canary, ingress, policy, reasons, resilience, tls, transform, upstream_tls,
+    Annotations, Sink,
 };
 
 /// What an Ingress's annotations say, parsed once per Ingress.
@@ -36,6 +38,9 @@ pub(super) struct IngressConfig {
 pub(super) struct RouteShared {
     upgrade_protocols: Option<Arc<[Box<str>]>>,
     access_log: bool,
+    pub(super) transforms: transform::IngressTransforms,
+    /// The backend of the Ingress's own `default-backend`, once resolved.
+    error_backend: Option<usize>,
 }
 
 /// One route's own parts: its rule, backend, TLS, timeouts and traffic labels.
@@ -49,9 +54,11 @@ pub(super) struct RouteParts {
 }
 
 impl IngressConfig {
+    /// `defaults` apply where the Ingress sets nothing.
     pub(super) fn parse(
         annotations: &Annotations<'_>,
         object: &ObjectRef,
+        defaults: transform::Defaults,
         sink: &mut Sink,
     ) -> Self {
         Self {
@@ -65,6 +72,13 @@ impl IngressConfig {
                 access_log: annotations
                     .parse(keys::ENABLE_ACCESS_LOG, parse_bool, sink)
                     .unwrap_or(true),
+                transforms: transform::IngressTransforms::parse(
+                    annotations,
+                    object,
+                    defaults,
+                    sink,
+                ),
+                error_backend: None,
             },
         }
     }
@@ -150,6 +164,17 @@ pub(super) struct TableBuilder<'a> {
     /// of a one-file change at 10,000 Ingresses.
     owners: HashTable<usize>,
     hasher: RandomState,
+    /// What applies where an Ingress sets nothing (`--proxy-body-size`, ...).
+    pub(super) defaults: transform::Defaults,
+    /// Routes whose Ingress asked for `from-to-www-redirect`, by host.
+    www: Vec<(Box<str>, usize)>,
+    /// `--default-backend-service`: its backend, and the route it serves unmatched requests on.
+    default_backend: Option<usize>,
+    default_route: Option<Route>,
+    /// `--custom-http-errors` from that backend: the error pages of Ingresses that set none.
+    default_pages: Option<Arc<ErrorPages>>,
+    /// `--custom-http-errors`.
+    default_codes: Box<[StatusCode]>,
 }
 
 impl<'a> TableBuilder<'a> {
@@ -158,6 +183,7 @@ impl<'a> TableBuilder<'a> {
         policies: &'a policy::Attachments<'a>,
         tls: tls::TlsBuilder<'a>,
         routes: usize,
+        defaults: transform::Defaults,
     ) -> Self {
         // Sized for the common case of a backend per route.
         Self {
@@ -170,7 +196,113 @@ impl<'a> TableBuilder<'a> {
             problems: HashMap::new(),
             owners: HashTable::with_capacity(routes),
             hasher: RandomState::default(),
+            defaults,
+            www: Vec::new(),
+            default_backend: None,
+            default_route: None,
+            default_pages: None,
+            default_codes: Box::default(),
         }
+    }
+
+    /// Resolves `--default-backend-service` (its first port) into a backend, with the route
+    /// that serves unmatched requests and the error pages of `codes`.
+    pub(super) fn set_default_backend(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        codes: &[u16],
+        sink: &mut Sink,
+    ) {
+        let object = ObjectRef::new("Service", namespace, name);
+        let config = IngressConfig::parse(
+            &Annotations::new(None, &object),
+            &object,
+            self.defaults,
+            sink,
+        );
+        let backend = self.error_backend(&object, &config, name, sink);
+        let route = Route {
+            ingress: object.clone(),
+            host: HostPattern::Any,
+            path: None,
+            backend,
+            timeouts: config.timeouts.timeouts(None),
+            canary: None,
+            tls: RouteTls::default(),
+            upgrade_protocols: None,
+            access_log: true,
+            labels: self.labels(&object, backend),
+            rewrite: None,
+            transforms: None,
+            error_pages: None,
+        };
+        self.default_codes = transform::status_codes(codes);
+        self.default_pages = (!codes.is_empty()).then(|| {
+            Arc::new(ErrorPages {
+                codes: self.default_codes.clone(),
+                backend,
+            })
+        });
+        self.default_backend = Some(backend);
+        self.default_route = Some(route);
+    }
+
+    /// Serves requests no rule matches on `--default-backend-service`, unless an Ingress's
+    /// `spec.defaultBackend` does (the first route without a path is the table's default).
+    pub(super) fn add_default_backend_route(&mut self) {
+        if let Some(route) = self.default_route.take() {
+            self.routes.push(route);
+        }
+    }
+
+    /// Resolves the Ingress's own `default-backend`, if it has one, for its error pages.
+    pub(super) fn resolve_error_backend(
+        &mut self,
+        object: &ObjectRef,
+        config: &mut IngressConfig,
+        sink: &mut Sink,
+    ) {
+        if let Some(service) = config.shared.transforms.default_backend.clone() {
+            config.shared.error_backend = Some(self.error_backend(object, config, &service, sink));
+        }
+    }
+
+    /// The backend of Service `service` (of `object`'s namespace) on its first port.
+    fn error_backend(
+        &mut self,
+        object: &ObjectRef,
+        config: &IngressConfig,
+        service: &str,
+        sink: &mut Sink,
+    ) -> usize {
+        let port = self.services.first_port(&object.namespace, service);
+        let target = match &port {
+            Ok(port) => ingress::BackendRef::Service {
+                name: service,
+                port,
+            },
+            Err(problem) => ingress::BackendRef::Unsupported(problem.message.clone()),
+        };
+        let resolution = self.resolve(object, config, &target, sink);
+        self.backend(object, resolution, sink).0
+    }
+
+    /// The error pages of a route of an Ingress: its own codes and backend where it sets them,
+    /// else `--custom-http-errors` and `--default-backend-service`.
+    fn error_pages(&self, shared: &RouteShared) -> Option<Arc<ErrorPages>> {
+        let codes = shared.transforms.error_codes.as_ref();
+        if codes.is_none() && shared.error_backend.is_none() {
+            return self.default_pages.clone();
+        }
+        let codes = codes.unwrap_or(&self.default_codes);
+        let backend = shared.error_backend.or(self.default_backend)?;
+        (!codes.is_empty()).then(|| {
+            Arc::new(ErrorPages {
+                codes: codes.clone(),
+                backend,
+            })
+        })
     }
 
     pub(super) fn add(
@@ -203,8 +335,15 @@ impl<'a> TableBuilder<'a> {
         parts: RouteParts,
         shared: &RouteShared,
     ) {
+        let transforms = &shared.transforms;
+        if let (true, HostPattern::Exact(host)) = (transforms.www_redirect, &parts.host) {
+            self.www.push((host.clone(), self.routes.len()));
+        }
         self.routes.push(Route {
             ingress: object.clone(),
+            rewrite: transforms.rewrite(parts.path.as_ref()),
+            transforms: transforms.transforms.clone(),
+            error_pages: self.error_pages(shared),
             host: parts.host,
             path: parts.path,
             backend: parts.backend,
@@ -215,6 +354,44 @@ impl<'a> TableBuilder<'a> {
             access_log: shared.access_log,
             labels: parts.labels,
         });
+    }
+
+    /// Adds the redirects `from-to-www-redirect` asked for, once every Ingress has its routes:
+    /// the other name of each such host (`www.example.com` for `example.com`, and the other
+    /// way round) answers every request with a redirect to it, unless an Ingress serves that
+    /// name (as ingress-nginx does).
+    pub(super) fn add_www_redirects(&mut self) {
+        let served: foldhash::HashSet<&str> = self
+            .routes
+            .iter()
+            .filter_map(|route| match &route.host {
+                HostPattern::Exact(host) => Some(&**host),
+                _ => None,
+            })
+            .collect();
+        let mut redirects: Vec<(String, Transforms, usize)> = Vec::new();
+        for (host, route) in &self.www {
+            let Some((from, transforms)) = transform::www_redirect(host) else {
+                continue;
+            };
+            if served.contains(from.as_str()) || redirects.iter().any(|(f, ..)| f == &from) {
+                continue;
+            }
+            redirects.push((from, transforms, *route));
+        }
+        for (from, transforms, route) in redirects {
+            let source = &self.routes[route];
+            let redirect = Route {
+                host: HostPattern::from_rule(Some(&from)),
+                path: Some(PathRule::prefix("/")),
+                canary: None,
+                rewrite: None,
+                transforms: Some(Arc::new(transforms)),
+                error_pages: None,
+                ..source.clone()
+            };
+            self.routes.push(redirect);
+        }
     }
 
     /// What `object`'s requests to `backend` are counted for in the traffic metrics.
@@ -295,6 +472,14 @@ impl<'a> TableBuilder<'a> {
             );
             return;
         };
+        if let Some(why) = config.shared.transforms.refused() {
+            sink.report(
+                object,
+                reasons::REFUSED_ANNOTATION,
+                format!("{what}: {why}; the canary takes no traffic"),
+            );
+            return;
+        }
         if let Some(older) = self.routes.get(route).and_then(|r| r.canary.as_ref()) {
             let older = format!("{}/{}", older.ingress.namespace, older.ingress.name);
             sink.report(

@@ -256,16 +256,19 @@ impl Fragment {
     ) -> Result<Self, Box<Outside>> {
         let mut sink = Sink::default();
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
-        let config = IngressConfig::parse(&annotations, object, &mut sink);
+        let config = IngressConfig::parse(&annotations, object, builder.defaults, &mut sink);
         let canary = canary::parse(&annotations, &mut sink);
-        if canary.is_some() || !config.tls.adds_nothing(ingress) {
+        // An Ingress's own error backend is resolved with the table's backends, not cached.
+        let own_error_backend = config.shared.transforms.default_backend.is_some();
+        if canary.is_some() || !config.tls.adds_nothing(ingress) || own_error_backend {
             return Err(Box::new(Outside {
                 config,
                 canary,
                 parsed: sink,
             }));
         }
-        let candidates = ingress::candidates(ingress, object, &mut sink);
+        let regex = config.shared.transforms.regex_paths;
+        let candidates = ingress::candidates(ingress, object, regex, &mut sink);
         let mut inputs: Vec<Input> = Vec::new();
         let mut reusable = true;
         let mut rules = Vec::with_capacity(candidates.len());

@@ -40,11 +40,13 @@ pub fn route_count(ingress: &Ingress) -> usize {
     })
 }
 
-/// The route candidates of `ingress`, in the order they are written. Invalid rules are reported
-/// and left out; valid rules of the same Ingress are unaffected.
+/// The route candidates of `ingress`, in the order they are written; with `regex`, its
+/// `ImplementationSpecific` paths are regular expressions. Invalid rules are reported and left
+/// out; valid rules of the same Ingress are unaffected.
 pub fn candidates<'a>(
     ingress: &'a Ingress,
     object: &ObjectRef,
+    regex: bool,
     sink: &mut Sink,
 ) -> Vec<Candidate<'a>> {
     let Some(spec) = ingress.spec.as_ref() else {
@@ -79,7 +81,10 @@ pub fn candidates<'a>(
             let value = path.path.as_deref().unwrap_or("/");
             let rule = match path.path_type.as_str() {
                 "Exact" => validate_path(value).map(|()| PathRule::exact(value)),
-                // vane documents ImplementationSpecific as Prefix.
+                // An expression is checked by compiling it: `/`, `..` and the like mean
+                // something else in one.
+                "ImplementationSpecific" if regex => PathRule::regex(value),
+                // vane documents ImplementationSpecific as Prefix otherwise.
                 "Prefix" | "ImplementationSpecific" => {
                     validate_path(value).map(|()| PathRule::prefix(value))
                 }

@@ -14,8 +14,11 @@ mod builder;
 mod canary;
 mod certificate;
 mod class;
+mod compat;
 mod context;
+mod cors;
 mod fragment;
+mod header_changes;
 mod ingress;
 mod ours;
 mod policy;
@@ -24,6 +27,7 @@ mod self_signed;
 mod service;
 mod service_index;
 mod tls;
+mod transform;
 mod upstream_tls;
 
 use std::sync::Arc;
@@ -59,6 +63,17 @@ pub mod reasons {
     pub const POLICY_TARGET_NOT_FOUND: &str = "PolicyTargetNotFound";
     pub const POLICY_CONFLICT: &str = "PolicyConflict";
     pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
+    /// An annotation vane will not apply and cannot safely serve without (a configuration
+    /// snippet, external authentication, an allow list; see `api::compat`): the Ingress's
+    /// routes answer 503.
+    pub const REFUSED_ANNOTATION: &str = "RefusedAnnotation";
+    /// ingress-nginx annotations vane does not apply and serves without (buffer tuning, say).
+    pub const IGNORED_ANNOTATION: &str = "IgnoredAnnotation";
+    /// Annotations under `vane.dev/` or ingress-nginx's prefix that neither knows: a typo,
+    /// most likely.
+    pub const UNKNOWN_ANNOTATION: &str = "UnknownAnnotation";
+    /// The same setting under both prefixes, with different values: `vane.dev/` is used.
+    pub const ANNOTATION_OVERRIDDEN: &str = "AnnotationOverridden";
     pub const CANARY_WITHOUT_MAIN: &str = "CanaryWithoutMainIngress";
     pub const CANARY_CONFLICT: &str = "CanaryConflict";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
@@ -89,6 +104,16 @@ pub struct Options {
     pub fallback_certificate: Option<Arc<Certificate>>,
     /// Seconds since the Unix epoch, to refuse expired certificates; `None`: not checked.
     pub now: Option<i64>,
+    /// `--proxy-body-size`: the largest request body of Ingresses that set no
+    /// `proxy-body-size`; `None`: no limit.
+    pub proxy_body_size: Option<u64>,
+    /// `--default-backend-service` (namespace, name): serves requests no rule matches (unless
+    /// an Ingress has a `spec.defaultBackend`) and the error pages of `custom-http-errors`.
+    pub default_backend_service: Option<(String, String)>,
+    /// `--custom-http-errors`: the codes replaced by error pages where an Ingress sets none.
+    pub custom_http_errors: Vec<u16>,
+    /// `--limit-req-status-code`: what rate-limited requests get (ingress-nginx's 503).
+    pub limit_req_status_code: http::StatusCode,
 }
 
 impl Default for Options {
@@ -99,6 +124,10 @@ impl Default for Options {
             default_certificate: None,
             fallback_certificate: None,
             now: None,
+            proxy_body_size: None,
+            default_backend_service: None,
+            custom_http_errors: Vec::new(),
+            limit_req_status_code: http::StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -138,7 +167,16 @@ pub fn compile_cached(
         .iter()
         .map(|(ingress, _)| ingress::route_count(ingress))
         .sum();
-    let mut builder = TableBuilder::new(services, &attachments, certificates, routes);
+    let mut builder = TableBuilder::new(
+        services,
+        &attachments,
+        certificates,
+        routes,
+        transform::Defaults::of(options),
+    );
+    if let Some((namespace, name)) = &options.default_backend_service {
+        builder.set_default_backend(namespace, name, &options.custom_http_errors, &mut sink);
+    }
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
     for (ingress, object) in ours {
@@ -160,17 +198,22 @@ pub fn compile_cached(
                 builder
                     .tls
                     .add_ingress(ingress, object, &mut config.tls, &mut sink);
-                for candidate in ingress::candidates(ingress, object, &mut sink) {
+                builder.resolve_error_backend(object, &mut config, &mut sink);
+                let regex = config.shared.transforms.regex_paths;
+                for candidate in ingress::candidates(ingress, object, regex, &mut sink) {
                     builder.add(object, &config, candidate, &mut sink);
                 }
             }
         }
     }
     for (ingress, object, config, settings) in canaries {
-        for candidate in ingress::candidates(ingress, object, &mut sink) {
+        let regex = config.shared.transforms.regex_paths;
+        for candidate in ingress::candidates(ingress, object, regex, &mut sink) {
             builder.add_canary(object, &config, &settings, candidate, &mut sink);
         }
     }
+    builder.add_www_redirects();
+    builder.add_default_backend_route();
     Compiled {
         table: RoutingTable::new(builder.routes, builder.backends).with_tls(builder.tls.finish()),
         diagnostics: sink.diagnostics,

@@ -80,6 +80,26 @@ impl ServiceIndex {
             })
     }
 
+    /// The first port of a Service, which is the port of a Service named without one (as
+    /// ingress-nginx takes a default backend's).
+    pub fn first_port(
+        &self,
+        namespace: &str,
+        service_name: &str,
+    ) -> Result<ServiceBackendPort, Unresolved> {
+        let service = self.service(namespace, service_name)?;
+        match ports(service).first() {
+            Some(port) => Ok(ServiceBackendPort {
+                number: Some(port.port),
+                name: None,
+            }),
+            None => Err(Unresolved {
+                reason: super::reasons::PORT_NOT_FOUND,
+                message: format!("Service {namespace}/{service_name} has no ports"),
+            }),
+        }
+    }
+
     /// Checks that a policy target exists: the Service, and the port named `section` if any.
     pub fn check_target(
         &self,

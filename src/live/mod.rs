@@ -11,6 +11,7 @@
 //! endpoints.
 
 mod backend_guard;
+mod rate_limit;
 mod retry_budget;
 
 use foldhash::{HashMap, HashMapExt};
@@ -25,10 +26,11 @@ use tokio::time::Instant;
 use crate::balance::Balancers;
 use crate::endpoint::EndpointRegistry;
 use crate::health::{ProbeTarget, Prober};
-use crate::table::{Diagnostic, RoutingTable};
+use crate::table::{Diagnostic, RoutingTable, Transforms};
 use crate::tls::ServerConfigs;
 
 pub use backend_guard::{Admission, BackendGuard, Tripped};
+pub use rate_limit::RateLimiter;
 pub use retry_budget::RetryBudget;
 
 /// One published generation of the routing table, with its runtime balancers.
@@ -47,9 +49,24 @@ pub struct ActiveTable {
     /// backends): the shortest of the routes leading to it. Plain HTTP/1.1 takes the route's
     /// own timeout.
     pub connect_timeouts: HashMap<SocketAddr, Duration>,
+    /// The rate limiter of each Ingress with rate limits, by the address of its routes'
+    /// shared [`Transforms`] (which the table holds as long as this).
+    rate_limiters: HashMap<usize, Arc<RateLimiter>>,
 }
 
 impl ActiveTable {
+    /// The rate limiter of routes with these transforms, if they limit rates.
+    pub fn rate_limiter(&self, transforms: &Arc<Transforms>) -> Option<&RateLimiter> {
+        self.rate_limiters
+            .get(&(Arc::as_ptr(transforms) as usize))
+            .map(|limiter| &**limiter)
+    }
+
+    /// Every rate limiter, for the metrics.
+    pub fn rate_limiters(&self) -> impl Iterator<Item = &RateLimiter> {
+        self.rate_limiters.values().map(|limiter| &**limiter)
+    }
+
     /// The configuration of a TLS handshake for `server_name` (SNI): its site's, else the
     /// default site's. `None`: refuse the handshake.
     pub fn server_config(&self, server_name: Option<&str>) -> Option<Arc<ServerConfig>> {
@@ -115,6 +132,7 @@ impl TableHandle {
         let generation = previous.generation + 1;
         self.current.store(Arc::new(ActiveTable {
             generation,
+            rate_limiters: rate_limiters(&table, &previous.rate_limiters),
             connect_timeouts: connect_timeouts(&table),
             server_configs,
             table,
@@ -124,6 +142,33 @@ impl TableHandle {
         }));
         generation
     }
+}
+
+/// The rate limiter of each Ingress with rate limits, by its transforms: the previous table's
+/// where the Ingress and its limits are the same, so clients keep their buckets.
+fn rate_limiters(
+    table: &RoutingTable,
+    previous: &HashMap<usize, Arc<RateLimiter>>,
+) -> HashMap<usize, Arc<RateLimiter>> {
+    let mut limiters = HashMap::new();
+    for route in table.routes() {
+        let Some(transforms) = &route.transforms else {
+            continue;
+        };
+        let Some(limits) = &transforms.rate_limits else {
+            continue;
+        };
+        limiters
+            .entry(Arc::as_ptr(transforms) as usize)
+            .or_insert_with(|| {
+                previous
+                    .values()
+                    .find(|old| old.enforces(&route.ingress, limits))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(RateLimiter::new(&route.ingress, limits)))
+            });
+    }
+    limiters
 }
 
 fn connect_timeouts(table: &RoutingTable) -> HashMap<SocketAddr, Duration> {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::load::{load_str, read_file, LoadError, Loaded};
+use super::load::{load_file, LoadError, Loaded};
 use super::{is_manifest, Changes, ATOMIC_WRITER_LINK};
 use crate::snapshot::Snapshot;
 
@@ -284,7 +284,7 @@ impl ManifestCache {
         for path in &self.order {
             starts.push(counts(&snapshot));
             if let Some(parsed) = self.files.get(path) {
-                extend(&mut snapshot, &parsed.objects);
+                snapshot.extend(&parsed.objects);
                 errors.extend(parsed.errors.iter().cloned());
             }
         }
@@ -339,36 +339,13 @@ fn replace(snapshot: &mut Snapshot, start: Counts, objects: &Snapshot) {
 /// read leaves a newer stamp on disk and the file is read again on the next reload.
 fn parse_file(path: &Path, stamp: Stamp, seen: u64) -> Parsed {
     let mut loaded = Loaded::default();
-    match read_file(path, stamp.len) {
-        Ok(text) => load_str(&text, path, &mut loaded),
-        Err(message) => loaded.errors.push(LoadError {
-            file: path.to_owned(),
-            document: None,
-            message,
-        }),
-    }
+    load_file(path, stamp.len, &mut loaded);
     Parsed {
         stamp,
         objects: Arc::unwrap_or_clone(loaded.snapshot),
         errors: loaded.errors,
         seen,
     }
-}
-
-/// Appends `objects` to `snapshot`: pointer copies.
-fn extend(snapshot: &mut Snapshot, objects: &Snapshot) {
-    snapshot
-        .ingress_classes
-        .extend(objects.ingress_classes.iter().cloned());
-    snapshot.ingresses.extend(objects.ingresses.iter().cloned());
-    snapshot.services.extend(objects.services.iter().cloned());
-    snapshot
-        .endpoint_slices
-        .extend(objects.endpoint_slices.iter().cloned());
-    snapshot.secrets.extend(objects.secrets.iter().cloned());
-    snapshot
-        .backend_policies
-        .extend(objects.backend_policies.iter().cloned());
 }
 
 /// The manifest files below a directory with their metadata, the directories read and those

@@ -68,8 +68,21 @@ pub struct Loaded {
     pub errors: Vec<LoadError>,
 }
 
+/// Loads the documents of the manifest file `file`, of `len` bytes (as stat reported it), into
+/// `loaded`; a file that is too large or cannot be read is one error.
+pub fn load_file(file: &Path, len: u64, loaded: &mut Loaded) {
+    match read_file(file, len) {
+        Ok(text) => load_str(&text, file, loaded),
+        Err(message) => loaded.errors.push(LoadError {
+            file: file.to_owned(),
+            document: None,
+            message,
+        }),
+    }
+}
+
 /// Reads a manifest file of `len` bytes (as stat reported it), unless it is too large.
-pub(super) fn read_file(file: &Path, len: u64) -> Result<String, String> {
+fn read_file(file: &Path, len: u64) -> Result<String, String> {
     if len > MAX_FILE_BYTES {
         return Err(format!(
             "file is {len} bytes, more than the limit of {MAX_FILE_BYTES}"

@@ -21,7 +21,7 @@ use notify::{EventKind, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher}
 use tokio::sync::mpsc;
 
 pub use cache::ManifestCache;
-pub use load::{load_str, LoadError, Loaded, MAX_FILE_BYTES};
+pub use load::{load_file, load_str, LoadError, Loaded, MAX_FILE_BYTES};
 pub use nesting::MAX_NESTING;
 
 /// Interval of the polling fallback, used where inotify is unavailable (or out of watches).

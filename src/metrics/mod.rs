@@ -271,6 +271,7 @@ impl Collector for State {
         }
         traffic::encode(&active, &self.traffic, &mut encoder)?;
         endpoints(&active, &mut encoder)?;
+        rate_limits(&active, &mut encoder)?;
         certificates(&active, &mut encoder)
     }
 }
@@ -428,6 +429,26 @@ fn endpoints(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Resu
 }
 
 /// When the certificate served for each TLS host expires.
+/// Requests that went to a rate limiter's shared overflow bucket, because it tracked as many
+/// clients as it may: a sign of a flood from many sources.
+fn rate_limits(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Result {
+    counters(
+        encoder,
+        "rate_limit_overflow",
+        "Requests checked against an Ingress's shared overflow bucket because its rate limiter tracked as many client addresses as it may.",
+        active.rate_limiters().map(|limiter| {
+            let ingress = limiter.ingress();
+            (
+                [
+                    ("namespace", ingress.namespace.clone()),
+                    ("ingress", ingress.name.clone()),
+                ],
+                limiter.overflowed(),
+            )
+        }),
+    )
+}
+
 fn certificates(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Result {
     let tls = active.table.tls();
     let sites = tls.sites();

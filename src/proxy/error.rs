@@ -39,6 +39,19 @@ pub enum ProxyError {
     BadHost(&'static str),
     #[error("CONNECT is not supported")]
     ConnectMethod,
+    #[error("the request body is larger than the route allows")]
+    PayloadTooLarge,
+    #[error("the rewritten path is not a valid request target")]
+    BadRewrite,
+    #[error("the route's Ingress asks for something vane refuses to apply")]
+    Refused,
+    #[error("the client's address is not allowed on this route")]
+    Forbidden,
+    #[error("the client is over the route's rate limit for {retry_after:?}")]
+    RateLimited {
+        status: StatusCode,
+        retry_after: std::time::Duration,
+    },
 }
 
 impl ProxyError {
@@ -60,6 +73,11 @@ impl ProxyError {
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::BadHost(_) => StatusCode::BAD_REQUEST,
             ProxyError::ConnectMethod => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRewrite => StatusCode::BAD_REQUEST,
+            ProxyError::Refused => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::RateLimited { status, .. } => *status,
         }
     }
 
@@ -81,6 +99,11 @@ impl ProxyError {
             ProxyError::UriTooLong => "uri_too_long",
             ProxyError::BadHost(_) => "bad_host",
             ProxyError::ConnectMethod => "connect_method",
+            ProxyError::PayloadTooLarge => "payload_too_large",
+            ProxyError::BadRewrite => "bad_rewrite",
+            ProxyError::Refused => "refused",
+            ProxyError::Forbidden => "forbidden",
+            ProxyError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -114,6 +137,20 @@ impl ProxyError {
             ProxyError::UriTooLong => "414 URI Too Long: the request target is too long\n",
             ProxyError::BadHost(_) => "400 Bad Request: missing, repeated or invalid Host\n",
             ProxyError::ConnectMethod => "405 Method Not Allowed: CONNECT is not supported\n",
+            ProxyError::PayloadTooLarge => {
+                "413 Content Too Large: the request body is larger than this route allows\n"
+            }
+            ProxyError::BadRewrite => {
+                "400 Bad Request: the path cannot be rewritten into a valid request\n"
+            }
+            ProxyError::Refused => {
+                "503 Service Unavailable: this route's Ingress has an annotation vane refuses \
+                 to apply (see its events)\n"
+            }
+            ProxyError::Forbidden => "403 Forbidden\n",
+            ProxyError::RateLimited { .. } => {
+                "Too many requests from this address: slow down and retry after Retry-After\n"
+            }
         }
     }
 
@@ -124,6 +161,14 @@ impl ProxyError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if let ProxyError::RateLimited { retry_after, .. } = self {
+            // Whole seconds, rounded up: a client retrying at once would only be refused again.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(seconds.max(1)),
+            );
+        }
         if let ProxyError::ConnectMethod = self {
             // A 405 names the methods that are allowed (RFC 9110 section 15.5.6).
             response.headers_mut().insert(

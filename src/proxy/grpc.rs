@@ -10,6 +10,8 @@ use super::ProxyError;
 
 /// gRPC status codes vane uses.
 const DEADLINE_EXCEEDED: &str = "4";
+const PERMISSION_DENIED: &str = "7";
+const RESOURCE_EXHAUSTED: &str = "8";
 const UNIMPLEMENTED: &str = "12";
 const INTERNAL: &str = "13";
 const UNAVAILABLE: &str = "14";
@@ -36,8 +38,11 @@ pub fn error_response(error: &ProxyError) -> Response<Full<Bytes>> {
         | ProxyError::UriTooLong => return error.to_response(),
         ProxyError::NoRoute => UNIMPLEMENTED,
         ProxyError::UpstreamTimeout(_) | ProxyError::ClientBodyTimeout => DEADLINE_EXCEEDED,
-        ProxyError::ClientBody(_) => INTERNAL,
+        ProxyError::ClientBody(_) | ProxyError::BadRewrite => INTERNAL,
+        ProxyError::PayloadTooLarge | ProxyError::RateLimited { .. } => RESOURCE_EXHAUSTED,
+        ProxyError::Forbidden => PERMISSION_DENIED,
         ProxyError::CircuitOpen(_)
+        | ProxyError::Refused
         | ProxyError::NotReady
         | ProxyError::InvalidBackend(_)
         | ProxyError::NoEndpoint

@@ -6,45 +6,26 @@
 //! (as ingress-nginx and most proxies do). The client-certificate headers (mTLS) are likewise
 //! always vane's: a client-sent copy is removed on every listener, so it cannot be spoofed.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::connection::Activity;
+use crate::table::{IpSet, HOP_BY_HOP};
 use crate::tls::ConnectionTls;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// The verified client certificate's subject (ingress-nginx's name for it).
 pub static SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-client-subject-dn");
 /// `SUCCESS` (a verified client certificate) or `NONE`, on TLS connections.
 pub static SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-/// The settings of an `Upgrade: h2c` request (RFC 7540 section 3.2.1).
-static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
-
-/// Headers that are hop-by-hop whatever `Connection` says. `HTTP2-Settings` among them: it
-/// only ever accompanies `Upgrade: h2c`, which vane never forwards.
-fn hop_by_hop() -> [&'static HeaderName; 10] {
-    [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &HTTP2_SETTINGS,
-    ]
-}
-
 /// The protocol the request may switch to, as the client wrote it: the first of its `Upgrade`
 /// protocols that is `websocket` or one the route allows (`upgrade-protocols`), when
 /// `Connection` has `upgrade`.
@@ -101,7 +82,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) 
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         })
     });
-    for name in hop_by_hop() {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if te_trailers {
@@ -201,6 +182,16 @@ impl ClientInfo {
         }
     }
 
+    /// The same connection, for a request from client `ip` (behind a trusted proxy).
+    pub fn with_ip(self, ip: IpAddr) -> Self {
+        Self {
+            ip,
+            ip_header: HeaderValue::from_str(&ip.to_string())
+                .expect("an IP address is a valid header value"),
+            ..self
+        }
+    }
+
     /// The same client, on a connection admitted under the cap.
     pub fn on(self, connection: Arc<Activity>) -> Self {
         Self {
@@ -216,6 +207,55 @@ impl ClientInfo {
             tls: Some(Arc::new(tls)),
             ..self
         }
+    }
+}
+
+/// `--trusted-proxies`: the proxies in front of vane whose `X-Forwarded-For` is believed.
+#[derive(Clone, Debug)]
+pub struct TrustedProxies(Arc<IpSet>);
+
+impl TrustedProxies {
+    pub fn new(cidrs: Vec<ipnet::IpNet>) -> Self {
+        Self(Arc::new(IpSet::new(cidrs)))
+    }
+}
+
+/// The client a request is from: the connection's peer; or, when the peer is a trusted proxy,
+/// the right-most address of `X-Forwarded-For` that is not one (the proxies in front append
+/// what they saw, so everything left of the first untrusted address could be forged by the
+/// client). An entry that is no address ends the walk at the last address read. The result is
+/// the one address allow lists, rate limits, hashing, logs and `X-Real-IP` use.
+pub fn real_client<'c, B>(
+    client: &'c ClientInfo,
+    request: &http::Request<B>,
+    trusted: Option<&TrustedProxies>,
+) -> Cow<'c, ClientInfo> {
+    let Some(TrustedProxies(trusted)) = trusted.filter(|t| t.0.contains(client.ip)) else {
+        return Cow::Borrowed(client);
+    };
+    let mut real = client.ip;
+    let values: Vec<&str> = request
+        .headers()
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let hops = values.iter().rev().flat_map(|v| v.rsplit(','));
+    for hop in hops {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                real = ip;
+                if !trusted.contains(ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    if real == client.ip {
+        Cow::Borrowed(client)
+    } else {
+        Cow::Owned(client.clone().with_ip(real))
     }
 }
 
@@ -397,6 +437,54 @@ mod tests {
         assert!(request_host(&request("/", &["a.example", "b.example"])).is_err());
         assert!(request_host(&request("/", &["user@a.example"])).is_err());
         assert!(request_host(&request("http://user@a.example/", &[])).is_err());
+    }
+
+    #[test]
+    fn the_real_client_is_the_right_most_untrusted_forwarded_address() {
+        let trusted = TrustedProxies::new(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]);
+        let real = |peer: &str, forwarded: &[&str]| {
+            let mut request = http::Request::new(());
+            for value in forwarded {
+                request
+                    .headers_mut()
+                    .append(&X_FORWARDED_FOR, value.parse().unwrap());
+            }
+            let client = ClientInfo::new(peer.parse().unwrap(), 80, "http");
+            let real = real_client(&client, &request, Some(&trusted));
+            (
+                real.ip.to_string(),
+                real.ip_header.to_str().unwrap().to_owned(),
+            )
+        };
+        let ip = |peer, forwarded| real(peer, forwarded).0;
+        // From an untrusted peer, nothing it says is believed.
+        assert_eq!(ip("192.0.2.1", &["198.51.100.7"]), "192.0.2.1");
+        assert_eq!(ip("10.0.0.1", &["198.51.100.7"]), "198.51.100.7");
+        // Forged entries left of the first untrusted address are not reached.
+        assert_eq!(
+            ip("10.0.0.1", &["6.6.6.6, 198.51.100.7, 10.1.1.1"]),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            ip("10.0.0.1", &["6.6.6.6", "198.51.100.7, 10.1.1.1"]),
+            "198.51.100.7"
+        );
+        // Only proxies: the left-most.
+        assert_eq!(ip("10.0.0.1", &["10.2.2.2, 10.1.1.1"]), "10.2.2.2");
+        // Garbage ends the walk at the last address read.
+        assert_eq!(
+            ip("10.0.0.1", &["198.51.100.7, junk, 10.1.1.1"]),
+            "10.1.1.1"
+        );
+        assert_eq!(
+            ip("2001:db8::1", &["2001:db8::2, 2001:db9::5"]),
+            "2001:db9::5"
+        );
+        assert_eq!(ip("10.0.0.1", &[]), "10.0.0.1");
+        assert_eq!(real("10.0.0.1", &["198.51.100.7"]).1, "198.51.100.7");
     }
 
     #[test]

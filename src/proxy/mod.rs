@@ -20,7 +20,9 @@ pub mod access_log;
 mod client_io;
 mod connect;
 mod connection;
+mod cors;
 mod error;
+mod error_page;
 mod grpc;
 mod headers;
 mod idle;
@@ -37,6 +39,7 @@ mod span;
 mod tls_policy;
 mod trace;
 pub mod traffic;
+mod transform;
 mod upgrade;
 mod upstream;
 pub mod workers;
@@ -57,8 +60,8 @@ use tracing::{debug, warn};
 
 use crate::balance::{cookie_value, BackendBalancer, PickContext, RequestInfo};
 use crate::endpoint::RequestOutcome;
-use crate::live::{Admission, BackendGuard, TableHandle};
-use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route};
+use crate::live::{ActiveTable, Admission, BackendGuard, TableHandle};
+use crate::table::{Backend, BackendTarget, Canary, CanaryDecision, Endpoint, Route, Transforms};
 
 use access_log::AccessLog;
 use pool::Reusable;
@@ -73,7 +76,7 @@ use upstream::{version_for, Upstreams};
 pub use client_io::Protocol;
 pub use connection::{Connections, HandshakeOutcome};
 pub use error::ProxyError;
-pub use headers::ClientInfo;
+pub use headers::{ClientInfo, TrustedProxies};
 pub use listener_stats::{Listener, ListenerStats, PROTOCOLS};
 pub use server::{serve, serve_tls, ServerLimits};
 pub use span::Spans;
@@ -208,20 +211,29 @@ impl Proxy {
         record: &mut RequestRecord,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let is_grpc = grpc::is_grpc(request.headers());
-        Ok(
-            match self.route_and_forward(request, client, record).await {
-                Ok(response) => response,
-                Err(error) if is_grpc => grpc::error_response(&error).map(Either::Right),
-                Err(error) => error.to_response().map(Either::Right),
-            },
-        )
+        let mut cors_reply = None;
+        let mut response = match self
+            .route_and_forward(request, client, record, &mut cors_reply)
+            .await
+        {
+            Ok(response) => response,
+            Err(error) if is_grpc => grpc::error_response(&error).map(Either::Right),
+            Err(error) => error.to_response().map(Either::Right),
+        };
+        if let Some(reply) = cors_reply {
+            reply.add_headers(response.headers_mut());
+        }
+        Ok(response)
     }
 
+    /// Routes the request and answers it. `cors_reply` is set once the request is routed to a
+    /// route with CORS, whose headers then go on whatever the answer is, errors included.
     async fn route_and_forward(
         &self,
         request: Request<Incoming>,
         client: &ClientInfo,
         record: &mut RequestRecord,
+        cors_reply: &mut Option<cors::Reply>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let active = self.tables.load();
         if active.generation == 0 {
@@ -243,9 +255,77 @@ impl Proxy {
             debug!(host, path = request.uri().path(), "no route");
             return Err(ProxyError::NoRoute);
         };
+        // Owned (a header is a reference count), since the request moves on without it.
+        let host = match request.headers().get(header::HOST) {
+            Some(header) if header.as_bytes() == host.as_bytes() => header.clone(),
+            _ => HeaderValue::from_str(host).map_err(|_| ProxyError::BadHost("invalid"))?,
+        };
+        let answer = (record, cors_reply);
+        let Some(pages) = route.error_pages.as_deref() else {
+            return self
+                .serve(&active, route, request, host, client, answer)
+                .await;
+        };
+        let context = error_page::Context::of(&request, &host);
+        let result = self
+            .serve(&active, route, request, host, client, answer)
+            .await;
+        let status = match &result {
+            Ok(response) => response.status(),
+            Err(error) => error.status(),
+        };
+        if !pages.replaces(status) {
+            return result;
+        }
+        // The error page replaces the answer; if it cannot be had, the answer stands.
+        let page = self
+            .error_page(&active, pages, route, context.with_code(status), client)
+            .await;
+        page.map_or(result, Ok)
+    }
+
+    /// Serves a request that matched `route`: CORS, its redirects and limits, then the
+    /// backend. What happens is noted in the record, and the CORS answer in `cors_reply`.
+    async fn serve(
+        &self,
+        active: &ActiveTable,
+        route: &Route,
+        request: Request<Incoming>,
+        host_header: HeaderValue,
+        client: &ClientInfo,
+        (record, cors_reply): (&mut RequestRecord, &mut Option<cors::Reply>),
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        // Validated as a host already, so visible ASCII.
+        let host = host_header
+            .to_str()
+            .map_err(|_| ProxyError::BadHost("invalid"))?;
+        if let Some(transforms) = &route.transforms {
+            record.routed(&route.labels, route.access_log);
+            if transforms.refused.is_some() {
+                return Err(ProxyError::Refused);
+            }
+            if let Some(policy) = &transforms.cors {
+                let reply = cors_reply.insert(cors::Reply::new(policy, &request));
+                // Before the redirects, as nginx runs the CORS block's `return 204` first:
+                // a preflight is answered for the route, and the request that follows it
+                // gets the redirect.
+                if let Some(preflight) = reply.preflight() {
+                    return Ok(preflight.map(Either::Right));
+                }
+            }
+            if let Some(redirect) = transform::redirect(transforms, client, &request, host) {
+                return Ok(redirect.map(Either::Right));
+            }
+        }
         if let Some(redirect) = tls_policy::redirect(route, client, &request, host) {
             return Ok(redirect.map(Either::Right));
         }
+        // After the redirects, as nginx's access phase (and its rate limits, in the phase
+        // before) follows its rewrite phase.
+        if let Some(transforms) = &route.transforms {
+            access(active, transforms, client)?;
+        }
+        transform::check_body_size(transform::body_limit(route), &request)?;
         let backend_index = match &route.canary {
             Some(canary) if choose_canary(canary, request.headers()) => {
                 record.routed(&canary.labels, route.access_log);
@@ -271,10 +351,7 @@ impl Proxy {
             }
         };
         let target = Target {
-            host: match request.headers().get(header::HOST) {
-                Some(header) if header.as_bytes() == host.as_bytes() => header.clone(),
-                _ => HeaderValue::from_str(host).map_err(|_| ProxyError::BadHost("invalid"))?,
-            },
+            host: host_header.clone(),
             route,
             backend,
             endpoints,
@@ -336,9 +413,27 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // The balancer (hashing by path or query) sees the request as the client sent it;
+        // the endpoint gets the rewritten path.
+        let upstream_target = match &route.rewrite {
+            Some(rewrite) => transform::rewrite(rewrite, &path_and_query)?,
+            None => path_and_query.clone(),
+        };
         let protocol = upgrade.as_ref().map(|u| u.protocol.clone());
-        prepare_headers(&mut parts, client, protocol, host.clone());
-        let body = RequestBody::read(body, &parts.headers, timeouts.send_idle).await?;
+        prepare_headers(
+            &mut parts,
+            client,
+            protocol,
+            host,
+            route.transforms.as_deref(),
+        );
+        let body = RequestBody::read(
+            body,
+            &parts.headers,
+            timeouts.send_idle,
+            transform::body_limit(route),
+        )
+        .await?;
         record.body(body.bytes());
 
         let mut tried = Vec::new();
@@ -372,7 +467,7 @@ impl Proxy {
             };
             let upstream = upstream_request(
                 &parts.method,
-                &path_and_query,
+                &upstream_target,
                 backend,
                 headers,
                 upstream_body,
@@ -443,7 +538,10 @@ impl Proxy {
                     }));
                 }
                 (Err(error), None) => {
-                    let error = ProxyError::from(error);
+                    let error = match body.over_limit() {
+                        true => ProxyError::PayloadTooLarge,
+                        false => ProxyError::from(error),
+                    };
                     warn!(route = %route, backend = %backend.name, endpoint = %endpoint.address, attempts = attempt, error = %error, kind = error.label(), "upstream error");
                     return Err(error);
                 }
@@ -540,22 +638,62 @@ impl Proxy {
         if let Some(cookie) = set_cookie {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
+        if let Some(transforms) = &route.transforms {
+            if transforms.cors.is_some() {
+                cors::remove_upstream_headers(response.headers_mut());
+            }
+            transforms.response_headers.apply(response.headers_mut());
+        }
         Ok(response)
+    }
+}
+
+/// The route's rate limits, then its allow and deny lists (nginx's order: its preaccess phase
+/// limits requests before its access phase checks addresses).
+fn access(
+    active: &ActiveTable,
+    transforms: &Arc<Transforms>,
+    client: &ClientInfo,
+) -> Result<(), ProxyError> {
+    if let Some(limiter) = transforms
+        .rate_limits
+        .as_ref()
+        .and_then(|_| active.rate_limiter(transforms))
+    {
+        limiter
+            .check(client.ip)
+            .map_err(|retry_after| ProxyError::RateLimited {
+                status: limiter.status(),
+                retry_after,
+            })?;
+    }
+    match &transforms.source_ranges {
+        Some(ranges) if !ranges.admits(client.ip) => Err(ProxyError::Forbidden),
+        _ => Ok(()),
     }
 }
 
 /// Rewrites the client's headers for the upstream, once for all attempts: hop-by-hop headers
 /// out, forwarding headers in, and Host set to the host vane routed by (HTTP/2 requests carry
-/// it in `:authority`, and HTTP/1.1 upstreams need it).
+/// it in `:authority`, and HTTP/1.1 upstreams need it) or the route's `upstream-vhost`.
 fn prepare_headers(
     parts: &mut http::request::Parts,
     client: &ClientInfo,
     upgrade: Option<HeaderValue>,
-    host: HeaderValue,
+    host: &HeaderValue,
+    transforms: Option<&Transforms>,
 ) {
-    headers::remove_hop_by_hop(&mut parts.headers, upgrade);
-    headers::set_forwarded(&mut parts.headers, client, &host);
-    parts.headers.insert(header::HOST, host);
+    let headers = &mut parts.headers;
+    headers::remove_hop_by_hop(headers, upgrade);
+    headers::set_forwarded(headers, client, host);
+    let upstream_host = transforms.and_then(|t| t.upstream_host.as_ref());
+    headers.insert(header::HOST, upstream_host.unwrap_or(host).clone());
+    if let Some(transforms) = transforms {
+        if let Some(prefix) = &transforms.forwarded_prefix {
+            headers.insert(headers::X_FORWARDED_PREFIX.clone(), prefix.clone());
+        }
+        transforms.request_headers.apply(headers);
+    }
 }
 
 /// The request for one attempt, with an origin-form URI (`/path?query`).

@@ -7,7 +7,9 @@
 //!   attempt starts sending it, so an attempt that never sent (a failed connect) leaves it for
 //!   the next one; once sent, it cannot be replayed.
 //!
-//! While streaming, a pause longer than the send timeout ends the upload with an error.
+//! While streaming, a pause longer than the send timeout ends the upload with an error, and so
+//! does a body that grows past the route's limit (`proxy-body-size`; a declared length over
+//! it was refused before).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +42,8 @@ pub enum RequestBody {
 pub struct Stream {
     body: Mutex<Option<Incoming>>,
     read: AtomicU64,
+    /// The most bytes it may have (`u64::MAX`: no limit).
+    limit: u64,
 }
 
 impl Stream {
@@ -74,11 +78,12 @@ impl BodyBytes {
 
 impl RequestBody {
     /// Takes the client's body: buffers it if it is small and of known length (waiting at most
-    /// `send_idle` for it), else prepares it for streaming.
+    /// `send_idle` for it), else prepares it for streaming, cut at `limit` bytes.
     pub async fn read(
         body: Incoming,
         headers: &HeaderMap,
         send_idle: Duration,
+        limit: Option<u64>,
     ) -> Result<Self, ProxyError> {
         if body.is_end_stream() {
             return Ok(RequestBody::Buffered(Bytes::new()));
@@ -98,6 +103,7 @@ impl RequestBody {
             _ => Ok(RequestBody::Streamed(Arc::new(Stream {
                 body: Mutex::new(Some(body)),
                 read: AtomicU64::new(0),
+                limit: limit.unwrap_or(u64::MAX),
             }))),
         }
     }
@@ -128,6 +134,14 @@ impl RequestBody {
                 };
                 (body, Some(Uploaded(uploaded)))
             }
+        }
+    }
+
+    /// Whether the body was cut for growing past the route's limit.
+    pub fn over_limit(&self) -> bool {
+        match self {
+            RequestBody::Buffered(_) => false,
+            RequestBody::Streamed(stream) => stream.read() > stream.limit,
         }
     }
 
@@ -214,7 +228,15 @@ impl Body for UpstreamBody {
                     }
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
-                            shared.read.fetch_add(data.len() as u64, Ordering::Relaxed);
+                            let len = data.len() as u64;
+                            let read = shared.read.fetch_add(len, Ordering::Relaxed) + len;
+                            if read > shared.limit {
+                                // Nothing of this frame goes upstream: the endpoint never sees
+                                // more than the limit.
+                                return Poll::Ready(Some(Err(
+                                    "the request body is larger than the route allows".into(),
+                                )));
+                            }
                         }
                     }
                     _ => {}

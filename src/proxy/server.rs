@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::client_io::{sniff, Protocol, SendTimeout};
 use super::connection::{Admitted, Connections, HandshakeOutcome};
+use super::headers::{self, TrustedProxies};
 use super::in_progress_body::InProgressBody;
 use super::listener_stats::Listener;
 use super::{ClientInfo, Proxy, ProxyError};
@@ -59,6 +60,8 @@ pub struct ServerLimits {
     /// Once the listener stops, how long in-flight requests and upgraded connections may take
     /// before they are cut.
     pub shutdown_grace: Duration,
+    /// `--trusted-proxies`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Option<TrustedProxies>,
 }
 
 impl Default for ServerLimits {
@@ -74,6 +77,7 @@ impl Default for ServerLimits {
             max_uri_bytes: 8 * 1024,
             max_concurrent_streams: 256,
             shutdown_grace: Duration::from_secs(25),
+            trusted_proxies: None,
         }
     }
 }
@@ -295,11 +299,13 @@ impl Connection {
         // stops reading; HTTP/2 streams are watched one by one (`Activity::send_stalled`).
         let streams = protocol == Protocol::Http2;
         // One allocation per connection; each request clones one Arc.
-        let shared = Arc::new((self.proxy.clone(), client, activity.clone()));
+        let trusted = self.limits().trusted_proxies.clone();
+        let shared = Arc::new((self.proxy.clone(), client, activity.clone(), trusted));
         let service = service_fn(move |mut request: Request<Incoming>| {
             let shared = shared.clone();
             async move {
-                let (proxy, client, activity) = &*shared;
+                let (proxy, client, activity, trusted) = &*shared;
+                let client = &*headers::real_client(client, &request, trusted.as_ref());
                 let in_progress = activity.start();
                 let send = streams.then(|| activity.track_send());
                 let mut record = proxy.record(&mut request, client);

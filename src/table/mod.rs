@@ -18,12 +18,15 @@
 //! unmatched. Everything here is plain data: no locks, no atomics, no I/O. Per-endpoint runtime
 //! state lives outside the table, keyed by endpoint address, so it survives table swaps.
 
+mod cors;
 mod diagnostic;
 mod host;
 mod path;
 mod resilience;
+mod source_range;
 mod status;
 mod tls;
+mod transform;
 
 use foldhash::{HashMap, HashMapExt};
 use std::fmt;
@@ -31,18 +34,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cors::{AllowedOrigins, Cors, OriginList, WildcardOrigin};
 pub use diagnostic::{Diagnostic, ObjectRef};
 pub use host::{normalize_request_host, wildcard_parent, HostPattern};
 pub use path::normalize_request_path;
-pub use path::{PathKind, PathMatcher, PathRule};
+pub use path::{PathKind, PathMatcher, PathRegex, PathRule};
 pub use resilience::{
     ActiveCheck, CircuitBreaker, HealthCheck, OutlierDetection, Probe, RetryOn, RetryPolicy,
     Timeouts,
 };
+pub use source_range::{IpSet, SourceRanges};
 pub use status::{ConditionSpec, PolicyStatus};
 pub use tls::{
     BackendProtocol, Certificate, ClientAuth, ClientAuthMode, RouteTls, TlsHosts, TlsSite,
     UpstreamRoots, UpstreamTls,
+};
+pub use transform::{
+    ErrorPages, HeaderChanges, Location, RateLimits, Redirect, RequestRate, Rewrite, Template,
+    TemplatePart, Transforms, Variable, HOP_BY_HOP,
 };
 
 /// One routable rule: a host pattern and path (or the default backend) leading to a backend.
@@ -65,6 +74,12 @@ pub struct Route {
     pub access_log: bool,
     /// Who its requests are counted for in the traffic metrics and the access log.
     pub labels: Arc<TrafficLabels>,
+    /// The path sent upstream instead of the request's (`rewrite-target`).
+    pub rewrite: Option<Arc<Rewrite>>,
+    /// Redirects, Host and header changes, body limit: its Ingress's, if it has any.
+    pub transforms: Option<Arc<Transforms>>,
+    /// Which responses are replaced by an error page, and from where.
+    pub error_pages: Option<Arc<ErrorPages>>,
 }
 
 /// The Ingress and Service a request is counted for: the label values of the traffic metrics
@@ -349,6 +364,11 @@ impl RoutingTable {
             };
             matcher.insert(path.clone(), index);
         }
+        let matchers = table.exact_hosts.values_mut();
+        let matchers = matchers.chain(table.wildcard_hosts.values_mut());
+        for matcher in matchers.chain([&mut table.any_host]) {
+            matcher.index_regexes();
+        }
         table.routes = routes;
         table.backends = backends;
         table
@@ -446,6 +466,9 @@ mod tests {
             upgrade_protocols: None,
             access_log: true,
             labels: Arc::default(),
+            rewrite: None,
+            transforms: None,
+            error_pages: None,
         }
     }
 

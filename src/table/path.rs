@@ -3,11 +3,15 @@
 //! - `Exact` matches the request path byte for byte (case- and slash-sensitive).
 //! - `Prefix` matches element-wise on `/`: `/foo` matches `/foo`, `/foo/` and `/foo/bar`, but not
 //!   `/foobar`. A trailing slash in the rule is ignored, so `/foo/` behaves as `/foo`.
-//! - `ImplementationSpecific` is treated as `Prefix` by vane.
+//! - `ImplementationSpecific` is treated as `Prefix` by vane, unless its Ingress asks for
+//!   regular expressions (`use-regex` or `rewrite-target`): then it is a [`PathKind::Regex`],
+//!   matched case-insensitively and anchored at the start of the path, as ingress-nginx's
+//!   `location ~* "^..."`.
 //!
-//! The longest match wins, and Exact beats Prefix on the same path. An exact match always covers
-//! the whole request path, so it is at least as long as any prefix match: checking exact rules
-//! first and then prefixes longest-first gives precisely that order.
+//! Exact rules are tried first; then Prefix and Regex rules together, longest rule first (the
+//! length of the path as written), and the first that matches wins: ingress-nginx's order for
+//! its locations. Among Prefix rules alone that is the longest match. An exact match always
+//! covers the whole request path, so Exact beats Prefix on the same path.
 //!
 //! Request paths are matched in normal form ([`normalize_request_path`]), as nginx matches its
 //! locations: otherwise `/public/../admin` would match a `/public` route and reach a backend
@@ -15,7 +19,11 @@
 
 use std::borrow::Cow;
 
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
 use foldhash::HashMap;
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use serde::Serialize;
 
@@ -24,14 +32,110 @@ use serde::Serialize;
 pub enum PathKind {
     Exact,
     Prefix,
+    Regex,
 }
 
 /// A validated path rule. For `Prefix`, `path` is stored without its trailing slash (the root
-/// prefix `/` is stored as the empty string), which makes matching a single comparison.
+/// prefix `/` is stored as the empty string), which makes matching a single comparison. For
+/// `Regex`, `path` is the expression as written and `regex` its compiled form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PathRule {
     kind: PathKind,
     path: Box<str>,
+    regex: Option<PathRegex>,
+}
+
+/// Most bytes a path expression may have, and most capture groups.
+const MAX_REGEX_LEN: usize = 1024;
+const MAX_REGEX_GROUPS: usize = 32;
+/// What one compiled expression may take: its program, and its lazy DFA's cache.
+const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+const REGEX_DFA_LIMIT: usize = 512 * 1024;
+
+/// A compiled path expression, compared and ordered by its source (a `Regex` is neither).
+#[derive(Clone, Debug)]
+pub struct PathRegex(Arc<Regex>);
+
+impl PathRegex {
+    /// `pattern` as ingress-nginx's `location ~* "^pattern"` reads it: case-insensitive and
+    /// anchored at the start. The whole expression is anchored (`^(?:pattern)`), so that a
+    /// top-level `a|b` cannot match `b` anywhere in the path, as nginx's `^a|b` would. The
+    /// `regex` crate matches in linear time (no backtracking, so no ReDoS); it refuses
+    /// lookaround and backreferences, which PCRE has.
+    fn new(pattern: &str) -> Result<Self, String> {
+        if pattern.len() > MAX_REGEX_LEN {
+            return Err(format!(
+                "is a regular expression longer than {MAX_REGEX_LEN} bytes"
+            ));
+        }
+        let regex = regex_builder(pattern).build().map_err(|e| {
+            format!(
+                "is not a regular expression vane can use: {}",
+                first_line(&e)
+            )
+        })?;
+        if regex.captures_len() > MAX_REGEX_GROUPS + 1 {
+            return Err(format!("has more than {MAX_REGEX_GROUPS} capture groups"));
+        }
+        Ok(Self(Arc::new(regex)))
+    }
+
+    /// `path` taken literally (case-insensitively, as nginx's `rewrite "(?i)PATH"` takes the
+    /// path of a rule that is not an expression).
+    pub fn literal(path: &str) -> Self {
+        Self::new(&regex::escape(path)).expect("an escaped path within the bounds compiles")
+    }
+
+    /// The compiled expression, for its capture groups.
+    pub fn regex(&self) -> &Regex {
+        &self.0
+    }
+}
+
+fn regex_builder(pattern: &str) -> RegexBuilder {
+    let mut builder = RegexBuilder::new(&format!("^(?:{pattern})"));
+    builder
+        .case_insensitive(true)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_LIMIT);
+    builder
+}
+
+/// The regex crate's errors span lines (the pattern, a caret); a diagnostic wants one.
+fn first_line(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or(text.lines().next().unwrap_or_default())
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+impl PartialEq for PathRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for PathRegex {}
+
+impl Hash for PathRegex {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state)
+    }
+}
+
+impl PartialOrd for PathRegex {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PathRegex {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.as_str().cmp(other.0.as_str())
+    }
 }
 
 impl PathRule {
@@ -41,6 +145,7 @@ impl PathRule {
         Self {
             kind: PathKind::Exact,
             path: decode_unreserved(path).into(),
+            regex: None,
         }
     }
 
@@ -48,11 +153,33 @@ impl PathRule {
         Self {
             kind: PathKind::Prefix,
             path: decode_unreserved(path).trim_end_matches('/').into(),
+            regex: None,
         }
+    }
+
+    /// A regular-expression rule, or why `pattern` cannot be one (it does not compile in the
+    /// `regex` crate's syntax, or exceeds the bounds on length, size and capture groups).
+    pub fn regex(pattern: &str) -> Result<Self, String> {
+        Ok(Self {
+            kind: PathKind::Regex,
+            path: pattern.into(),
+            regex: Some(PathRegex::new(pattern)?),
+        })
     }
 
     pub fn kind(&self) -> PathKind {
         self.kind
+    }
+
+    /// The compiled expression of a `Regex` rule.
+    pub fn compiled(&self) -> Option<&PathRegex> {
+        self.regex.as_ref()
+    }
+
+    /// The length rules are ordered by (longest first): the path as written, less a Prefix's
+    /// trailing slash, which does not change what it matches.
+    fn order_len(&self) -> usize {
+        self.path.len()
     }
 
     /// The rule as a user would write it (`/` for the root prefix).
@@ -76,12 +203,37 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
         && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
 }
 
+/// A Prefix or Regex rule of a [`PathMatcher`], in match order.
+#[derive(Clone, Debug)]
+enum Ordered {
+    Prefix(Box<str>),
+    Regex {
+        /// The index of the expression in the matcher's `RegexSet`.
+        index: usize,
+        regex: PathRegex,
+        /// The length of the expression as written, which orders it.
+        len: usize,
+    },
+}
+
+impl Ordered {
+    fn len(&self) -> usize {
+        match self {
+            Ordered::Prefix(prefix) => prefix.len(),
+            Ordered::Regex { len, .. } => *len,
+        }
+    }
+}
+
 /// The path rules of one host, indexed for lookup. Values are route indexes.
 #[derive(Clone, Debug, Default)]
 pub struct PathMatcher {
     exact: HashMap<Box<str>, usize>,
-    /// Sorted by prefix length, longest first.
-    prefixes: Vec<(Box<str>, usize)>,
+    /// Prefix and Regex rules, longest first.
+    ordered: Vec<(Ordered, usize)>,
+    /// Every Regex rule of the host in one automaton, so that a lookup runs one pass over the
+    /// path however many expressions there are, rather than one pass per expression.
+    regexes: Option<RegexSet>,
 }
 
 impl PathMatcher {
@@ -92,39 +244,86 @@ impl PathMatcher {
         for (rule, route) in rules {
             matcher.insert(rule, route);
         }
+        matcher.index_regexes();
         matcher
     }
 
-    /// Adds a rule, unless the same rule is there already (the first one wins). Prefixes stay
-    /// sorted as they come, so a table indexes each host's rules without a pass of its own.
+    /// Adds a rule, unless the same rule is there already (the first one wins). Prefix and
+    /// Regex rules stay in match order as they come, so a table indexes each host's rules
+    /// without a pass of its own; [`index_regexes`](Self::index_regexes) must follow the last.
     pub(super) fn insert(&mut self, rule: PathRule, route: usize) {
-        match rule.kind {
-            PathKind::Exact => {
-                self.exact.entry(rule.path).or_insert(route);
-            }
-            PathKind::Prefix => {
-                if self.prefixes.iter().any(|(p, _)| *p == rule.path) {
-                    return;
-                }
-                // After every prefix at least as long: equal lengths keep their (deterministic)
-                // input order.
-                let at = self
-                    .prefixes
-                    .iter()
-                    .position(|(p, _)| p.len() < rule.path.len())
-                    .unwrap_or(self.prefixes.len());
-                self.prefixes.insert(at, (rule.path, route));
+        if rule.kind == PathKind::Exact {
+            self.exact.entry(rule.path).or_insert(route);
+            return;
+        }
+        let len = rule.order_len();
+        let entry = match rule.regex {
+            Some(regex) => Ordered::Regex {
+                index: 0,
+                regex,
+                len,
+            },
+            None => Ordered::Prefix(rule.path),
+        };
+        let same = |(other, _): &(Ordered, usize)| match (other, &entry) {
+            (Ordered::Prefix(a), Ordered::Prefix(b)) => a == b,
+            (Ordered::Regex { regex: a, .. }, Ordered::Regex { regex: b, .. }) => a == b,
+            _ => false,
+        };
+        if self.ordered.iter().any(same) {
+            return;
+        }
+        // After every rule at least as long: equal lengths keep their (deterministic) input
+        // order.
+        let at = self
+            .ordered
+            .iter()
+            .position(|(other, _)| other.len() < len)
+            .unwrap_or(self.ordered.len());
+        self.ordered.insert(at, (entry, route));
+    }
+
+    /// Builds the automaton of the Regex rules, in match order (nothing to do without any).
+    pub(super) fn index_regexes(&mut self) {
+        let mut patterns = Vec::new();
+        for (rule, _) in &mut self.ordered {
+            if let Ordered::Regex { index, regex, .. } = rule {
+                *index = patterns.len();
+                patterns.push(regex.0.as_str().to_owned());
             }
         }
+        // Each expression compiled alone within the bounds, so the set of them does too (its
+        // limits grow with the number of expressions); were it refused all the same, each
+        // rule would be matched with its own expression, slower but alike.
+        self.regexes = (!patterns.is_empty())
+            .then(|| {
+                RegexSetBuilder::new(&patterns)
+                    .case_insensitive(true)
+                    .size_limit(REGEX_SIZE_LIMIT.saturating_mul(patterns.len()))
+                    .dfa_size_limit(REGEX_DFA_LIMIT.saturating_mul(patterns.len()).min(64 << 20))
+                    .build()
+                    .ok()
+            })
+            .flatten();
     }
 
     pub fn lookup(&self, path: &str) -> Option<usize> {
         if let Some(&route) = self.exact.get(path) {
             return Some(route);
         }
-        self.prefixes
+        // The expressions run only when a Regex rule is reached, and then once for all.
+        let mut matched = None;
+        self.ordered
             .iter()
-            .find(|(prefix, _)| prefix_matches(prefix, path))
+            .find(|(rule, _)| match rule {
+                Ordered::Prefix(prefix) => prefix_matches(prefix, path),
+                Ordered::Regex { index, regex, .. } => match &self.regexes {
+                    Some(set) => matched
+                        .get_or_insert_with(|| set.matches(path))
+                        .matched(*index),
+                    None => regex.0.is_match(path),
+                },
+            })
             .map(|&(_, route)| route)
     }
 }
@@ -315,6 +514,44 @@ mod tests {
         assert!(matches(&rule, "/foo"));
         assert!(!matches(&rule, "/foo/"));
         assert!(!matches(&rule, "/FOO"));
+    }
+
+    #[test]
+    fn regex_rules_are_anchored_case_insensitive_and_bounded() {
+        let rule = PathRule::regex("/foo/[0-9]+|/bar").unwrap();
+        assert!(matches(&rule, "/FOO/12/x"));
+        assert!(matches(&rule, "/bar"));
+        assert!(
+            !matches(&rule, "/x/bar"),
+            "the whole alternation is anchored"
+        );
+        assert!(!matches(&rule, "/foo/x"));
+        for bad in [
+            "/(?=x)",
+            r"/(a)\1",
+            "/[",
+            &"a".repeat(2000),
+            &"(a)".repeat(40),
+        ] {
+            assert!(PathRule::regex(bad).is_err(), "{bad:?}");
+        }
+        // A blowup in program size is refused, not built.
+        assert!(PathRule::regex(r"/\w{1000}\w{1000}").is_err());
+    }
+
+    #[test]
+    fn prefix_and_regex_rules_go_longest_first_after_exact() {
+        let m = PathMatcher::new([
+            (PathRule::prefix("/foo/bar"), 0),
+            (PathRule::regex("/foo/bar/[a-z]{3}").unwrap(), 1),
+            (PathRule::exact("/foo/bar/bar"), 2),
+            (PathRule::regex("/f.*").unwrap(), 3),
+        ]);
+        assert_eq!(m.lookup("/foo/bar/bar"), Some(2));
+        assert_eq!(m.lookup("/foo/bar/baz"), Some(1));
+        assert_eq!(m.lookup("/foo/bar/12"), Some(0));
+        assert_eq!(m.lookup("/fizz"), Some(3));
+        assert_eq!(m.lookup("/zzz"), None);
     }
 
     #[test]

@@ -799,3 +799,155 @@ fn bad_endpoint_ports_and_addresses_are_reported_and_the_rest_still_serves() {
         assert_eq!(messages.len(), 6, "{ingress}: {messages:#?}");
     }
 }
+
+/// ingress-nginx's annotations are honoured, ignored (served, reported) or refused (not
+/// served); names under either prefix that nobody knows are reported as typos. One diagnostic
+/// per kind and Ingress.
+#[test]
+fn unhonoured_annotations_are_ignored_refused_or_unknown_as_the_table_says() {
+    use crate::support::fixtures::{annotate, has_diagnostic};
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["app"]));
+    documents.push(annotate(
+        &ingress("tuned", Some("tuned.example.com"), "/", "app"),
+        &[
+            ("nginx.ingress.kubernetes.io/rewrite-target", "/"),
+            ("nginx.ingress.kubernetes.io/proxy-buffering", "on"),
+            ("nginx.ingress.kubernetes.io/proxy-buffer-size", "8k"),
+            ("nginx.ingress.kubernetes.io/rewrite-targett", "/"),
+            ("vane.dev/hashby", "path"),
+            ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
+        ],
+    ));
+    documents.push(annotate(
+        &ingress("guarded", Some("guarded.example.com"), "/", "app"),
+        &[
+            ("nginx.ingress.kubernetes.io/auth-url", "http://auth/check"),
+            ("nginx.ingress.kubernetes.io/limit-connections", "10"),
+            ("nginx.ingress.kubernetes.io/proxy-buffering", "on"),
+        ],
+    ));
+    let compiled = compile_yaml(&docs(&documents));
+    let diagnostics = &compiled.diagnostics;
+    let of = |name: &str, reason: &str| {
+        diagnostics
+            .iter()
+            .filter(|d| d.object.name == name && d.reason == reason)
+            .count()
+    };
+    assert_eq!(
+        of("tuned", reasons::IGNORED_ANNOTATION),
+        1,
+        "{diagnostics:?}"
+    );
+    assert!(has_diagnostic(
+        diagnostics,
+        reasons::IGNORED_ANNOTATION,
+        "proxy-buffer-size (vane streams"
+    ));
+    assert_eq!(
+        of("tuned", reasons::UNKNOWN_ANNOTATION),
+        1,
+        "{diagnostics:?}"
+    );
+    assert!(has_diagnostic(
+        diagnostics,
+        reasons::UNKNOWN_ANNOTATION,
+        "nginx.ingress.kubernetes.io/rewrite-targett; vane.dev/hashby"
+    ));
+    assert_eq!(of("tuned", reasons::REFUSED_ANNOTATION), 0);
+    assert!(!diagnostics
+        .iter()
+        .any(|d| d.message.contains("last-applied")));
+    let tuned = compiled.table.lookup("tuned.example.com", "/").unwrap();
+    assert!(tuned
+        .transforms
+        .as_ref()
+        .is_none_or(|t| t.refused.is_none()));
+    assert!(tuned.rewrite.is_some(), "rewrite-target is honoured");
+
+    assert_eq!(
+        of("guarded", reasons::REFUSED_ANNOTATION),
+        1,
+        "{diagnostics:?}"
+    );
+    assert!(has_diagnostic(
+        diagnostics,
+        reasons::REFUSED_ANNOTATION,
+        "auth-url (external authentication"
+    ));
+    assert!(has_diagnostic(
+        diagnostics,
+        reasons::REFUSED_ANNOTATION,
+        "limit-connections"
+    ));
+    assert_eq!(of("guarded", reasons::IGNORED_ANNOTATION), 1);
+    let guarded = compiled.table.lookup("guarded.example.com", "/").unwrap();
+    let refused = guarded
+        .transforms
+        .as_ref()
+        .unwrap()
+        .refused
+        .as_deref()
+        .unwrap();
+    assert!(refused.contains("auth-url"), "{refused}");
+}
+
+/// However many annotations an Ingress has, each kind is one diagnostic naming a few of them.
+#[test]
+fn many_unknown_annotations_are_one_bounded_diagnostic() {
+    use crate::support::fixtures::annotate;
+    let names: Vec<String> = (0..100).map(|i| format!("vane.dev/typo-{i:03}")).collect();
+    let pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "x")).collect();
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["app"]));
+    documents.push(annotate(&ingress("typos", None, "/", "app"), &pairs));
+    let compiled = compile_yaml(&docs(&documents));
+    let unknown: Vec<&Diagnostic> = compiled
+        .diagnostics
+        .iter()
+        .filter(|d| d.reason == reasons::UNKNOWN_ANNOTATION)
+        .collect();
+    assert_eq!(unknown.len(), 1);
+    assert!(
+        unknown[0].message.contains("and 92 more"),
+        "{}",
+        unknown[0].message
+    );
+    assert!(unknown[0].message.len() < 400, "{}", unknown[0].message);
+}
+
+/// A canary written for ingress-nginx is a canary in vane too, not a second main Ingress.
+#[test]
+fn ingress_nginx_canary_annotations_make_a_canary() {
+    use crate::support::fixtures::annotate;
+    let mut documents = vec![INGRESS_CLASS.to_string()];
+    documents.extend(services(&["app", "next"]));
+    documents.push(ingress("main", Some("shop.example.com"), "/", "app"));
+    documents.push(annotate(
+        &ingress("main-canary", Some("shop.example.com"), "/", "next"),
+        &[
+            ("nginx.ingress.kubernetes.io/canary", "true"),
+            ("nginx.ingress.kubernetes.io/canary-weight", "30"),
+            ("nginx.ingress.kubernetes.io/canary-by-header", "x-canary"),
+        ],
+    ));
+    let compiled = compile_yaml(&docs(&documents));
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+    assert_eq!(
+        route_to(&compiled, "shop.example.com", "/").as_deref(),
+        Some("app")
+    );
+    let route = compiled.table.lookup("shop.example.com", "/").unwrap();
+    let canary = route
+        .canary
+        .as_ref()
+        .expect("the second Ingress is a canary");
+    assert_eq!(canary.ingress.name, "main-canary");
+    assert_eq!(canary.weight_percent, 30);
+    assert_eq!(canary.by_header.as_ref().unwrap(), "x-canary");
+}

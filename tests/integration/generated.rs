@@ -13,17 +13,19 @@ fn committed_crd_matches_the_rust_type() {
     );
 }
 
-#[test]
-fn crdgen_prints_the_committed_crd() {
+/// What `vane SUBCOMMAND` prints, which must succeed.
+fn printed_by(subcommand: &str) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_vane"))
-        .arg("crdgen")
+        .arg(subcommand)
         .output()
         .unwrap();
-    assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
-        vane::api::crd_yaml()
-    );
+    assert!(output.status.success(), "vane {subcommand} failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn crdgen_prints_the_committed_crd() {
+    assert_eq!(printed_by("crdgen"), vane::api::crd_yaml());
 }
 
 /// Every flag is in README's tables, and each default the README shows in backticks is the one
@@ -75,4 +77,29 @@ fn readme_flag_defaults_match_the_code() {
             );
         }
     }
+}
+
+/// README's annotation table, between its markers.
+fn readme_annotation_table() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let begin = "<!-- BEGIN generated: vane annotations -->\n";
+    let start = readme.find(begin).expect("README has the begin marker") + begin.len();
+    let end = readme[start..]
+        .find("<!-- END generated: vane annotations -->")
+        .expect("README has the end marker");
+    readme[start..start + end].to_owned()
+}
+
+#[test]
+fn readme_annotation_table_matches_the_code() {
+    assert!(
+        readme_annotation_table() == vane::api::compat::markdown_table(),
+        "README's annotation table is stale: run `make manifests` and commit the result"
+    );
+}
+
+#[test]
+fn annotations_prints_the_readme_table() {
+    assert_eq!(printed_by("annotations"), readme_annotation_table());
 }

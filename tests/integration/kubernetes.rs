@@ -68,6 +68,10 @@ impl Vane {
             access_log: None,
             span_export: None,
             shutdown_delay: std::time::Duration::ZERO,
+            proxy_body_size: None,
+            default_backend_service: None,
+            custom_http_errors: Vec::new(),
+            limit_req_status_code: http::StatusCode::SERVICE_UNAVAILABLE,
             limits: vane::proxy::ServerLimits {
                 shutdown_grace: std::time::Duration::from_secs(5),
                 ..Default::default()

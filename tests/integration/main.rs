@@ -1,6 +1,8 @@
 //! vane's integration tests, in one binary so that `cargo test` links once.
 //!
+//! - `check`: `vane check`, the built binary on manifests, its report and exit status;
 //! - `compile`: tier 1, manifests to table, no I/O;
+//! - `cors`: CORS annotations through compile, and preflights and headers through the proxy;
 //! - `proxy`: tier 2, the real proxy on loopback with real origins and clients;
 //! - `edge`: the proxy against hostile and careless clients and origins (hardening);
 //! - `pool`: the HTTP/1.1 upstream connection pool, seen from the origins;
@@ -17,7 +19,9 @@
 //!   and TLS compile.
 
 mod balancing;
+mod check;
 mod compile;
+mod cors;
 mod edge;
 mod generated;
 mod kubernetes;
@@ -32,3 +36,4 @@ mod spans;
 mod standalone;
 mod support;
 mod tls;
+mod transforms;

@@ -435,3 +435,54 @@ async fn a_mounted_configmap_update_reaches_traffic() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// The Ingress of ingress-nginx's rewrite example (docs/examples/rewrite/README.md), as it is
+/// written there, served by the binary from a manifests directory.
+#[tokio::test]
+async fn ingress_nginx_rewrite_example_serves_as_documented() {
+    let origins = origin::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let example = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  annotations:
+    nginx.ingress.kubernetes.io/use-regex: "true"
+    nginx.ingress.kubernetes.io/rewrite-target: /$2
+  name: rewrite
+  namespace: default
+spec:
+  ingressClassName: vane
+  rules:
+  - host: rewrite.bar.com
+    http:
+      paths:
+      - path: /something(/|$)(.*)
+        pathType: ImplementationSpecific
+        backend:
+          service:
+            name: http-svc
+            port: 
+              number: 80
+"#;
+    write_atomically(
+        &dir.path().join("example.yaml"),
+        &docs(&[
+            INGRESS_CLASS.to_string(),
+            backend("http-svc", origins.port, &origins.ips()),
+            example.trim_start().to_string(),
+        ]),
+    );
+    let vane = Vane::start(dir.path()).await;
+    let client = client();
+    // The example's three documented requests.
+    for (path, upstream) in [
+        ("/something", "/"),
+        ("/something/", "/"),
+        ("/something/new", "/new"),
+    ] {
+        let reply = get(&client, vane.http, "rewrite.bar.com", path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert_eq!(reply.json()["path"], upstream, "{path}");
+    }
+}

@@ -7,6 +7,7 @@ use super::origin::Origins;
 
 use vane::manifests::{self, Loaded};
 use vane::snapshot::Snapshot;
+use vane::table::Diagnostic;
 
 pub const INGRESS_CLASS: &str = "\
 apiVersion: networking.k8s.io/v1
@@ -120,4 +121,12 @@ pub fn single_route(origins: &Origins, host: Option<&str>) -> String {
         backend("app", origins.port, &origins.ips()),
         ingress("app", host, "/", "app"),
     ])
+}
+
+/// Whether compile reported `reason` with a message that mentions `text` (an annotation's
+/// name, say).
+pub fn has_diagnostic(diagnostics: &[Diagnostic], reason: &str, text: &str) -> bool {
+    diagnostics
+        .iter()
+        .any(|d| d.reason == reason && d.message.contains(text))
 }

@@ -12,6 +12,7 @@
 //! - `/delay/MS`: answers after MS milliseconds;
 //! - `/healthz`: the health check (counted in `probes`, not in `hits`);
 //! - `/close`: answers with `Connection: close`, and closes the connection;
+//! - `/headers?NAME=VALUE&...`: answers 200 with those response headers (no escapes);
 //! - anything else: 200 with a JSON echo of the request (`name`, `method`, `path`, `query`,
 //!   `version`, `headers`).
 //!
@@ -313,6 +314,22 @@ async fn respond(
         response
             .headers_mut()
             .insert(http::header::CONNECTION, "close".parse().unwrap());
+        return Ok(response);
+    }
+    if path == "/headers" {
+        let mut response = full(StatusCode::OK, format!("{name} headers\n"))?;
+        for (header, value) in request
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+        {
+            response.headers_mut().append(
+                http::HeaderName::from_bytes(header.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
         return Ok(response);
     }
     if path == "/upload" {

@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 use crate::admin::{self, AdminState, Surface, Surfaces};
 use crate::args::{Config, Source};
 use crate::compile::{self, Compiled, Fragments, Options};
-use crate::debounce;
+use crate::debounce::{self, Debounce};
 use crate::k8s::{self, KubeSettings, Outcome, StatusWriter};
 use crate::live::TableHandle;
 use crate::manifests::{self, Changes, LoadError, ManifestCache};
@@ -243,8 +243,11 @@ async fn start_manifests(
         .await
         .with_context(|| format!("cannot read --manifests {}", dir.display()))?;
     let shutdown = shutdown.clone();
+    // Writing one file is a lone burst of events: taken after a shorter pause.
+    let mut debounce = Debounce::new(debounce::QUIET, debounce::CAP)
+        .with_lone_quiet(debounce::LONE_QUIET, debounce::IDLE);
     tasks.spawn(async move {
-        while next_batch(&mut changes, &shutdown).await {
+        while next_batch(&mut debounce, &mut changes, &shutdown).await {
             if let Err(error) = reload_manifests(&cache, watch.take_changes(), &mut compiler).await
             {
                 error!(
@@ -314,6 +317,9 @@ async fn start_kubernetes(
     tasks.spawn(writer.run(outcomes, leader, shutdown.clone()));
 
     let shutdown = shutdown.clone();
+    // An apply of several objects is a series of watch events as far apart as the API
+    // server's writes: the full pause, so that it is more likely to be one table.
+    let mut debounce = Debounce::new(debounce::QUIET, debounce::CAP);
     tasks.spawn(async move {
         info!("waiting for every watch to list once");
         tokio::select! {
@@ -321,13 +327,16 @@ async fn start_kubernetes(
             _ = stores.wait_until_ready() => {}
         }
         loop {
-            match compiler.compile_and_publish(stores.snapshot(), &[]).await {
+            match compiler
+                .compile_and_publish(Arc::new(stores.snapshot()), &[])
+                .await
+            {
                 Ok(outcome) => {
                     outcomes_tx.send_replace(Arc::new(outcome));
                 }
                 Err(error) => error!("{error:#}; keeping the last routing table"),
             }
-            if !next_batch(&mut changes, &shutdown).await {
+            if !next_batch(&mut debounce, &mut changes, &shutdown).await {
                 return;
             }
         }
@@ -336,10 +345,14 @@ async fn start_kubernetes(
 }
 
 /// Waits for the next debounced batch of changes; `false` on shutdown or when the source ended.
-async fn next_batch(changes: &mut mpsc::Receiver<()>, shutdown: &CancellationToken) -> bool {
+async fn next_batch(
+    debounce: &mut Debounce,
+    changes: &mut mpsc::Receiver<()>,
+    shutdown: &CancellationToken,
+) -> bool {
     tokio::select! {
         _ = shutdown.cancelled() => false,
-        more = debounce::next_batch(changes, debounce::QUIET, debounce::CAP) => more,
+        more = debounce.next_batch(changes) => more,
     }
 }
 
@@ -390,7 +403,7 @@ impl Compiler {
     /// Returns what the Kubernetes status writer needs of the result.
     async fn compile_and_publish(
         &mut self,
-        snapshot: Snapshot,
+        snapshot: Arc<Snapshot>,
         load_errors: &[LoadError],
     ) -> anyhow::Result<Outcome> {
         // The clock is read here, not in compile, which stays pure: certificates are checked for

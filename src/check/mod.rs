@@ -10,6 +10,7 @@ mod text;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::manifests::{self, LoadError, Loaded};
 
@@ -52,7 +53,7 @@ pub fn load(paths: &[PathBuf], stdin: &mut dyn Read) -> Loaded {
         match std::fs::metadata(path) {
             Ok(metadata) if metadata.is_dir() => match manifests::load_dir(path) {
                 Ok(dir) => {
-                    loaded.snapshot.extend(&dir.snapshot);
+                    Arc::make_mut(&mut loaded.snapshot).extend(&dir.snapshot);
                     loaded.errors.extend(dir.errors);
                 }
                 Err(e) => error(&mut loaded, path, &e.to_string()),

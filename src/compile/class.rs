@@ -17,6 +17,15 @@ use crate::table::ObjectRef;
 pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 
+/// What decides which Ingresses are ours, apart from the Ingresses themselves.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Criteria {
+    ingress_class: String,
+    controller_name: String,
+    exists: bool,
+    is_default: bool,
+}
+
 /// What the snapshot says about our IngressClass.
 pub struct ClassSelector<'a> {
     options: &'a Options,
@@ -44,6 +53,21 @@ impl<'a> ClassSelector<'a> {
             exists: ours.is_some(),
             is_default,
         }
+    }
+
+    /// What decides, so that a decision can be known to still hold.
+    pub fn criteria(&self) -> Criteria {
+        Criteria {
+            ingress_class: self.options.ingress_class.clone(),
+            controller_name: self.options.controller_name.clone(),
+            exists: self.exists,
+            is_default: self.is_default,
+        }
+    }
+
+    /// Whether [`Self::is_ours`] never reports (our IngressClass exists).
+    pub fn is_quiet(&self) -> bool {
+        self.exists
     }
 
     /// Decides whether `ingress` is ours. An Ingress that names our class while our IngressClass

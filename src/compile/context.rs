@@ -1,6 +1,7 @@
 //! What every per-kind compiler works with: an object's annotations read with typed parsers,
 //! the sink its problems are reported to, and the oldest-first order that settles conflicts.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use foldhash::HashSet;
@@ -107,18 +108,20 @@ impl<'a> Annotations<'a> {
     }
 }
 
-/// Sorts objects oldest first: by creationTimestamp, then namespace/name (which also orders
-/// objects without a timestamp, as in standalone manifests).
+/// Sorts objects oldest first (see [`order`]); equals keep their order.
 pub(super) fn oldest_first<T>(
-    objects: &mut [(&T, ObjectRef)],
+    objects: &mut [(T, ObjectRef)],
     metadata: impl Fn(&T) -> &ObjectMeta,
 ) {
-    objects.sort_by(|(a, a_ref), (b, b_ref)| {
-        metadata(a)
-            .creation_timestamp
-            .cmp(&metadata(b).creation_timestamp)
-            .then_with(|| a_ref.cmp(b_ref))
-    });
+    objects.sort_by(|(a, a_ref), (b, b_ref)| order((metadata(a), a_ref), (metadata(b), b_ref)));
+}
+
+/// The oldest-first order: by creationTimestamp, then namespace/name (which also orders
+/// objects without a timestamp, as in standalone manifests).
+pub(super) fn order(a: (&ObjectMeta, &ObjectRef), b: (&ObjectMeta, &ObjectRef)) -> Ordering {
+    a.0.creation_timestamp
+        .cmp(&b.0.creation_timestamp)
+        .then_with(|| a.1.cmp(b.1))
 }
 
 /// Collects diagnostics, dropping exact repeats (one missing Service referenced by ten paths of

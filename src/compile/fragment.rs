@@ -10,8 +10,9 @@
 //! A fragment is reused only when every input it was built from is the same object as then
 //! (the same `Arc`: an unchanged file or watch object keeps its `Arc`, a changed one gets a
 //! new one): the Ingress, and for each Service it routes to, the Service and its
-//! EndpointSlices. Which BackendPolicy attaches where depends on all policies, so any change
-//! among them drops every fragment. Ingresses that take part in what is shared across
+//! EndpointSlices. The Services are compared only where the Service index says they changed
+//! since the last compile (see [`Generation`]). Which BackendPolicy attaches where depends on
+//! all policies, so any change among them drops every fragment. Ingresses that take part in what is shared across
 //! Ingresses beyond routes and backends (canaries, TLS hosts and client verification, upstream
 //! TLS, which reads Secrets) are compiled as before, outside fragments.
 
@@ -24,26 +25,53 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::builder::{endpoints, BackendKey, IngressConfig, RouteParts, RouteShared, TableBuilder};
 use super::canary::{self, CanarySettings};
-use super::service::{Resolved, ServiceIndex, Unresolved};
+use super::class::ClassSelector;
+use super::ours::OurIngresses;
+use super::service::{Resolved, Unresolved};
+use super::service_index::{Changed, ServiceIndex};
 use super::{ingress, Annotations, Sink};
 use crate::api::BackendPolicy;
-use crate::table::{Diagnostic, HostPattern, ObjectRef, PathRule, RouteTls, Timeouts};
+use crate::snapshot::Snapshot;
+use crate::table::{
+    Diagnostic, HostPattern, ObjectRef, PathRule, RouteTls, Timeouts, TrafficLabels,
+};
 
-/// The fragments of the last compile, by Ingress.
+/// The fragments of the last compile, by Ingress, and the Service index they were built
+/// with.
 #[derive(Debug, Default)]
 pub struct Fragments {
-    /// Each fragment with the compile that last used it. Updated in place rather than rebuilt:
-    /// a new map of 10,000 fragments per compile was allocator churn that kept growing RSS.
-    by_ingress: HashMap<ObjectRef, (u64, Fragment)>,
+    /// The Services and EndpointSlices of the last compile: brought up to date by each
+    /// compile, which learns from it which Services changed.
+    services: ServiceIndex,
+    /// The Ingresses of our class, oldest first, as of the last compile.
+    ours: OurIngresses,
+    /// Each fragment with the compile that last used it, by the address of the Ingress it was
+    /// built from: a fragment is reused only for that very `Arc`, and holds it, so the address
+    /// names no other object while the entry lives. (Hashing an address rather than the
+    /// Ingress's namespace and name spares a look at 10,000 strings per compile.) Updated in
+    /// place rather than rebuilt: a new map of 10,000 fragments per compile was allocator
+    /// churn that kept growing RSS.
+    by_ingress: HashMap<usize, (u64, Fragment)>,
     /// The BackendPolicies the fragments were built with.
     policies: Vec<Arc<BackendPolicy>>,
     compiles: u64,
 }
 
 impl Fragments {
-    /// Starts a compile with `policies`: the fragments of the last compile become candidates
-    /// for reuse, unless the policies changed.
-    pub(super) fn generation(&mut self, policies: &[Arc<BackendPolicy>]) -> Generation<'_> {
+    /// Starts a compile of `snapshot`: brings the Service index and the Ingresses of our class
+    /// (as `classes` selects them, reporting to `sink`) up to date and returns them, and makes
+    /// the fragments of the last compile candidates for reuse, unless the policies changed.
+    pub(super) fn generation(
+        &mut self,
+        snapshot: &Snapshot,
+        classes: &ClassSelector<'_>,
+        sink: &mut Sink,
+    ) -> (Generation<'_>, &ServiceIndex, &[(Arc<Ingress>, ObjectRef)]) {
+        let ours = self.ours.update(&snapshot.ingresses, classes, sink);
+        let changed = self
+            .services
+            .update(&snapshot.services, &snapshot.endpoint_slices);
+        let policies = &snapshot.backend_policies;
         let same = self.policies.len() == policies.len()
             && self
                 .policies
@@ -55,22 +83,29 @@ impl Fragments {
             self.policies = policies.to_vec();
         }
         self.compiles += 1;
-        Generation { fragments: self }
+        let generation = Generation {
+            by_ingress: &mut self.by_ingress,
+            compile: self.compiles,
+            changed,
+        };
+        (generation, &self.services, ours)
     }
 }
 
 /// One compile's use of [`Fragments`]: the fragments it uses are kept for the next compile;
-/// those of Ingresses that are gone are dropped with it.
+/// those of Ingresses that are gone are dropped with it. So every fragment kept was current
+/// at the last compile, and is still current unless a Service it routes to changed since.
 pub(super) struct Generation<'f> {
-    fragments: &'f mut Fragments,
+    by_ingress: &'f mut HashMap<usize, (u64, Fragment)>,
+    compile: u64,
+    /// The Services whose objects changed since the last compile.
+    changed: Changed,
 }
 
 impl Drop for Generation<'_> {
     fn drop(&mut self) {
-        let compile = self.fragments.compiles;
-        self.fragments
-            .by_ingress
-            .retain(|_, (used, _)| *used == compile);
+        let compile = self.compile;
+        self.by_ingress.retain(|_, (used, _)| *used == compile);
     }
 }
 
@@ -92,21 +127,18 @@ impl Generation<'_> {
         object: &ObjectRef,
         builder: &mut TableBuilder<'_>,
     ) -> Result<&Fragment, Box<Outside>> {
-        let compile = self.fragments.compiles;
-        let services = builder.services;
-        let current = |(_, fragment): &(u64, Fragment)| fragment.is_current(ingress, services);
-        if !self.fragments.by_ingress.get(object).is_some_and(current) {
-            let fragment = Fragment::build(ingress, object, builder).inspect_err(|_| {
-                self.fragments.by_ingress.remove(object);
-            })?;
-            self.fragments
-                .by_ingress
-                .insert(object.clone(), (compile, fragment));
+        let compile = self.compile;
+        let (services, changed) = (builder.services, &self.changed);
+        let key = Arc::as_ptr(ingress).addr();
+        let current =
+            |(_, fragment): &(u64, Fragment)| fragment.is_current(ingress, changed, services);
+        if !self.by_ingress.get(&key).is_some_and(current) {
+            let fragment = Fragment::build(ingress, object, builder)?;
+            self.by_ingress.insert(key, (compile, fragment));
         }
         let (used, fragment) = self
-            .fragments
             .by_ingress
-            .get_mut(object)
+            .get_mut(&key)
             .expect("inserted or found above");
         *used = compile;
         Ok(fragment)
@@ -135,6 +167,10 @@ pub(super) struct Rule {
     pub path: Option<PathRule>,
     pub tls: RouteTls,
     pub timeouts: Timeouts,
+    /// The route's traffic labels: the Ingress and the backend's name, which the backend it
+    /// is merged into has too (backends are merged by key, name included). Made once, not
+    /// at every compile.
+    pub labels: Arc<TrafficLabels>,
     pub resolution: Resolution,
 }
 
@@ -158,25 +194,27 @@ impl Resolution {
 /// A Service a fragment routes to, and the objects it was resolved from.
 #[derive(Debug)]
 struct Input {
-    namespace: String,
-    service: String,
+    /// (namespace, name)
+    name: (String, String),
+    /// Its [`ServiceIndex::name_hash`].
+    hash: u64,
     object: Option<Arc<Service>>,
     slices: Vec<Arc<EndpointSlice>>,
 }
 
 impl Input {
-    fn of(services: &ServiceIndex<'_>, namespace: &str, service: &str) -> Self {
-        let (object, slices) = services.inputs(namespace, service);
+    fn of(services: &ServiceIndex, namespace: &str, service: &str) -> Self {
+        let (object, slices) = services.get(namespace, service);
         Self {
-            namespace: namespace.to_owned(),
-            service: service.to_owned(),
+            name: (namespace.to_owned(), service.to_owned()),
+            hash: services.name_hash(namespace, service),
             object: object.cloned(),
-            slices: slices.iter().map(|s| Arc::clone(s)).collect(),
+            slices: slices.cloned().collect(),
         }
     }
 
-    fn is_current(&self, services: &ServiceIndex<'_>) -> bool {
-        let (object, slices) = services.inputs(&self.namespace, &self.service);
+    fn is_current(&self, services: &ServiceIndex) -> bool {
+        let (object, slices) = services.get(&self.name.0, &self.name.1);
         let same_service = match (&self.object, object) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
@@ -193,11 +231,20 @@ impl Input {
 }
 
 impl Fragment {
-    /// Whether this fragment is what [`Fragment::build`] would give for `ingress` now.
-    fn is_current(&self, ingress: &Arc<Ingress>, services: &ServiceIndex<'_>) -> bool {
+    /// Whether this fragment is what [`Fragment::build`] would give for `ingress` now; its
+    /// Services are compared with the index only where `changed` says they may differ.
+    fn is_current(
+        &self,
+        ingress: &Arc<Ingress>,
+        changed: &Changed,
+        services: &ServiceIndex,
+    ) -> bool {
         self.reusable
             && Arc::ptr_eq(&self.ingress, ingress)
-            && self.inputs.iter().all(|input| input.is_current(services))
+            && self
+                .inputs
+                .iter()
+                .all(|input| !changed.may_include(input.hash) || input.is_current(services))
     }
 
     /// Compiles `ingress` into a fragment, in the order compile reports in; a canary or an
@@ -227,7 +274,7 @@ impl Fragment {
         let mut rules = Vec::with_capacity(candidates.len());
         for candidate in candidates {
             if let ingress::BackendRef::Service { name, .. } = candidate.backend {
-                if !inputs.iter().any(|i| i.service == name) {
+                if !inputs.iter().any(|i| i.name.1 == name) {
                     inputs.push(Input::of(builder.services, &object.namespace, name));
                 }
             }
@@ -240,6 +287,7 @@ impl Fragment {
                 timeouts: config.timeouts.timeouts(policy.map(|(p, _)| *p)),
                 host: candidate.host,
                 path: candidate.path,
+                labels: Arc::new(TrafficLabels::new(object, &resolution.key.name)),
                 resolution: Resolution {
                     key: resolution.key,
                     policy: policy.map(|(_, o)| o.clone()),
@@ -298,6 +346,7 @@ impl TableBuilder<'_> {
                 backend,
                 tls: rule.tls.clone(),
                 timeouts: rule.timeouts,
+                labels: Arc::clone(&rule.labels),
             };
             self.push_route(object, parts, &fragment.shared);
         }

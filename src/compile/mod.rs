@@ -20,10 +20,12 @@ mod cors;
 mod fragment;
 mod header_changes;
 mod ingress;
+mod ours;
 mod policy;
 mod resilience;
 mod self_signed;
 mod service;
+mod service_index;
 mod tls;
 mod transform;
 mod upstream_tls;
@@ -37,12 +39,11 @@ use crate::table::{Certificate, Diagnostic, ObjectRef, PolicyStatus, RoutingTabl
 
 use builder::TableBuilder;
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
-use context::oldest_first;
 pub use context::{Annotations, Sink};
 pub use fragment::Fragments;
 use fragment::Outside;
 pub use self_signed::self_signed;
-pub use service::SERVICE_NAME_LABEL;
+pub use service_index::SERVICE_NAME_LABEL;
 
 pub const DEFAULT_INGRESS_CLASS: &str = "vane";
 pub const DEFAULT_CONTROLLER_NAME: &str = "vane.dev/ingress-controller";
@@ -157,22 +158,9 @@ pub fn compile_cached(
 ) -> Compiled {
     let mut sink = Sink::default();
     let classes = class::ClassSelector::new(options, snapshot.ingress_classes.iter().map(|c| &**c));
-    let services = service::ServiceIndex::new(&snapshot.services, &snapshot.endpoint_slices);
-    let mut fragments = fragments.generation(&snapshot.backend_policies);
+    let (mut fragments, services, ours) = fragments.generation(snapshot, &classes, &mut sink);
 
-    let mut ours: Vec<(&Arc<Ingress>, ObjectRef)> = snapshot
-        .ingresses
-        .iter()
-        .filter_map(|ingress| {
-            let object = ingress_ref(ingress)?;
-            classes
-                .is_ours(ingress, &object, &mut sink)
-                .then_some((ingress, object))
-        })
-        .collect();
-    oldest_first(&mut ours, |ingress| &ingress.metadata);
-
-    let (attachments, policies) = policy::attach(&snapshot.backend_policies, &services, &mut sink);
+    let (attachments, policies) = policy::attach(&snapshot.backend_policies, services, &mut sink);
     let certificates =
         tls::TlsBuilder::new(snapshot.secrets.iter().map(|s| &**s), options, &mut sink);
     let routes = ours
@@ -180,7 +168,7 @@ pub fn compile_cached(
         .map(|(ingress, _)| ingress::route_count(ingress))
         .sum();
     let mut builder = TableBuilder::new(
-        &services,
+        services,
         &attachments,
         certificates,
         routes,
@@ -191,7 +179,7 @@ pub fn compile_cached(
     }
     // Main Ingresses first, so that every canary finds the route it attaches to.
     let mut canaries = Vec::new();
-    for (ingress, object) in &ours {
+    for (ingress, object) in ours {
         let Outside {
             mut config,
             canary,
@@ -229,7 +217,7 @@ pub fn compile_cached(
     Compiled {
         table: RoutingTable::new(builder.routes, builder.backends).with_tls(builder.tls.finish()),
         diagnostics: sink.diagnostics,
-        ingresses: ours.into_iter().map(|(_, object)| object).collect(),
+        ingresses: ours.iter().map(|(_, object)| object.clone()).collect(),
         policies,
     }
 }

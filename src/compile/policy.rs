@@ -11,7 +11,7 @@ use foldhash::HashMap;
 use crate::api::{self, conditions, BackendPolicy};
 use crate::table::{ConditionSpec, ObjectRef, PolicyStatus};
 
-use super::service::ServiceIndex;
+use super::service_index::ServiceIndex;
 use super::{reasons, Sink};
 
 /// `(namespace, service, port name)`; `None` as port name means the whole Service.
@@ -46,7 +46,7 @@ impl<'a> Attachments<'a> {
 
 pub fn attach<'a>(
     policies: &'a [std::sync::Arc<BackendPolicy>],
-    services: &ServiceIndex<'_>,
+    services: &ServiceIndex,
     sink: &mut Sink,
 ) -> (Attachments<'a>, Vec<PolicyStatus>) {
     let mut ordered: Vec<(&BackendPolicy, ObjectRef)> = policies
@@ -57,7 +57,7 @@ pub fn attach<'a>(
             Some((&**p, ObjectRef::new("BackendPolicy", namespace, name)))
         })
         .collect();
-    super::oldest_first(&mut ordered, |policy| &policy.metadata);
+    super::context::oldest_first(&mut ordered, |policy| &policy.metadata);
 
     let mut attachments = Attachments::default();
     let mut statuses = Vec::with_capacity(ordered.len());

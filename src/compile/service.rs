@@ -9,20 +9,15 @@
 //! does); all others none.
 
 use std::collections::BTreeMap;
-
-use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
-use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
+use k8s_openapi::api::discovery::v1::Endpoint as SliceEndpoint;
 use k8s_openapi::api::networking::v1::ServiceBackendPort;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::service_index::ServiceIndex;
 use crate::table::Endpoint;
-
-/// The label that ties an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// A Service port that exists; its endpoints are read separately, once per backend.
 #[derive(Debug)]
@@ -73,63 +68,12 @@ fn ports(service: &Service) -> &[ServicePort] {
         .unwrap_or_default()
 }
 
-/// Services and their EndpointSlices, indexed by namespace and name. The objects are kept as
-/// the snapshot's `Arc`s, whose identity tells a cached result whether they changed.
-pub struct ServiceIndex<'a> {
-    services: HashMap<(&'a str, &'a str), &'a Arc<Service>>,
-    slices: HashMap<(&'a str, &'a str), Vec<&'a Arc<EndpointSlice>>>,
-}
-
-impl<'a> ServiceIndex<'a> {
-    pub fn new(services: &'a [Arc<Service>], slices: &'a [Arc<EndpointSlice>]) -> Self {
-        // Sized up front: growing maps of 10,000 entries rehashes them several times.
-        let mut by_name = HashMap::with_capacity(services.len());
-        by_name.extend(services.iter().filter_map(|s| {
-            Some((
-                (
-                    s.metadata.namespace.as_deref()?,
-                    s.metadata.name.as_deref()?,
-                ),
-                s,
-            ))
-        }));
-        let mut by_service: HashMap<_, Vec<_>> = HashMap::with_capacity(slices.len());
-        for slice in slices {
-            let namespace = slice.metadata.namespace.as_deref();
-            let service = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL));
-            if let (Some(namespace), Some(service)) = (namespace, service) {
-                by_service
-                    .entry((namespace, service.as_str()))
-                    .or_default()
-                    .push(slice);
-            }
-        }
-        Self {
-            services: by_name,
-            slices: by_service,
-        }
-    }
-
-    /// The Service and EndpointSlices that a backend on Service `namespace/service_name`
-    /// resolves from: everything [`Self::port`] and [`Self::endpoints`] read for it.
-    pub fn inputs<'s>(
-        &'s self,
-        namespace: &'s str,
-        service_name: &'s str,
-    ) -> (Option<&'a Arc<Service>>, &'s [&'a Arc<EndpointSlice>]) {
-        let key = (namespace, service_name);
-        let slices = self.slices.get(&key).map(Vec::as_slice).unwrap_or_default();
-        (self.services.get(&key).copied(), slices)
-    }
-
-    fn service(&self, namespace: &str, service_name: &str) -> Result<&'a Service, Unresolved> {
-        self.services
-            .get(&(namespace, service_name))
-            .map(|s| &***s)
+/// Resolving backends: what a Service port is, and what its endpoints are.
+impl ServiceIndex {
+    fn service(&self, namespace: &str, service_name: &str) -> Result<&Service, Unresolved> {
+        self.get(namespace, service_name)
+            .0
+            .map(|s| &**s)
             .ok_or_else(|| Unresolved {
                 reason: super::reasons::SERVICE_NOT_FOUND,
                 message: format!("Service {namespace}/{service_name} not found"),
@@ -186,7 +130,7 @@ impl<'a> ServiceIndex<'a> {
         namespace: &str,
         service_name: &str,
         port: &ServiceBackendPort,
-    ) -> Result<ServicePortRef<'a>, Unresolved> {
+    ) -> Result<ServicePortRef<'_>, Unresolved> {
         let unresolved = |reason, message| Err(Unresolved { reason, message });
         let service = self.service(namespace, service_name)?;
         if service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
@@ -229,7 +173,7 @@ impl<'a> ServiceIndex<'a> {
     /// Service port's name, the EndpointSlice endpoint and its address.
     pub fn endpoints(
         &self,
-        port: &ServicePortRef<'a>,
+        port: &ServicePortRef<'_>,
         weight: &dyn Fn(Option<&str>, &SliceEndpoint, &str) -> u32,
     ) -> Result<Resolved, Unresolved> {
         let unresolved = |reason, message| Err(Unresolved { reason, message });
@@ -258,12 +202,13 @@ impl<'a> ServiceIndex<'a> {
                 ));
             }
         }
-        let Some(slices) = self.slices.get(&(namespace, service_name)) else {
+        let (_, slices) = self.get(namespace, service_name);
+        if slices.len() == 0 {
             return unresolved(
                 super::reasons::NO_ENDPOINT_SLICES,
                 format!("no EndpointSlices for Service {namespace}/{service_name}"),
             );
-        };
+        }
         // Ready endpoints, and the serving-but-terminating ones kept in reserve.
         let mut addresses = BTreeMap::new();
         let mut terminating = BTreeMap::new();

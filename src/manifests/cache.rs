@@ -21,6 +21,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::load::{load_file, LoadError, Loaded};
@@ -79,6 +80,28 @@ pub struct ManifestCache {
     reloads: u64,
     /// What the last walk found besides files; `None` until the first walk.
     walked: Option<Walked>,
+    /// What a reload returns, assembled from `files` in path order, with where each file's
+    /// objects start in it (indexed like `order`). Rereading files that hold as many objects
+    /// of each kind as before, and no errors, replaces their objects in place: at 10,000
+    /// files, assembling 30,000 objects anew was a tenth of a one-file change. Shared with the
+    /// compile of the last reload, which is done with it by the next one, so that the
+    /// replacement copies nothing.
+    assembled: Loaded,
+    starts: Vec<Counts>,
+}
+
+/// A number (or position) of objects of each kind, in the order of [`Snapshot`]'s fields.
+type Counts = [usize; 6];
+
+fn counts(objects: &Snapshot) -> Counts {
+    [
+        objects.ingress_classes.len(),
+        objects.ingresses.len(),
+        objects.services.len(),
+        objects.endpoint_slices.len(),
+        objects.secrets.len(),
+        objects.backend_policies.len(),
+    ]
 }
 
 /// The directories a walk read (by the path it read them under) and what it reported.
@@ -108,6 +131,8 @@ impl ManifestCache {
             order: Vec::new(),
             reloads: 0,
             walked: None,
+            assembled: Loaded::default(),
+            starts: Vec::new(),
         }
     }
 
@@ -171,23 +196,40 @@ impl ManifestCache {
     /// Rereads the named files and drops the gone ones; the rest stays as parsed.
     fn reread(&mut self, reread: Vec<(&Path, Stamp)>, gone: Vec<&Path>) {
         let reload = self.reloads;
+        // Paths that are gone are mostly not manifests anyway (the temporary file of a write
+        // and rename); a manifest that is gone makes the snapshot shorter.
+        let mut in_place = true;
         for path in gone {
             if self.files.remove(path).is_some() {
+                in_place = false;
                 if let Ok(at) = self.order.binary_search_by(|p| p.as_path().cmp(path)) {
                     self.order.remove(at);
                 }
             }
         }
         for (path, stamp) in reread {
-            if self
-                .files
-                .insert(path.to_owned(), parse_file(path, stamp, reload))
-                .is_none()
-            {
-                if let Err(at) = self.order.binary_search_by(|p| p.as_path().cmp(path)) {
-                    self.order.insert(at, path.to_owned());
+            let parsed = parse_file(path, stamp, reload);
+            let at = self.order.binary_search_by(|p| p.as_path().cmp(path));
+            match (self.files.get_mut(path), at) {
+                (Some(old), Ok(at)) if in_place && same_shape(old, &parsed) => {
+                    replace(
+                        Arc::make_mut(&mut self.assembled.snapshot),
+                        self.starts[at],
+                        &parsed.objects,
+                    );
+                    *old = parsed;
+                }
+                (old, at) => {
+                    in_place = false;
+                    if let (None, Err(at)) = (old, at) {
+                        self.order.insert(at, path.to_owned());
+                    }
+                    self.files.insert(path.to_owned(), parsed);
                 }
             }
+        }
+        if !in_place {
+            self.assemble();
         }
     }
 
@@ -225,25 +267,72 @@ impl ManifestCache {
             errors: walk.errors,
             links: walk.links,
         });
+        self.assemble();
         Ok(self.loaded())
     }
 
-    /// Everything in the cache: the objects of all files in path order, and all errors.
-    fn loaded(&self) -> Loaded {
-        let mut loaded = Loaded {
-            errors: self
-                .walked
-                .as_ref()
-                .map(|w| w.errors.clone())
-                .unwrap_or_default(),
-            ..Loaded::default()
-        };
-        for parsed in self.order.iter().filter_map(|path| self.files.get(path)) {
-            loaded.snapshot.extend(&parsed.objects);
-            loaded.errors.extend(parsed.errors.iter().cloned());
+    /// Assembles everything in the cache: the objects of all files in path order, and all
+    /// errors.
+    fn assemble(&mut self) {
+        let mut snapshot = Snapshot::default();
+        let mut errors = self
+            .walked
+            .as_ref()
+            .map(|w| w.errors.clone())
+            .unwrap_or_default();
+        let mut starts = Vec::with_capacity(self.order.len());
+        for path in &self.order {
+            starts.push(counts(&snapshot));
+            if let Some(parsed) = self.files.get(path) {
+                snapshot.extend(&parsed.objects);
+                errors.extend(parsed.errors.iter().cloned());
+            }
         }
-        loaded
+        self.assembled = Loaded {
+            snapshot: Arc::new(snapshot),
+            errors,
+        };
+        self.starts = starts;
     }
+
+    /// Everything in the cache, as last assembled.
+    fn loaded(&self) -> Loaded {
+        Loaded {
+            snapshot: Arc::clone(&self.assembled.snapshot),
+            errors: self.assembled.errors.clone(),
+        }
+    }
+}
+
+/// Whether `new` can take the place of `old` in the assembled snapshot: as many objects of
+/// each kind, and no errors before or after (errors are assembled apart).
+fn same_shape(old: &Parsed, new: &Parsed) -> bool {
+    old.errors.is_empty() && new.errors.is_empty() && counts(&old.objects) == counts(&new.objects)
+}
+
+/// Puts `objects` in place of as many objects of each kind of `snapshot`, from `start`.
+fn replace(snapshot: &mut Snapshot, start: Counts, objects: &Snapshot) {
+    fn put<T>(into: &mut [Arc<T>], start: usize, objects: &[Arc<T>]) {
+        into[start..start + objects.len()].clone_from_slice(objects);
+    }
+    put(
+        &mut snapshot.ingress_classes,
+        start[0],
+        &objects.ingress_classes,
+    );
+    put(&mut snapshot.ingresses, start[1], &objects.ingresses);
+    put(&mut snapshot.services, start[2], &objects.services);
+    put(
+        &mut snapshot.endpoint_slices,
+        start[3],
+        &objects.endpoint_slices,
+    );
+    put(&mut snapshot.secrets, start[4], &objects.secrets);
+    put(
+        &mut snapshot.backend_policies,
+        start[5],
+        &objects.backend_policies,
+    );
 }
 
 /// Reads and parses one file; `stamp` was taken before reading, so a write that races the
@@ -253,7 +342,7 @@ fn parse_file(path: &Path, stamp: Stamp, seen: u64) -> Parsed {
     load_file(path, stamp.len, &mut loaded);
     Parsed {
         stamp,
-        objects: loaded.snapshot,
+        objects: Arc::unwrap_or_clone(loaded.snapshot),
         errors: loaded.errors,
         seen,
     }
@@ -455,6 +544,45 @@ mod tests {
             paths: paths.iter().cloned().collect(),
             overflowed: false,
         }
+    }
+
+    #[test]
+    fn a_file_reread_in_place_gives_what_a_fresh_load_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        for name in ["a", "b", "c"] {
+            let two = format!("{}---\n{}", service(name), service(&format!("{name}2")));
+            std::fs::write(path(&format!("{name}.yaml")), two).unwrap();
+        }
+        let mut cache = ManifestCache::new(dir.path());
+        let first = cache.reload(&Changes::default()).unwrap();
+        // As many objects of each kind: replaced in place. Then one object more: assembled.
+        for (text, expected) in [
+            (format!("{}---\n{}", service("x"), service("y")), 6),
+            (
+                format!(
+                    "{}---\n{}---\n{}",
+                    service("z"),
+                    service("z2"),
+                    service("z3")
+                ),
+                7,
+            ),
+        ] {
+            // Written as kubectl and the bench write: a temporary file renamed over it.
+            std::fs::write(path("b.tmp"), text).unwrap();
+            std::fs::rename(path("b.tmp"), path("b.yaml")).unwrap();
+            let reread = cache
+                .reload(&named(&[path("b.tmp"), path("b.yaml")]))
+                .unwrap();
+            let fresh = ManifestCache::new(dir.path())
+                .reload(&Changes::default())
+                .unwrap();
+            assert_eq!(service_names(&reread), service_names(&fresh));
+            assert_eq!(reread.snapshot.services.len(), expected);
+        }
+        // What an earlier reload returned stays as it was.
+        assert_eq!(service_names(&first), ["a", "a2", "b", "b2", "c", "c2"]);
     }
 
     #[test]

@@ -63,7 +63,8 @@ impl fmt::Display for LoadError {
 
 #[derive(Debug, Default)]
 pub struct Loaded {
-    pub snapshot: Snapshot,
+    /// Shared, so that a cache can hand out what it holds without copying it.
+    pub snapshot: Arc<Snapshot>,
     pub errors: Vec<LoadError>,
 }
 
@@ -92,8 +93,9 @@ fn read_file(file: &Path, len: u64) -> Result<String, String> {
 
 /// Loads the documents of one file's text into `loaded`.
 pub fn load_str(text: &str, file: &Path, loaded: &mut Loaded) {
+    let snapshot = Arc::make_mut(&mut loaded.snapshot);
     for (index, document) in split_documents(text).enumerate() {
-        if let Err(message) = add_document(document, &mut loaded.snapshot) {
+        if let Err(message) = add_document(document, snapshot) {
             loaded.errors.push(LoadError {
                 file: file.to_path_buf(),
                 document: Some(index + 1),

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use serde::Serialize;
@@ -207,8 +207,22 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 #[derive(Clone, Debug)]
 enum Ordered {
     Prefix(Box<str>),
-    /// The index of the expression in the matcher's `RegexSet`, and the expression.
-    Regex(usize, PathRegex),
+    Regex {
+        /// The index of the expression in the matcher's `RegexSet`.
+        index: usize,
+        regex: PathRegex,
+        /// The length of the expression as written, which orders it.
+        len: usize,
+    },
+}
+
+impl Ordered {
+    fn len(&self) -> usize {
+        match self {
+            Ordered::Prefix(prefix) => prefix.len(),
+            Ordered::Regex { len, .. } => *len,
+        }
+    }
 }
 
 /// The path rules of one host, indexed for lookup. Values are route indexes.
@@ -226,37 +240,62 @@ impl PathMatcher {
     /// Builds the matcher. `rules` must not contain the same rule twice (compile resolves
     /// conflicts before this point); if it does, the first one wins.
     pub fn new(rules: impl IntoIterator<Item = (PathRule, usize)>) -> Self {
-        let mut exact = HashMap::new();
-        let mut others: Vec<(PathRule, usize)> = Vec::new();
+        let mut matcher = Self::default();
         for (rule, route) in rules {
-            match rule.kind {
-                PathKind::Exact => {
-                    exact.entry(rule.path).or_insert(route);
-                }
-                PathKind::Prefix | PathKind::Regex => {
-                    if !others.iter().any(|(r, _)| *r == rule) {
-                        others.push((rule, route));
-                    }
-                }
+            matcher.insert(rule, route);
+        }
+        matcher.index_regexes();
+        matcher
+    }
+
+    /// Adds a rule, unless the same rule is there already (the first one wins). Prefix and
+    /// Regex rules stay in match order as they come, so a table indexes each host's rules
+    /// without a pass of its own; [`index_regexes`](Self::index_regexes) must follow the last.
+    pub(super) fn insert(&mut self, rule: PathRule, route: usize) {
+        if rule.kind == PathKind::Exact {
+            self.exact.entry(rule.path).or_insert(route);
+            return;
+        }
+        let len = rule.order_len();
+        let entry = match rule.regex {
+            Some(regex) => Ordered::Regex {
+                index: 0,
+                regex,
+                len,
+            },
+            None => Ordered::Prefix(rule.path),
+        };
+        let same = |(other, _): &(Ordered, usize)| match (other, &entry) {
+            (Ordered::Prefix(a), Ordered::Prefix(b)) => a == b,
+            (Ordered::Regex { regex: a, .. }, Ordered::Regex { regex: b, .. }) => a == b,
+            _ => false,
+        };
+        if self.ordered.iter().any(same) {
+            return;
+        }
+        // After every rule at least as long: equal lengths keep their (deterministic) input
+        // order.
+        let at = self
+            .ordered
+            .iter()
+            .position(|(other, _)| other.len() < len)
+            .unwrap_or(self.ordered.len());
+        self.ordered.insert(at, (entry, route));
+    }
+
+    /// Builds the automaton of the Regex rules, in match order (nothing to do without any).
+    pub(super) fn index_regexes(&mut self) {
+        let mut patterns = Vec::new();
+        for (rule, _) in &mut self.ordered {
+            if let Ordered::Regex { index, regex, .. } = rule {
+                *index = patterns.len();
+                patterns.push(regex.0.as_str().to_owned());
             }
         }
-        // Stable sort: equal lengths keep their (deterministic) input order.
-        others.sort_by_key(|(rule, _)| std::cmp::Reverse(rule.order_len()));
-        let mut patterns = Vec::new();
-        let ordered = others
-            .into_iter()
-            .map(|(rule, route)| match rule.regex {
-                Some(regex) => {
-                    patterns.push(regex.0.as_str().to_owned());
-                    (Ordered::Regex(patterns.len() - 1, regex), route)
-                }
-                None => (Ordered::Prefix(rule.path), route),
-            })
-            .collect();
         // Each expression compiled alone within the bounds, so the set of them does too (its
         // limits grow with the number of expressions); were it refused all the same, each
         // rule would be matched with its own expression, slower but alike.
-        let regexes = (!patterns.is_empty())
+        self.regexes = (!patterns.is_empty())
             .then(|| {
                 RegexSetBuilder::new(&patterns)
                     .case_insensitive(true)
@@ -266,11 +305,6 @@ impl PathMatcher {
                     .ok()
             })
             .flatten();
-        Self {
-            exact,
-            ordered,
-            regexes,
-        }
     }
 
     pub fn lookup(&self, path: &str) -> Option<usize> {
@@ -283,7 +317,7 @@ impl PathMatcher {
             .iter()
             .find(|(rule, _)| match rule {
                 Ordered::Prefix(prefix) => prefix_matches(prefix, path),
-                Ordered::Regex(index, regex) => match &self.regexes {
+                Ordered::Regex { index, regex, .. } => match &self.regexes {
                     Some(set) => matched
                         .get_or_insert_with(|| set.matches(path))
                         .matched(*index),

@@ -110,7 +110,7 @@ pub fn snapshot(yaml: &str) -> Snapshot {
         "fixture does not load: {:?}",
         loaded.errors
     );
-    loaded.snapshot
+    std::sync::Arc::unwrap_or_clone(loaded.snapshot)
 }
 
 /// The common case: our IngressClass, a Service `app` backed by `origins`, and an Ingress `app`

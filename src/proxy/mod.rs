@@ -299,8 +299,9 @@ impl Proxy {
         let host = host_header
             .to_str()
             .map_err(|_| ProxyError::BadHost("invalid"))?;
+        // Counted for the route's Ingress, whatever answers (a canary's is counted for its own).
+        record.routed(&route.labels, route.access_log);
         if let Some(transforms) = &route.transforms {
-            record.routed(&route.labels, route.access_log);
             if transforms.refused.is_some() {
                 return Err(ProxyError::Refused);
             }
@@ -331,10 +332,7 @@ impl Proxy {
                 record.routed(&canary.labels, route.access_log);
                 canary.backend
             }
-            _ => {
-                record.routed(&route.labels, route.access_log);
-                route.backend
-            }
+            _ => route.backend,
         };
         let (Some(backend), Some(balancer), Some(guard)) = (
             active.table.backend(backend_index),

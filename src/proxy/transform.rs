@@ -69,14 +69,23 @@ fn www_location<B>(vars: &Vars<'_, B>, to: &str) -> String {
 /// the route's expression over the request's normal path, then the request's query.
 pub fn rewrite(rewrite: &Rewrite, original: &PathAndQuery) -> Result<PathAndQuery, ProxyError> {
     let path = normalize_request_path(original.path());
-    let captures = rewrite.pattern.regex().captures(&path);
+    // Only a target with `$N` pays for the captures.
+    let captures = rewrite
+        .target
+        .uses_captures()
+        .then(|| rewrite.pattern.regex().captures(path.as_bytes()))
+        .flatten();
     let mut target = String::with_capacity(path.len() + 16);
     for part in &rewrite.target.parts {
         match part {
             TemplatePart::Literal(text) => target.push_str(text),
             TemplatePart::Capture(group) => {
                 if let Some(text) = captures.as_ref().and_then(|c| c.get(*group)) {
-                    target.push_str(text.as_str());
+                    // A byte-wise expression can cut a character in two (the path is ASCII
+                    // in practice): such a capture makes no request target.
+                    let text =
+                        std::str::from_utf8(text.as_bytes()).map_err(|_| ProxyError::BadRewrite)?;
+                    target.push_str(text);
                 }
             }
             // Compile allows only captures in a rewrite target.

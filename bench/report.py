@@ -19,6 +19,8 @@ PROXIES = ["vane", "haproxy", "nginx"]
 LOGGING = ["vane_log", "nginx_log"]
 # vane and nginx again, with a regex rewrite and two header changes (scenario a only).
 TRANSFORMS = ["vane_xform", "nginx_xform"]
+# vane_xform's own process, asked for a host without transforms.
+SAME_PROCESS_PLAIN = "vane_xplain"
 
 
 # ---------------------------------------------------------------- /proc helpers
@@ -264,6 +266,13 @@ def report(raw, out_path):
         lines += feature_rows(
             med, transformed, "with a regex rewrite and two header changes", "the transforms"
         )
+        plain = load_runs(raw, "a", SAME_PROCESS_PLAIN)
+        if plain:
+            vt = median(transformed["vane_xform"], "cpu_us")
+            vp = median(plain, "cpu_us")
+            lines.append(
+                f"| a. CPU the transforms add per request, same vane process, µs | {fmt(vt - vp, '+.1f')} | | | | |"
+            )
 
     # e. churn
     e = load_runs(raw, "e", "vane")

@@ -266,6 +266,29 @@ vane_manifests a | sed \
     -e 's#^          - path: /$#          - path: /(.*)#' \
     -e 's#^            pathType: Prefix$#            pathType: ImplementationSpecific#' \
     > "$T/vane_xform/manifests/routes.yaml"
+# And a plain Ingress on host plain.bench in the same vane: the transforms' cost measured within
+# one process (vane_xplain below), free of the noise between two.
+cat >> "$T/vane_xform/manifests/routes.yaml" <<EOF
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: plain
+  namespace: default
+spec:
+  ingressClassName: vane
+  rules:
+    - host: plain.bench
+      http:
+        paths:
+          - path: /
+            pathType: Prefix
+            backend:
+              service:
+                name: origins
+                port:
+                  name: http
+EOF
 grep -q "rewrite-target" "$T/vane_xform/manifests/routes.yaml" || { log "vane_xform manifests lack the rewrite"; exit 1; }
 vane_manifests b > "$T/vane/routes.yaml.b"
 cp "$T/vane/routes.yaml.a" "$T/vane/manifests/routes.yaml"
@@ -331,13 +354,15 @@ for p in vane_xform nginx_xform; do
 done
 declare -A PID_OF=([vane]=$VANE_PID [haproxy]=$HAPROXY_PID [nginx]=$NGINX_PID
     [vane_log]=$VANE_LOG_PID [nginx_log]=$NGINX_LOG_PID
-    [vane_xform]=$VANE_XFORM_PID [nginx_xform]=$NGINX_XFORM_PID)
+    [vane_xform]=$VANE_XFORM_PID [nginx_xform]=$NGINX_XFORM_PID [vane_xplain]=$VANE_XFORM_PID)
 declare -A ADDR_OF=([vane]=$VANE_ADDR [haproxy]=$HAPROXY_ADDR [nginx]=$NGINX_ADDR
     [vane_log]=$VANE_LOG_ADDR [nginx_log]=$NGINX_LOG_ADDR
-    [vane_xform]=$VANE_XFORM_ADDR [nginx_xform]=$NGINX_XFORM_ADDR)
+    [vane_xform]=$VANE_XFORM_ADDR [nginx_xform]=$NGINX_XFORM_ADDR [vane_xplain]=$VANE_XFORM_ADDR)
+# vane_xplain is vane_xform's process, asked for its plain host.
+declare -A HOST_OF=([vane_xplain]=plain.bench)
 PROXIES=(vane haproxy nginx)
 LOGGING=(vane_log nginx_log)
-TRANSFORMS=(vane_xform nginx_xform)
+TRANSFORMS=(vane_xform nginx_xform vane_xplain)
 
 # --------------------------------------------------------------------------- metadata
 META=$RAW/meta
@@ -388,7 +413,11 @@ for p in "${PROXIES[@]}" "${LOGGING[@]}" "${TRANSFORMS[@]}"; do wrk_bg -t2 -c64 
 
 log "a. small GET, keep-alive, 64 connections, $DURATION x $ROUNDS rounds (and with access logs, and with transforms)"
 for r in $(seq 1 "$ROUNDS"); do
-    for p in "${PROXIES[@]}" "${LOGGING[@]}" "${TRANSFORMS[@]}"; do run a "$p" "$r" -t2 -c64 -d"$DURATION" --latency "http://${ADDR_OF[$p]}/"; done
+    for p in "${PROXIES[@]}" "${LOGGING[@]}" "${TRANSFORMS[@]}"; do
+        host=()
+        [[ -n ${HOST_OF[$p]:-} ]] && host=(-H "Host: ${HOST_OF[$p]}")
+        run a "$p" "$r" -t2 -c64 -d"$DURATION" --latency "${host[@]}" "http://${ADDR_OF[$p]}/"
+    done
 done
 {
     echo "vane_log_lines=$(wc -l <"$T/vane_log/access.log")"

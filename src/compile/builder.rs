@@ -472,7 +472,7 @@ impl<'a> TableBuilder<'a> {
             );
             return;
         };
-        if let Some(why) = config.shared.transforms.refused() {
+        if let Some(why) = config.shared.transforms.refused_as_canary() {
             sink.report(
                 object,
                 reasons::REFUSED_ANNOTATION,

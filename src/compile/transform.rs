@@ -136,9 +136,18 @@ impl IngressTransforms {
         }
     }
 
-    /// Why the Ingress's routes are refused, if they are.
-    pub(super) fn refused(&self) -> Option<&str> {
-        self.transforms.as_ref()?.refused.as_deref()
+    /// Why the Ingress, as a canary, takes no traffic: what refuses its routes, or access
+    /// rules of its own. A canary's requests pass its main route's checks, as in ingress-nginx,
+    /// so a stricter allow list or rate limit of the canary's would go unapplied (fail closed).
+    pub(super) fn refused_as_canary(&self) -> Option<&str> {
+        let transforms = self.transforms.as_ref()?;
+        if let Some(why) = &transforms.refused {
+            return Some(why);
+        }
+        (transforms.source_ranges.is_some() || transforms.rate_limits.is_some()).then_some(
+            "its own allow lists and rate limits are not applied (a canary's requests pass its \
+             main Ingress's)",
+        )
     }
 
     /// The rewrite of a route with `path` (none for the default backend, which has no path

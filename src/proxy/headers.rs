@@ -234,13 +234,13 @@ pub fn real_client<'c, B>(
         return Cow::Borrowed(client);
     };
     let mut real = client.ip;
-    let values: Vec<&str> = request
+    let hops = request
         .headers()
         .get_all(&X_FORWARDED_FOR)
         .iter()
+        .rev()
         .filter_map(|v| v.to_str().ok())
-        .collect();
-    let hops = values.iter().rev().flat_map(|v| v.rsplit(','));
+        .flat_map(|v| v.rsplit(','));
     for hop in hops {
         match hop.trim().parse::<IpAddr>() {
             Ok(ip) => {

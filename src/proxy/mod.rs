@@ -413,10 +413,11 @@ impl Proxy {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         // The balancer (hashing by path or query) sees the request as the client sent it;
         // the endpoint gets the rewritten path.
-        let upstream_target = match &route.rewrite {
-            Some(rewrite) => transform::rewrite(rewrite, &path_and_query)?,
-            None => path_and_query.clone(),
+        let rewritten = match &route.rewrite {
+            Some(rewrite) => Some(transform::rewrite(rewrite, &path_and_query)?),
+            None => None,
         };
+        let upstream_target = rewritten.as_ref().unwrap_or(&path_and_query);
         let protocol = upgrade.as_ref().map(|u| u.protocol.clone());
         prepare_headers(
             &mut parts,
@@ -465,7 +466,7 @@ impl Proxy {
             };
             let upstream = upstream_request(
                 &parts.method,
-                &upstream_target,
+                upstream_target,
                 backend,
                 headers,
                 upstream_body,

@@ -678,3 +678,37 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_the_client() {
     let reply = send(&client, request("203.0.113.9, 198.51.100.1")).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }
+
+#[test]
+fn a_canary_with_access_rules_of_its_own_takes_no_traffic() {
+    let canary = |name: &str, rule: (&str, &str)| {
+        annotate(
+            &ingress(name, "app.example.com", &[("/", "Prefix")], "app"),
+            &[
+                ("nginx.ingress.kubernetes.io/canary", "true"),
+                ("nginx.ingress.kubernetes.io/canary-weight", "50"),
+                rule,
+            ],
+        )
+    };
+    let compiled = compile(
+        &snapshot(&docs(&[
+            INGRESS_CLASS.to_string(),
+            backend("app", 8080, &["10.0.0.1".parse().unwrap()]),
+            ingress("main", "app.example.com", &[("/", "Prefix")], "app"),
+            canary("limited", ("nginx.ingress.kubernetes.io/limit-rps", "5")),
+        ])),
+        &Options::default(),
+    );
+    assert!(
+        has_diagnostic(
+            &compiled.diagnostics,
+            reasons::REFUSED_ANNOTATION,
+            "the canary takes no traffic"
+        ),
+        "{:?}",
+        compiled.diagnostics
+    );
+    let route = compiled.table.lookup("app.example.com", "/").unwrap();
+    assert!(route.canary.is_none());
+}

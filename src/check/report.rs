@@ -135,7 +135,7 @@ impl Report {
             .ingresses
             .iter()
             .map(|object| {
-                let key = (object.namespace.as_str(), object.name.as_str());
+                let key = (&*object.namespace, &*object.name);
                 ingress_report(
                     object,
                     annotations.get(&key).copied(),
@@ -228,8 +228,8 @@ fn ingress_report(
         .map(|(route, canary)| describe(route, backend(canary.backend)))
         .collect();
     IngressReport {
-        namespace: object.namespace.clone(),
-        name: object.name.clone(),
+        namespace: object.namespace.to_string(),
+        name: object.name.to_string(),
         verdict: diagnostics
             .iter()
             .map(Verdict::of)

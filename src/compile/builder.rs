@@ -153,9 +153,9 @@ pub(super) struct TableBuilder<'a> {
     pub(super) policies: &'a policy::Attachments<'a>,
     pub(super) tls: tls::TlsBuilder<'a>,
     pub(super) routes: Vec<Route>,
-    pub(super) backends: Vec<Backend>,
+    pub(super) backends: Vec<Arc<Backend>>,
     /// Backends by name and algorithm (Ingresses may balance one Service port differently).
-    pub(super) backend_by_key: HashMap<BackendKey, usize>,
+    pub(super) backend_by_key: HashMap<Arc<BackendKey>, usize>,
     /// Why a backend (by index) could not be resolved, or what it had to skip.
     pub(super) problems: HashMap<usize, Vec<Unresolved>>,
     /// The route (by index) that owns each (host, path) so far, found by the hash of its host
@@ -167,7 +167,7 @@ pub(super) struct TableBuilder<'a> {
     /// What applies where an Ingress sets nothing (`--proxy-body-size`, ...).
     pub(super) defaults: transform::Defaults,
     /// Routes whose Ingress asked for `from-to-www-redirect`, by host.
-    www: Vec<(Box<str>, usize)>,
+    www: Vec<(Arc<str>, usize)>,
     /// `--default-backend-service`: its backend, and the route it serves unmatched requests on.
     default_backend: Option<usize>,
     default_route: Option<Route>,
@@ -537,7 +537,7 @@ impl<'a> TableBuilder<'a> {
         target: &ingress::BackendRef<'t>,
         sink: &mut Sink,
     ) -> Resolution<'a, 't> {
-        let namespace = object.namespace.as_str();
+        let namespace = &*object.namespace;
         let balancing = &config.balancing;
         let invalid = |key, problem| Resolution {
             key,
@@ -605,14 +605,66 @@ impl<'a> TableBuilder<'a> {
         sink: &mut Sink,
         resolve: impl FnOnce() -> Result<Resolved, Unresolved>,
     ) -> usize {
-        if let Some(&index) = self.backend_by_key.get(&key) {
-            for problem in self.problems.get(&index).into_iter().flatten() {
-                sink.report(object, problem.reason, problem.message.clone());
-            }
+        if let Some(index) = self.existing(object, &key, sink) {
             return index;
         }
+        self.insert(object, &BuiltBackend::new(key, policy, resolve()), sink)
+    }
+
+    /// [`intern`](Self::intern) for a backend built beforehand (a fragment's).
+    pub(super) fn intern_built(
+        &mut self,
+        object: &ObjectRef,
+        built: &BuiltBackend,
+        sink: &mut Sink,
+    ) -> usize {
+        match self.existing(object, &built.key, sink) {
+            Some(index) => index,
+            None => self.insert(object, built, sink),
+        }
+    }
+
+    /// The index of the backend `key` names, if there is one yet: its problems reported to
+    /// `object` too.
+    fn existing(&self, object: &ObjectRef, key: &BackendKey, sink: &mut Sink) -> Option<usize> {
+        let &index = self.backend_by_key.get(key)?;
+        for problem in self.problems.get(&index).into_iter().flatten() {
+            sink.report(object, problem.reason, problem.message.clone());
+        }
+        Some(index)
+    }
+
+    fn insert(&mut self, object: &ObjectRef, built: &BuiltBackend, sink: &mut Sink) -> usize {
         let index = self.backends.len();
-        let (target, problems) = match resolve() {
+        for problem in &built.problems {
+            sink.report(object, problem.reason, problem.message.clone());
+        }
+        if !built.problems.is_empty() {
+            self.problems.insert(index, built.problems.clone());
+        }
+        self.backends.push(Arc::clone(&built.backend));
+        self.backend_by_key.insert(Arc::clone(&built.key), index);
+        index
+    }
+}
+
+/// A backend made whole from its key and endpoints, with what resolving it had to report.
+/// A fragment keeps it, so that the next compile adds the backend to its table by pointer,
+/// not by copying its key, name and endpoints.
+#[derive(Debug)]
+pub(super) struct BuiltBackend {
+    pub(super) key: Arc<BackendKey>,
+    backend: Arc<Backend>,
+    problems: Vec<Unresolved>,
+}
+
+impl BuiltBackend {
+    pub(super) fn new(
+        key: BackendKey,
+        policy: Option<ObjectRef>,
+        resolved: Result<Resolved, Unresolved>,
+    ) -> Self {
+        let (target, problems) = match resolved {
             Ok(resolved) => (
                 BackendTarget::Endpoints(resolved.endpoints),
                 resolved
@@ -629,14 +681,8 @@ impl<'a> TableBuilder<'a> {
                 vec![problem],
             ),
         };
-        for problem in &problems {
-            sink.report(object, problem.reason, problem.message.clone());
-        }
-        if !problems.is_empty() {
-            self.problems.insert(index, problems);
-        }
-        self.backends.push(Backend {
-            name: key.name.clone().into(),
+        let backend = Backend {
+            name: key.name.as_str().into(),
             target,
             load_balancing: key.load_balancing.clone(),
             slow_start: key.slow_start,
@@ -647,8 +693,11 @@ impl<'a> TableBuilder<'a> {
             policy,
             protocol: key.protocol,
             upstream_tls: key.upstream_tls.clone(),
-        });
-        self.backend_by_key.insert(key, index);
-        index
+        };
+        Self {
+            key: Arc::new(key),
+            backend: Arc::new(backend),
+            problems,
+        }
     }
 }

@@ -23,11 +23,12 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::builder::{endpoints, BackendKey, IngressConfig, RouteParts, RouteShared, TableBuilder};
+use super::builder::{
+    endpoints, BuiltBackend, IngressConfig, RouteParts, RouteShared, TableBuilder,
+};
 use super::canary::{self, CanarySettings};
 use super::class::ClassSelector;
 use super::ours::OurIngresses;
-use super::service::{Resolved, Unresolved};
 use super::service_index::{Changed, ServiceIndex};
 use super::{ingress, Annotations, Sink};
 use crate::api::BackendPolicy;
@@ -174,13 +175,11 @@ pub(super) struct Rule {
     pub resolution: Resolution,
 }
 
-/// A rule's backend: its key, policy and endpoints (or why it has none), and what resolving it
+/// A rule's backend, built (with its endpoints, or why it has none), and what resolving it
 /// reported.
 #[derive(Debug)]
 pub(super) struct Resolution {
-    pub key: BackendKey,
-    pub policy: Option<ObjectRef>,
-    pub resolved: Result<Resolved, Unresolved>,
+    pub backend: BuiltBackend,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -289,13 +288,15 @@ impl Fragment {
                 path: candidate.path,
                 labels: Arc::new(TrafficLabels::new(object, &resolution.key.name)),
                 resolution: Resolution {
-                    key: resolution.key,
-                    policy: policy.map(|(_, o)| o.clone()),
-                    resolved: endpoints(
-                        builder.services,
-                        builder.policies,
-                        &object.namespace,
-                        resolution.target,
+                    backend: BuiltBackend::new(
+                        resolution.key,
+                        policy.map(|(_, o)| o.clone()),
+                        endpoints(
+                            builder.services,
+                            builder.policies,
+                            &object.namespace,
+                            resolution.target,
+                        ),
                     ),
                     diagnostics: resolving.diagnostics,
                 },
@@ -333,13 +334,7 @@ impl TableBuilder<'_> {
                 continue;
             }
             rule.resolution.replay(sink);
-            let backend = self.intern(
-                object,
-                rule.resolution.key.clone(),
-                rule.resolution.policy.clone(),
-                sink,
-                || rule.resolution.resolved.clone(),
-            );
+            let backend = self.intern_built(object, &rule.resolution.backend, sink);
             let parts = RouteParts {
                 host: rule.host.clone(),
                 path: rule.path.clone(),

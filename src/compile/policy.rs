@@ -6,6 +6,8 @@
 //! older one keeps it and the younger one is `Conflicted` there. For a backend, a policy on its
 //! port beats a policy on the whole Service.
 
+use std::sync::Arc;
+
 use foldhash::HashMap;
 
 use crate::api::{self, conditions, BackendPolicy};
@@ -15,7 +17,7 @@ use super::service_index::ServiceIndex;
 use super::{reasons, Sink};
 
 /// `(namespace, service, port name)`; `None` as port name means the whole Service.
-type TargetKey = (String, String, Option<String>);
+type TargetKey = (Arc<str>, String, Option<String>);
 
 /// Which policy applies where.
 #[derive(Debug, Default)]
@@ -33,7 +35,7 @@ impl<'a> Attachments<'a> {
     ) -> Option<&(&'a BackendPolicy, ObjectRef)> {
         let key = |port: Option<&str>| {
             (
-                namespace.to_owned(),
+                namespace.into(),
                 service.to_owned(),
                 port.map(str::to_owned),
             )
@@ -45,7 +47,7 @@ impl<'a> Attachments<'a> {
 }
 
 pub fn attach<'a>(
-    policies: &'a [std::sync::Arc<BackendPolicy>],
+    policies: &'a [Arc<BackendPolicy>],
     services: &ServiceIndex,
     sink: &mut Sink,
 ) -> (Attachments<'a>, Vec<PolicyStatus>) {

@@ -55,7 +55,7 @@ impl IngressTls {
         let ca = annotations
             .parse(keys::AUTH_TLS_SECRET, annotations::parse_secret_ref, sink)
             .and_then(|(namespace, name)| match namespace {
-                Some(namespace) if namespace != object.namespace => {
+                Some(namespace) if *namespace != *object.namespace => {
                     sink.report(
                         object,
                         reasons::INVALID_ANNOTATION,
@@ -310,7 +310,7 @@ impl<'a> TlsBuilder<'a> {
             }
         };
         ClientAuth {
-            ca: ObjectRef::new("Secret", object.namespace.as_str(), name),
+            ca: ObjectRef::new("Secret", &*object.namespace, name),
             mode,
             roots,
         }

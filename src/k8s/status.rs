@@ -67,13 +67,16 @@ pub struct StatusWriter {
 /// did), the store is the truth again.
 #[derive(Default)]
 struct Written {
-    by_object: HashMap<(String, String, &'static str), (Option<String>, serde_json::Value)>,
+    by_object: HashMap<WrittenKey, (Option<String>, serde_json::Value)>,
 }
+
+/// An object's namespace, name and kind.
+type WrittenKey = (Arc<str>, Arc<str>, &'static str);
 
 impl Written {
     fn in_flight(
         &self,
-        key: &(String, String, &'static str),
+        key: &WrittenKey,
         store_version: Option<&String>,
         desired: &serde_json::Value,
     ) -> bool {
@@ -84,7 +87,7 @@ impl Written {
 
     fn record(
         &mut self,
-        key: (String, String, &'static str),
+        key: WrittenKey,
         store_version: Option<String>,
         desired: serde_json::Value,
     ) {
@@ -180,7 +183,7 @@ impl StatusWriter {
         let ours: HashSet<(&str, &str)> = outcome
             .ingresses
             .iter()
-            .map(|o| (o.namespace.as_str(), o.name.as_str()))
+            .map(|o| (&*o.namespace, &*o.name))
             .collect();
         let desired_ours = normalized(addresses);
         for ingress in self.stores.ingresses.state() {
@@ -211,7 +214,7 @@ impl StatusWriter {
             } else {
                 json!(desired)
             };
-            let key = (namespace.to_owned(), name.to_owned(), "Ingress");
+            let key = (namespace.into(), name.into(), "Ingress");
             let version = ingress.metadata.resource_version.as_ref();
             if current == desired || self.written.in_flight(&key, version, &value) {
                 continue;
@@ -318,7 +321,7 @@ impl StatusWriter {
     /// A reference to an Ingress or BackendPolicy in the stores (with its uid, so the Event
     /// shows up in `kubectl describe`).
     fn reference(&self, object: &ObjectRef) -> Option<ObjectReference> {
-        let (name, namespace) = (object.name.as_str(), object.namespace.as_str());
+        let (name, namespace) = (&*object.name, &*object.namespace);
         match object.kind {
             "Ingress" => self
                 .stores

@@ -4,19 +4,26 @@
 //! Event on that object and the standalone source into a log line that names it.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
-/// A reference to a Kubernetes object, as used in diagnostics and route provenance.
+/// A reference to a Kubernetes object, as used in diagnostics and route provenance. Its
+/// names are shared, not copied: every route and diagnostic of an object holds them, and each
+/// compile makes the routes of every Ingress anew.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ObjectRef {
     pub kind: &'static str,
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ObjectRef {
-    pub fn new(kind: &'static str, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(
+        kind: &'static str,
+        namespace: impl Into<Arc<str>>,
+        name: impl Into<Arc<str>>,
+    ) -> Self {
         Self {
             kind,
             namespace: namespace.into(),

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -12,11 +13,12 @@ use serde::Serialize;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(tag = "type", content = "value")]
 pub enum HostPattern {
-    /// `foo.example.com` (stored lowercase).
-    Exact(Box<str>),
+    /// `foo.example.com` (stored lowercase). Shared, not copied, by every table the rule is
+    /// compiled into: a one-file change at 10,000 Ingresses copied 10,000 host names.
+    Exact(Arc<str>),
     /// `*.example.com`, stored as its parent domain `example.com`: it matches exactly one more
     /// label in front of it.
-    Wildcard(Box<str>),
+    Wildcard(Arc<str>),
     /// A rule without a host: every request.
     Any,
 }

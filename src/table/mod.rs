@@ -101,8 +101,8 @@ impl TrafficLabels {
         let service = backend.split_once('/').map_or(backend, |(_, rest)| rest);
         let service = service.rsplit_once(':').map_or(service, |(name, _)| name);
         Self {
-            namespace: ingress.namespace.as_str().into(),
-            ingress: ingress.name.as_str().into(),
+            namespace: (*ingress.namespace).into(),
+            ingress: (*ingress.name).into(),
             service: service.into(),
         }
     }
@@ -327,12 +327,14 @@ impl Endpoint {
 /// The compiled routing table. Build it with [`RoutingTable::new`]; it never changes after that.
 #[derive(Clone, Debug, Default)]
 pub struct RoutingTable {
-    exact_hosts: HashMap<Box<str>, PathMatcher>,
-    wildcard_hosts: HashMap<Box<str>, PathMatcher>,
+    exact_hosts: HashMap<Arc<str>, PathMatcher>,
+    wildcard_hosts: HashMap<Arc<str>, PathMatcher>,
     any_host: PathMatcher,
     default_route: Option<usize>,
     routes: Vec<Route>,
-    backends: Vec<Backend>,
+    /// Shared with the compile results they were built from: a backend whose inputs did not
+    /// change is the same allocation in the next table, and so found the same at once.
+    backends: Vec<Arc<Backend>>,
     tls: TlsHosts,
 }
 
@@ -340,7 +342,7 @@ impl RoutingTable {
     /// Indexes `routes`. Compile guarantees that no two routes share host, path and kind, and
     /// that at most one route has no path (the default backend); should that not hold, the
     /// first one wins. Route backend indexes must be valid indexes into `backends`.
-    pub fn new(routes: Vec<Route>, backends: Vec<Backend>) -> Self {
+    pub fn new(routes: Vec<Route>, backends: Vec<Arc<Backend>>) -> Self {
         // Sized for the common case of a host per route.
         let mut table = RoutingTable {
             exact_hosts: HashMap::with_capacity(routes.len()),
@@ -400,19 +402,20 @@ impl RoutingTable {
         &self.routes
     }
 
-    pub fn backends(&self) -> &[Backend] {
+    pub fn backends(&self) -> &[Arc<Backend>] {
         &self.backends
     }
 
     pub fn backend(&self, index: usize) -> Option<&Backend> {
-        self.backends.get(index)
+        self.backends.get(index).map(|backend| &**backend)
     }
 
     /// For each backend, the index of an identical backend of `previous`, if any: runtime
     /// state built for it (balancers, guards) can be kept across the swap.
     ///
     /// A new table mostly keeps its backends where they were, so each is first compared with
-    /// the backend at its own index; only the rest are looked up by hash, among the previous
+    /// the backend at its own index (an unchanged one is the same `Arc`, which `==` sees
+    /// without comparing fields); only the rest are looked up by hash, among the previous
     /// backends left unmatched (hashing every backend of both tables was most of a publish at
     /// 10,000 backends).
     pub fn same_backends(&self, previous: &RoutingTable) -> Vec<Option<usize>> {
@@ -425,7 +428,7 @@ impl RoutingTable {
         if same.iter().all(Option::is_some) {
             return same;
         }
-        let unmatched: HashMap<&Backend, usize> = previous
+        let unmatched: HashMap<&Arc<Backend>, usize> = previous
             .backends
             .iter()
             .enumerate()
@@ -472,8 +475,8 @@ mod tests {
         }
     }
 
-    fn backend(name: &str) -> Backend {
-        Backend {
+    fn backend(name: &str) -> Arc<Backend> {
+        Arc::new(Backend {
             name: name.into(),
             target: BackendTarget::Endpoints(vec![]),
             load_balancing: LoadBalancing::RoundRobin,
@@ -485,7 +488,7 @@ mod tests {
             policy: None,
             protocol: BackendProtocol::Http,
             upstream_tls: None,
-        }
+        })
     }
 
     #[test]

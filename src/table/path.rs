@@ -41,7 +41,8 @@ pub enum PathKind {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PathRule {
     kind: PathKind,
-    path: Box<str>,
+    /// Shared by every table the rule is compiled into, as hosts are.
+    path: Arc<str>,
     regex: Option<PathRegex>,
 }
 
@@ -209,7 +210,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// A Prefix or Regex rule of a [`PathMatcher`], in match order.
 #[derive(Clone, Debug)]
 enum Ordered {
-    Prefix(Box<str>),
+    Prefix(Arc<str>),
     Regex {
         /// The index of the expression in the matcher's `RegexSet`.
         index: usize,
@@ -231,7 +232,7 @@ impl Ordered {
 /// The path rules of one host, indexed for lookup. Values are route indexes.
 #[derive(Clone, Debug, Default)]
 pub struct PathMatcher {
-    exact: HashMap<Box<str>, usize>,
+    exact: HashMap<Arc<str>, usize>,
     /// Prefix and Regex rules, longest first.
     ordered: Vec<(Ordered, usize)>,
     /// Every Regex rule of the host in one automaton, so that a lookup runs one pass over the

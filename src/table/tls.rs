@@ -97,8 +97,8 @@ impl TlsSite {
 pub struct TlsHosts {
     /// Each distinct site once; the maps hold indexes into it.
     sites: Vec<TlsSite>,
-    exact: HashMap<Box<str>, usize>,
-    wildcard: HashMap<Box<str>, usize>,
+    exact: HashMap<Arc<str>, usize>,
+    wildcard: HashMap<Arc<str>, usize>,
     default: Option<usize>,
 }
 

@@ -193,7 +193,7 @@ async fn every_invalid_annotation_is_reported_and_leaves_other_routes_alone() {
     for (i, (key, _)) in catalogue.iter().enumerate() {
         let name = format!("bad-{i}");
         let reported = compiled.diagnostics.iter().any(|d| {
-            d.object.name == name
+            *d.object.name == *name
                 && d.reason == reasons::INVALID_ANNOTATION
                 && d.message.starts_with(key)
         });
@@ -657,7 +657,7 @@ async fn canary_by_header_value_and_the_canary_diagnostics() {
     let route = compiled.table.lookup("app.com", "/").unwrap();
     let canary = route.canary.as_ref().expect("canary attached");
     assert_eq!(
-        canary.ingress.name, "bad",
+        &*canary.ingress.name, "bad",
         "oldest by name wins among canaries without timestamps"
     );
     assert_eq!(
@@ -673,7 +673,7 @@ async fn canary_by_header_value_and_the_canary_diagnostics() {
         compiled
             .diagnostics
             .iter()
-            .filter(|d| d.object.name == name)
+            .filter(|d| &*d.object.name == name)
             .map(|d| d.reason)
             .collect()
     };

@@ -1,8 +1,9 @@
 //! Tier 1: compile, from manifests to a routing table and diagnostics. No I/O.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use vane::compile::{compile, reasons, Compiled, Options};
+use vane::compile::{compile, compile_cached, reasons, Compiled, Fragments, Options};
 use vane::table::{BackendTarget, Diagnostic};
 
 use crate::support::fixtures::{backend, docs, ingress, snapshot, INGRESS_CLASS};
@@ -26,7 +27,7 @@ fn route_to(compiled: &Compiled, host: &str, path: &str) -> Option<String> {
 fn reasons_of(diagnostics: &[Diagnostic]) -> Vec<(&str, &str)> {
     diagnostics
         .iter()
-        .map(|d| (d.object.name.as_str(), d.reason))
+        .map(|d| (&*d.object.name, d.reason))
         .collect()
 }
 
@@ -221,7 +222,7 @@ fn class_selection() {
             .table
             .routes()
             .iter()
-            .map(|r| r.ingress.name.clone())
+            .map(|r| r.ingress.name.to_string())
             .collect();
         names.sort();
         names
@@ -615,7 +616,7 @@ fn timeouts_come_from_annotations_over_the_policy_over_the_defaults() {
         .filter(|d| d.reason == reasons::INVALID_ANNOTATION)
         .collect();
     assert_eq!(invalid.len(), 1, "{invalid:?}");
-    assert_eq!(invalid[0].object.name, "annotated");
+    assert_eq!(&*invalid[0].object.name, "annotated");
     assert!(invalid[0].message.contains("vane.dev/proxy-send-timeout"));
 }
 
@@ -725,7 +726,7 @@ fn out_of_bounds_policies_are_reported_by_field_and_bound_and_never_applied() {
         .filter(|d| d.reason == reasons::INVALID_POLICY)
         .collect();
     assert_eq!(invalid.len(), 1, "{:?}", compiled.diagnostics);
-    assert_eq!(invalid[0].object.name, "huge");
+    assert_eq!(&*invalid[0].object.name, "huge");
     for fragment in [
         "spec.loadBalancer.consistentHash.tableSize: 4294967291 is not between 251 and 1310719",
         "spec.timeouts.request: 99999h is not between 1ms and 24h",
@@ -780,7 +781,7 @@ fn bad_endpoint_ports_and_addresses_are_reported_and_the_rest_still_serves() {
         let messages: Vec<&str> = compiled
             .diagnostics
             .iter()
-            .filter(|d| d.object.name == ingress && d.reason == reasons::INVALID_ENDPOINT)
+            .filter(|d| &*d.object.name == ingress && d.reason == reasons::INVALID_ENDPOINT)
             .map(|d| d.message.as_str())
             .collect();
         for fragment in [
@@ -832,7 +833,7 @@ fn unhonoured_annotations_are_ignored_refused_or_unknown_as_the_table_says() {
     let of = |name: &str, reason: &str| {
         diagnostics
             .iter()
-            .filter(|d| d.object.name == name && d.reason == reason)
+            .filter(|d| &*d.object.name == name && d.reason == reason)
             .count()
     };
     assert_eq!(
@@ -947,7 +948,48 @@ fn ingress_nginx_canary_annotations_make_a_canary() {
         .canary
         .as_ref()
         .expect("the second Ingress is a canary");
-    assert_eq!(canary.ingress.name, "main-canary");
+    assert_eq!(&*canary.ingress.name, "main-canary");
     assert_eq!(canary.weight_percent, 30);
     assert_eq!(canary.by_header.as_ref().unwrap(), "x-canary");
+}
+
+/// A compile that reuses an Ingress's fragment hands the next table the very backend (the same
+/// allocation) the last table had, which is what lets publish keep its runtime state without
+/// comparing it field by field; a changed Ingress gets a new one.
+#[test]
+fn a_reused_fragment_shares_its_backend_with_the_last_table() {
+    let yaml = docs(&[
+        INGRESS_CLASS.to_owned(),
+        backend("a", 8080, &[ip(1)]),
+        backend("b", 8080, &[ip(2)]),
+        ingress("a", Some("a.example.com"), "/", "a"),
+        ingress("b", Some("b.example.com"), "/", "b"),
+    ]);
+    let mut snapshot = snapshot(&yaml);
+    let options = Options::default();
+    let mut fragments = Fragments::default();
+    let first = compile_cached(&snapshot, &options, &mut fragments).table;
+    let changed = docs(&[ingress("b", Some("b2.example.com"), "/", "b")]);
+    let changed = crate::support::fixtures::snapshot(&changed).ingresses;
+    let at = snapshot
+        .ingresses
+        .iter()
+        .position(|i| i.metadata.name.as_deref() == Some("b"))
+        .expect("Ingress b");
+    snapshot.ingresses[at] = Arc::clone(&changed[0]);
+    let second = compile_cached(&snapshot, &options, &mut fragments).table;
+
+    let backend_of = |table: &vane::table::RoutingTable, host: &str| {
+        let route = table.lookup(host, "/").expect("a route");
+        Arc::clone(&table.backends()[route.backend])
+    };
+    assert!(Arc::ptr_eq(
+        &backend_of(&first, "a.example.com"),
+        &backend_of(&second, "a.example.com")
+    ));
+    assert!(!Arc::ptr_eq(
+        &backend_of(&first, "b.example.com"),
+        &backend_of(&second, "b2.example.com")
+    ));
+    assert_eq!(second.same_backends(&first), vec![Some(0), Some(1)]);
 }

@@ -1,6 +1,7 @@
 //! TLS end to end: real rustls handshakes against the proxy on loopback, certificates made by
 //! rcgen, real origins (in the clear, over TLS, h2c and gRPC), plus TLS compile checks.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -10,7 +11,7 @@ use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::CertificateDer;
 use vane::compile::{compile, reasons, Options};
-use vane::table::{BackendProtocol, RoutingTable, TlsHosts, UpstreamRoots, UpstreamTls};
+use vane::table::{Backend, BackendProtocol, RoutingTable, TlsHosts, UpstreamRoots, UpstreamTls};
 
 use crate::support::binary::{write_atomically, Vane};
 use crate::support::client::{client, get};
@@ -342,7 +343,7 @@ async fn each_kind_of_bad_secret_is_reported_and_only_its_host_gets_the_default_
     for (name, reason) in cases {
         let reported: Vec<_> = diagnostics
             .iter()
-            .filter(|d| d.object.name == name)
+            .filter(|d| &*d.object.name == name)
             .map(|d| d.reason)
             .collect();
         assert_eq!(reported, reason.into_iter().collect::<Vec<_>>(), "{name}");
@@ -552,8 +553,8 @@ async fn an_upstream_tls_configuration_that_cannot_be_built_refuses_and_blames_n
         .table
         .backends()
         .iter()
-        .cloned()
-        .map(|mut backend| {
+        .map(|backend| {
+            let mut backend = Backend::clone(backend);
             if let Some(tls) = &backend.upstream_tls {
                 let roots = vec![CertificateDer::from(b"not a certificate".to_vec())];
                 backend.upstream_tls = Some(UpstreamTls::new(
@@ -563,7 +564,7 @@ async fn an_upstream_tls_configuration_that_cannot_be_built_refuses_and_blames_n
                     tls.ca.clone(),
                 ));
             }
-            backend
+            Arc::new(backend)
         })
         .collect();
     let table = RoutingTable::new(compiled.table.routes().to_vec(), backends);
@@ -615,7 +616,7 @@ async fn upstream_https_is_verified_against_the_policys_ca_unless_explicitly_ins
     assert!(
         diagnostics
             .iter()
-            .any(|d| d.reason == reasons::INSECURE_UPSTREAM_TLS && d.object.name == "app"),
+            .any(|d| d.reason == reasons::INSECURE_UPSTREAM_TLS && &*d.object.name == "app"),
         "{diagnostics:?}"
     );
     let reply = get(&client, proxy.addr, "app.example.com", "/x").await;
@@ -887,7 +888,7 @@ fn backend_protocol_comes_from_annotation_then_policy_then_app_protocol() {
     assert!(compiled
         .diagnostics
         .iter()
-        .any(|d| d.object.name == "plain" && d.reason == reasons::INVALID_ANNOTATION));
+        .any(|d| &*d.object.name == "plain" && d.reason == reasons::INVALID_ANNOTATION));
 }
 
 #[test]
@@ -923,13 +924,13 @@ fn an_older_ingress_keeps_a_tls_host_and_an_unusable_client_ca_refuses_handshake
     let compiled = compile(&snapshot(&yaml), &Options::default());
     let site = compiled.table.tls().site(Some("a.example.com")).unwrap();
     assert_eq!(
-        site.certificate.secret.as_ref().map(|s| s.name.as_str()),
+        site.certificate.secret.as_ref().map(|s| &*s.name),
         Some("one")
     );
     let reported: Vec<_> = compiled
         .diagnostics
         .iter()
-        .map(|d| (d.object.name.as_str(), d.reason))
+        .map(|d| (&*d.object.name, d.reason))
         .collect();
     assert!(
         reported.contains(&("second", reasons::TLS_CONFLICT)),
@@ -1018,7 +1019,7 @@ fn the_tls_example_compiles_cleanly() {
     assert_eq!(compiled.diagnostics, []);
     let site = compiled.table.tls().site(Some("localhost")).unwrap();
     let secret = site.certificate.secret.as_ref().unwrap();
-    assert_eq!(secret.name, "localhost-demo-tls");
+    assert_eq!(&*secret.name, "localhost-demo-tls");
     assert!(
         compiled
             .table

@@ -298,8 +298,10 @@ impl PathMatcher {
         }
         // Each expression compiled alone within the bounds, so the set of them does too (its
         // limits grow with the number of expressions); were it refused all the same, each
-        // rule would be matched with its own expression, slower but alike.
-        self.regexes = (!patterns.is_empty())
+        // rule would be matched with its own expression, slower but alike. A host with one
+        // expression (the common case) needs no set: it would match as its expression does,
+        // and building it again at every compile is what a reload would pay per such host.
+        self.regexes = (patterns.len() > 1)
             .then(|| {
                 RegexSetBuilder::new(&patterns)
                     .case_insensitive(true)

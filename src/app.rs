@@ -298,23 +298,29 @@ async fn start_kubernetes(
     );
 
     compiler.metrics.follow_watches(stores.stats.clone());
-    let (leader_tx, leader) = watch::channel(false);
-    compiler.metrics.follow_leadership(leader.clone());
-    tasks.spawn(k8s::lease::run(
-        client.clone(),
-        settings.lease.clone(),
-        leader_tx,
-        shutdown.clone(),
-    ));
     let (outcomes_tx, outcomes) = watch::channel(Arc::new(Outcome::default()));
-    let writer = StatusWriter::new(
-        client,
-        stores.clone(),
-        settings.publish,
-        controller_name,
-        &settings.lease.identity,
-    );
-    tasks.spawn(writer.run(outcomes, leader, shutdown.clone()));
+    if settings.update_status {
+        let (leader_tx, leader) = watch::channel(false);
+        compiler.metrics.follow_leadership(leader.clone());
+        tasks.spawn(k8s::lease::run(
+            client.clone(),
+            settings.lease.clone(),
+            leader_tx,
+            shutdown.clone(),
+        ));
+        let writer = StatusWriter::new(
+            client,
+            stores.clone(),
+            settings.publish,
+            controller_name,
+            &settings.lease.identity,
+        );
+        tasks.spawn(writer.run(outcomes, leader, shutdown.clone()));
+    } else {
+        // Side by side with another controller of the same class: no Lease, no status, no
+        // Events. Diagnostics still reach the log.
+        info!("--update-status=false: writing nothing to the API server");
+    }
 
     let shutdown = shutdown.clone();
     // An apply of several objects is a series of watch events as far apart as the API

@@ -73,6 +73,18 @@ pub struct Args {
     )]
     pub publish_status_address: Vec<String>,
 
+    /// Write Ingress and BackendPolicy status and Events (under a leader-election Lease).
+    /// `false`: vane writes nothing to the API server, so it can serve a class another
+    /// controller (ingress-nginx) also serves, side by side, without fighting over status.
+    #[arg(
+        long,
+        env = "VANE_UPDATE_STATUS",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub update_status: bool,
+
     /// The Lease used for leader election (status and Event writes).
     #[arg(
         long,
@@ -435,6 +447,8 @@ pub enum ConfigError {
     NoWorkers,
     #[error("--{0} must not be empty")]
     Empty(&'static str),
+    #[error("--publish-service and --publish-status-address write Ingress status, which --update-status=false turns off")]
+    PublishWithoutStatus,
 }
 
 impl Args {
@@ -450,6 +464,9 @@ impl Args {
                 (!addresses.is_empty()).then_some(Publish::Addresses(addresses))
             }
         };
+        if publish.is_some() && !self.update_status {
+            return Err(ConfigError::PublishWithoutStatus);
+        }
         let mut watch_namespaces = non_empty(self.watch_namespace);
         watch_namespaces.sort();
         watch_namespaces.dedup();
@@ -459,6 +476,7 @@ impl Args {
                 kubeconfig: self.kubeconfig,
                 watch_namespaces,
                 publish,
+                update_status: self.update_status,
                 lease: LeaseSettings::new(
                     self.lease_name,
                     self.lease_namespace
@@ -859,5 +877,23 @@ mod tests {
         ];
         assert!(Args::try_parse_from(both).is_err());
         assert!(Args::try_parse_from(["vane", "--manifests", "/m", "--kubeconfig", "/k"]).is_err());
+    }
+
+    #[test]
+    fn update_status_is_on_unless_turned_off_and_then_publishes_nothing() {
+        assert!(kube(&[], &env()).update_status);
+        assert!(!kube(&["--update-status=false"], &env()).update_status);
+        assert!(kube(&["--update-status", "true"], &env()).update_status);
+        let args = Args::try_parse_from([
+            "vane",
+            "--update-status=false",
+            "--publish-status-address",
+            "203.0.113.1",
+        ])
+        .unwrap();
+        assert!(matches!(
+            args.into_config(2, &env()),
+            Err(ConfigError::PublishWithoutStatus)
+        ));
     }
 }

@@ -36,8 +36,9 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const RELEASE: &str = "vane";
 const NAMESPACE: &str = "vane";
 /// The combinations the chart must support, at the least (files in charts/tests/values/).
-const REQUIRED_COMBINATIONS: [&str; 7] = [
+const REQUIRED_COMBINATIONS: [&str; 8] = [
     "networkpolicy",
+    "side-by-side",
     "daemonset",
     "watch-namespace",
     "nodeport",
@@ -553,7 +554,9 @@ fn every_rendered_object_round_trips_through_its_kubernetes_type() {
     for (name, rendered) in renders() {
         assert_eq!(rendered.crds.len(), 1, "{name}: the BackendPolicy CRD");
         assert_eq!(rendered.service_accounts.len(), 1, "{name}");
-        assert_eq!(rendered.ingress_classes.len(), 1, "{name}");
+        // Beside ingress-nginx, its IngressClass is the one served.
+        let classes = usize::from(name != "side-by-side");
+        assert_eq!(rendered.ingress_classes.len(), classes, "{name}");
         // The proxy Service has the workload's name.
         rendered.service(&rendered.workload().1);
     }
@@ -695,21 +698,24 @@ fn rendered_objects_reference_each_other() {
         );
         assert_eq!(r.cluster_role_bindings.len(), r.cluster_roles.len());
 
-        // The IngressClass is the one the flags name.
-        let class = &r.ingress_classes[0];
-        assert_eq!(class.metadata.name, r.arg("--ingress-class"));
-        assert_eq!(
-            class.spec.as_ref().unwrap().controller,
-            r.arg("--controller-name")
-        );
-        // Leader election in the release namespace, where the Lease Role is.
-        assert_eq!(r.arg("--lease-namespace").as_deref(), Some(NAMESPACE));
-        assert!(r
-            .roles
-            .iter()
-            .any(|role| role.metadata.namespace.as_deref() == Some(NAMESPACE)
-                && grants(rules_of(role))
-                    == grants(&documented_lease_rules(&r.arg("--lease-name").unwrap()))));
+        // The IngressClass (when the chart makes one) is the one the flags name.
+        for class in &r.ingress_classes {
+            assert_eq!(class.metadata.name, r.arg("--ingress-class"));
+            assert_eq!(
+                class.spec.as_ref().unwrap().controller,
+                r.arg("--controller-name")
+            );
+        }
+        // Leader election in the release namespace, where the Lease Role is (when vane
+        // writes status at all).
+        if let Some(lease) = r.arg("--lease-name") {
+            assert_eq!(r.arg("--lease-namespace").as_deref(), Some(NAMESPACE));
+            assert!(r
+                .roles
+                .iter()
+                .any(|role| role.metadata.namespace.as_deref() == Some(NAMESPACE)
+                    && grants(rules_of(role)) == grants(&documented_lease_rules(&lease))));
+        }
         // The published Service, when it is the chart's own, exists.
         if let Some(published) = r.arg("--publish-service") {
             let (namespace, service) = published.split_once('/').unwrap();
@@ -791,7 +797,9 @@ fn cluster_rbac_is_exactly_the_documented_set() {
     assert_eq!(r.arg("--lease-name").as_deref(), Some("vane-leader"));
     let lease = find_role(r, NAMESPACE, "vane-leader-election");
     assert_eq!(rules_of(lease), &documented_lease_rules("vane-leader")[..]);
-    for (combination, r) in renders() {
+    // Without status updates (side-by-side), fewer: asserted with that combination.
+    let writes_status = |r: &Rendered| r.arg("--update-status").is_none();
+    for (combination, r) in renders().iter().filter(|(_, r)| writes_status(r)) {
         if r.arg("--watch-namespace").is_none() {
             assert_eq!(
                 r.cluster_roles[0].rules.as_deref(),
@@ -1145,6 +1153,37 @@ fn each_values_file_renders_what_it_asks_for() {
         Some(IntOrString::String("34%".into()))
     );
     assert_eq!(budget.min_available, None);
+
+    // Side by side with ingress-nginx: its class, no IngressClass of ours, and no writes to
+    // the API server, neither in the flags nor in RBAC.
+    let side_by_side = rendered("side-by-side");
+    assert!(side_by_side.ingress_classes.is_empty());
+    let args = side_by_side.args();
+    assert!(
+        args.contains(&"--update-status=false".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--ingress-class=nginx".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--publish-") || a.starts_with("--lease-")),
+        "{args:?}"
+    );
+    let verbs: BTreeSet<String> = side_by_side
+        .cluster_roles
+        .iter()
+        .flat_map(|role| role.rules.iter().flatten())
+        .chain(side_by_side.roles.iter().flat_map(rules_of))
+        .flat_map(|rule| rule.verbs.clone())
+        .collect();
+    assert_eq!(
+        verbs,
+        BTreeSet::from(["get".into(), "list".into(), "watch".into()])
+    );
 
     // Customized: ClusterIP without a traffic policy, the default class, a pinned image.
     let customized = rendered("customized");
@@ -1574,9 +1613,14 @@ fn revision_history_lifecycle_volumes_and_scaling_behavior_follow_the_values() {
 
 #[test]
 fn the_lease_role_names_the_lease_vane_is_told_to_use() {
-    // Every combination: get and update only on the Lease of `--lease-name`.
+    // Every combination: get and update only on the Lease of `--lease-name`; none without
+    // status updates.
     for (combination, r) in renders() {
-        let lease = r.arg("--lease-name").unwrap();
+        let Some(lease) = r.arg("--lease-name") else {
+            assert_eq!(r.arg("--update-status").as_deref(), Some("false"));
+            assert!(r.roles.is_empty(), "{combination}");
+            continue;
+        };
         let role = find_role(r, NAMESPACE, &format!("{}-leader-election", r.workload().1));
         assert_eq!(
             rules_of(role),

@@ -35,6 +35,9 @@ pub struct KubeSettings {
     /// twice would put each of its objects into the snapshot twice).
     pub watch_namespaces: Vec<String>,
     pub publish: Option<Publish>,
+    /// `--update-status`: whether this replica takes part in leader election and, when
+    /// leader, writes status and Events. Without it vane only reads.
+    pub update_status: bool,
     pub lease: LeaseSettings,
 }
 

@@ -49,6 +49,7 @@ impl Vane {
             kubeconfig: Some(api.write_kubeconfig(dir)),
             watch_namespaces: Vec::new(),
             publish: None,
+            update_status: true,
             lease,
         };
         adjust(&mut settings);
@@ -413,6 +414,43 @@ async fn bad_ingress_gets_one_event_while_the_others_keep_routing() {
     })
     .await;
     assert_eq!(events_for_bad(), 1);
+}
+
+/// Side by side with another controller of the same class (`--update-status=false`): vane
+/// serves, and reports its diagnostics in its log only, but writes nothing to the API server:
+/// no Lease, no status, no Events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_status_updates_vane_serves_and_writes_nothing() {
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&docs(&[
+        cluster(&origins),
+        ingress("good", Some("good.example.com"), "/", "app"),
+        ingress("bad", Some("bad.example.com"), "/", "no-such-service"),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start_with(&api, dir.path(), "a", |settings| {
+        settings.update_status = false;
+    })
+    .await;
+    eventually("served", || async {
+        status(&vane, "good.example.com").await == StatusCode::OK
+            && status(&vane, "bad.example.com").await == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    // A change after the first table: were a writer running, it would have taken the Lease
+    // (at start) and written status and the bad Ingress's Event by the time this is routed.
+    api.apply_yaml(&ingress("later", Some("later.example.com"), "/", "app"));
+    eventually("the change is routed", || async {
+        status(&vane, "later.example.com").await == StatusCode::OK
+    })
+    .await;
+
+    let writes = api.count_requests(|method, _| method != http::Method::GET);
+    assert_eq!(writes, 0, "vane wrote to the API server");
+    assert!(api.get("Lease", Some("default"), "vane-leader").is_none());
+    assert!(api.list("Event").is_empty());
+    assert!(ingress_status_ips(&api, "good").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,17 +32,21 @@ macro_rules! key {
         }
     };
     ($name:literal, nginx) => {
+        key!($name, nginx = $name)
+    };
+    // ingress-nginx's name for the same setting differs from vane's.
+    ($name:literal, nginx = $nginx:literal) => {
         Key {
             vane: concat!("vane.dev/", $name),
-            nginx: Some(concat!("nginx.ingress.kubernetes.io/", $name)),
+            nginx: Some(concat!("nginx.ingress.kubernetes.io/", $nginx)),
         }
     };
 }
 
 /// Declares each key once: its constant, and its place in `keys::ALL`.
 macro_rules! keys {
-    ($($(#[$doc:meta])* $name:ident = $key:literal $(, $nginx:ident)?;)*) => {
-        $($(#[$doc])* pub const $name: Key = key!($key $(, $nginx)?);)*
+    ($($(#[$doc:meta])* $name:ident = $key:literal $(, nginx $(= $alias:literal)?)?;)*) => {
+        $($(#[$doc])* pub const $name: Key = key!($key $(, nginx $(= $alias)?)?);)*
 
         /// Every annotation vane reads, in the order declared.
         pub const ALL: &[Key] = &[$($name),*];
@@ -55,26 +59,34 @@ pub mod keys {
     use super::Key;
 
     keys! {
-        /// `round-robin`, `random`, `least-connections`, `least-response-time`, `consistent-hash`.
-        LOAD_BALANCE = "load-balance";
-        /// `source-ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`; alone, it also turns
-        /// on consistent hashing (as ingress-nginx's `upstream-hash-by` does).
-        HASH_BY = "hash-by";
+        /// `round-robin`, `random`, `least-connections`, `least-response-time`, `consistent-hash`;
+        /// ingress-nginx's `round_robin` and `ewma` (least response time) too.
+        LOAD_BALANCE = "load-balance", nginx;
+        /// `source-ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`, or one nginx
+        /// variable as ingress-nginx's `upstream-hash-by` takes it (`$remote_addr`, `$uri`,
+        /// `$request_uri`, `$http_NAME`, `$cookie_NAME`, `$arg_NAME`); alone, it also turns on
+        /// consistent hashing, as `upstream-hash-by` does.
+        HASH_BY = "hash-by", nginx = "upstream-hash-by";
         /// A duration (`30s`, `2m`): joining endpoints ramp up over it (round robin, least
         /// connections, least response time).
         SLOW_START = "slow-start";
         /// `cookie`: keep each client on one endpoint with a cookie.
-        AFFINITY = "affinity";
+        AFFINITY = "affinity", nginx;
         /// The affinity cookie's name (default `vane-affinity`).
-        SESSION_COOKIE_NAME = "session-cookie-name";
+        SESSION_COOKIE_NAME = "session-cookie-name", nginx;
         /// The affinity cookie's Path (default `/`).
-        SESSION_COOKIE_PATH = "session-cookie-path";
+        SESSION_COOKIE_PATH = "session-cookie-path", nginx;
+        /// The affinity cookie's Domain (default: none, the request's host only).
+        SESSION_COOKIE_DOMAIN = "session-cookie-domain", nginx;
         /// The affinity cookie's Max-Age in seconds (default: a session cookie).
-        SESSION_COOKIE_MAX_AGE = "session-cookie-max-age";
+        SESSION_COOKIE_MAX_AGE = "session-cookie-max-age", nginx;
+        /// Seconds until the affinity cookie expires: its Max-Age where
+        /// `session-cookie-max-age` is not set.
+        SESSION_COOKIE_EXPIRES = "session-cookie-expires", nginx;
         /// `Strict`, `Lax` or `None`.
-        SESSION_COOKIE_SAMESITE = "session-cookie-samesite";
+        SESSION_COOKIE_SAMESITE = "session-cookie-samesite", nginx;
         /// `true` or `false`.
-        SESSION_COOKIE_SECURE = "session-cookie-secure";
+        SESSION_COOKIE_SECURE = "session-cookie-secure", nginx;
         /// `"true"`: this Ingress is a canary of the Ingress serving the same host and path.
         CANARY = "canary", nginx;
         /// Percentage (0-100) of requests, not decided by header or cookie, that go to the canary.
@@ -286,6 +298,20 @@ pub fn parse_cookie_path(value: &str) -> Result<String, String> {
         Ok(value.to_owned())
     } else {
         Err(format!("{value:?} is not a cookie path"))
+    }
+}
+
+/// A cookie Domain: a host name (letters, digits, `-` and `.`), at most 253 bytes.
+pub fn parse_cookie_domain(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 253
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not a cookie domain (a host name)"))
     }
 }
 
@@ -553,6 +579,8 @@ pub enum HashBy {
     Cookie(String),
     Query(String),
     Path,
+    /// The path and query as the client sent them (nginx's `$request_uri`).
+    RequestUri,
 }
 
 pub fn parse_algorithm(value: &str) -> Result<Algorithm, String> {
@@ -562,9 +590,12 @@ pub fn parse_algorithm(value: &str) -> Result<Algorithm, String> {
         "least-connections" => Algorithm::LeastConnections,
         "least-response-time" => Algorithm::LeastResponseTime,
         "consistent-hash" => Algorithm::ConsistentHash,
+        // ingress-nginx's names.
+        "round_robin" => Algorithm::RoundRobin,
+        "ewma" => Algorithm::LeastResponseTime,
         other => {
             return Err(format!(
-                "{other:?} is not one of round-robin, random, least-connections, least-response-time, consistent-hash"
+                "{other:?} is not one of round-robin, random, least-connections, least-response-time, consistent-hash (or ingress-nginx's round_robin, ewma)"
             ))
         }
     })
@@ -586,6 +617,9 @@ pub fn parse_hash_by(value: &str) -> Result<HashBy, String> {
             ))
         }
     };
+    if let Some(variable) = value.strip_prefix('$') {
+        return nginx_hash_variable(variable);
+    }
     match value.split_once(':') {
         None if value == "source-ip" => Ok(HashBy::SourceIp),
         None if value == "path" => Ok(HashBy::Path),
@@ -596,6 +630,46 @@ pub fn parse_hash_by(value: &str) -> Result<HashBy, String> {
             "{value:?} is not source-ip, path, header:NAME, cookie:NAME or query:NAME"
         )),
     }
+}
+
+/// One nginx variable of ingress-nginx's `upstream-hash-by` (after its `$`, braces allowed):
+/// what vane can hash on. ingress-nginx also takes text and combinations of variables
+/// (`$host$request_uri`); vane hashes on one key, so those are refused by name rather than
+/// hashed on something else.
+fn nginx_hash_variable(variable: &str) -> Result<HashBy, String> {
+    let name = variable
+        .strip_prefix('{')
+        .and_then(|v| v.strip_suffix('}'))
+        .unwrap_or(variable);
+    let named = |name: &str, make: fn(String) -> HashBy| {
+        let valid = !name.is_empty()
+            && name.len() <= 256
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        valid.then(|| make(name.to_owned()))
+    };
+    let by = match name {
+        "remote_addr" | "binary_remote_addr" => Some(HashBy::SourceIp),
+        "uri" | "document_uri" => Some(HashBy::Path),
+        "request_uri" => Some(HashBy::RequestUri),
+        _ => {
+            if let Some(header) = name.strip_prefix("http_") {
+                // nginx's `$http_x_user` is the header `X-User`.
+                named(header, |h| HashBy::Header(h.replace('_', "-")))
+            } else if let Some(cookie) = name.strip_prefix("cookie_") {
+                named(cookie, HashBy::Cookie)
+            } else if let Some(arg) = name.strip_prefix("arg_") {
+                named(arg, HashBy::Query)
+            } else {
+                None
+            }
+        }
+    };
+    by.ok_or_else(|| {
+        format!(
+            "${variable} is not one nginx variable vane hashes on ($remote_addr, $uri, \
+             $request_uri, $http_NAME, $cookie_NAME or $arg_NAME; not text or combinations)"
+        )
+    })
 }
 
 /// A timeout: whole seconds as ingress-nginx writes them (`60`), or a duration (`1m`, `500ms`),
@@ -660,7 +734,10 @@ mod tests {
             Ok(Algorithm::LeastConnections)
         );
         assert_eq!(parse_algorithm(" random "), Ok(Algorithm::Random));
-        for bad in ["", "leastconn", "ROUND-ROBIN", "round_robin", "ewma; drop"] {
+        // ingress-nginx's names.
+        assert_eq!(parse_algorithm("round_robin"), Ok(Algorithm::RoundRobin));
+        assert_eq!(parse_algorithm("ewma"), Ok(Algorithm::LeastResponseTime));
+        for bad in ["", "leastconn", "ROUND-ROBIN", "least_conn", "ewma; drop"] {
             assert!(parse_algorithm(bad).is_err(), "{bad:?}");
         }
     }
@@ -733,11 +810,28 @@ mod tests {
         assert_eq!(parse_hash_by("query:u"), Ok(HashBy::Query("u".into())));
         assert_eq!(parse_hash_by("source-ip"), Ok(HashBy::SourceIp));
         assert_eq!(parse_hash_by("path"), Ok(HashBy::Path));
+        // ingress-nginx's variables, one at a time.
+        assert_eq!(parse_hash_by("$request_uri"), Ok(HashBy::RequestUri));
+        assert_eq!(parse_hash_by("${remote_addr}"), Ok(HashBy::SourceIp));
+        assert_eq!(parse_hash_by("$uri"), Ok(HashBy::Path));
+        assert_eq!(
+            parse_hash_by("$http_x_user"),
+            Ok(HashBy::Header("x-user".into()))
+        );
+        assert_eq!(
+            parse_hash_by("$cookie_session_id"),
+            Ok(HashBy::Cookie("session_id".into()))
+        );
+        assert_eq!(parse_hash_by("$arg_u"), Ok(HashBy::Query("u".into())));
         for bad in [
             "",
             "header:",
             "header:a b",
-            "$request_uri",
+            "$host$request_uri",
+            "${request_uri}-text",
+            "$http_",
+            "$host",
+            "$",
             "cookie:a;b",
             "ip",
             "query:x\ny",

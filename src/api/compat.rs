@@ -52,8 +52,8 @@ const UPSTREAM_TLS: &str = "how vane talks TLS to endpoints comes from a Backend
                             be spoken to otherwise than asked";
 const OPENTELEMETRY: &str = "vane's spans are set for all Ingresses (--otlp-endpoint, \
                              --trace-sample-ratio)";
-const AFFINITY: &str = "cookie affinity is vane.dev/affinity and vane.dev/session-cookie-*; \
-                        without it requests are balanced, not kept on one endpoint";
+const AFFINITY: &str = "a detail of cookie affinity that vane does not have; the affinity \
+                        itself is honoured";
 const CANARY: &str = "without it the canary's traffic would be decided otherwise than asked";
 const NGINX_REDIRECTS: &str = "about the Location of redirects nginx itself writes; vane's are \
                                absolute, with the port the client used";
@@ -62,9 +62,9 @@ const NGINX_REDIRECTS: &str = "about the Location of redirects nginx itself writ
 pub const NGINX: &[(&str, Treatment)] = {
     use Treatment::{Honoured, Ignored, Refused};
     &[
-        ("affinity", Ignored(AFFINITY)),
+        ("affinity", Honoured),
         ("affinity-canary-behavior", Ignored(AFFINITY)),
-        ("affinity-mode", Ignored(AFFINITY)),
+        ("affinity-mode", Ignored("vane's cookie affinity is always persistent: a client stays on its endpoint while that endpoint is ready; balanced mode's moving of some sessions to endpoints added by a scale-up does not happen")),
         ("allowlist-source-range", Honoured),
         ("app-root", Honoured),
         ("auth-always-set-cookie", Ignored(AUTH_URL_ONLY)),
@@ -134,7 +134,7 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("limit-rpm", Honoured),
         ("limit-rps", Honoured),
         ("limit-whitelist", Honoured),
-        ("load-balance", Ignored("balancing is vane.dev/load-balance (round-robin, least-connections, least-response-time for ewma, ...)")),
+        ("load-balance", Honoured),
         ("mirror-host", Ignored("a setting of mirror-target, which vane refuses; alone it does nothing")),
         ("mirror-request-body", Ignored("a setting of mirror-target, which vane refuses; alone it does nothing")),
         ("mirror-target", Refused("requests would not be copied to the mirror, which audits or shadow tests rely on; vane has no mirroring yet")),
@@ -178,13 +178,13 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("service-upstream", Ignored("vane balances over the Service's ready endpoints itself: the same Pods")),
         ("session-cookie-change-on-failure", Ignored(AFFINITY)),
         ("session-cookie-conditional-samesite-none", Ignored(AFFINITY)),
-        ("session-cookie-domain", Ignored(AFFINITY)),
-        ("session-cookie-expires", Ignored(AFFINITY)),
-        ("session-cookie-max-age", Ignored(AFFINITY)),
-        ("session-cookie-name", Ignored(AFFINITY)),
-        ("session-cookie-path", Ignored(AFFINITY)),
-        ("session-cookie-samesite", Ignored(AFFINITY)),
-        ("session-cookie-secure", Ignored(AFFINITY)),
+        ("session-cookie-domain", Honoured),
+        ("session-cookie-expires", Honoured),
+        ("session-cookie-max-age", Honoured),
+        ("session-cookie-name", Honoured),
+        ("session-cookie-path", Honoured),
+        ("session-cookie-samesite", Honoured),
+        ("session-cookie-secure", Honoured),
         ("ssl-ciphers", Ignored(RUSTLS_DEFAULTS)),
         ("ssl-passthrough", Refused("TLS would end at vane, with vane's certificate, instead of at the endpoint")),
         ("ssl-prefer-server-ciphers", Ignored(RUSTLS_DEFAULTS)),
@@ -192,7 +192,7 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("stream-snippet", Refused(SNIPPET)),
         ("temporal-redirect", Honoured),
         ("temporal-redirect-code", Honoured),
-        ("upstream-hash-by", Ignored("hashing is vane.dev/hash-by (source-ip, path, header:NAME, cookie:NAME, query:NAME)")),
+        ("upstream-hash-by", Honoured),
         ("upstream-hash-by-subset", Ignored("a setting of upstream-hash-by")),
         ("upstream-hash-by-subset-size", Ignored("a setting of upstream-hash-by")),
         ("upstream-vhost", Honoured),

@@ -15,7 +15,7 @@
 
 use std::net::IpAddr;
 
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
 use super::{Balancer, Member, PickContext, RequestInfo};
 use crate::table::{ConsistentHash, HashKey, HashRing};
@@ -127,6 +127,15 @@ fn key_hash(key: &HashKey, request: &RequestInfo<'_>) -> Option<u64> {
             (k == &**name).then(|| hash(v.as_bytes()))
         }),
         HashKey::Path => Some(hash(request.path.as_bytes())),
+        HashKey::RequestUri => {
+            let mut uri = Xxh3::with_seed(KEY_SEED);
+            uri.update(request.path.as_bytes());
+            if let Some(query) = request.query {
+                uri.update(b"?");
+                uri.update(query.as_bytes());
+            }
+            Some(uri.digest())
+        }
     }
 }
 
@@ -382,5 +391,16 @@ mod tests {
             None
         );
         assert_eq!(key_hash(&HashKey::Query("nope".into()), &request), None);
+        // The request URI: path and query as sent, as one string.
+        let uri = RequestInfo {
+            path: "/a",
+            ..request
+        };
+        assert_eq!(
+            key_hash(&HashKey::RequestUri, &uri),
+            hash(b"/a?x=1&user=bob&y")
+        );
+        let bare = RequestInfo { query: None, ..uri };
+        assert_eq!(key_hash(&HashKey::RequestUri, &bare), hash(b"/a"));
     }
 }

@@ -33,12 +33,15 @@ pub struct IngressBalancing {
     cookie: CookieAnnotations,
 }
 
-/// The `vane.dev/affinity` and `vane.dev/session-cookie-*` annotations.
+/// The `affinity` and `session-cookie-*` annotations.
 #[derive(Debug, Default)]
 struct CookieAnnotations {
     enabled: bool,
     name: Option<String>,
     path: Option<String>,
+    domain: Option<String>,
+    /// `session-cookie-max-age`, else `session-cookie-expires` (ingress-nginx sends both as
+    /// Expires and Max-Age; browsers go by Max-Age).
     max_age: Option<Duration>,
     same_site: Option<SameSite>,
     secure: Option<bool>,
@@ -64,11 +67,24 @@ impl IngressBalancing {
                     annotations::parse_cookie_path,
                     sink,
                 ),
-                max_age: annotations.parse(
-                    keys::SESSION_COOKIE_MAX_AGE,
-                    annotations::parse_max_age,
+                domain: annotations.parse(
+                    keys::SESSION_COOKIE_DOMAIN,
+                    annotations::parse_cookie_domain,
                     sink,
                 ),
+                max_age: annotations
+                    .parse(
+                        keys::SESSION_COOKIE_MAX_AGE,
+                        annotations::parse_max_age,
+                        sink,
+                    )
+                    .or_else(|| {
+                        annotations.parse(
+                            keys::SESSION_COOKIE_EXPIRES,
+                            annotations::parse_max_age,
+                            sink,
+                        )
+                    }),
                 same_site: annotations
                     .parse(
                         keys::SESSION_COOKIE_SAMESITE,
@@ -126,9 +142,15 @@ impl IngressBalancing {
                 })
                 .unwrap_or_else(|| "/".into())
                 .into(),
-            domain: config
-                .and_then(|c| c.domain.as_deref())
-                .filter(|d| is_cookie_domain(d))
+            domain: self
+                .cookie
+                .domain
+                .clone()
+                .or_else(|| {
+                    config
+                        .and_then(|c| c.domain.as_deref())
+                        .and_then(|d| annotations::parse_cookie_domain(d).ok())
+                })
                 .map(Into::into),
             max_age: self.cookie.max_age.or(policy_max_age),
             secure: self
@@ -271,6 +293,7 @@ fn hash_key(hash_by: &HashBy) -> HashKey {
     match hash_by {
         HashBy::SourceIp => HashKey::SourceIp,
         HashBy::Path => HashKey::Path,
+        HashBy::RequestUri => HashKey::RequestUri,
         // The parser admits only header-safe names.
         HashBy::Header(name) => name.parse().map_or(HashKey::SourceIp, HashKey::Header),
         HashBy::Cookie(name) => HashKey::Cookie(name.as_str().into()),
@@ -324,14 +347,6 @@ pub fn endpoint_weight(
 }
 
 /// A cookie Domain attribute: a DNS name, nothing that could smuggle attributes in.
-fn is_cookie_domain(domain: &str) -> bool {
-    !domain.is_empty()
-        && domain.len() <= 253
-        && domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
-}
-
 fn same_site(value: api::SameSite) -> SameSite {
     match value {
         api::SameSite::Strict => SameSite::Strict,

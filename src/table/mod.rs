@@ -241,6 +241,8 @@ pub enum HashKey {
     Cookie(Box<str>),
     Query(Box<str>),
     Path,
+    /// The path and query as the client sent them.
+    RequestUri,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -123,6 +123,82 @@ async fn hash_by_alone_turns_on_consistent_hashing() {
     }
 }
 
+/// ingress-nginx's balancing annotations, under its prefix and with its values, compile to
+/// what vane's own say: `load-balance` (`round_robin`, `ewma`), `upstream-hash-by` with one
+/// nginx variable, and cookie affinity with the `session-cookie-*` set.
+#[tokio::test]
+async fn ingress_nginx_balancing_annotations_mean_what_they_mean_there() {
+    let origins = origin::start(1).await;
+    let nginx = |name: &str| format!("nginx.ingress.kubernetes.io/{name}");
+    let cases: [(&str, &[(&str, &str)]); 8] = [
+        ("rr.com", &[("load-balance", "round_robin")]),
+        ("ewma.com", &[("load-balance", "ewma")]),
+        ("addr.com", &[("upstream-hash-by", "$remote_addr")]),
+        ("uri.com", &[("upstream-hash-by", "$request_uri")]),
+        ("path.com", &[("upstream-hash-by", "${uri}")]),
+        ("header.com", &[("upstream-hash-by", "$http_x_user_id")]),
+        ("arg.com", &[("upstream-hash-by", "$arg_tenant")]),
+        (
+            "sticky.com",
+            &[
+                ("affinity", "cookie"),
+                ("session-cookie-name", "route"),
+                ("session-cookie-domain", "example.com"),
+                ("session-cookie-expires", "172800"),
+                ("session-cookie-samesite", "Lax"),
+                ("session-cookie-secure", "true"),
+            ],
+        ),
+    ];
+    let documents: Vec<String> = cases
+        .iter()
+        .map(|(host, annotations)| {
+            let annotations: Vec<(String, &str)> =
+                annotations.iter().map(|(k, v)| (nginx(k), *v)).collect();
+            let annotations: Vec<(&str, &str)> =
+                annotations.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            annotated(host.trim_end_matches(".com"), host, &annotations)
+        })
+        .collect();
+    let yaml = manifests(&origins, &documents);
+    let compiled = compile(&snapshot(&yaml), &Options::default());
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+    let backend = |host: &str| {
+        let route = compiled.table.lookup(host, "/").expect(host);
+        compiled.table.backend(route.backend).unwrap().clone()
+    };
+    let hash_key = |host: &str| match backend(host).load_balancing {
+        LoadBalancing::ConsistentHash(hash) => hash.key,
+        other => panic!("{host}: {other:?}"),
+    };
+    assert!(matches!(
+        backend("rr.com").load_balancing,
+        LoadBalancing::RoundRobin
+    ));
+    assert!(matches!(
+        backend("ewma.com").load_balancing,
+        LoadBalancing::LeastResponseTime { .. }
+    ));
+    assert_eq!(hash_key("addr.com"), HashKey::SourceIp);
+    assert_eq!(hash_key("uri.com"), HashKey::RequestUri);
+    assert_eq!(hash_key("path.com"), HashKey::Path);
+    assert_eq!(
+        hash_key("header.com"),
+        HashKey::Header("x-user-id".parse().unwrap())
+    );
+    assert_eq!(hash_key("arg.com"), HashKey::Query("tenant".into()));
+    let affinity = backend("sticky.com").affinity.expect("affinity");
+    assert_eq!(&*affinity.name, "route");
+    assert_eq!(affinity.domain.as_deref(), Some("example.com"));
+    assert_eq!(affinity.max_age, Some(Duration::from_secs(172_800)));
+    assert_eq!(affinity.same_site, Some(vane::table::SameSite::Lax));
+    assert!(affinity.secure);
+}
+
 #[tokio::test]
 async fn endpoint_weights_select_by_zone_node_hostname_and_address() {
     let yaml = docs(&[
@@ -167,7 +243,12 @@ async fn every_invalid_annotation_is_reported_and_leaves_other_routes_alone() {
         ("vane.dev/load-balance", ""),
         ("vane.dev/load-balance", "round-robin; drop"),
         ("vane.dev/hash-by", "header:"),
-        ("vane.dev/hash-by", "$remote_addr"),
+        ("vane.dev/hash-by", "$host$request_uri"),
+        (
+            "nginx.ingress.kubernetes.io/upstream-hash-by",
+            "${request_uri}-text",
+        ),
+        ("nginx.ingress.kubernetes.io/load-balance", "least_conn"),
         ("vane.dev/hash-by", "cookie:a b"),
         ("vane.dev/hash-by", "ip"),
         ("vane.dev/slow-start", "forever"),

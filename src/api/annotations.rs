@@ -169,6 +169,20 @@ pub mod keys {
         LIMIT_ALLOWLIST = "limit-allowlist", nginx;
         /// ingress-nginx's older name of `limit-allowlist` (which wins if both are set).
         LIMIT_WHITELIST = "limit-whitelist", nginx;
+        /// `basic`: requests need a user and password of `auth-secret` (401 otherwise);
+        /// `digest` is refused (the routes answer 503).
+        AUTH_TYPE = "auth-type", nginx;
+        /// `NAME` or `NAMESPACE/NAME` (the Ingress's own namespace only): the Secret of
+        /// `auth-type`'s users. Missing, empty or unusable, the routes answer 503.
+        AUTH_SECRET = "auth-secret", nginx;
+        /// `auth-file` (the default: key `auth` holds htpasswd lines) or `auth-map` (each key
+        /// is a user, its value the password hash).
+        AUTH_SECRET_TYPE = "auth-secret-type", nginx;
+        /// The realm of `auth-type`'s `WWW-Authenticate` (default empty, as ingress-nginx's).
+        AUTH_REALM = "auth-realm", nginx;
+        /// `all` (the default) or `any`: with `any`, a client passes when the allow and deny
+        /// lists or `auth-type` let it; with `all`, it needs both.
+        SATISFY = "satisfy", nginx;
         /// A YAML map of `set`, `add` (header: value) and `remove` (a list of names): changes
         /// to the request before it goes upstream.
         REQUEST_HEADERS = "request-headers";
@@ -385,6 +399,66 @@ pub fn parse_cidrs(value: &str) -> Result<Vec<ipnet::IpNet>, String> {
         return Err(format!("{value:?} is not a list of 1 to {MAX_CIDRS} CIDRs"));
     }
     Ok(cidrs)
+}
+
+/// The user file format of `auth-secret-type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthSecretType {
+    /// Key `auth` holds htpasswd lines, `user:hash`.
+    File,
+    /// Each key is a user, its value the hash.
+    Map,
+}
+
+/// `auth-type`: `basic`. `digest` is refused out loud: vane has no Digest authentication, and
+/// serving the routes without it would drop the protection asked for.
+pub fn parse_auth_type(value: &str) -> Result<(), String> {
+    match value.trim() {
+        "basic" => Ok(()),
+        "digest" => Err("digest authentication is not supported (use basic over HTTPS)".into()),
+        other => Err(format!("{other:?} is not basic")),
+    }
+}
+
+/// `auth-secret-type`: `auth-file` or `auth-map`.
+pub fn parse_auth_secret_type(value: &str) -> Result<AuthSecretType, String> {
+    match value.trim() {
+        "auth-file" => Ok(AuthSecretType::File),
+        "auth-map" => Ok(AuthSecretType::Map),
+        other => Err(format!("{other:?} is not auth-file or auth-map")),
+    }
+}
+
+/// `auth-realm`: at most 128 printable characters without `"` or `\`, since it is written
+/// into `WWW-Authenticate` as a quoted string.
+pub fn parse_realm(value: &str) -> Result<String, String> {
+    let valid = value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a realm of at most 128 printable characters without \" or \\"
+        ))
+    }
+}
+
+/// `satisfy`: whether a request needs every access check (`all`) or one (`any`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Satisfy {
+    #[default]
+    All,
+    Any,
+}
+
+pub fn parse_satisfy(value: &str) -> Result<Satisfy, String> {
+    match value.trim() {
+        "all" => Ok(Satisfy::All),
+        "any" => Ok(Satisfy::Any),
+        other => Err(format!("{other:?} is not all or any")),
+    }
 }
 
 /// A positive whole number up to a million (a rate, or a burst multiplier).
@@ -718,6 +792,31 @@ mod tests {
         assert!(parse_backend_protocol("grpc").is_err());
         assert_eq!(parse_verify_client("optional"), Ok(VerifyClient::Optional));
         assert!(parse_verify_client("optional_no_ca").is_err());
+    }
+
+    #[test]
+    fn auth_settings_parse_or_are_rejected() {
+        assert_eq!(parse_auth_type(" basic "), Ok(()));
+        let digest = parse_auth_type("digest").unwrap_err();
+        assert!(digest.contains("not supported"), "{digest}");
+        assert!(parse_auth_type("Basic").is_err());
+        assert_eq!(parse_auth_secret_type("auth-map"), Ok(AuthSecretType::Map));
+        assert_eq!(
+            parse_auth_secret_type("auth-file"),
+            Ok(AuthSecretType::File)
+        );
+        assert!(parse_auth_secret_type("auth").is_err());
+        assert_eq!(
+            parse_realm("Authentication Required - foo"),
+            Ok("Authentication Required - foo".into())
+        );
+        assert_eq!(parse_realm(""), Ok(String::new()));
+        for bad in ["a\"b", "a\\b", "a\r\nb", &"x".repeat(129)] {
+            assert!(parse_realm(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_satisfy("any"), Ok(Satisfy::Any));
+        assert_eq!(parse_satisfy("all"), Ok(Satisfy::All));
+        assert!(parse_satisfy("some").is_err());
     }
 
     #[test]

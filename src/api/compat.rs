@@ -42,7 +42,6 @@ const SNIPPET: &str = "nginx configuration text, which vane never runs; it often
                        access rules (allow, deny, auth_request)";
 const BUFFERING: &str = "vane streams bodies and buffers at most 64 KiB of a request (for retries)";
 const AUTH_URL_ONLY: &str = "a setting of auth-url, which vane refuses; alone it does nothing";
-const AUTH_TYPE_ONLY: &str = "a setting of auth-type, which vane refuses; alone it does nothing";
 const CONNECTION_LIMIT: &str = "a connection limit protects the backend; vane has none yet";
 const MODSECURITY: &str = "a web application firewall screens requests; vane has none";
 const RUSTLS_DEFAULTS: &str = "vane's TLS is rustls with its defaults: TLS 1.2 and 1.3, modern \
@@ -76,11 +75,11 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("auth-keepalive-timeout", Ignored(AUTH_URL_ONLY)),
         ("auth-method", Ignored(AUTH_URL_ONLY)),
         ("auth-proxy-set-headers", Ignored(AUTH_URL_ONLY)),
-        ("auth-realm", Ignored(AUTH_TYPE_ONLY)),
+        ("auth-realm", Honoured),
         ("auth-request-redirect", Ignored(AUTH_URL_ONLY)),
         ("auth-response-headers", Ignored(AUTH_URL_ONLY)),
-        ("auth-secret", Ignored(AUTH_TYPE_ONLY)),
-        ("auth-secret-type", Ignored(AUTH_TYPE_ONLY)),
+        ("auth-secret", Honoured),
+        ("auth-secret-type", Honoured),
         ("auth-signin", Ignored(AUTH_URL_ONLY)),
         ("auth-signin-redirect-param", Ignored(AUTH_URL_ONLY)),
         ("auth-snippet", Refused(SNIPPET)),
@@ -90,7 +89,7 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("auth-tls-secret", Refused("clients would not have to present a certificate; vane.dev/auth-tls-secret takes NAME or NAMESPACE/NAME")),
         ("auth-tls-verify-client", Refused("client certificate verification would not be as asked; vane.dev/auth-tls-verify-client takes on, optional or off")),
         ("auth-tls-verify-depth", Ignored("vane accepts any chain of the client certificate up to the Secret's CAs")),
-        ("auth-type", Refused("basic and digest authentication; vane has none yet")),
+        ("auth-type", Honoured),
         ("auth-url", Refused("external authentication (auth_request); vane has none yet")),
         ("backend-protocol", Refused("the endpoints would be spoken to in another protocol; vane.dev/backend-protocol takes HTTP, HTTPS, H2C, GRPC or GRPCS")),
         ("canary", Honoured),
@@ -172,7 +171,7 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("proxy-ssl-verify-depth", Ignored("vane accepts any chain of the endpoint's certificate up to the trusted CAs")),
         ("relative-redirects", Ignored(NGINX_REDIRECTS)),
         ("rewrite-target", Honoured),
-        ("satisfy", Ignored("combines authentication with allow lists, both of which vane refuses; alone it does nothing")),
+        ("satisfy", Honoured),
         ("server-alias", Ignored("the extra host names are not served (404); add them as rules")),
         ("server-snippet", Refused(SNIPPET)),
         ("service-upstream", Ignored("vane balances over the Service's ready endpoints itself: the same Pods")),

@@ -47,6 +47,9 @@ pub enum ProxyError {
     Refused,
     #[error("the client's address is not allowed on this route")]
     Forbidden,
+    /// Basic auth failed; the value is the route's `WWW-Authenticate`.
+    #[error("the request has no valid credentials for this route")]
+    Unauthorized(header::HeaderValue),
     #[error("the client is over the route's rate limit for {retry_after:?}")]
     RateLimited {
         status: StatusCode,
@@ -77,6 +80,7 @@ impl ProxyError {
             ProxyError::BadRewrite => StatusCode::BAD_REQUEST,
             ProxyError::Refused => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::RateLimited { status, .. } => *status,
         }
     }
@@ -103,6 +107,7 @@ impl ProxyError {
             ProxyError::BadRewrite => "bad_rewrite",
             ProxyError::Refused => "refused",
             ProxyError::Forbidden => "forbidden",
+            ProxyError::Unauthorized(_) => "unauthorized",
             ProxyError::RateLimited { .. } => "rate_limited",
         }
     }
@@ -148,6 +153,7 @@ impl ProxyError {
                  to apply (see its events)\n"
             }
             ProxyError::Forbidden => "403 Forbidden\n",
+            ProxyError::Unauthorized(_) => "401 Unauthorized\n",
             ProxyError::RateLimited { .. } => {
                 "Too many requests from this address: slow down and retry after Retry-After\n"
             }
@@ -168,6 +174,11 @@ impl ProxyError {
                 header::RETRY_AFTER,
                 header::HeaderValue::from(seconds.max(1)),
             );
+        }
+        if let ProxyError::Unauthorized(challenge) = self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge.clone());
         }
         if let ProxyError::ConnectMethod = self {
             // A 405 names the methods that are allowed (RFC 9110 section 15.5.6).

@@ -324,7 +324,8 @@ impl Proxy {
         // After the redirects, as nginx's access phase (and its rate limits, in the phase
         // before) follows its rewrite phase.
         if let Some(transforms) = &route.transforms {
-            access(active, transforms, client)?;
+            self.access(active, transforms, client, request.headers())
+                .await?;
         }
         transform::check_body_size(transform::body_limit(route), &request)?;
         let backend_index = match &route.canary {
@@ -368,6 +369,49 @@ impl Proxy {
             .await?;
         tls_policy::add_hsts(route, client, &mut response);
         Ok(response)
+    }
+
+    /// The route's rate limits, then its allow and deny lists and basic auth (nginx's order:
+    /// its preaccess phase limits requests before its access phase checks addresses, then
+    /// credentials). With `satisfy any`, either of the last two lets the request through; when
+    /// both refuse, the 401 wins, as in nginx.
+    async fn access(
+        &self,
+        active: &ActiveTable,
+        transforms: &Arc<Transforms>,
+        client: &ClientInfo,
+        headers: &HeaderMap,
+    ) -> Result<(), ProxyError> {
+        if let Some(limiter) = transforms
+            .rate_limits
+            .as_ref()
+            .and_then(|_| active.rate_limiter(transforms))
+        {
+            limiter
+                .check(client.ip)
+                .map_err(|retry_after| ProxyError::RateLimited {
+                    status: limiter.status(),
+                    retry_after,
+                })?;
+        }
+        let admitted = transforms
+            .source_ranges
+            .as_ref()
+            .is_none_or(|ranges| ranges.admits(client.ip));
+        let Some(auth) = &transforms.basic_auth else {
+            return admitted.then_some(()).ok_or(ProxyError::Forbidden);
+        };
+        match (admitted, transforms.satisfy_any) {
+            (true, true) => return Ok(()),
+            (false, false) => return Err(ProxyError::Forbidden),
+            _ => {}
+        }
+        let credentials = headers.get(header::AUTHORIZATION);
+        if self.tables.credentials().check(auth, credentials).await {
+            Ok(())
+        } else {
+            Err(ProxyError::Unauthorized(auth.challenge.clone()))
+        }
     }
 
     /// Sends the request to an endpoint of the target's backend, and again to others while the
@@ -647,31 +691,6 @@ impl Proxy {
     }
 }
 
-/// The route's rate limits, then its allow and deny lists (nginx's order: its preaccess phase
-/// limits requests before its access phase checks addresses).
-fn access(
-    active: &ActiveTable,
-    transforms: &Arc<Transforms>,
-    client: &ClientInfo,
-) -> Result<(), ProxyError> {
-    if let Some(limiter) = transforms
-        .rate_limits
-        .as_ref()
-        .and_then(|_| active.rate_limiter(transforms))
-    {
-        limiter
-            .check(client.ip)
-            .map_err(|retry_after| ProxyError::RateLimited {
-                status: limiter.status(),
-                retry_after,
-            })?;
-    }
-    match &transforms.source_ranges {
-        Some(ranges) if !ranges.admits(client.ip) => Err(ProxyError::Forbidden),
-        _ => Ok(()),
-    }
-}
-
 /// Rewrites the client's headers for the upstream, once for all attempts: hop-by-hop headers
 /// out, forwarding headers in, and Host set to the host vane routed by (HTTP/2 requests carry
 /// it in `:authority`, and HTTP/1.1 upstreams need it) or the route's `upstream-vhost`.
@@ -688,6 +707,11 @@ fn prepare_headers(
     let upstream_host = transforms.and_then(|t| t.upstream_host.as_ref());
     headers.insert(header::HOST, upstream_host.unwrap_or(host).clone());
     if let Some(transforms) = transforms {
+        // The credentials were for vane: nginx sends basic auth routes' requests upstream with
+        // `proxy_set_header Authorization ""`, and so does vane.
+        if transforms.basic_auth.is_some() {
+            headers.remove(header::AUTHORIZATION);
+        }
         if let Some(prefix) = &transforms.forwarded_prefix {
             headers.insert(headers::X_FORWARDED_PREFIX.clone(), prefix.clone());
         }

@@ -204,6 +204,12 @@ pub struct Transforms {
     pub source_ranges: Option<super::SourceRanges>,
     /// `limit-rps`, `limit-rpm`: limits shared by every route of the Ingress.
     pub rate_limits: Option<RateLimits>,
+    /// `auth-type: basic`: who may reach the routes (401 for anyone else). An `Arc` of its
+    /// own, so that a check on the blocking pool can hold it.
+    pub basic_auth: Option<Arc<super::BasicAuth>>,
+    /// `satisfy: any`: a client the allow and deny lists admit need not authenticate, and one
+    /// that authenticates need not be admitted by them (`false`: both are needed).
+    pub satisfy_any: bool,
     /// `enable-cors`: the CORS policy. An `Arc` of its own, so that a request's answer can
     /// keep it after the table is let go (error responses get CORS headers too).
     pub cors: Option<Arc<Cors>>,

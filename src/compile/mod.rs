@@ -18,6 +18,7 @@ mod class;
 mod compat;
 mod context;
 mod cors;
+mod external_auth;
 mod fragment;
 mod header_changes;
 mod ingress;

@@ -11,7 +11,7 @@ use http::{HeaderValue, StatusCode};
 
 use super::header_changes::{self, Side};
 use super::secrets::{SecretInput, Secrets};
-use super::{basic_auth, compat, cors, ingress, Annotations, Sink};
+use super::{basic_auth, compat, cors, external_auth, ingress, Annotations, Sink};
 use crate::api::annotations::{self, keys, Satisfy};
 use crate::table::{
     IpSet, Location, ObjectRef, PathKind, PathRegex, PathRule, RateLimits, Redirect, RequestRate,
@@ -86,6 +86,10 @@ impl IngressTransforms {
             Ok(users) => (users, unusable),
             Err(why) => (None, unusable.or(Some(why.into_boxed_str()))),
         };
+        let (external_auth, unusable) = match external_auth::parse(annotations, sink) {
+            Ok(auth) => (auth, unusable),
+            Err(why) => (None, unusable.or(Some(why.into_boxed_str()))),
+        };
         let (satisfy, unusable) =
             match annotations.parse_or_refuse(keys::SATISFY, annotations::parse_satisfy, sink) {
                 Ok(satisfy) => (satisfy.unwrap_or_default(), unusable),
@@ -94,10 +98,13 @@ impl IngressTransforms {
         let transforms = Transforms {
             refused: compat::screen(annotations, object, sink).or(unusable),
             // `any` only means something where both kinds of check apply.
-            satisfy_any: satisfy == Satisfy::Any && source_ranges.is_some() && basic_auth.is_some(),
+            satisfy_any: satisfy == Satisfy::Any
+                && source_ranges.is_some()
+                && (basic_auth.is_some() || external_auth.is_some()),
             source_ranges,
             rate_limits,
             basic_auth,
+            external_auth,
             redirect: redirect(annotations, sink),
             app_root: annotations.parse(keys::APP_ROOT, parse_app_root, sink),
             upstream_host: annotations.parse(keys::UPSTREAM_VHOST, parse_upstream_vhost, sink),
@@ -164,7 +171,8 @@ impl IngressTransforms {
         }
         let own_access = transforms.source_ranges.is_some()
             || transforms.rate_limits.is_some()
-            || transforms.basic_auth.is_some();
+            || transforms.basic_auth.is_some()
+            || transforms.external_auth.is_some();
         own_access.then_some(
             "its own allow lists, rate limits and authentication are not applied (a canary's \
              requests pass its main Ingress's)",
@@ -338,7 +346,7 @@ fn parse_rewrite_target(value: &str) -> Result<Template, String> {
 
 /// `permanent-redirect`, `temporal-redirect`: an absolute http(s) URL, with nginx variables
 /// (`https://example.com$request_uri`).
-fn parse_redirect_url(value: &str) -> Result<Template, String> {
+pub(super) fn parse_redirect_url(value: &str) -> Result<Template, String> {
     let value = value.trim();
     let rest = ["https://", "http://", "$scheme://"]
         .iter()
@@ -360,6 +368,7 @@ fn variable(name: &str) -> Option<Variable> {
         "scheme" => Variable::Scheme,
         "host" => Variable::Host,
         "http_host" => Variable::HttpHost,
+        "escaped_request_uri" => Variable::EscapedRequestUri,
         _ => return None,
     })
 }

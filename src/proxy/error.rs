@@ -47,9 +47,20 @@ pub enum ProxyError {
     Refused,
     #[error("the client's address is not allowed on this route")]
     Forbidden,
-    /// Basic auth failed; the value is the route's `WWW-Authenticate`.
+    /// Basic auth or `auth-url` refused; the value is the `WWW-Authenticate` to send.
     #[error("the request has no valid credentials for this route")]
-    Unauthorized(header::HeaderValue),
+    Unauthorized(Option<header::HeaderValue>),
+    /// `auth-url` refused (401) and the route signs clients in at `location`, with the auth
+    /// answer's cookies.
+    #[error("the request has no valid credentials for this route; redirected to sign in")]
+    SignIn {
+        location: header::HeaderValue,
+        cookies: Vec<header::HeaderValue>,
+    },
+    #[error(
+        "the route's auth-url failed, answered otherwise than 2xx, 401 or 403, or not in time"
+    )]
+    AuthFailed,
     #[error("the client is over the route's rate limit for {retry_after:?}")]
     RateLimited {
         status: StatusCode,
@@ -81,6 +92,8 @@ impl ProxyError {
             ProxyError::Refused => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::SignIn { .. } => StatusCode::FOUND,
+            ProxyError::AuthFailed => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::RateLimited { status, .. } => *status,
         }
     }
@@ -108,6 +121,8 @@ impl ProxyError {
             ProxyError::Refused => "refused",
             ProxyError::Forbidden => "forbidden",
             ProxyError::Unauthorized(_) => "unauthorized",
+            ProxyError::SignIn { .. } => "sign_in",
+            ProxyError::AuthFailed => "auth_failed",
             ProxyError::RateLimited { .. } => "rate_limited",
         }
     }
@@ -154,6 +169,10 @@ impl ProxyError {
             }
             ProxyError::Forbidden => "403 Forbidden\n",
             ProxyError::Unauthorized(_) => "401 Unauthorized\n",
+            ProxyError::SignIn { .. } => "302 Found: sign in first\n",
+            ProxyError::AuthFailed => {
+                "500 Internal Server Error: the authentication service failed\n"
+            }
             ProxyError::RateLimited { .. } => {
                 "Too many requests from this address: slow down and retry after Retry-After\n"
             }
@@ -175,10 +194,20 @@ impl ProxyError {
                 header::HeaderValue::from(seconds.max(1)),
             );
         }
-        if let ProxyError::Unauthorized(challenge) = self {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, challenge.clone());
+        match self {
+            ProxyError::Unauthorized(Some(challenge)) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge.clone());
+            }
+            ProxyError::SignIn { location, cookies } => {
+                let headers = response.headers_mut();
+                headers.insert(header::LOCATION, location.clone());
+                for cookie in cookies {
+                    headers.append(header::SET_COOKIE, cookie.clone());
+                }
+            }
+            _ => {}
         }
         if let ProxyError::ConnectMethod = self {
             // A 405 names the methods that are allowed (RFC 9110 section 15.5.6).

@@ -42,7 +42,8 @@ pub fn error_response(error: &ProxyError) -> Response<Full<Bytes>> {
         ProxyError::ClientBody(_) | ProxyError::BadRewrite => INTERNAL,
         ProxyError::PayloadTooLarge | ProxyError::RateLimited { .. } => RESOURCE_EXHAUSTED,
         ProxyError::Forbidden => PERMISSION_DENIED,
-        ProxyError::Unauthorized(_) => UNAUTHENTICATED,
+        ProxyError::Unauthorized(_) | ProxyError::SignIn { .. } => UNAUTHENTICATED,
+        ProxyError::AuthFailed => INTERNAL,
         ProxyError::CircuitOpen(_)
         | ProxyError::Refused
         | ProxyError::NotReady

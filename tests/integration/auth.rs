@@ -1,13 +1,15 @@
 //! Authentication: basic auth (`auth-type: basic`) through compile, through the proxy on
 //! loopback with real clients and origins, and through the built binary on a manifests
-//! directory.
+//! directory; external auth (`auth-url`) against an auth service on loopback.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::Full;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use serde_json::json;
 
 use vane::compile::{compile, reasons, Options};
@@ -425,4 +427,322 @@ async fn the_binary_applies_a_rotated_secret_beside_an_unchanged_ingress() {
         status("alice:new").await == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
+}
+
+// === External auth (auth-url) ===
+
+/// What the auth service saw of the last request it was asked.
+#[derive(Clone, Debug)]
+struct Asked {
+    method: http::Method,
+    path: String,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+/// An auth service on loopback: `/allow` lets through (with `X-Auth-User` and a cookie),
+/// `/deny` answers 401 with `WWW-Authenticate`, `/forbid` 403, `/broken` 502, `/hang` never.
+struct AuthService {
+    addr: SocketAddr,
+    asked: Arc<Mutex<Vec<Asked>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AuthService {
+    async fn start() -> AuthService {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let record = asked.clone();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let record = record.clone();
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let record = record.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let path = parts.uri.path().to_owned();
+                        record.lock().unwrap().push(Asked {
+                            method: parts.method,
+                            path: path.clone(),
+                            headers: parts.headers,
+                            body,
+                        });
+                        let reply = Response::builder();
+                        let reply = match path.as_str() {
+                            "/allow" => reply
+                                .header("x-auth-user", "alice")
+                                .header("set-cookie", "session=1; Path=/"),
+                            "/deny" => reply
+                                .status(401)
+                                .header("www-authenticate", "Bearer realm=\"sso\""),
+                            "/forbid" => reply.status(403),
+                            "/hang" => std::future::pending().await,
+                            _ => reply.status(502),
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            reply
+                                .body(Full::new(Bytes::from_static(b"ignored")))
+                                .unwrap(),
+                        )
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        AuthService {
+            addr,
+            asked,
+            connections,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn last(&self) -> Asked {
+        self.asked
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the auth service was asked")
+    }
+}
+
+/// A request for `path` of `app.example.com` through the proxy, with `headers`.
+async fn request(proxy: &TestProxy, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(proxy.url(path))
+        .header("host", "app.example.com");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(
+        &client(),
+        request
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn auth_url_lets_through_with_its_headers_and_is_asked_as_nginx_asks() {
+    let origins = origin::start(1).await;
+    let auth = AuthService::start().await;
+    let url = auth.url("/allow");
+    let proxy = TestProxy::start(&manifests(
+        &origins,
+        &[
+            ("nginx.ingress.kubernetes.io/auth-url", &url),
+            (
+                "nginx.ingress.kubernetes.io/auth-response-headers",
+                "X-Auth-User, X-Auth-Email",
+            ),
+        ],
+        &[],
+    ))
+    .await;
+    let reply = request(
+        &proxy,
+        "POST",
+        "/a/b?x=1",
+        &[
+            ("authorization", "Bearer token"),
+            ("cookie", "sso=abc"),
+            // Forged by the client: replaced, or removed when the auth answer has none.
+            ("x-auth-user", "mallory"),
+            ("x-auth-email", "mallory@example.com"),
+            ("x-forwarded-proto", "gopher"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["set-cookie"], "session=1; Path=/");
+    let echo = reply.json();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["headers"]["x-auth-user"], "alice");
+    assert!(echo["headers"].get("x-auth-email").is_none(), "{echo}");
+    // The endpoint still gets the client's credentials (only basic auth keeps them).
+    assert_eq!(echo["headers"]["authorization"], "Bearer token");
+
+    let asked = auth.last();
+    assert_eq!(asked.method, http::Method::GET);
+    assert_eq!(asked.path, "/allow");
+    assert!(asked.body.is_empty());
+    let header = |name: &str| {
+        asked
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header("host").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        header("x-original-url").as_deref(),
+        Some("http://app.example.com/a/b?x=1")
+    );
+    assert_eq!(header("x-original-method").as_deref(), Some("POST"));
+    assert_eq!(
+        header("x-sent-from").as_deref(),
+        Some("nginx-ingress-controller")
+    );
+    assert_eq!(header("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        header("x-auth-request-redirect").as_deref(),
+        Some("/a/b?x=1")
+    );
+    assert_eq!(header("authorization").as_deref(), Some("Bearer token"));
+    assert_eq!(header("cookie").as_deref(), Some("sso=abc"));
+    assert_eq!(header("x-forwarded-proto"), None);
+    assert_eq!(header("content-length"), None);
+
+    // The auth service's connection is kept and reused.
+    for _ in 0..3 {
+        assert_eq!(
+            request(&proxy, "GET", "/", &[]).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(auth.asked.lock().unwrap().len(), 4);
+    assert_eq!(
+        auth.connections.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test]
+async fn auth_url_refusals_reach_the_client_and_failures_are_500s() {
+    let origins = origin::start(1).await;
+    let auth = AuthService::start().await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let down = format!("http://{closed}/allow");
+    let cases = [
+        (auth.url("/deny"), StatusCode::UNAUTHORIZED),
+        (auth.url("/forbid"), StatusCode::FORBIDDEN),
+        (auth.url("/broken"), StatusCode::INTERNAL_SERVER_ERROR),
+        (auth.url("/hang"), StatusCode::INTERNAL_SERVER_ERROR),
+        (down, StatusCode::INTERNAL_SERVER_ERROR),
+    ];
+    for (url, status) in cases {
+        let proxy = TestProxy::start(&manifests(
+            &origins,
+            &[
+                ("vane.dev/auth-url", &url),
+                // The auth service's answer is awaited for the route's read timeout.
+                ("vane.dev/proxy-read-timeout", "1"),
+            ],
+            &[],
+        ))
+        .await;
+        let reply = request(&proxy, "GET", "/", &[]).await;
+        assert_eq!(reply.status, status, "{url}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(reply.headers["www-authenticate"], "Bearer realm=\"sso\"");
+        }
+    }
+    assert_eq!(origins.by_name("origin-0").hits(), 0);
+}
+
+#[tokio::test]
+async fn auth_signin_redirects_a_401_with_the_request_url() {
+    let origins = origin::start(1).await;
+    let auth = AuthService::start().await;
+    let deny = auth.url("/deny");
+    let client = client();
+    for (signin, param, location) in [
+        (
+            "https://login.example.com/start",
+            None,
+            "https://login.example.com/start?rd=http://app.example.com%2Fa%2520b%3Fq%3D1",
+        ),
+        (
+            "https://$host/oauth2/start?x=1",
+            Some("return_to"),
+            "https://app.example.com/oauth2/start?x=1&return_to=http://app.example.com%2Fa%2520b%3Fq%3D1",
+        ),
+        (
+            "https://login.example.com/start?rd=$escaped_request_uri",
+            None,
+            "https://login.example.com/start?rd=%2Fa%2520b%3Fq%3D1",
+        ),
+    ] {
+        let mut annotations = vec![
+            ("nginx.ingress.kubernetes.io/auth-url", deny.as_str()),
+            ("nginx.ingress.kubernetes.io/auth-signin", signin),
+        ];
+        if let Some(param) = param {
+            annotations.push(("nginx.ingress.kubernetes.io/auth-signin-redirect-param", param));
+        }
+        let proxy = TestProxy::start(&manifests(&origins, &annotations, &[])).await;
+        // `%` is escaped too, as nginx's set_escape_uri does: the signin service decodes once.
+        let reply = get(&client, proxy.addr, "app.example.com", "/a%20b?q=1").await;
+        assert_eq!(reply.status, StatusCode::FOUND, "{signin}");
+        assert_eq!(reply.headers["location"], location, "{signin}");
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_auth_url_fails_closed() {
+    let origins = origin::start(1).await;
+    for (annotation, value) in [
+        (
+            "nginx.ingress.kubernetes.io/auth-url",
+            "ftp://auth.example.com/check",
+        ),
+        ("nginx.ingress.kubernetes.io/auth-url", "not a url"),
+        ("nginx.ingress.kubernetes.io/auth-method", "get it"),
+        (
+            "nginx.ingress.kubernetes.io/auth-response-headers",
+            "X User",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-proxy-set-headers",
+            "default/headers",
+        ),
+        ("nginx.ingress.kubernetes.io/auth-snippet", "return 200;"),
+    ] {
+        let mut annotations = vec![(annotation, value)];
+        if !annotation.ends_with("auth-url") {
+            annotations.push((
+                "nginx.ingress.kubernetes.io/auth-url",
+                "http://auth.example.com/",
+            ));
+        }
+        let yaml = manifests(&origins, &annotations, &[]);
+        let diagnostics = compiled(&yaml);
+        assert!(
+            has_diagnostic(
+                &diagnostics,
+                reasons::REFUSED_ANNOTATION,
+                annotation.rsplit('/').next().unwrap()
+            ),
+            "{annotation}: {diagnostics:#?}"
+        );
+        let proxy = TestProxy::start(&yaml).await;
+        let reply = request(&proxy, "GET", "/", &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{annotation}"
+        );
+    }
+    assert_eq!(origins.by_name("origin-0").hits(), 0);
 }

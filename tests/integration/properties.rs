@@ -93,6 +93,7 @@ fn annotations() -> BoxedStrategy<Value> {
         Just("nginx.ingress.kubernetes.io/auth-secret-type"),
         Just("vane.dev/auth-realm"),
         Just("vane.dev/satisfy"),
+        Just("vane.dev/auth-url"),
         Just("kubernetes.io/ingress.class"),
     ];
     let value = prop_oneof![
@@ -408,6 +409,9 @@ proptest! {
         let _ = parse_auth_secret_type(&value);
         let _ = parse_realm(&value);
         let _ = parse_satisfy(&value);
+        let _ = parse_method(&value);
+        let _ = parse_header_names(&value);
+        let _ = parse_query_param(&value);
         let _ = vane::table::PasswordHash::parse(&value);
         let _ = parse_algorithm(&value);
         let _ = parse_hash_by(&value);

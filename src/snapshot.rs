@@ -12,8 +12,11 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use crate::api::BackendPolicy;
 
-/// The Secret type of certificates, and the only one read from a cluster.
+/// The Secret type of certificates.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+/// The Secret type of basic auth users (`kubectl create secret generic`). These two types are
+/// the only ones read from a cluster.
+pub const OPAQUE_SECRET_TYPE: &str = "Opaque";
 
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -21,8 +24,9 @@ pub struct Snapshot {
     pub ingresses: Vec<Arc<Ingress>>,
     pub services: Vec<Arc<Service>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
-    /// From a cluster only Secrets of type `kubernetes.io/tls` (by field selector); from
-    /// manifests every Secret, so that compile can name the type of a wrong one.
+    /// From a cluster only Secrets of type `kubernetes.io/tls` and `Opaque` (by field
+    /// selectors); from manifests every Secret, so that compile can name the type of a wrong
+    /// one.
     pub secrets: Vec<Arc<Secret>>,
     pub backend_policies: Vec<Arc<BackendPolicy>>,
 }

@@ -181,6 +181,39 @@ pub mod keys {
         LIMIT_ALLOWLIST = "limit-allowlist", nginx;
         /// ingress-nginx's older name of `limit-allowlist` (which wins if both are set).
         LIMIT_WHITELIST = "limit-whitelist", nginx;
+        /// `basic`: requests need a user and password of `auth-secret` (401 otherwise);
+        /// `digest` is refused (the routes answer 503).
+        AUTH_TYPE = "auth-type", nginx;
+        /// `NAME` or `NAMESPACE/NAME` (the Ingress's own namespace only): the Secret of
+        /// `auth-type`'s users. Missing, empty or unusable, the routes answer 503.
+        AUTH_SECRET = "auth-secret", nginx;
+        /// `auth-file` (the default: key `auth` holds htpasswd lines) or `auth-map` (each key
+        /// is a user, its value the password hash).
+        AUTH_SECRET_TYPE = "auth-secret-type", nginx;
+        /// The realm of `auth-type`'s `WWW-Authenticate` (default empty, as ingress-nginx's).
+        AUTH_REALM = "auth-realm", nginx;
+        /// `all` (the default) or `any`: with `any`, a client passes when the allow and deny
+        /// lists or authentication (`auth-type`, `auth-url`) let it; with `all`, it needs both.
+        SATISFY = "satisfy", nginx;
+        /// An `http://` or `https://` URL (nginx variables such as `$host` allowed) that each
+        /// request is first sent to, without its body: 2xx lets it through, 401 and 403 go to
+        /// the client, anything else (or no answer) is a 500. Unusable, the routes answer 503.
+        AUTH_URL = "auth-url", nginx;
+        /// The method of the request to `auth-url` (default `GET`).
+        AUTH_METHOD = "auth-method", nginx;
+        /// Comma-separated headers of `auth-url`'s answer that are set on the upstream request
+        /// (removed there when the answer has none).
+        AUTH_RESPONSE_HEADERS = "auth-response-headers", nginx;
+        /// A URL (nginx variables allowed) the client is redirected to (302) when `auth-url`
+        /// answers 401, with the request's URL in `rd=` (or `auth-signin-redirect-param`).
+        AUTH_SIGNIN = "auth-signin", nginx;
+        /// The query parameter of `auth-signin` that carries the original URL (default `rd`).
+        AUTH_SIGNIN_REDIRECT_PARAM = "auth-signin-redirect-param", nginx;
+        /// The `X-Auth-Request-Redirect` sent to `auth-url` (default: the request URI).
+        AUTH_REQUEST_REDIRECT = "auth-request-redirect", nginx;
+        /// `"true"`: `auth-url`'s `Set-Cookie` goes on every answer, errors included (default:
+        /// on answers below 400 only).
+        AUTH_ALWAYS_SET_COOKIE = "auth-always-set-cookie", nginx;
         /// A YAML map of `set`, `add` (header: value) and `remove` (a list of names): changes
         /// to the request before it goes upstream.
         REQUEST_HEADERS = "request-headers";
@@ -355,23 +388,12 @@ const MAX_ERROR_CODES: usize = 32;
 
 /// Status codes, comma-separated, each from 400 to 599 (`404,503`).
 pub fn parse_error_codes(value: &str) -> Result<Vec<u16>, String> {
-    let codes: Vec<u16> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(|code| {
-            code.parse::<u16>()
-                .ok()
-                .filter(|c| (400..=599).contains(c))
-                .ok_or_else(|| format!("{code:?} is not a status code from 400 to 599"))
-        })
-        .collect::<Result<_, _>>()?;
-    if codes.is_empty() || codes.len() > MAX_ERROR_CODES {
-        return Err(format!(
-            "{value:?} is not a list of 1 to {MAX_ERROR_CODES} codes"
-        ));
-    }
-    Ok(codes)
+    parse_list(value, (MAX_ERROR_CODES, "codes"), |code| {
+        code.parse::<u16>()
+            .ok()
+            .filter(|c| (400..=599).contains(c))
+            .ok_or_else(|| format!("{code:?} is not a status code from 400 to 599"))
+    })
 }
 
 /// A Service name (a DNS-1035 label), as `default-backend` names one.
@@ -397,20 +419,124 @@ const MAX_CIDRS: usize = 10_000;
 /// Comma-separated CIDRs (`10.0.0.0/8`) or single addresses (`192.0.2.7`, taken as /32 or
 /// /128), IPv4 and IPv6, as ingress-nginx's source ranges.
 pub fn parse_cidrs(value: &str) -> Result<Vec<ipnet::IpNet>, String> {
-    let cidrs: Vec<ipnet::IpNet> = value
+    parse_list(value, (MAX_CIDRS, "CIDRs"), |cidr| {
+        cidr.parse::<ipnet::IpNet>()
+            .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| format!("{cidr:?} is not a CIDR like 10.0.0.0/8 or an address"))
+    })
+}
+
+/// The user file format of `auth-secret-type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthSecretType {
+    /// Key `auth` holds htpasswd lines, `user:hash`.
+    File,
+    /// Each key is a user, its value the hash.
+    Map,
+}
+
+/// `auth-type`: `basic`. `digest` is refused out loud: vane has no Digest authentication, and
+/// serving the routes without it would drop the protection asked for.
+pub fn parse_auth_type(value: &str) -> Result<(), String> {
+    match value.trim() {
+        "basic" => Ok(()),
+        "digest" => Err("digest authentication is not supported (use basic over HTTPS)".into()),
+        other => Err(format!("{other:?} is not basic")),
+    }
+}
+
+/// `auth-secret-type`: `auth-file` or `auth-map`.
+pub fn parse_auth_secret_type(value: &str) -> Result<AuthSecretType, String> {
+    match value.trim() {
+        "auth-file" => Ok(AuthSecretType::File),
+        "auth-map" => Ok(AuthSecretType::Map),
+        other => Err(format!("{other:?} is not auth-file or auth-map")),
+    }
+}
+
+/// `auth-realm`: at most 128 printable characters without `"` or `\`, since it is written
+/// into `WWW-Authenticate` as a quoted string.
+pub fn parse_realm(value: &str) -> Result<String, String> {
+    let valid = value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a realm of at most 128 printable characters without \" or \\"
+        ))
+    }
+}
+
+/// `satisfy`: whether a request needs every access check (`all`) or one (`any`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Satisfy {
+    #[default]
+    All,
+    Any,
+}
+
+pub fn parse_satisfy(value: &str) -> Result<Satisfy, String> {
+    match value.trim() {
+        "all" => Ok(Satisfy::All),
+        "any" => Ok(Satisfy::Any),
+        other => Err(format!("{other:?} is not all or any")),
+    }
+}
+
+/// An HTTP method (`auth-method`): a token such as `GET` or `POST`.
+pub fn parse_method(value: &str) -> Result<http::Method, String> {
+    let value = value.trim();
+    let valid =
+        !value.is_empty() && value.len() <= 32 && value.bytes().all(|b| b.is_ascii_uppercase());
+    valid
+        .then(|| http::Method::from_bytes(value.as_bytes()).ok())
+        .flatten()
+        .ok_or_else(|| format!("{value:?} is not a method like GET or POST"))
+}
+
+/// Most headers one header list annotation may name.
+const MAX_HEADER_NAMES: usize = 32;
+
+/// Comma-separated header names (`auth-response-headers`).
+pub fn parse_header_names(value: &str) -> Result<Vec<http::HeaderName>, String> {
+    parse_list(value, (MAX_HEADER_NAMES, "header names"), parse_header_name)
+}
+
+/// Comma-separated items (empty ones skipped), each parsed by `item`: at least one, and at
+/// most `max` (`what` names them in the message).
+fn parse_list<T>(
+    value: &str,
+    (max, what): (usize, &str),
+    item: impl FnMut(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let items: Vec<T> = value
         .split(',')
         .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(|cidr| {
-            cidr.parse::<ipnet::IpNet>()
-                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| format!("{cidr:?} is not a CIDR like 10.0.0.0/8 or an address"))
-        })
+        .filter(|i| !i.is_empty())
+        .map(item)
         .collect::<Result<_, _>>()?;
-    if cidrs.is_empty() || cidrs.len() > MAX_CIDRS {
-        return Err(format!("{value:?} is not a list of 1 to {MAX_CIDRS} CIDRs"));
+    if items.is_empty() || items.len() > max {
+        return Err(format!("{value:?} is not a list of 1 to {max} {what}"));
     }
-    Ok(cidrs)
+    Ok(items)
+}
+
+/// A query parameter name (`auth-signin-redirect-param`): letters, digits, `-`, `_`, `.`.
+pub fn parse_query_param(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let valid = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} is not a query parameter name"))
+    }
 }
 
 /// A positive whole number up to a million (a rate, or a burst multiplier).
@@ -795,6 +921,44 @@ mod tests {
         assert!(parse_backend_protocol("grpc").is_err());
         assert_eq!(parse_verify_client("optional"), Ok(VerifyClient::Optional));
         assert!(parse_verify_client("optional_no_ca").is_err());
+    }
+
+    #[test]
+    fn auth_settings_parse_or_are_rejected() {
+        assert_eq!(parse_auth_type(" basic "), Ok(()));
+        let digest = parse_auth_type("digest").unwrap_err();
+        assert!(digest.contains("not supported"), "{digest}");
+        assert!(parse_auth_type("Basic").is_err());
+        assert_eq!(parse_auth_secret_type("auth-map"), Ok(AuthSecretType::Map));
+        assert_eq!(
+            parse_auth_secret_type("auth-file"),
+            Ok(AuthSecretType::File)
+        );
+        assert!(parse_auth_secret_type("auth").is_err());
+        assert_eq!(
+            parse_realm("Authentication Required - foo"),
+            Ok("Authentication Required - foo".into())
+        );
+        assert_eq!(parse_realm(""), Ok(String::new()));
+        for bad in ["a\"b", "a\\b", "a\r\nb", &"x".repeat(129)] {
+            assert!(parse_realm(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_method("POST"), Ok(http::Method::POST));
+        for bad in ["", "get", "GE T", "G\r\nX"] {
+            assert!(parse_method(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_header_names("X-User, x-email,").unwrap(),
+            ["x-user", "x-email"]
+        );
+        for bad in ["", ",", "a b", "x:y"] {
+            assert!(parse_header_names(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_query_param("redirect_to"), Ok("redirect_to".into()));
+        assert!(parse_query_param("a&b=").is_err());
+        assert_eq!(parse_satisfy("any"), Ok(Satisfy::Any));
+        assert_eq!(parse_satisfy("all"), Ok(Satisfy::All));
+        assert!(parse_satisfy("some").is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!   the Ingress's routes answer 503 (fail closed) with a `RefusedAnnotation` diagnostic.
 //!
 //! A `vane.dev/` name vane does not read is unknown (a typo, most likely), except where
-//! ingress-nginx's table refuses the same name: whoever swapped the prefix of an `auth-url`
+//! ingress-nginx's table refuses the same name: whoever swapped the prefix of a `limit-connections`
 //! must not lose the protection silently.
 
 use super::annotations::{keys, NGINX_PREFIX, VANE_PREFIX};
@@ -41,8 +41,10 @@ pub enum Status {
 const SNIPPET: &str = "nginx configuration text, which vane never runs; it often carries \
                        access rules (allow, deny, auth_request)";
 const BUFFERING: &str = "vane streams bodies and buffers at most 64 KiB of a request (for retries)";
-const AUTH_URL_ONLY: &str = "a setting of auth-url, which vane refuses; alone it does nothing";
-const AUTH_TYPE_ONLY: &str = "a setting of auth-type, which vane refuses; alone it does nothing";
+const AUTH_CACHE: &str = "vane asks auth-url on every request: no answer is cached, so none is \
+                          stale";
+const AUTH_KEEPALIVE: &str = "vane's client to auth-url keeps connections alive and reuses them \
+                              itself";
 const CONNECTION_LIMIT: &str = "a connection limit protects the backend; vane has none yet";
 const MODSECURITY: &str = "a web application firewall screens requests; vane has none";
 const RUSTLS_DEFAULTS: &str = "vane's TLS is rustls with its defaults: TLS 1.2 and 1.3, modern \
@@ -67,22 +69,22 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("affinity-mode", Ignored("vane's cookie affinity is always persistent: a client stays on its endpoint while that endpoint is ready; balanced mode's moving of some sessions to endpoints added by a scale-up does not happen")),
         ("allowlist-source-range", Honoured),
         ("app-root", Honoured),
-        ("auth-always-set-cookie", Ignored(AUTH_URL_ONLY)),
-        ("auth-cache-duration", Ignored(AUTH_URL_ONLY)),
-        ("auth-cache-key", Ignored(AUTH_URL_ONLY)),
-        ("auth-keepalive", Ignored(AUTH_URL_ONLY)),
-        ("auth-keepalive-requests", Ignored(AUTH_URL_ONLY)),
-        ("auth-keepalive-share-vars", Ignored(AUTH_URL_ONLY)),
-        ("auth-keepalive-timeout", Ignored(AUTH_URL_ONLY)),
-        ("auth-method", Ignored(AUTH_URL_ONLY)),
-        ("auth-proxy-set-headers", Ignored(AUTH_URL_ONLY)),
-        ("auth-realm", Ignored(AUTH_TYPE_ONLY)),
-        ("auth-request-redirect", Ignored(AUTH_URL_ONLY)),
-        ("auth-response-headers", Ignored(AUTH_URL_ONLY)),
-        ("auth-secret", Ignored(AUTH_TYPE_ONLY)),
-        ("auth-secret-type", Ignored(AUTH_TYPE_ONLY)),
-        ("auth-signin", Ignored(AUTH_URL_ONLY)),
-        ("auth-signin-redirect-param", Ignored(AUTH_URL_ONLY)),
+        ("auth-always-set-cookie", Honoured),
+        ("auth-cache-duration", Ignored(AUTH_CACHE)),
+        ("auth-cache-key", Ignored(AUTH_CACHE)),
+        ("auth-keepalive", Ignored(AUTH_KEEPALIVE)),
+        ("auth-keepalive-requests", Ignored(AUTH_KEEPALIVE)),
+        ("auth-keepalive-share-vars", Ignored(AUTH_KEEPALIVE)),
+        ("auth-keepalive-timeout", Ignored(AUTH_KEEPALIVE)),
+        ("auth-method", Honoured),
+        ("auth-proxy-set-headers", Refused("headers from a ConfigMap sent to auth-url, which its decision may rest on; vane reads no ConfigMaps")),
+        ("auth-realm", Honoured),
+        ("auth-request-redirect", Honoured),
+        ("auth-response-headers", Honoured),
+        ("auth-secret", Honoured),
+        ("auth-secret-type", Honoured),
+        ("auth-signin", Honoured),
+        ("auth-signin-redirect-param", Honoured),
         ("auth-snippet", Refused(SNIPPET)),
         ("auth-tls-error-page", Ignored("a client without a valid certificate gets vane's own answer, not a redirect to this page")),
         ("auth-tls-match-cn", Refused("a client certificate whose subject does not match would be let in")),
@@ -90,8 +92,8 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("auth-tls-secret", Refused("clients would not have to present a certificate; vane.dev/auth-tls-secret takes NAME or NAMESPACE/NAME")),
         ("auth-tls-verify-client", Refused("client certificate verification would not be as asked; vane.dev/auth-tls-verify-client takes on, optional or off")),
         ("auth-tls-verify-depth", Ignored("vane accepts any chain of the client certificate up to the Secret's CAs")),
-        ("auth-type", Refused("basic and digest authentication; vane has none yet")),
-        ("auth-url", Refused("external authentication (auth_request); vane has none yet")),
+        ("auth-type", Honoured),
+        ("auth-url", Honoured),
         ("backend-protocol", Refused("the endpoints would be spoken to in another protocol; vane.dev/backend-protocol takes HTTP, HTTPS, H2C, GRPC or GRPCS")),
         ("canary", Honoured),
         ("canary-by-cookie", Honoured),
@@ -172,7 +174,7 @@ pub const NGINX: &[(&str, Treatment)] = {
         ("proxy-ssl-verify-depth", Ignored("vane accepts any chain of the endpoint's certificate up to the trusted CAs")),
         ("relative-redirects", Ignored(NGINX_REDIRECTS)),
         ("rewrite-target", Honoured),
-        ("satisfy", Ignored("combines authentication with allow lists, both of which vane refuses; alone it does nothing")),
+        ("satisfy", Honoured),
         ("server-alias", Ignored("the extra host names are not served (404); add them as rules")),
         ("server-snippet", Refused(SNIPPET)),
         ("service-upstream", Ignored("vane balances over the Service's ready endpoints itself: the same Pods")),
@@ -310,13 +312,13 @@ mod tests {
             Some(Known(Ignored(_)))
         ));
         for refused in [
-            "nginx.ingress.kubernetes.io/auth-url",
+            "nginx.ingress.kubernetes.io/auth-snippet",
             "nginx.ingress.kubernetes.io/limit-connections",
             "nginx.ingress.kubernetes.io/configuration-snippet",
             // Undocumented snippets, and snippets or refused names under vane's prefix.
             "nginx.ingress.kubernetes.io/location-snippet",
             "vane.dev/server-snippet",
-            "vane.dev/auth-url",
+            "vane.dev/limit-connections",
         ] {
             assert!(
                 matches!(status(refused), Some(Known(Refused(_)))),

@@ -18,6 +18,7 @@ use crate::table::{
     SlowStart, Timeouts, TrafficLabels, Transforms, UpstreamTls,
 };
 
+use super::secrets::Secrets;
 use super::service::{self, Resolved, Unresolved};
 use super::service_index::ServiceIndex;
 use super::{
@@ -54,11 +55,11 @@ pub(super) struct RouteParts {
 }
 
 impl IngressConfig {
-    /// `defaults` apply where the Ingress sets nothing.
+    /// `defaults` apply where the Ingress sets nothing; `secrets` are those basic auth reads.
     pub(super) fn parse(
         annotations: &Annotations<'_>,
         object: &ObjectRef,
-        defaults: transform::Defaults,
+        settings: (transform::Defaults, &Secrets<'_>),
         sink: &mut Sink,
     ) -> Self {
         Self {
@@ -75,7 +76,7 @@ impl IngressConfig {
                 transforms: transform::IngressTransforms::parse(
                     annotations,
                     object,
-                    defaults,
+                    settings,
                     sink,
                 ),
                 error_backend: None,
@@ -152,6 +153,8 @@ pub(super) struct TableBuilder<'a> {
     pub(super) services: &'a ServiceIndex,
     pub(super) policies: &'a policy::Attachments<'a>,
     pub(super) tls: tls::TlsBuilder<'a>,
+    /// The snapshot's Secrets (basic auth reads its users from them).
+    pub(super) secrets: &'a Secrets<'a>,
     pub(super) routes: Vec<Route>,
     pub(super) backends: Vec<Arc<Backend>>,
     /// Backends by name and algorithm (Ingresses may balance one Service port differently).
@@ -181,7 +184,7 @@ impl<'a> TableBuilder<'a> {
     pub(super) fn new(
         services: &'a ServiceIndex,
         policies: &'a policy::Attachments<'a>,
-        tls: tls::TlsBuilder<'a>,
+        (tls, secrets): (tls::TlsBuilder<'a>, &'a Secrets<'a>),
         routes: usize,
         defaults: transform::Defaults,
     ) -> Self {
@@ -190,6 +193,7 @@ impl<'a> TableBuilder<'a> {
             services,
             policies,
             tls,
+            secrets,
             routes: Vec::with_capacity(routes),
             backends: Vec::with_capacity(routes),
             backend_by_key: HashMap::with_capacity(routes),
@@ -218,7 +222,7 @@ impl<'a> TableBuilder<'a> {
         let config = IngressConfig::parse(
             &Annotations::new(None, &object),
             &object,
-            self.defaults,
+            (self.defaults, self.secrets),
             sink,
         );
         let backend = self.error_backend(&object, &config, name, sink);

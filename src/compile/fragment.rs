@@ -9,8 +9,9 @@
 //!
 //! A fragment is reused only when every input it was built from is the same object as then
 //! (the same `Arc`: an unchanged file or watch object keeps its `Arc`, a changed one gets a
-//! new one): the Ingress, and for each Service it routes to, the Service and its
-//! EndpointSlices. The Services are compared only where the Service index says they changed
+//! new one): the Ingress, the Secret of its basic auth users (looked up by name each compile,
+//! so a rotated or deleted Secret recompiles it), and for each Service it routes to, the
+//! Service and its EndpointSlices. The Services are compared only where the Service index says they changed
 //! since the last compile (see [`Generation`]). Which BackendPolicy attaches where depends on
 //! all policies, so any change among them drops every fragment. Ingresses that take part in what is shared across
 //! Ingresses beyond routes and backends (canaries, TLS hosts and client verification, upstream
@@ -29,6 +30,7 @@ use super::builder::{
 use super::canary::{self, CanarySettings};
 use super::class::ClassSelector;
 use super::ours::OurIngresses;
+use super::secrets::Secrets;
 use super::service_index::{Changed, ServiceIndex};
 use super::{ingress, Annotations, Sink};
 use crate::api::BackendPolicy;
@@ -131,8 +133,10 @@ impl Generation<'_> {
         let compile = self.compile;
         let (services, changed) = (builder.services, &self.changed);
         let key = Arc::as_ptr(ingress).addr();
-        let current =
-            |(_, fragment): &(u64, Fragment)| fragment.is_current(ingress, changed, services);
+        let secrets = builder.secrets;
+        let current = |(_, fragment): &(u64, Fragment)| {
+            fragment.is_current(ingress, changed, services, secrets)
+        };
         if !self.by_ingress.get(&key).is_some_and(current) {
             let fragment = Fragment::build(ingress, object, builder)?;
             self.by_ingress.insert(key, (compile, fragment));
@@ -237,9 +241,16 @@ impl Fragment {
         ingress: &Arc<Ingress>,
         changed: &Changed,
         services: &ServiceIndex,
+        secrets: &Secrets<'_>,
     ) -> bool {
         self.reusable
             && Arc::ptr_eq(&self.ingress, ingress)
+            && self
+                .shared
+                .transforms
+                .auth_secret
+                .as_ref()
+                .is_none_or(|secret| secret.is_current(secrets))
             && self
                 .inputs
                 .iter()
@@ -255,7 +266,8 @@ impl Fragment {
     ) -> Result<Self, Box<Outside>> {
         let mut sink = Sink::default();
         let annotations = Annotations::new(ingress.metadata.annotations.as_ref(), object);
-        let config = IngressConfig::parse(&annotations, object, builder.defaults, &mut sink);
+        let settings = (builder.defaults, builder.secrets);
+        let config = IngressConfig::parse(&annotations, object, settings, &mut sink);
         let canary = canary::parse(&annotations, &mut sink);
         // An Ingress's own error backend is resolved with the table's backends, not cached.
         let own_error_backend = config.shared.transforms.default_backend.is_some();

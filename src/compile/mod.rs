@@ -10,6 +10,7 @@
 //! the oldest keeps the route and the younger one gets a diagnostic.
 
 mod balancing;
+mod basic_auth;
 mod builder;
 mod canary;
 mod certificate;
@@ -17,12 +18,14 @@ mod class;
 mod compat;
 mod context;
 mod cors;
+mod external_auth;
 mod fragment;
 mod header_changes;
 mod ingress;
 mod ours;
 mod policy;
 mod resilience;
+mod secrets;
 mod self_signed;
 mod service;
 mod service_index;
@@ -161,8 +164,8 @@ pub fn compile_cached(
     let (mut fragments, services, ours) = fragments.generation(snapshot, &classes, &mut sink);
 
     let (attachments, policies) = policy::attach(&snapshot.backend_policies, services, &mut sink);
-    let certificates =
-        tls::TlsBuilder::new(snapshot.secrets.iter().map(|s| &**s), options, &mut sink);
+    let secrets = secrets::Secrets::new(&snapshot.secrets);
+    let certificates = tls::TlsBuilder::new(&secrets, options, &mut sink);
     let routes = ours
         .iter()
         .map(|(ingress, _)| ingress::route_count(ingress))
@@ -170,7 +173,7 @@ pub fn compile_cached(
     let mut builder = TableBuilder::new(
         services,
         &attachments,
-        certificates,
+        (certificates, &secrets),
         routes,
         transform::Defaults::of(options),
     );

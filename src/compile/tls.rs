@@ -25,6 +25,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use rustls::pki_types::CertificateDer;
 
 use super::certificate::{self, CertificateError};
+use super::secrets::{value, Secrets};
 use super::{ingress, reasons, Annotations, Options, Sink};
 use crate::api;
 use crate::api::annotations::{self, keys, VerifyClient};
@@ -132,7 +133,7 @@ type SiteKey = (*const Certificate, Option<ClientAuth>);
 /// Builds the [`TlsHosts`] of a table, and the upstream TLS of its backends (`upstream_tls.rs`),
 /// reading each TLS Secret once for both.
 pub struct TlsBuilder<'a> {
-    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    secrets: &'a Secrets<'a>,
     now: Option<i64>,
     certificates: HashMap<(String, String), Result<Arc<Certificate>, SecretProblem>>,
     cas: HashMap<(String, String), Result<CaBundle, SecretProblem>>,
@@ -147,18 +148,7 @@ pub struct TlsBuilder<'a> {
 }
 
 impl<'a> TlsBuilder<'a> {
-    pub fn new(
-        secrets: impl IntoIterator<Item = &'a Secret>,
-        options: &Options,
-        sink: &mut Sink,
-    ) -> Self {
-        let secrets = secrets
-            .into_iter()
-            .filter_map(|s| {
-                let namespace = s.metadata.namespace.as_deref()?;
-                Some(((namespace, s.metadata.name.as_deref()?), s))
-            })
-            .collect();
+    pub(super) fn new(secrets: &'a Secrets<'a>, options: &Options, sink: &mut Sink) -> Self {
         let mut builder = Self {
             secrets,
             now: options.now,
@@ -349,11 +339,11 @@ impl<'a> TlsBuilder<'a> {
     fn secret(&self, namespace: &str, name: &str) -> Result<&'a Secret, SecretProblem> {
         let secret = self
             .secrets
-            .get(&(namespace, name))
+            .get(namespace, name)
             .ok_or_else(|| SecretProblem {
                 reason: reasons::SECRET_NOT_FOUND,
                 message: format!(
-                    "Secret {namespace}/{name} not found (vane reads Secrets of type {TLS_SECRET_TYPE} only)"
+                    "Secret {namespace}/{name} not found (vane reads Secrets of type {TLS_SECRET_TYPE} and Opaque only)"
                 ),
             })?;
         match secret.type_.as_deref() {
@@ -436,21 +426,4 @@ impl<'a> TlsBuilder<'a> {
             .collect();
         TlsHosts::new(self.sites, ordered, self.default)
     }
-}
-
-/// A Secret value from `data`, else from `stringData` (manifests that never passed an API
-/// server may use it).
-fn value<'s>(secret: &'s Secret, key: &str) -> Option<&'s [u8]> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|data| data.get(key))
-        .map(|bytes| bytes.0.as_slice())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|data| data.get(key))
-                .map(|text| text.as_bytes())
-        })
 }

@@ -10,8 +10,9 @@ use std::time::Duration;
 use http::{HeaderValue, StatusCode};
 
 use super::header_changes::{self, Side};
-use super::{compat, cors, ingress, Annotations, Sink};
-use crate::api::annotations::{self, keys};
+use super::secrets::{SecretInput, Secrets};
+use super::{basic_auth, compat, cors, external_auth, ingress, Annotations, Sink};
+use crate::api::annotations::{self, keys, Satisfy};
 use crate::table::{
     IpSet, Location, ObjectRef, PathKind, PathRegex, PathRule, RateLimits, Redirect, RequestRate,
     Rewrite, SourceRanges, Template, TemplatePart, Transforms, Variable,
@@ -55,14 +56,17 @@ pub(super) struct IngressTransforms {
     pub(super) error_codes: Option<Box<[StatusCode]>>,
     /// `default-backend`: a Service of the Ingress's namespace.
     pub(super) default_backend: Option<String>,
+    /// The Secret of `auth-secret`, which the routes depend on.
+    pub(super) auth_secret: Option<SecretInput>,
 }
 
 impl IngressTransforms {
-    /// `defaults` apply where the Ingress sets nothing.
+    /// `defaults` apply where the Ingress sets nothing; `secrets` hold the users of
+    /// `auth-secret`.
     pub(super) fn parse(
         annotations: &Annotations<'_>,
         object: &ObjectRef,
-        defaults: Defaults,
+        (defaults, secrets): (Defaults, &Secrets<'_>),
         sink: &mut Sink,
     ) -> Self {
         let rewrite_target = annotations.parse(keys::REWRITE_TARGET, parse_rewrite_target, sink);
@@ -77,10 +81,30 @@ impl IngressTransforms {
             Ok(limits) => (limits, unusable),
             Err(why) => (None, unusable.or(Some(why.into_boxed_str()))),
         };
+        let auth = basic_auth::parse(annotations, object, secrets, sink);
+        let (basic_auth, unusable) = match auth.auth {
+            Ok(users) => (users, unusable),
+            Err(why) => (None, unusable.or(Some(why.into_boxed_str()))),
+        };
+        let (external_auth, unusable) = match external_auth::parse(annotations, sink) {
+            Ok(auth) => (auth, unusable),
+            Err(why) => (None, unusable.or(Some(why.into_boxed_str()))),
+        };
+        let (satisfy, unusable) =
+            match annotations.parse_or_refuse(keys::SATISFY, annotations::parse_satisfy, sink) {
+                Ok(satisfy) => (satisfy.unwrap_or_default(), unusable),
+                Err(why) => (Satisfy::All, unusable.or(Some(why.into_boxed_str()))),
+            };
         let transforms = Transforms {
             refused: compat::screen(annotations, object, sink).or(unusable),
+            // `any` only means something where both kinds of check apply.
+            satisfy_any: satisfy == Satisfy::Any
+                && source_ranges.is_some()
+                && (basic_auth.is_some() || external_auth.is_some()),
             source_ranges,
             rate_limits,
+            basic_auth,
+            external_auth,
             redirect: redirect(annotations, sink),
             app_root: annotations.parse(keys::APP_ROOT, parse_app_root, sink),
             upstream_host: annotations.parse(keys::UPSTREAM_VHOST, parse_upstream_vhost, sink),
@@ -133,6 +157,7 @@ impl IngressTransforms {
                 annotations::parse_service_name,
                 sink,
             ),
+            auth_secret: auth.secret,
         }
     }
 
@@ -144,9 +169,13 @@ impl IngressTransforms {
         if let Some(why) = &transforms.refused {
             return Some(why);
         }
-        (transforms.source_ranges.is_some() || transforms.rate_limits.is_some()).then_some(
-            "its own allow lists and rate limits are not applied (a canary's requests pass its \
-             main Ingress's)",
+        let own_access = transforms.source_ranges.is_some()
+            || transforms.rate_limits.is_some()
+            || transforms.basic_auth.is_some()
+            || transforms.external_auth.is_some();
+        own_access.then_some(
+            "its own allow lists, rate limits and authentication are not applied (a canary's \
+             requests pass its main Ingress's)",
         )
     }
 
@@ -317,7 +346,7 @@ fn parse_rewrite_target(value: &str) -> Result<Template, String> {
 
 /// `permanent-redirect`, `temporal-redirect`: an absolute http(s) URL, with nginx variables
 /// (`https://example.com$request_uri`).
-fn parse_redirect_url(value: &str) -> Result<Template, String> {
+pub(super) fn parse_redirect_url(value: &str) -> Result<Template, String> {
     let value = value.trim();
     let rest = ["https://", "http://", "$scheme://"]
         .iter()
@@ -339,6 +368,7 @@ fn variable(name: &str) -> Option<Variable> {
         "scheme" => Variable::Scheme,
         "host" => Variable::Host,
         "http_host" => Variable::HttpHost,
+        "escaped_request_uri" => Variable::EscapedRequestUri,
         _ => return None,
     })
 }

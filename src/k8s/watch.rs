@@ -31,7 +31,7 @@ use tracing::{debug, warn};
 
 use super::backoff::ReconnectBackoff;
 use crate::api::BackendPolicy;
-use crate::snapshot::{Snapshot, TLS_SECRET_TYPE};
+use crate::snapshot::{Snapshot, OPAQUE_SECRET_TYPE, TLS_SECRET_TYPE};
 
 /// How the watches of each kind have fared: lists (the first and every relist, as after a
 /// `410 Gone`) and failures (each retried with backoff). For metrics.
@@ -69,7 +69,12 @@ pub struct Stores {
     pub ingresses: ScopedStore<Ingress>,
     pub services: ScopedStore<Service>,
     pub endpoint_slices: ScopedStore<EndpointSlice>,
+    /// Secrets of type `kubernetes.io/tls` (certificates, CAs).
     pub secrets: ScopedStore<Secret>,
+    /// Secrets of type `Opaque` (basic auth users, as `kubectl create secret generic` makes
+    /// them). A field selector names one type, so each type has a watch of its own; other
+    /// types (service account tokens, Helm releases, registry credentials) are never read.
+    pub opaque_secrets: ScopedStore<Secret>,
     pub backend_policies: ScopedStore<BackendPolicy>,
     pub stats: Arc<WatchStats>,
 }
@@ -108,6 +113,7 @@ impl Stores {
             self.services.wait_until_ready(),
             self.endpoint_slices.wait_until_ready(),
             self.secrets.wait_until_ready(),
+            self.opaque_secrets.wait_until_ready(),
             self.backend_policies.wait_until_ready(),
         );
     }
@@ -119,7 +125,7 @@ impl Stores {
             ingresses: self.ingresses.state(),
             services: self.services.state(),
             endpoint_slices: self.endpoint_slices.state(),
-            secrets: self.secrets.state(),
+            secrets: [self.secrets.state(), self.opaque_secrets.state()].concat(),
             backend_policies: self.backend_policies.state(),
         }
     }
@@ -151,6 +157,7 @@ pub fn start(
         services: watches.scoped(all()),
         endpoint_slices: watches.scoped(all()),
         secrets: watches.scoped(all().fields(&format!("type={TLS_SECRET_TYPE}"))),
+        opaque_secrets: watches.scoped(all().fields(&format!("type={OPAQUE_SECRET_TYPE}"))),
         backend_policies: watches.scoped(all()),
         stats: stats.clone(),
     }

@@ -11,6 +11,7 @@
 //! endpoints.
 
 mod backend_guard;
+mod credentials;
 mod rate_limit;
 mod retry_budget;
 
@@ -30,6 +31,7 @@ use crate::table::{Diagnostic, RoutingTable, Transforms};
 use crate::tls::ServerConfigs;
 
 pub use backend_guard::{Admission, BackendGuard, Tripped};
+pub use credentials::Credentials;
 pub use rate_limit::RateLimiter;
 pub use retry_budget::RetryBudget;
 
@@ -85,6 +87,8 @@ pub struct TableHandle {
     endpoints: EndpointRegistry,
     /// Active health checks of the current table's endpoints.
     prober: Prober,
+    /// Basic auth: verified credentials and the bound on verifications in progress.
+    credentials: Credentials,
 }
 
 impl TableHandle {
@@ -96,6 +100,11 @@ impl TableHandle {
     /// finishes on the table it started with, whatever swaps happen meanwhile.
     pub fn load(&self) -> Arc<ActiveTable> {
         self.current.load_full()
+    }
+
+    /// Checks Basic credentials of every table's routes.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// Whether a table has been published since start (the readiness gate).

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 use crate::endpoint::EndpointStats;
 use crate::k8s::watch::{KindStats, WatchStats};
-use crate::live::{ActiveTable, BackendGuard, TableHandle};
+use crate::live::{ActiveTable, BackendGuard, Credentials, TableHandle};
 use crate::proxy::access_log::Counts;
 use crate::proxy::traffic::Traffic;
 use crate::proxy::{Connections, HandshakeOutcome, Listener, Telemetry, PROTOCOLS};
@@ -272,6 +272,7 @@ impl Collector for State {
         traffic::encode(&active, &self.traffic, &mut encoder)?;
         endpoints(&active, &mut encoder)?;
         rate_limits(&active, &mut encoder)?;
+        basic_auth(self.tables.credentials(), &mut encoder)?;
         certificates(&active, &mut encoder)
     }
 }
@@ -447,6 +448,27 @@ fn rate_limits(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Re
             )
         }),
     )
+}
+
+/// Basic auth's password hashing and its cache of verified credentials (`live/credentials.rs`).
+fn basic_auth(credentials: &Credentials, encoder: &mut DescriptorEncoder) -> fmt::Result {
+    for (name, help, count) in [
+        (
+            "basic_auth_verifications",
+            "Passwords hashed to check basic auth credentials (a cache miss for a known user).",
+            credentials.verifications(),
+        ),
+        (
+            "basic_auth_cache_evictions",
+            "Verified credentials pushed out of the bounded cache by newer ones: their clients \
+             pay a password hash again.",
+            credentials.evictions(),
+        ),
+    ] {
+        let counter = ConstCounter::new(count);
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+    }
+    Ok(())
 }
 
 fn certificates(active: &ActiveTable, encoder: &mut DescriptorEncoder) -> fmt::Result {

@@ -1,4 +1,4 @@
-//! The HTTP client the OTLP exporter posts with: hyper-util's pooled client, over rustls for an
+//! The HTTP client the OTLP exporter posts with: [`tls::client::web_client`], over rustls for an
 //! `https://` collector (verified against the web PKI, as upstream TLS is by default).
 //!
 //! The SDK's batch thread drives each export with a plain executor (`block_on`), which cannot
@@ -12,14 +12,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use opentelemetry_http::{HttpClient, HttpError};
 use tokio::runtime::Handle;
 use tracing::{info, warn};
 
-use crate::table::UpstreamRoots;
 use crate::tls;
 
 /// A collector's answer is a small protobuf message (partial success counts); more is refused.
@@ -27,7 +23,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct Client {
-    http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: tls::client::WebClient<Full<Bytes>>,
     runtime: Handle,
     timeout: Duration,
     /// Whether the last export failed: failures are logged when they start and when they end,
@@ -38,14 +34,7 @@ pub struct Client {
 impl Client {
     /// A client whose requests run on `runtime` and give up after `timeout`.
     pub fn new(runtime: Handle, timeout: Duration) -> Result<Self, String> {
-        let config = tls::client::client_config(&UpstreamRoots::WebPki)?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(rustls::ClientConfig::clone(&config))
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let http =
-            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+        let http = tls::client::web_client()?;
         Ok(Self {
             http,
             runtime,

@@ -47,6 +47,20 @@ pub enum ProxyError {
     Refused,
     #[error("the client's address is not allowed on this route")]
     Forbidden,
+    /// Basic auth or `auth-url` refused; the value is the `WWW-Authenticate` to send.
+    #[error("the request has no valid credentials for this route")]
+    Unauthorized(Option<header::HeaderValue>),
+    /// `auth-url` refused (401) and the route signs clients in at `location`, with the auth
+    /// answer's cookies.
+    #[error("the request has no valid credentials for this route; redirected to sign in")]
+    SignIn {
+        location: header::HeaderValue,
+        cookies: Vec<header::HeaderValue>,
+    },
+    #[error(
+        "the route's auth-url failed, answered otherwise than 2xx, 401 or 403, or not in time"
+    )]
+    AuthFailed,
     #[error("the client is over the route's rate limit for {retry_after:?}")]
     RateLimited {
         status: StatusCode,
@@ -77,6 +91,9 @@ impl ProxyError {
             ProxyError::BadRewrite => StatusCode::BAD_REQUEST,
             ProxyError::Refused => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::SignIn { .. } => StatusCode::FOUND,
+            ProxyError::AuthFailed => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::RateLimited { status, .. } => *status,
         }
     }
@@ -103,6 +120,9 @@ impl ProxyError {
             ProxyError::BadRewrite => "bad_rewrite",
             ProxyError::Refused => "refused",
             ProxyError::Forbidden => "forbidden",
+            ProxyError::Unauthorized(_) => "unauthorized",
+            ProxyError::SignIn { .. } => "sign_in",
+            ProxyError::AuthFailed => "auth_failed",
             ProxyError::RateLimited { .. } => "rate_limited",
         }
     }
@@ -148,6 +168,11 @@ impl ProxyError {
                  to apply (see its events)\n"
             }
             ProxyError::Forbidden => "403 Forbidden\n",
+            ProxyError::Unauthorized(_) => "401 Unauthorized\n",
+            ProxyError::SignIn { .. } => "302 Found: sign in first\n",
+            ProxyError::AuthFailed => {
+                "500 Internal Server Error: the authentication service failed\n"
+            }
             ProxyError::RateLimited { .. } => {
                 "Too many requests from this address: slow down and retry after Retry-After\n"
             }
@@ -168,6 +193,21 @@ impl ProxyError {
                 header::RETRY_AFTER,
                 header::HeaderValue::from(seconds.max(1)),
             );
+        }
+        match self {
+            ProxyError::Unauthorized(Some(challenge)) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge.clone());
+            }
+            ProxyError::SignIn { location, cookies } => {
+                let headers = response.headers_mut();
+                headers.insert(header::LOCATION, location.clone());
+                for cookie in cookies {
+                    headers.append(header::SET_COOKIE, cookie.clone());
+                }
+            }
+            _ => {}
         }
         if let ProxyError::ConnectMethod = self {
             // A 405 names the methods that are allowed (RFC 9110 section 15.5.6).

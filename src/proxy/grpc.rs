@@ -15,6 +15,7 @@ const RESOURCE_EXHAUSTED: &str = "8";
 const UNIMPLEMENTED: &str = "12";
 const INTERNAL: &str = "13";
 const UNAVAILABLE: &str = "14";
+const UNAUTHENTICATED: &str = "16";
 
 /// Whether a request is gRPC (`content-type: application/grpc` or `application/grpc+...`).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
@@ -41,6 +42,8 @@ pub fn error_response(error: &ProxyError) -> Response<Full<Bytes>> {
         ProxyError::ClientBody(_) | ProxyError::BadRewrite => INTERNAL,
         ProxyError::PayloadTooLarge | ProxyError::RateLimited { .. } => RESOURCE_EXHAUSTED,
         ProxyError::Forbidden => PERMISSION_DENIED,
+        ProxyError::Unauthorized(_) | ProxyError::SignIn { .. } => UNAUTHENTICATED,
+        ProxyError::AuthFailed => INTERNAL,
         ProxyError::CircuitOpen(_)
         | ProxyError::Refused
         | ProxyError::NotReady

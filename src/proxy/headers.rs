@@ -182,6 +182,11 @@ impl ClientInfo {
         }
     }
 
+    /// `ip` as a header value.
+    pub fn ip_header(&self) -> &HeaderValue {
+        &self.ip_header
+    }
+
     /// The same connection, for a request from client `ip` (behind a trusted proxy).
     pub fn with_ip(self, ip: IpAddr) -> Self {
         Self {

@@ -23,6 +23,7 @@ mod connection;
 mod cors;
 mod error;
 mod error_page;
+mod external_auth;
 mod grpc;
 mod headers;
 mod idle;
@@ -118,6 +119,8 @@ pub struct Proxy {
     reporter: Arc<Reporter>,
     /// Upgraded (WebSocket) connections, which outlive the HTTP connections they came from.
     tunnels: TaskTracker,
+    /// Asks `auth-url`s; `None` if it could not be built (then such routes answer 500).
+    auth_client: Option<external_auth::AuthClient>,
 }
 
 /// How one attempt to get a response from an endpoint failed.
@@ -188,6 +191,9 @@ impl Proxy {
                 spans: telemetry.spans.clone(),
             }),
             tunnels: TaskTracker::new(),
+            auth_client: crate::tls::client::web_client()
+                .inspect_err(|error| warn!(%error, "no client for auth-url; its routes answer 500"))
+                .ok(),
         }
     }
 
@@ -290,7 +296,7 @@ impl Proxy {
         &self,
         active: &ActiveTable,
         route: &Route,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         host_header: HeaderValue,
         client: &ClientInfo,
         (record, cors_reply): (&mut RequestRecord, &mut Option<cors::Reply>),
@@ -323,9 +329,19 @@ impl Proxy {
         }
         // After the redirects, as nginx's access phase (and its rate limits, in the phase
         // before) follows its rewrite phase.
-        if let Some(transforms) = &route.transforms {
-            access(active, transforms, client)?;
-        }
+        let granted = match &route.transforms {
+            Some(transforms) => {
+                let settings = (transforms, route.timeouts.response_headers);
+                let granted = self
+                    .access(active, settings, client, (&request, host))
+                    .await?;
+                if let Some(granted) = &granted {
+                    granted.set_upstream_headers(request.headers_mut());
+                }
+                granted
+            }
+            None => None,
+        };
         transform::check_body_size(transform::body_limit(route), &request)?;
         let backend_index = match &route.canary {
             Some(canary) if choose_canary(canary, request.headers()) => {
@@ -367,7 +383,62 @@ impl Proxy {
             .forward(request, &target, admission, client, record)
             .await?;
         tls_policy::add_hsts(route, client, &mut response);
+        if let Some(granted) = granted {
+            granted.add_cookies(&mut response);
+        }
         Ok(response)
+    }
+
+    /// The route's rate limits, then its allow and deny lists, basic auth and `auth-url`
+    /// (nginx's order: its preaccess phase limits requests before its access phase checks
+    /// addresses, then credentials). With `satisfy any`, an address the lists admit needs no
+    /// authentication, and an authenticated client no admitted address; when both refuse, the
+    /// authentication's answer wins (401), as in nginx. What `auth-url` let through carries
+    /// headers for the upstream and cookies for the client.
+    async fn access<B>(
+        &self,
+        active: &ActiveTable,
+        (transforms, timeout): (&Arc<Transforms>, Duration),
+        client: &ClientInfo,
+        (request, host): (&Request<B>, &str),
+    ) -> Result<Option<external_auth::Granted>, ProxyError> {
+        if let Some(limiter) = transforms
+            .rate_limits
+            .as_ref()
+            .and_then(|_| active.rate_limiter(transforms))
+        {
+            limiter
+                .check(client.ip)
+                .map_err(|retry_after| ProxyError::RateLimited {
+                    status: limiter.status(),
+                    retry_after,
+                })?;
+        }
+        let admitted = transforms
+            .source_ranges
+            .as_ref()
+            .is_none_or(|ranges| ranges.admits(client.ip));
+        let authenticates = transforms.basic_auth.is_some() || transforms.external_auth.is_some();
+        match (admitted, authenticates && transforms.satisfy_any) {
+            (true, true) => return Ok(None),
+            (false, false) => return Err(ProxyError::Forbidden),
+            _ => {}
+        }
+        if let Some(auth) = &transforms.basic_auth {
+            let credentials = request.headers().get(header::AUTHORIZATION);
+            if !self.tables.credentials().check(auth, credentials).await {
+                return Err(ProxyError::Unauthorized(Some(auth.challenge.clone())));
+            }
+        }
+        match &transforms.external_auth {
+            Some(auth) => {
+                let asked = (request, client, host);
+                external_auth::check(self.auth_client.as_ref(), auth, asked, timeout)
+                    .await
+                    .map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Sends the request to an endpoint of the target's backend, and again to others while the
@@ -647,31 +718,6 @@ impl Proxy {
     }
 }
 
-/// The route's rate limits, then its allow and deny lists (nginx's order: its preaccess phase
-/// limits requests before its access phase checks addresses).
-fn access(
-    active: &ActiveTable,
-    transforms: &Arc<Transforms>,
-    client: &ClientInfo,
-) -> Result<(), ProxyError> {
-    if let Some(limiter) = transforms
-        .rate_limits
-        .as_ref()
-        .and_then(|_| active.rate_limiter(transforms))
-    {
-        limiter
-            .check(client.ip)
-            .map_err(|retry_after| ProxyError::RateLimited {
-                status: limiter.status(),
-                retry_after,
-            })?;
-    }
-    match &transforms.source_ranges {
-        Some(ranges) if !ranges.admits(client.ip) => Err(ProxyError::Forbidden),
-        _ => Ok(()),
-    }
-}
-
 /// Rewrites the client's headers for the upstream, once for all attempts: hop-by-hop headers
 /// out, forwarding headers in, and Host set to the host vane routed by (HTTP/2 requests carry
 /// it in `:authority`, and HTTP/1.1 upstreams need it) or the route's `upstream-vhost`.
@@ -688,6 +734,11 @@ fn prepare_headers(
     let upstream_host = transforms.and_then(|t| t.upstream_host.as_ref());
     headers.insert(header::HOST, upstream_host.unwrap_or(host).clone());
     if let Some(transforms) = transforms {
+        // The credentials were for vane: nginx sends basic auth routes' requests upstream with
+        // `proxy_set_header Authorization ""`, and so does vane.
+        if transforms.basic_auth.is_some() {
+            headers.remove(header::AUTHORIZATION);
+        }
         if let Some(prefix) = &transforms.forwarded_prefix {
             headers.insert(headers::X_FORWARDED_PREFIX.clone(), prefix.clone());
         }

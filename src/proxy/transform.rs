@@ -149,8 +149,38 @@ impl<B> Vars<'_, B> {
             Variable::Scheme => self.client.scheme.into(),
             Variable::Host => normalize_request_host(self.host).into_owned().into(),
             Variable::HttpHost => self.host.into(),
+            Variable::EscapedRequestUri => escaped_request_uri(self.request).into(),
         }
     }
+}
+
+/// What `set_escape_uri` leaves as it is: letters, digits and `-._~`.
+const URI_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `$escaped_request_uri`: the request URI fit for a query value.
+pub fn escaped_request_uri<B>(request: &Request<B>) -> String {
+    let uri = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    percent_encoding::utf8_percent_encode(uri, URI_COMPONENT).to_string()
+}
+
+/// `template` with nginx's variables filled in from `request`, which arrived from `client` for
+/// the validated `host`.
+pub fn expand_for<B>(
+    template: &Template,
+    request: &Request<B>,
+    client: &ClientInfo,
+    host: &str,
+) -> String {
+    let vars = Vars {
+        request,
+        client,
+        host,
+    };
+    expand(template, &vars)
 }
 
 fn expand<B>(template: &Template, vars: &Vars<'_, B>) -> String {

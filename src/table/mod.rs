@@ -18,8 +18,10 @@
 //! unmatched. Everything here is plain data: no locks, no atomics, no I/O. Per-endpoint runtime
 //! state lives outside the table, keyed by endpoint address, so it survives table swaps.
 
+mod basic_auth;
 mod cors;
 mod diagnostic;
+mod external_auth;
 mod host;
 mod path;
 mod resilience;
@@ -34,8 +36,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use basic_auth::{BasicAuth, PasswordHash, MAX_BCRYPT_COST, MAX_SHA_CRYPT_ROUNDS};
 pub use cors::{AllowedOrigins, Cors, OriginList, WildcardOrigin};
 pub use diagnostic::{Diagnostic, ObjectRef};
+pub use external_auth::{ExternalAuth, DEFAULT_SIGNIN_REDIRECT_PARAM};
 pub use host::{normalize_request_host, wildcard_parent, HostPattern};
 pub use path::normalize_request_path;
 pub use path::{PathKind, PathMatcher, PathRegex, PathRule};

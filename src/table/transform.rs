@@ -43,6 +43,9 @@ pub enum Variable {
     Host,
     /// `$http_host`: the `Host` header (or `:authority`) as sent, port included.
     HttpHost,
+    /// `$escaped_request_uri` (ingress-nginx's, for `auth-signin`): `$request_uri` with every
+    /// byte but letters, digits and `-._~` percent-encoded, fit for a query parameter.
+    EscapedRequestUri,
 }
 
 impl Template {
@@ -204,6 +207,15 @@ pub struct Transforms {
     pub source_ranges: Option<super::SourceRanges>,
     /// `limit-rps`, `limit-rpm`: limits shared by every route of the Ingress.
     pub rate_limits: Option<RateLimits>,
+    /// `auth-type: basic`: who may reach the routes (401 for anyone else). An `Arc` of its
+    /// own, so that a check on the blocking pool can hold it.
+    pub basic_auth: Option<Arc<super::BasicAuth>>,
+    /// `auth-url`: each request is first sent there (401/403 or a failure for anyone it does
+    /// not let through).
+    pub external_auth: Option<Arc<super::ExternalAuth>>,
+    /// `satisfy: any`: a client the allow and deny lists admit need not authenticate, and one
+    /// that authenticates need not be admitted by them (`false`: both are needed).
+    pub satisfy_any: bool,
     /// `enable-cors`: the CORS policy. An `Arc` of its own, so that a request's answer can
     /// keep it after the table is let go (error responses get CORS headers too).
     pub cors: Option<Arc<Cors>>,

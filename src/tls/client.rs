@@ -9,11 +9,36 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
 use super::{provider, root_store};
 use crate::table::UpstreamRoots;
 
 static WEB_PKI: LazyLock<Result<Arc<ClientConfig>, String>> =
     LazyLock::new(|| with_roots(webpki_roots::TLS_SERVER_ROOTS.iter().cloned().collect()));
+
+/// hyper-util's pooled HTTP/1.1 client for `http://` and `https://` URLs of any host (resolved
+/// with the system resolver), verifying servers against the web PKI: what vane's own requests
+/// to services outside the table use (the OTLP collector, `auth-url`).
+pub fn web_client<B>() -> Result<WebClient<B>, String>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let config = client_config(&UpstreamRoots::WebPki)?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(ClientConfig::clone(&config))
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+/// The client of [`web_client`].
+pub type WebClient<B> = Client<HttpsConnector<HttpConnector>, B>;
 
 /// A client configuration (TLS 1.2 and 1.3; ALPN is set by the connector).
 pub fn client_config(roots: &UpstreamRoots) -> Result<Arc<ClientConfig>, String> {

@@ -823,7 +823,10 @@ fn unhonoured_annotations_are_ignored_refused_or_unknown_as_the_table_says() {
     documents.push(annotate(
         &ingress("guarded", Some("guarded.example.com"), "/", "app"),
         &[
-            ("nginx.ingress.kubernetes.io/auth-url", "http://auth/check"),
+            (
+                "nginx.ingress.kubernetes.io/auth-proxy-set-headers",
+                "auth-headers",
+            ),
             ("nginx.ingress.kubernetes.io/limit-connections", "10"),
             ("nginx.ingress.kubernetes.io/proxy-buffering", "on"),
         ],
@@ -875,7 +878,7 @@ fn unhonoured_annotations_are_ignored_refused_or_unknown_as_the_table_says() {
     assert!(has_diagnostic(
         diagnostics,
         reasons::REFUSED_ANNOTATION,
-        "auth-url (external authentication"
+        "auth-proxy-set-headers (headers from a ConfigMap"
     ));
     assert!(has_diagnostic(
         diagnostics,
@@ -891,7 +894,7 @@ fn unhonoured_annotations_are_ignored_refused_or_unknown_as_the_table_says() {
         .refused
         .as_deref()
         .unwrap();
-    assert!(refused.contains("auth-url"), "{refused}");
+    assert!(refused.contains("auth-proxy-set-headers"), "{refused}");
 }
 
 /// However many annotations an Ingress has, each kind is one diagnostic naming a few of them.

@@ -689,3 +689,68 @@ async fn watches_reconnect_within_5s_of_the_api_server_returning_after_a_long_ou
     );
     shutdown.cancel();
 }
+
+/// Basic auth users come from an Opaque Secret, read by a watch of that type alone: a Secret of
+/// another type (here `kubernetes.io/basic-auth`) is never read, so an Ingress naming one fails
+/// closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_users_come_from_opaque_secrets_only() {
+    use base64::Engine as _;
+    let origins = origin::start(1).await;
+    let api = ApiServer::start().await;
+    let secret = |name: &str, kind: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "type": kind,
+            "metadata": {"name": name, "namespace": "default"},
+            "data": {"auth": base64::engine::general_purpose::STANDARD.encode("alice:{PLAIN}a\n")},
+        })
+        .to_string()
+    };
+    let protected = |name: &str, secret: &str| {
+        crate::support::fixtures::annotate(
+            &ingress(name, Some(&format!("{name}.example.com")), "/", "app"),
+            &[
+                ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+                ("nginx.ingress.kubernetes.io/auth-secret", secret),
+            ],
+        )
+    };
+    api.apply_yaml(&docs(&[
+        cluster(&origins),
+        secret("users", "Opaque"),
+        secret("typed", "kubernetes.io/basic-auth"),
+        protected("opaque", "users"),
+        protected("typed", "typed"),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let vane = Vane::start(&api, dir.path(), "a", None).await;
+    let login = |host: &'static str| {
+        let request = http::Request::get(format!("http://{}/", vane.http))
+            .header("host", host)
+            .header("authorization", "Basic YWxpY2U6YQ==")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        async move {
+            crate::support::client::send(&client(), request)
+                .await
+                .status
+        }
+    };
+    eventually(
+        "alice logs in with the Opaque Secret's password",
+        || async { login("opaque.example.com").await == StatusCode::OK },
+    )
+    .await;
+    assert_eq!(
+        login("typed.example.com").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        status(&vane, "opaque.example.com").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let opaque_watches = api.count_requests(|_, path| {
+        path.contains("/secrets?") && path.contains("fieldSelector=type%3DOpaque")
+    });
+    assert!(opaque_watches > 0);
+}

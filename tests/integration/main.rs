@@ -1,5 +1,6 @@
 //! vane's integration tests, in one binary so that `cargo test` links once.
 //!
+//! - `auth`: basic auth through compile and the proxy;
 //! - `check`: `vane check`, the built binary on manifests, its report and exit status;
 //! - `compile`: tier 1, manifests to table, no I/O;
 //! - `cors`: CORS annotations through compile, and preflights and headers through the proxy;
@@ -18,6 +19,7 @@
 //! - `tls`: TLS termination, redirects, mTLS, upstream TLS, h2c and gRPC through the proxy,
 //!   and TLS compile.
 
+mod auth;
 mod balancing;
 mod check;
 mod compile;

@@ -74,7 +74,8 @@ fn duration() -> impl Strategy<Value = String> {
     ]
 }
 
-fn annotations() -> impl Strategy<Value = Value> {
+/// Boxed: unboxed, the nested strategies of many alternatives overflow a test thread's stack.
+fn annotations() -> BoxedStrategy<Value> {
     let key = prop_oneof![
         Just("vane.dev/load-balance"),
         Just("vane.dev/hash-by"),
@@ -89,6 +90,10 @@ fn annotations() -> impl Strategy<Value = Value> {
         Just("vane.dev/hsts"),
         Just("vane.dev/auth-tls-secret"),
         Just("vane.dev/backend-protocol"),
+        Just("nginx.ingress.kubernetes.io/auth-secret-type"),
+        Just("vane.dev/auth-realm"),
+        Just("vane.dev/satisfy"),
+        Just("vane.dev/auth-url"),
         Just("kubernetes.io/ingress.class"),
     ];
     let value = prop_oneof![
@@ -98,8 +103,23 @@ fn annotations() -> impl Strategy<Value = Value> {
         Just("consistent-hash".to_string()),
         Just("true".to_string()),
         Just("cookie".to_string()),
+        Just("auth-map".to_string()),
+        Just("any".to_string()),
     ];
-    proptest::collection::btree_map(key, value, 0..4).prop_map(|m| json!(m))
+    // Basic auth, often enough to meet the Secrets of `auth_secret`.
+    let auth = proptest::option::of((
+        prop_oneof![Just("basic"), Just("digest")],
+        prop_oneof![3 => Just("users".to_string()), 1 => text()],
+    ));
+    (proptest::collection::btree_map(key, value, 0..4), auth)
+        .prop_map(|(mut m, auth)| {
+            if let Some((kind, secret)) = auth {
+                m.insert("nginx.ingress.kubernetes.io/auth-type", kind.to_string());
+                m.insert("vane.dev/auth-secret", secret);
+            }
+            json!(m)
+        })
+        .boxed()
 }
 
 fn ingress() -> impl Strategy<Value = Value> {
@@ -197,6 +217,26 @@ fn policy() -> impl Strategy<Value = Value> {
         })
 }
 
+/// The Secret `users` of basic auth: usable, empty, without the `auth` key, or of bad lines.
+fn auth_secret() -> BoxedStrategy<Value> {
+    let file = prop_oneof![
+        Just("alice:{PLAIN}a\nbob:$apr1$63JlJ2NH$smE0mnB5h3tDri0zkpWXt1\n".to_string()),
+        Just("alice:{PLAIN}b\n".to_string()),
+        Just(String::new()),
+        text(),
+    ];
+    (file, any::<bool>(), text())
+        .prop_map(|(file, under_auth, other)| {
+            let key = if under_auth { "auth" } else { "alice" };
+            json!({
+                "metadata": {"name": "users", "namespace": "default"},
+                "type": "Opaque",
+                "stringData": {key: file, "bob": other},
+            })
+        })
+        .boxed()
+}
+
 /// Typed objects from JSON; what does not deserialize is left out, as the sources do.
 fn typed<T: serde::de::DeserializeOwned>(values: Vec<Value>) -> Vec<Arc<T>> {
     values
@@ -210,7 +250,7 @@ fn typed<T: serde::de::DeserializeOwned>(values: Vec<Value>) -> Vec<Arc<T>> {
 fn snapshot(
     ingresses: Vec<Value>,
     backends: Vec<(Value, Value)>,
-    policies: Vec<Value>,
+    (policies, secrets): (Vec<Value>, Vec<Value>),
 ) -> Snapshot {
     let class = json!({"metadata": {"name": "vane"}, "spec": {"controller": "vane.dev/ingress-controller"}});
     let (services, slices): (Vec<Value>, Vec<Value>) = backends.into_iter().unzip();
@@ -219,7 +259,7 @@ fn snapshot(
         ingresses: typed(ingresses),
         services: typed(services),
         endpoint_slices: typed(slices),
-        secrets: Vec::new(),
+        secrets: typed(secrets),
         backend_policies: typed(policies),
     }
 }
@@ -232,8 +272,9 @@ proptest! {
         ingresses in proptest::collection::vec(ingress(), 0..5),
         backends in proptest::collection::vec(service_and_slice(), 0..4),
         policies in proptest::collection::vec(policy(), 0..3),
+        secrets in proptest::collection::vec(auth_secret(), 0..2),
     ) {
-        let snapshot = snapshot(ingresses, backends, policies);
+        let snapshot = snapshot(ingresses, backends, (policies, secrets));
         let started = Instant::now();
         let compiled = compile(&snapshot, &Options::default());
         // The balancers are where a table size or weight turns into memory.
@@ -259,9 +300,10 @@ proptest! {
         ingresses in proptest::collection::vec(any_ingress(), 0..6),
         backends in proptest::collection::vec(service_and_slice(), 0..4),
         policies in proptest::collection::vec(policy(), 0..2),
+        secrets in proptest::collection::vec(auth_secret(), 0..2),
         changes in proptest::collection::vec(change(), 1..12),
     ) {
-        let mut snapshot = snapshot(ingresses, backends, policies);
+        let mut snapshot = snapshot(ingresses, backends, (policies, secrets));
         let options = Options::default();
         let mut fragments = Fragments::default();
         same_output(&compile_cached(&snapshot, &options, &mut fragments), &compile(&snapshot, &options))?;
@@ -273,6 +315,8 @@ proptest! {
                 Change::Service(at, new) => apply(&mut snapshot.services, &at, new),
                 Change::Slice(at, new) => apply(&mut snapshot.endpoint_slices, &at, new),
                 Change::Policy(at, new) => apply(&mut snapshot.backend_policies, &at, new),
+                // A rotated, deleted or created Secret of basic auth users.
+                Change::Secret(at, new) => apply(&mut snapshot.secrets, &at, new),
             }
             let cached = compile_cached(&snapshot, &options, &mut fragments);
             same_output(&cached, &compile(&snapshot, &options))?;
@@ -299,6 +343,7 @@ enum Change {
     Service(prop::sample::Index, Option<Value>),
     Slice(prop::sample::Index, Option<Value>),
     Policy(prop::sample::Index, Option<Value>),
+    Secret(prop::sample::Index, Option<Value>),
 }
 
 fn change() -> impl Strategy<Value = Change> {
@@ -311,6 +356,8 @@ fn change() -> impl Strategy<Value = Change> {
             .prop_map(|(at, new)| Change::Slice(at, new.map(|(_, slice)| slice))),
         1 => (any::<prop::sample::Index>(), proptest::option::of(policy()))
             .prop_map(|(at, new)| Change::Policy(at, new)),
+        2 => (any::<prop::sample::Index>(), proptest::option::of(auth_secret()))
+            .prop_map(|(at, new)| Change::Secret(at, new)),
     ]
 }
 
@@ -358,6 +405,14 @@ proptest! {
         let _ = parse_verify_client(&value);
         let _ = parse_secret_ref(&value);
         let _ = parse_backend_protocol(&value);
+        let _ = parse_auth_type(&value);
+        let _ = parse_auth_secret_type(&value);
+        let _ = parse_realm(&value);
+        let _ = parse_satisfy(&value);
+        let _ = parse_method(&value);
+        let _ = parse_header_names(&value);
+        let _ = parse_query_param(&value);
+        let _ = vane::table::PasswordHash::parse(&value);
         let _ = parse_algorithm(&value);
         let _ = parse_hash_by(&value);
         if let Ok(hsts) = parse_hsts(&value) {
